@@ -1,0 +1,146 @@
+//! What is parsed from a message once, at APPEND, and kept so that FETCH of anything but body
+//! content never reads the backend: envelope, MIME structure with byte offsets, the header
+//! fields clients sync, and a preview.
+//!
+//! Header-derived strings are raw octets as they appear in the message (after unfolding), since
+//! headers may carry 8-bit data; decoding is the protocol layer's business.
+
+use serde::{Deserialize, Serialize};
+
+/// A string of raw header octets.
+pub type Octets = Vec<u8>;
+
+/// An address as RFC 5322 gives it, split the way ENVELOPE reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// Display name.
+    #[serde(with = "serde_bytes")]
+    pub name: Option<Octets>,
+    /// Source route (obsolete syntax).
+    #[serde(with = "serde_bytes")]
+    pub adl: Option<Octets>,
+    /// Local part; for a group start, the group name.
+    #[serde(with = "serde_bytes")]
+    pub mailbox: Option<Octets>,
+    /// Domain; `None` marks a group start or end.
+    #[serde(with = "serde_bytes")]
+    pub host: Option<Octets>,
+}
+
+/// The envelope of a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `Date:`
+    #[serde(with = "serde_bytes")]
+    pub date: Option<Octets>,
+    /// `Subject:`
+    #[serde(with = "serde_bytes")]
+    pub subject: Option<Octets>,
+    /// `From:`
+    pub from: Vec<Address>,
+    /// `Sender:`
+    pub sender: Vec<Address>,
+    /// `Reply-To:`
+    pub reply_to: Vec<Address>,
+    /// `To:`
+    pub to: Vec<Address>,
+    /// `Cc:`
+    pub cc: Vec<Address>,
+    /// `Bcc:`
+    pub bcc: Vec<Address>,
+    /// `In-Reply-To:`
+    #[serde(with = "serde_bytes")]
+    pub in_reply_to: Option<Octets>,
+    /// `Message-ID:`
+    #[serde(with = "serde_bytes")]
+    pub message_id: Option<Octets>,
+}
+
+/// A parameter list entry (`charset=utf-8`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    /// Attribute.
+    #[serde(with = "serde_bytes")]
+    pub name: Octets,
+    /// Value.
+    #[serde(with = "serde_bytes")]
+    pub value: Octets,
+}
+
+/// `Content-Disposition`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disposition {
+    /// `inline`, `attachment`...
+    #[serde(with = "serde_bytes")]
+    pub kind: Octets,
+    /// Its parameters.
+    pub params: Vec<Param>,
+}
+
+/// One MIME part, with the byte offsets of its header and body in the raw message, so that a
+/// part fetch reads only its range from the backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MimePart {
+    /// Media type (`text`).
+    #[serde(with = "serde_bytes")]
+    pub media_type: Octets,
+    /// Subtype (`plain`).
+    #[serde(with = "serde_bytes")]
+    pub subtype: Octets,
+    /// Content-Type parameters.
+    pub params: Vec<Param>,
+    /// `Content-ID`.
+    #[serde(with = "serde_bytes")]
+    pub id: Option<Octets>,
+    /// `Content-Description`.
+    #[serde(with = "serde_bytes")]
+    pub description: Option<Octets>,
+    /// `Content-Transfer-Encoding`.
+    #[serde(with = "serde_bytes")]
+    pub encoding: Option<Octets>,
+    /// `Content-MD5`.
+    #[serde(with = "serde_bytes")]
+    pub md5: Option<Octets>,
+    /// `Content-Disposition`.
+    pub disposition: Option<Disposition>,
+    /// `Content-Language`.
+    pub language: Vec<String>,
+    /// `Content-Location`.
+    #[serde(with = "serde_bytes")]
+    pub location: Option<Octets>,
+    /// Offset of the part's header in the raw message.
+    pub header_offset: u64,
+    /// Offset of the part's body.
+    pub body_offset: u64,
+    /// Offset one past the end of the part's body.
+    pub end_offset: u64,
+    /// Number of lines of the body (text parts and message/rfc822).
+    pub lines: Option<u32>,
+    /// For message/rfc822: the envelope of the enclosed message (its structure is `children[0]`).
+    pub enclosed: Option<Box<Envelope>>,
+    /// Sub-parts of a multipart, or the enclosed message's root part.
+    pub children: Vec<MimePart>,
+}
+
+/// A header field kept for clients that sync headers (`BODY.PEEK[HEADER.FIELDS (...)]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderField {
+    /// Field name as written.
+    pub name: String,
+    /// Raw value (folded as in the message).
+    #[serde(with = "serde_bytes")]
+    pub value: Octets,
+}
+
+/// Everything parsed from a message at APPEND.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParsedMessage {
+    /// ENVELOPE.
+    pub envelope: Envelope,
+    /// BODYSTRUCTURE, with offsets.
+    pub structure: MimePart,
+    /// The header fields clients commonly sync, in message order.
+    pub headers: Vec<HeaderField>,
+    /// A short plain-text preview (RFC 8970 PREVIEW).
+    pub preview: String,
+}

@@ -1,0 +1,226 @@
+//! The on-disk schema: tables, key layouts, value encoding, the schema version and its upgrades.
+//! `docs/index-format.md` describes the same thing for readers of the file.
+//!
+//! Every table maps byte keys to byte values. Keys are big-endian so that byte order is numeric
+//! order. Every value is `postcard(record) ‖ crc32(key ‖ postcard(record))`, so a damaged key or
+//! value is found on read instead of being answered.
+
+use std::path::Path;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::error::{IndexError, Result};
+use crate::model::{Guid, KeywordId, MailboxId, Modseq, Uid};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The oldest schema version this build can upgrade from.
+pub const OLDEST_UPGRADABLE: u32 = 1;
+
+/// Marks a file as a Strata index (stored under the `magic` meta key).
+pub const MAGIC: &[u8] = b"strata-index";
+
+pub(crate) type Tbl = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// The tables, in a fixed order (their index is used in undo logs and diffs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Table {
+    /// `meta`: `magic`, `schema_version`, `state` (user counters).
+    Meta = 0,
+    /// `mailboxes`: mailbox id → [`crate::MailboxRecord`].
+    Mailboxes = 1,
+    /// `mailbox_names`: parent id ‖ name → mailbox id.
+    MailboxNames = 2,
+    /// `messages`: mailbox id ‖ UID → [`crate::MessageRecord`].
+    Messages = 3,
+    /// `contents`: GUID → [`StoredContent`] (the record and its reference count).
+    Contents = 4,
+    /// `changes`: MODSEQ ‖ mailbox id ‖ UID → [`crate::ChangeKind`].
+    Changes = 5,
+    /// `keywords`: keyword id → name.
+    Keywords = 6,
+    /// `subscriptions`: mailbox name → ().
+    Subscriptions = 7,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 8] = [
+        Table::Meta,
+        Table::Mailboxes,
+        Table::MailboxNames,
+        Table::Messages,
+        Table::Contents,
+        Table::Changes,
+        Table::Keywords,
+        Table::Subscriptions,
+    ];
+
+    pub(crate) fn def(self) -> Tbl {
+        TableDefinition::new(self.name())
+    }
+
+    /// The table's name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Mailboxes => "mailboxes",
+            Table::MailboxNames => "mailbox_names",
+            Table::Messages => "messages",
+            Table::Contents => "contents",
+            Table::Changes => "changes",
+            Table::Keywords => "keywords",
+            Table::Subscriptions => "subscriptions",
+        }
+    }
+}
+
+pub(crate) const META_MAGIC: &[u8] = b"magic";
+pub(crate) const META_VERSION: &[u8] = b"schema_version";
+pub(crate) const META_STATE: &[u8] = b"state";
+
+/// The user-level counters, stored under the `state` meta key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserState {
+    /// The highest MODSEQ given out.
+    pub modseq: Modseq,
+    /// The next mailbox id.
+    pub next_mailbox_id: u32,
+    /// The last UIDVALIDITY given out (new ones are strictly greater).
+    pub last_uid_validity: u32,
+    /// The next keyword id.
+    pub next_keyword_id: u16,
+    /// Bytes of keys and values stored, for the repack trigger.
+    pub live_bytes: u64,
+    /// Change-log entries at or below this MODSEQ have been trimmed.
+    pub log_floor: Modseq,
+}
+
+/// A content record with the number of messages that refer to it; kept together so that an
+/// APPEND writes one row for its content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredContent {
+    /// How many messages refer to it.
+    pub refs: u32,
+    /// The record.
+    pub content: crate::model::ContentRecord,
+}
+
+pub(crate) fn mailbox_key(id: MailboxId) -> [u8; 4] {
+    id.0.to_be_bytes()
+}
+
+pub(crate) fn message_key(mailbox: MailboxId, uid: Uid) -> [u8; 8] {
+    let mut k = [0; 8];
+    k[..4].copy_from_slice(&mailbox.0.to_be_bytes());
+    k[4..].copy_from_slice(&uid.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn split_message_key(k: &[u8]) -> Option<(MailboxId, Uid)> {
+    let mb = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let uid = u32::from_be_bytes(k.get(4..8)?.try_into().ok()?);
+    (k.len() == 8).then_some((MailboxId(mb), Uid(uid)))
+}
+
+pub(crate) fn change_key(modseq: Modseq, mailbox: MailboxId, uid: Uid) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&modseq.0.to_be_bytes());
+    k[8..12].copy_from_slice(&mailbox.0.to_be_bytes());
+    k[12..].copy_from_slice(&uid.0.to_be_bytes());
+    k
+}
+
+/// The first change-log key after `after`.
+pub(crate) fn changes_after(after: Modseq) -> [u8; 16] {
+    change_key(Modseq(after.0.saturating_add(1)), MailboxId(0), Uid(0))
+}
+
+pub(crate) fn split_change_key(k: &[u8]) -> Option<(Modseq, MailboxId, Uid)> {
+    if k.len() != 16 {
+        return None;
+    }
+    let m = u64::from_be_bytes(k[..8].try_into().ok()?);
+    let (mb, uid) = split_message_key(&k[8..])?;
+    Some((Modseq(m), mb, uid))
+}
+
+pub(crate) fn name_key(parent: Option<MailboxId>, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + name.len());
+    k.extend_from_slice(&parent.map_or(0, |p| p.0).to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn keyword_key(id: KeywordId) -> [u8; 2] {
+    id.0.to_be_bytes()
+}
+
+pub(crate) fn guid_key(g: &Guid) -> &[u8] {
+    &g.0
+}
+
+/// Encodes a record with its checksum over key and value.
+pub(crate) fn encode<T: Serialize>(key: &[u8], value: &T) -> Vec<u8> {
+    let mut out = postcard::to_stdvec(value).expect("serializing into memory cannot fail");
+    let crc = checksum(key, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a record, checking its checksum; `path` names the file in errors.
+pub(crate) fn decode<T: DeserializeOwned>(
+    path: &Path,
+    table: Table,
+    key: &[u8],
+    raw: &[u8],
+) -> Result<T> {
+    let body = verify(path, table, key, raw)?;
+    postcard::from_bytes(body).map_err(|e| {
+        IndexError::corrupt(
+            path,
+            format!("undecodable record in {} key {key:02x?}: {e}", table.name()),
+        )
+    })
+}
+
+/// Checks a raw value's checksum and returns the record bytes without it.
+pub(crate) fn verify<'a>(path: &Path, table: Table, key: &[u8], raw: &'a [u8]) -> Result<&'a [u8]> {
+    let Some(split) = raw.len().checked_sub(4) else {
+        return Err(IndexError::corrupt(
+            path,
+            format!("short record in {} key {key:02x?}", table.name()),
+        ));
+    };
+    let (body, crc) = raw.split_at(split);
+    let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+    if checksum(key, body) != stored {
+        return Err(IndexError::corrupt(
+            path,
+            format!("checksum mismatch in {} key {key:02x?}", table.name()),
+        ));
+    }
+    Ok(body)
+}
+
+fn checksum(key: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&(key.len() as u32).to_le_bytes());
+    h.update(key);
+    h.update(body);
+    h.finalize()
+}
+
+/// One schema upgrade: rewrites a file of version `from` into version `from + 1` inside one
+/// write transaction.
+pub(crate) struct Upgrade {
+    pub from: u32,
+    pub run: fn(&redb::WriteTransaction, &Path) -> Result<()>,
+}
+
+/// The upgrade path, oldest first. Each entry takes a file one version forward; opening a file
+/// runs the entries from its version up to [`SCHEMA_VERSION`] in one transaction, so an
+/// interrupted upgrade leaves the old version intact.
+pub(crate) const UPGRADES: &[Upgrade] = &[];
