@@ -100,7 +100,8 @@ pub struct WriterStats {
 /// State shared by the handles of one user's index and its writer.
 pub(crate) struct Shared {
     pub(crate) path: PathBuf,
-    db: RwLock<Arc<redb::Database>>,
+    /// `None` once the writer has closed the index.
+    db: RwLock<Option<Arc<redb::Database>>>,
     views: Mutex<HashMap<MailboxId, Weak<MailboxView>>>,
     events: broadcast::Sender<Arc<CommitEvent>>,
     poison: Mutex<Option<String>>,
@@ -112,12 +113,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn db(&self) -> Arc<redb::Database> {
-        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    pub(crate) fn db(&self) -> Result<Arc<redb::Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(IndexError::Closed)
     }
 
-    pub(crate) fn replace_db(&self, db: Arc<redb::Database>) {
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+    pub(crate) fn replace_db(
+        &self,
+        db: Option<Arc<redb::Database>>,
+    ) -> Option<Arc<redb::Database>> {
+        std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), db)
     }
 
     pub(crate) fn poison(&self, detail: String) {
@@ -140,7 +148,7 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        Snapshot::begin(&self.path, self.db())
+        Snapshot::begin(&self.path, self.db()?)
     }
 
     pub(crate) fn commits_done(&self) -> u64 {
@@ -205,7 +213,7 @@ impl UserIndex {
         let (events, _) = broadcast::channel(opts.event_capacity.max(1));
         let shared = Arc::new(Shared {
             path,
-            db: RwLock::new(db),
+            db: RwLock::new(Some(db)),
             views: Mutex::new(HashMap::new()),
             events,
             poison: Mutex::new(None),
@@ -576,6 +584,10 @@ async fn writer_loop(
             }
         }
     }
+    // Close the file now (snapshots still held keep their own handle), so that the index can be
+    // opened again as soon as close() returns.
+    let db = shared.replace_db(None);
+    let _ = tokio::task::spawn_blocking(move || drop(db)).await;
     crate::owner::release(&shared.path);
     if let Some(r) = close_reply {
         let _ = r.send(());
@@ -592,7 +604,10 @@ fn commit_batch(shared: &Shared, state: UserState, jobs: Vec<Job>) -> Option<Use
         tracing::debug!(error = %e, "dropping writes to a poisoned index");
         return None;
     }
-    let db = shared.db();
+    let db = match shared.db() {
+        Ok(db) => db,
+        Err(_) => return None,
+    };
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
     let outcome = guard(path, || {
         let mut wtxn = db.begin_write().map_err(|e| IndexError::engine(path, e))?;

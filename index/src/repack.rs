@@ -291,7 +291,7 @@ fn swap(shared: &Arc<Shared>, tmp: &Path, at: Modseq, state: &mut UserState) -> 
             let fresh = Snapshot::begin(&path, db.clone())?;
             *state = fresh.state().clone();
             drop(fresh);
-            shared.replace_db(db);
+            shared.replace_db(Some(db));
             crate::owner::claim(&path);
             Ok(())
         }
