@@ -549,11 +549,11 @@ fn run_case(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
                 }
             }
             // Keep a view on the first mailbox, as a session with it selected would.
-            if let Some(&first) = model.mailboxes.keys().next() {
-                if !views.contains_key(&first) {
-                    views.clear();
-                    views.insert(first, index.view(MailboxId(first)).await.unwrap());
-                }
+            if let Some(&first) = model.mailboxes.keys().next()
+                && !views.contains_key(&first)
+            {
+                views.clear();
+                views.insert(first, index.view(MailboxId(first)).await.unwrap());
             }
             compare(&index, &model, &views, &mut floor)?;
         }
