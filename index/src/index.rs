@@ -206,6 +206,7 @@ impl UserIndex {
         tracing::info!(
             file = %path.display(),
             created = report.created,
+            unclean = report.unclean_shutdown,
             repaired = report.repaired,
             micros = report.duration.as_micros() as u64,
             "index opened"

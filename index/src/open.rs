@@ -21,7 +21,10 @@ pub struct RecoveryReport {
     pub path: std::path::PathBuf,
     /// The file did not exist and was created.
     pub created: bool,
-    /// The file had not been closed cleanly and the engine repaired it.
+    /// The last writer did not close the file (it crashed or was killed): its owner label was
+    /// still there.
+    pub unclean_shutdown: bool,
+    /// The engine ran a repair of its own (allocator rebuild) while opening.
     pub repaired: bool,
     /// The schema was upgraded from this version.
     pub upgraded_from: Option<u32>,
@@ -127,6 +130,7 @@ pub(crate) fn open_writable(
         }
         Err(e) => return Err(IndexError::io(path, e)),
     };
+    let unclean_shutdown = !created && crate::owner::owner_path(path).exists();
     let repaired = Arc::new(AtomicBool::new(false));
     let flag = repaired.clone();
     let db = guard(path, || {
@@ -144,6 +148,7 @@ pub(crate) fn open_writable(
     let report = RecoveryReport {
         path: path.to_path_buf(),
         created,
+        unclean_shutdown,
         repaired: repaired.load(Ordering::Relaxed),
         upgraded_from,
         duration: start.elapsed(),
