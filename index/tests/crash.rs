@@ -56,7 +56,7 @@ async fn child(path: &str, mut n: u64) -> ! {
             .await
             .unwrap()[0];
         say(format!("DURABLE APPEND {n} {}", uid.0));
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             say(format!("BEGIN SEEN {}", uid.0));
             index
                 .store(
@@ -70,7 +70,7 @@ async fn child(path: &str, mut n: u64) -> ! {
                 .unwrap();
             say(format!("DURABLE SEEN {}", uid.0));
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             say(format!("BEGIN EXPUNGE {}", uid.0));
             index.expunge(inbox, vec![uid]).await.unwrap();
             say(format!("DURABLE EXPUNGE {}", uid.0));
