@@ -337,6 +337,9 @@ impl UserIndex {
             .get(&mailbox)
             .and_then(Weak::upgrade)
         {
+            if v.is_deleted() {
+                return Err(IndexError::NoSuchMailbox(mailbox));
+            }
             return Ok(v);
         }
         let shared = self.shared.clone();
@@ -454,7 +457,11 @@ fn build_view(shared: &Shared, mailbox: MailboxId) -> Result<Arc<MailboxView>> {
 fn register_view(shared: &Shared, view: Arc<MailboxView>) -> Result<Arc<MailboxView>> {
     let mut reg = shared.views.lock().unwrap_or_else(|p| p.into_inner());
     let mb = view.mailbox();
-    if let Some(v) = reg.get(&mb).and_then(Weak::upgrade) {
+    if let Some(v) = reg
+        .get(&mb)
+        .and_then(Weak::upgrade)
+        .filter(|v| !v.is_deleted())
+    {
         return Ok(v);
     }
     let snap = shared.snapshot()?;

@@ -90,7 +90,24 @@ pub(crate) fn dense_copy(snap: &Snapshot, dest: &Path, log_floor: Modseq) -> Res
     if log_floor > snap.log_floor() {
         rewrite_state(dest, |s| s.log_floor = log_floor.max(s.log_floor))?;
     }
+    compact_file(dest)?;
     Ok(rows)
+}
+
+/// Moves live pages down into free space and truncates the file. The engine grows a file by
+/// doubling it, so a fresh copy ends with free space that compaction gives back.
+pub(crate) fn compact_file(dest: &Path) -> Result<()> {
+    guard(dest, || {
+        let mut db = Database::builder()
+            .set_cache_size(64 << 20)
+            .open(dest)
+            .map_err(|e| IndexError::engine(dest, e))?;
+        while db.compact().map_err(|e| IndexError::Engine {
+            path: dest.to_path_buf(),
+            detail: e.to_string(),
+        })? {}
+        Ok(())
+    })
 }
 
 /// Opens a copy exclusively, runs `f` in one durable transaction, and closes it.
@@ -167,12 +184,21 @@ impl RawRead for CopyProbe<'_, '_> {
     }
 }
 
+/// Disk space a file occupies: its allocated blocks, not its length. The engine grows files by
+/// extending them, and the unwritten tail is a hole that takes no space.
+pub fn disk_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
 /// What a repack did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepackReport {
-    /// File size before.
+    /// Disk space of the file before ([`disk_bytes`]).
     pub bytes_before: u64,
-    /// File size after.
+    /// Disk space of the file after.
     pub bytes_after: u64,
     /// Live key and value bytes.
     pub live_bytes: u64,
@@ -199,7 +225,7 @@ pub async fn repack(index: &UserIndex, log_retention: Option<u64>) -> Result<Rep
     let shared = index.shared().clone();
     let path = shared.path.clone();
     let tmp = sibling(&path, "repack");
-    let bytes_before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let bytes_before = disk_bytes(&path);
     let sh = shared.clone();
     let t = tmp.clone();
     let (mut at, rows) = blocking(&path, move || {
@@ -252,7 +278,7 @@ pub async fn repack(index: &UserIndex, log_retention: Option<u64>) -> Result<Rep
     let snap = shared.snapshot()?;
     let report = RepackReport {
         bytes_before,
-        bytes_after: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        bytes_after: disk_bytes(&path),
         live_bytes: snap.live_bytes(),
         rows,
         catch_up_rounds: rounds,
@@ -319,7 +345,7 @@ async fn blocking<R: Send + 'static>(
 /// When the maintenance worker repacks a file.
 #[derive(Clone, Debug)]
 pub struct MaintenanceOptions {
-    /// Repack when the file is larger than this many times its live data.
+    /// Repack when the file takes more than this many times its live data on disk.
     pub sparse_ratio: f64,
     /// Never repack files smaller than this.
     pub min_file_bytes: u64,
@@ -382,10 +408,7 @@ impl Maintenance {
         {
             return;
         }
-        let Ok(meta) = std::fs::metadata(&shared.path) else {
-            return;
-        };
-        let len = meta.len();
+        let len = disk_bytes(&shared.path);
         if len < self.opts.min_file_bytes
             || (len as f64) < self.opts.sparse_ratio * live_bytes as f64
         {
