@@ -28,8 +28,11 @@ use crate::view::{MailboxView, ViewEntry};
 /// How an index is opened and how its writer batches.
 #[derive(Clone)]
 pub struct IndexOptions {
-    /// How long the writer waits for more work when everything queued is [`Durability::Grouped`]
-    /// (flag changes), so that several sessions' changes share one fsync.
+    /// How long the writer may wait for more work, once its queue is empty, when everything
+    /// queued is [`Durability::Grouped`] (flag changes). Zero by default: writes that arrive
+    /// while a commit is in flight already share the next fsync, and waiting while every
+    /// session is itself waiting on the writer only adds latency (measured: 2 ms halved the
+    /// group-committed flag rate).
     pub group_commit_window: Duration,
     /// Most write closures in one engine transaction.
     pub max_batch: usize,
@@ -46,7 +49,7 @@ pub struct IndexOptions {
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
-            group_commit_window: Duration::from_millis(2),
+            group_commit_window: Duration::ZERO,
             max_batch: 4096,
             cache_bytes: 64 << 20,
             event_capacity: 4096,

@@ -5,6 +5,7 @@
 //! run many callers' work inside one engine transaction (one fsync for all) while each caller, and
 //! each step inside a caller, can still fail alone.
 
+use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 
@@ -108,6 +109,7 @@ struct SavepointState {
     undo_len: usize,
     changes_len: usize,
     state: UserState,
+    mailboxes: HashMap<MailboxId, Option<MailboxRecord>>,
 }
 
 /// One writer's view of the index inside the current engine transaction.
@@ -123,6 +125,9 @@ pub struct Txn<'a, 't> {
     savepoints: Vec<SavepointState>,
     op_modseq: Option<Modseq>,
     now: Timestamp,
+    /// Mailbox records changed in this transaction (`None`: deleted), written once at flush:
+    /// a batch of appends to one mailbox then writes its record once, not once per message.
+    mailboxes: HashMap<MailboxId, Option<MailboxRecord>>,
 }
 
 impl RawRead for Txn<'_, '_> {
@@ -163,6 +168,7 @@ impl<'a, 't> Txn<'a, 't> {
             savepoints: Vec::new(),
             op_modseq: None,
             now: Timestamp::now(),
+            mailboxes: HashMap::new(),
         }
     }
 
@@ -177,6 +183,7 @@ impl<'a, 't> Txn<'a, 't> {
             undo_len: self.undo.len(),
             changes_len: self.changes.len(),
             state: self.state.clone(),
+            mailboxes: self.mailboxes.clone(),
         });
         Savepoint {
             depth: self.savepoints.len(),
@@ -199,6 +206,7 @@ impl<'a, 't> Txn<'a, 't> {
         }
         self.changes.truncate(saved.changes_len);
         self.state = saved.state;
+        self.mailboxes = saved.mailboxes;
         self.op_modseq = None;
         Ok(())
     }
@@ -287,15 +295,32 @@ impl<'a, 't> Txn<'a, 't> {
     }
 
     fn put_mailbox(&mut self, mb: &MailboxRecord) -> Result<()> {
-        self.put(Table::Mailboxes, &schema::mailbox_key(mb.id), mb)
+        self.mailboxes.insert(mb.id, Some(mb.clone()));
+        Ok(())
+    }
+
+    fn mailbox_now(&self, id: MailboxId) -> Result<Option<MailboxRecord>> {
+        match self.mailboxes.get(&id) {
+            Some(cached) => Ok(cached.clone()),
+            None => self.mailbox(id),
+        }
     }
 
     fn must_mailbox(&self, id: MailboxId) -> Result<MailboxRecord> {
-        self.mailbox(id)?.ok_or(IndexError::NoSuchMailbox(id))
+        self.mailbox_now(id)?.ok_or(IndexError::NoSuchMailbox(id))
     }
 
-    /// Writes the user counters; called once before commit.
+    /// Writes the changed mailbox records and the user counters; called once before commit,
+    /// with no savepoint open.
     pub(crate) fn flush_state(&mut self) -> Result<()> {
+        let mut changed: Vec<(MailboxId, Option<MailboxRecord>)> = self.mailboxes.drain().collect();
+        changed.sort_by_key(|(id, _)| *id);
+        for (id, rec) in changed {
+            match rec {
+                Some(rec) => self.put(Table::Mailboxes, &schema::mailbox_key(id), &rec)?,
+                None => self.delete(Table::Mailboxes, &schema::mailbox_key(id))?,
+            }
+        }
         // Encoding the state changes live_bytes only by the state row's own size, which is
         // counted on the next flush; the drift is bounded by one row.
         let state = self.state.clone();
@@ -306,7 +331,7 @@ impl<'a, 't> Txn<'a, 't> {
 
     /// A mailbox, as this transaction sees it.
     pub fn get_mailbox(&self, id: MailboxId) -> Result<Option<MailboxRecord>> {
-        self.mailbox(id)
+        self.mailbox_now(id)
     }
 
     /// Finds a mailbox by parent and name.
@@ -451,7 +476,7 @@ impl<'a, 't> Txn<'a, 't> {
             Table::MailboxNames,
             &schema::name_key(rec.parent, &rec.name),
         )?;
-        self.delete(Table::Mailboxes, &schema::mailbox_key(id))?;
+        self.mailboxes.insert(id, None);
         let m = self.log(id, Uid(0), ChangeKind::MailboxDeleted)?;
         self.changes.push(Change::Mailbox {
             mailbox: id,
