@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use engines::{Engine, RawRedb, Sqlite, Strata};
+use engines::{Engine, RawRedb, RedbRows, Sqlite, Strata};
 
 #[derive(Parser)]
 #[command(about = "Strata's index against raw redb and SQLite, phase by phase")]
@@ -71,7 +71,10 @@ struct Figure {
     higher_is_better: bool,
 }
 
-const ENGINES: [&str; 3] = ["strata", "redb", "sqlite"];
+const ENGINES: [&str; 4] = ["strata", "redb", "sqlite", "redb-rows"];
+
+/// Phases where raw redb writing Strata's own rows is measured too.
+const ROWS_PHASES: [&str; 4] = ["a1", "a100", "b1", "bg"];
 
 fn emit(engine: &str, metric: &str, value: f64, unit: &str, higher_is_better: bool) {
     let f = Figure {
@@ -103,6 +106,10 @@ fn open(engine: &str, dir: &Path, mailboxes: u32) -> (Box<dyn Engine>, Duration)
         }
         "sqlite" => {
             let (e, d) = Sqlite::open(dir);
+            (Box::new(e), d)
+        }
+        "redb-rows" => {
+            let (e, d) = RedbRows::open(dir);
             (Box::new(e), d)
         }
         other => panic!("unknown engine {other}"),
@@ -469,7 +476,7 @@ fn report(figs: &[Figure], meta: &str) -> String {
             .insert(f.engine.clone(), f.clone());
     }
     let mut out = format!(
-        "{meta}\n\n| phase | unit | Strata | raw redb | SQLite | Strata / redb | Strata / SQLite |\n|---|---|---:|---:|---:|---:|---:|\n"
+        "{meta}\n\n| phase | unit | Strata | raw redb | SQLite | redb, Strata's rows | Strata / redb | Strata / SQLite | Strata / redb, Strata's rows |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     let fmt = |v: f64| {
         if v >= 100.0 {
@@ -489,12 +496,14 @@ fn report(figs: &[Figure], meta: &str) -> String {
             _ => "–".into(),
         };
         out += &format!(
-            "| {metric} | {unit} | {} | {} | {} | {} | {} |\n",
+            "| {metric} | {unit} | {} | {} | {} | {} | {} | {} | {} |\n",
             cell(get("strata")),
             cell(get("redb")),
             cell(get("sqlite")),
+            cell(get("redb-rows")),
             ratio(get("strata"), get("redb")),
             ratio(get("strata"), get("sqlite")),
+            ratio(get("strata"), get("redb-rows")),
         );
     }
     out
@@ -522,6 +531,9 @@ fn main() {
             let started = Instant::now();
             for phase in &phases {
                 for engine in ENGINES {
+                    if engine == "redb-rows" && !ROWS_PHASES.contains(&phase.as_str()) {
+                        continue;
+                    }
                     let d = tmp.path().join(format!("{engine}-{phase}"));
                     eprintln!("phase {phase}, {engine}...");
                     let got = match phase.as_str() {
