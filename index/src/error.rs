@@ -67,6 +67,9 @@ pub enum IndexError {
     /// The index has been closed.
     #[error("index is closed")]
     Closed,
+    /// A repack of this index is already running.
+    #[error("index file {0} is already being repacked")]
+    RepackInProgress(PathBuf),
     /// No mailbox with this id.
     #[error("no mailbox with id {0}")]
     NoSuchMailbox(MailboxId),

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     jobs: AtomicU64,
     pub(crate) last_swap_hold_us: AtomicU64,
     pub(crate) repacks: AtomicU64,
+    /// Set while a repack of this index runs (two would build the same copy file).
+    pub(crate) repacking: AtomicBool,
     pub(crate) cache_bytes: usize,
 }
 
@@ -225,6 +227,7 @@ impl UserIndex {
             jobs: AtomicU64::new(0),
             last_swap_hold_us: AtomicU64::new(0),
             repacks: AtomicU64::new(0),
+            repacking: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes,
         });
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));

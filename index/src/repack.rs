@@ -221,8 +221,34 @@ const SMALL_ROUND: usize = 2_000;
 /// Repacks one user's index. The user keeps reading and writing; the final swap holds the writer
 /// for as long as the last catch-up takes.
 pub async fn repack(index: &UserIndex, log_retention: Option<u64>) -> Result<RepackReport> {
-    let start = Instant::now();
     let shared = index.shared().clone();
+    if shared.repacking.swap(true, Ordering::AcqRel) {
+        return Err(IndexError::RepackInProgress(shared.path.clone()));
+    }
+    // Cleared however this ends, a dropped future included.
+    let _running = RepackFlag(&shared);
+    let result = repack_inner(index, &shared, log_retention).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(sibling(&shared.path, "repack"));
+    }
+    result
+}
+
+struct RepackFlag<'a>(&'a Shared);
+
+impl Drop for RepackFlag<'_> {
+    fn drop(&mut self) {
+        self.0.repacking.store(false, Ordering::Release);
+    }
+}
+
+async fn repack_inner(
+    index: &UserIndex,
+    shared: &Arc<Shared>,
+    log_retention: Option<u64>,
+) -> Result<RepackReport> {
+    let start = Instant::now();
+    let shared = shared.clone();
     let path = shared.path.clone();
     let tmp = sibling(&path, "repack");
     let bytes_before = disk_bytes(&path);

@@ -173,6 +173,26 @@ async fn repack_under_load_keeps_every_write_and_shrinks_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_repack_of_the_same_index_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = UserIndex::open(dir.path().join("u.redb"), IndexOptions::default())
+        .await
+        .unwrap();
+    let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
+    fill(&index, inbox, 0..3000).await;
+    let (a, b) = tokio::join!(repack(&index, None), repack(&index, None));
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(IndexError::RepackInProgress(_))))
+        .count();
+    assert_eq!(refused, 1, "{a:?} {b:?}");
+    assert!(a.is_ok() || b.is_ok());
+    // Once it is over, the next one runs.
+    repack(&index, None).await.unwrap();
+    strata_index::verify(&index.snapshot().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_worker_repacks_sparse_files_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("u.redb");
