@@ -295,11 +295,18 @@ async fn repack_inner(
                 shared
                     .last_swap_hold_us
                     .store(hold.as_micros() as u64, Ordering::Relaxed);
-                let _ = reply.send(r.map(|()| hold));
+                let _ = reply.send(r.map(|old| (hold, old)));
             },
         ))
         .await?;
-    let swap_hold = rx.await.map_err(|_| IndexError::Closed)??;
+    let (swap_hold, old) = rx.await.map_err(|_| IndexError::Closed)??;
+    // Closing the replaced file writes its engine state back, which takes long on a big file;
+    // it happens here, after the writer has been let go.
+    blocking(&path, move || {
+        drop(old);
+        Ok(())
+    })
+    .await?;
     shared.repacks.fetch_add(1, Ordering::Relaxed);
     let snap = shared.snapshot()?;
     let report = RepackReport {
@@ -321,8 +328,14 @@ async fn repack_inner(
     Ok(report)
 }
 
-/// The final step, with the writer held: last catch-up, then the atomic replacement.
-fn swap(shared: &Arc<Shared>, tmp: &Path, at: Modseq, state: &mut UserState) -> Result<()> {
+/// The final step, with the writer held: last catch-up, then the atomic replacement. Returns the
+/// replaced database handle, for the caller to close once the writer runs again.
+fn swap(
+    shared: &Arc<Shared>,
+    tmp: &Path,
+    at: Modseq,
+    state: &mut UserState,
+) -> Result<Option<Arc<Database>>> {
     let path = shared.path.clone();
     let snap = shared.snapshot()?;
     if snap.modseq() != at {
@@ -343,9 +356,9 @@ fn swap(shared: &Arc<Shared>, tmp: &Path, at: Modseq, state: &mut UserState) -> 
             let fresh = Snapshot::begin(&path, db.clone())?;
             *state = fresh.state().clone();
             drop(fresh);
-            shared.replace_db(Some(db));
+            let old = shared.replace_db(Some(db));
             crate::owner::claim(&path);
-            Ok(())
+            Ok(old)
         }
         Err(e) => {
             // The renamed copy is complete and durable, but this process cannot use it: stop

@@ -24,8 +24,22 @@ pub struct Snapshot {
     path: PathBuf,
     tables: Vec<RoTable>,
     state: UserState,
-    _txn: redb::ReadTransaction,
-    _db: Arc<dyn Any + Send + Sync>,
+    txn: Option<redb::ReadTransaction>,
+    db: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.tables.clear();
+        self.txn.take();
+        if let Some(db) = self.db.take()
+            && Arc::strong_count(&db) == 1
+        {
+            // The last holder of a file that a repack replaced: closing it writes the engine's
+            // state back, which takes long on a big file. Not on the reader's thread.
+            std::thread::spawn(move || drop(db));
+        }
+    }
 }
 
 impl RawRead for Snapshot {
@@ -71,8 +85,8 @@ impl Snapshot {
                 path: path.to_path_buf(),
                 tables,
                 state: UserState::default(),
-                _txn: txn,
-                _db: db,
+                txn: Some(txn),
+                db: Some(db),
             };
             snap.state = snap.user_state()?;
             Ok(snap)
