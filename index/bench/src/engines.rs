@@ -28,8 +28,9 @@ pub trait Engine {
     fn lookup(&mut self, mailbox: u32, uid: u32) -> bool;
     /// Deletes the given UIDs, in commits of 1000.
     fn expunge(&mut self, mailbox: u32, uids: &[u32]);
-    /// Rewrites the file densely (Strata: repack; redb: compact; SQLite: VACUUM).
-    fn repack(&mut self);
+    /// Rewrites the file densely (Strata: repack; redb: compact; SQLite: VACUUM); returns how
+    /// long the writer was held and the whole rewrite took, where the engine tells.
+    fn repack(&mut self) -> Option<(Duration, Duration)>;
     /// Reads every record and checks it; returns the count.
     fn verify(&mut self) -> u64;
     /// The files that make up the store.
@@ -289,8 +290,9 @@ impl Engine for Strata {
         }
     }
 
-    fn repack(&mut self) {
-        self.repack_report();
+    fn repack(&mut self) -> Option<(Duration, Duration)> {
+        let r = self.repack_report();
+        Some((r.swap_hold, r.duration))
     }
 
     fn verify(&mut self) -> u64 {
@@ -448,9 +450,10 @@ impl Engine for RawRedb {
         }
     }
 
-    fn repack(&mut self) {
+    fn repack(&mut self) -> Option<(Duration, Duration)> {
         self.read = None;
         while self.db.compact().unwrap() {}
+        None
     }
 
     fn verify(&mut self) -> u64 {
@@ -590,10 +593,11 @@ impl Engine for Sqlite {
         }
     }
 
-    fn repack(&mut self) {
+    fn repack(&mut self) -> Option<(Duration, Duration)> {
         self.conn
             .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
             .unwrap();
+        None
     }
 
     fn verify(&mut self) -> u64 {
@@ -755,8 +759,9 @@ impl Engine for RedbRows {
         }
     }
 
-    fn repack(&mut self) {
+    fn repack(&mut self) -> Option<(Duration, Duration)> {
         while self.db.compact().unwrap() {}
+        None
     }
 
     fn verify(&mut self) -> u64 {

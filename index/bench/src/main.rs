@@ -344,7 +344,22 @@ fn child(phase: &str, engine: &str, dir: &Path, n: u32) {
                 "MiB",
                 false,
             );
-            e.repack();
+            if let Some((hold, total)) = e.repack() {
+                emit(
+                    engine,
+                    "(f) repack: time the writer was held",
+                    hold.as_secs_f64() * 1e3,
+                    "ms",
+                    false,
+                );
+                emit(
+                    engine,
+                    "(f) repack: total time, user writing meanwhile allowed",
+                    total.as_secs_f64() * 1e3,
+                    "ms",
+                    false,
+                );
+            }
             let after = disk_bytes(&files) as f64;
             emit(
                 engine,
