@@ -1,0 +1,92 @@
+//! The backend trait: batched transactional writes, ranged and concurrent reads.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::batch::Batch;
+use crate::error::BackendError;
+use crate::key::Key;
+use crate::receipt::Receipt;
+
+/// What a backend can do natively.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A batch commits atomically in the store itself (not only through a local journal).
+    pub atomic_batch: bool,
+    /// Range reads fetch only the range (otherwise the whole object is read and sliced).
+    pub range_reads: bool,
+    /// Copies happen in the store without moving the data through Strata.
+    pub server_side_copy: bool,
+    /// Soft-done and acked can be different moments (a slow store behind a local journal).
+    pub deferred_ack: bool,
+}
+
+/// One read of [`Backend::get_many`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// The key.
+    pub key: Key,
+    /// The byte range, or the whole object.
+    pub range: Option<Range<u64>>,
+}
+
+impl Read {
+    /// A read of a whole object.
+    pub fn whole(key: Key) -> Self {
+        Read { key, range: None }
+    }
+}
+
+/// A store of message bodies (and, later, parts and attachments).
+///
+/// Writes are batches that commit as one; `commit` returns at soft-done and the receipt
+/// resolves at acked. Reads of many objects run concurrently and answer in request order.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The backend's name, for errors and logs.
+    fn name(&self) -> &str;
+
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Commits a batch: all of it or none of it. Returns once the batch is soft-done.
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError>;
+
+    /// Waits until every batch up to `seq` is acked.
+    async fn flush(&self, seq: u64) -> Result<(), BackendError>;
+
+    /// Reads an object, or a byte range of it (clamped to its end).
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError>;
+
+    /// An object's size.
+    async fn size(&self, key: &Key) -> Result<u64, BackendError>;
+
+    /// Reads many objects with at most `concurrency` reads in flight, yielding the answers in
+    /// request order, so that a FETCH of many bodies costs a few round trips, not one each.
+    fn get_many(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
+        stream::iter(reads)
+            .map(move |r| async move { self.get(&r.key, r.range).await })
+            .buffered(concurrency.max(1))
+            .boxed()
+    }
+}
+
+/// Slices `data` to `range`, clamped to its length (for backends without native range reads).
+pub fn slice_range(data: Bytes, range: Option<Range<u64>>) -> Bytes {
+    match range {
+        None => data,
+        Some(r) => {
+            let len = data.len() as u64;
+            let start = r.start.min(len) as usize;
+            let end = r.end.clamp(r.start.min(len), len) as usize;
+            data.slice(start..end)
+        }
+    }
+}

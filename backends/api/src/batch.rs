@@ -1,0 +1,98 @@
+//! Writes as data: a batch of operations that commits as one, with preconditions.
+
+use bytes::Bytes;
+
+use crate::key::Key;
+
+/// One write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Store `data` under `key`, replacing what was there.
+    Put {
+        /// Where.
+        key: Key,
+        /// What.
+        data: Bytes,
+    },
+    /// Remove `key` (removing a missing key is not an error).
+    Delete {
+        /// What.
+        key: Key,
+    },
+    /// Store a copy of `from` under `to` (server-side where the backend can).
+    Copy {
+        /// Source; it must exist when the batch commits.
+        from: Key,
+        /// Destination.
+        to: Key,
+    },
+}
+
+/// A condition the whole batch depends on; if one fails, nothing is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// The key must not exist.
+    Absent(Key),
+    /// The key must exist.
+    Exists(Key),
+}
+
+/// Operations applied in order and committed as one, also across a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// Conditions checked before anything is written.
+    pub preconditions: Vec<Precondition>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a put.
+    pub fn put(mut self, key: Key, data: impl Into<Bytes>) -> Self {
+        self.ops.push(Op::Put {
+            key,
+            data: data.into(),
+        });
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(mut self, key: Key) -> Self {
+        self.ops.push(Op::Delete { key });
+        self
+    }
+
+    /// Adds a copy.
+    pub fn copy(mut self, from: Key, to: Key) -> Self {
+        self.ops.push(Op::Copy { from, to });
+        self
+    }
+
+    /// Requires `key` to be absent.
+    pub fn require_absent(mut self, key: Key) -> Self {
+        self.preconditions.push(Precondition::Absent(key));
+        self
+    }
+
+    /// Requires `key` to exist.
+    pub fn require_exists(mut self, key: Key) -> Self {
+        self.preconditions.push(Precondition::Exists(key));
+        self
+    }
+
+    /// Bytes of data the batch writes.
+    pub fn data_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+}

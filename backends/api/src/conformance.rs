@@ -1,0 +1,342 @@
+//! The contract every backend keeps, as checks any backend's tests can run:
+//! `conformance::run_all(|| async { Arc::new(MyBackend::new(..)) as Arc<dyn Backend> }).await`.
+//! Each check is named after the rule it checks and gets a fresh, empty backend.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use crate::backend::{Backend, Read};
+use crate::batch::Batch;
+use crate::error::ErrorKind;
+use crate::key::Key;
+
+type Outcome = Result<(), String>;
+type Check = fn(Arc<dyn Backend>) -> BoxFuture<'static, Outcome>;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn k(s: &str) -> Key {
+    Key::new(s).expect("the suite's keys are valid")
+}
+
+fn fail(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+async fn read(b: &Arc<dyn Backend>, key: &str) -> Result<Bytes, String> {
+    b.get(&k(key), None).await.map_err(fail)
+}
+
+async fn missing(b: &Arc<dyn Backend>, key: &str) -> Outcome {
+    match b.get(&k(key), None).await {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{key}: expected NotFound, got {e}")),
+        Ok(_) => Err(format!("{key} exists")),
+    }
+}
+
+async fn put_then_get_returns_the_bytes(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(Batch::new().put(k("a/1"), "hello"))
+        .await
+        .map_err(fail)?;
+    ensure!(read(&b, "a/1").await? == "hello", "wrong bytes");
+    ensure!(b.size(&k("a/1")).await.map_err(fail)? == 5, "wrong size");
+    Ok(())
+}
+
+async fn a_put_replaces_what_was_there(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(Batch::new().put(k("x"), "one"))
+        .await
+        .map_err(fail)?;
+    b.commit(Batch::new().put(k("x"), "two!"))
+        .await
+        .map_err(fail)?;
+    ensure!(read(&b, "x").await? == "two!", "not replaced");
+    Ok(())
+}
+
+async fn a_missing_key_is_not_found_and_not_retryable(b: Arc<dyn Backend>) -> Outcome {
+    missing(&b, "nope").await?;
+    match b.size(&k("nope")).await {
+        Err(e) if e.kind == ErrorKind::NotFound && !e.is_retryable() => Ok(()),
+        other => Err(format!("size of a missing key: {other:?}")),
+    }
+}
+
+async fn delete_removes_and_a_missing_key_is_no_error(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(Batch::new().put(k("d"), "x"))
+        .await
+        .map_err(fail)?;
+    b.commit(Batch::new().delete(k("d")).delete(k("never")))
+        .await
+        .map_err(fail)?;
+    missing(&b, "d").await
+}
+
+async fn a_batch_is_all_or_nothing(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(Batch::new().put(k("c"), "here"))
+        .await
+        .map_err(fail)?;
+    let failed = b
+        .commit(
+            Batch::new()
+                .put(k("p1"), "1")
+                .put(k("p2"), "2")
+                .require_absent(k("c")),
+        )
+        .await;
+    ensure!(
+        matches!(&failed, Err(e) if e.kind == ErrorKind::Conflict),
+        "a failed precondition gave {failed:?}"
+    );
+    missing(&b, "p1").await?;
+    missing(&b, "p2").await?;
+    let failed = b
+        .commit(Batch::new().put(k("p3"), "3").copy(k("ghost"), k("p4")))
+        .await;
+    ensure!(
+        matches!(&failed, Err(e) if e.kind == ErrorKind::NotFound),
+        "a copy of a missing key gave {failed:?}"
+    );
+    missing(&b, "p3").await?;
+    missing(&b, "p4").await?;
+    b.commit(
+        Batch::new()
+            .put(k("p5"), "5")
+            .require_exists(k("c"))
+            .require_absent(k("p5")),
+    )
+    .await
+    .map_err(fail)?;
+    ensure!(
+        read(&b, "p5").await? == "5",
+        "a batch whose preconditions held was not applied"
+    );
+    Ok(())
+}
+
+async fn ops_apply_in_order(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(
+        Batch::new()
+            .put(k("o/a"), "1")
+            .copy(k("o/a"), k("o/b"))
+            .put(k("o/a"), "2")
+            .put(k("o/c"), "3")
+            .delete(k("o/c")),
+    )
+    .await
+    .map_err(fail)?;
+    ensure!(read(&b, "o/a").await? == "2", "o/a");
+    ensure!(
+        read(&b, "o/b").await? == "1",
+        "the copy did not see the earlier put"
+    );
+    missing(&b, "o/c").await
+}
+
+async fn range_reads_return_the_range_clamped_to_the_end(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(Batch::new().put(k("r"), "0123456789"))
+        .await
+        .map_err(fail)?;
+    let r = |a: u64, z: u64| {
+        let b = b.clone();
+        async move { b.get(&k("r"), Some(a..z)).await.map_err(fail) }
+    };
+    ensure!(r(2, 5).await? == "234", "2..5");
+    ensure!(r(7, 100).await? == "789", "7..100");
+    ensure!(r(10, 12).await?.is_empty(), "10..12");
+    ensure!(r(50, 60).await?.is_empty(), "50..60");
+    Ok(())
+}
+
+async fn get_many_answers_in_request_order(b: Arc<dyn Backend>) -> Outcome {
+    let mut batch = Batch::new();
+    for i in 0..60 {
+        batch = batch.put(k(&format!("m/{i}")), format!("body {i}"));
+    }
+    b.commit(batch).await.map_err(fail)?;
+    let mut reads: Vec<Read> = (0..60)
+        .rev()
+        .map(|i| Read::whole(k(&format!("m/{i}"))))
+        .collect();
+    reads.insert(30, Read::whole(k("m/missing")));
+    reads.push(Read {
+        key: k("m/7"),
+        range: Some(5..6),
+    });
+    let answers: Vec<_> = b.get_many(reads, 8).collect().await;
+    ensure!(
+        answers.len() == 62,
+        "{} answers for 62 reads",
+        answers.len()
+    );
+    for (i, a) in answers.iter().enumerate() {
+        let want = match i {
+            30 => {
+                ensure!(
+                    matches!(a, Err(e) if e.kind == ErrorKind::NotFound),
+                    "answer 30: {a:?}"
+                );
+                continue;
+            }
+            61 => "7".to_string(),
+            i if i < 30 => format!("body {}", 59 - i),
+            i => format!("body {}", 60 - i),
+        };
+        ensure!(
+            a.as_ref().map_err(fail)? == want.as_bytes(),
+            "answer {i} is {a:?}, not {want}"
+        );
+    }
+    Ok(())
+}
+
+async fn receipts_are_numbered_and_acked_in_commit_order(b: Arc<dyn Backend>) -> Outcome {
+    let mut receipts = Vec::new();
+    for i in 0..5 {
+        receipts.push(
+            b.commit(Batch::new().put(k(&format!("s/{i}")), "x"))
+                .await
+                .map_err(fail)?,
+        );
+    }
+    ensure!(
+        receipts.windows(2).all(|w| w[0].seq() < w[1].seq()),
+        "sequence numbers do not increase"
+    );
+    receipts.last().unwrap().acked().await.map_err(fail)?;
+    ensure!(
+        receipts.iter().all(|r| r.is_acked()),
+        "a later batch was acked before an earlier one"
+    );
+    Ok(())
+}
+
+async fn flush_waits_for_everything_committed(b: Arc<dyn Backend>) -> Outcome {
+    let mut last = 0;
+    for i in 0..3 {
+        last = b
+            .commit(Batch::new().put(k(&format!("f/{i}")), "x"))
+            .await
+            .map_err(fail)?
+            .seq();
+    }
+    b.flush(last).await.map_err(fail)?;
+    for i in 0..3 {
+        ensure!(read(&b, &format!("f/{i}")).await? == "x", "f/{i}");
+    }
+    Ok(())
+}
+
+async fn large_objects_round_trip(b: Arc<dyn Backend>) -> Outcome {
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    b.commit(Batch::new().put(k("big"), data.clone()))
+        .await
+        .map_err(fail)?;
+    ensure!(read(&b, "big").await? == data, "4 MiB object changed");
+    ensure!(
+        b.get(&k("big"), Some(1_000_000..1_000_010))
+            .await
+            .map_err(fail)?
+            == data[1_000_000..1_000_010],
+        "range of a large object"
+    );
+    Ok(())
+}
+
+async fn concurrent_commits_all_land(b: Arc<dyn Backend>) -> Outcome {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.commit(Batch::new().put(k(&format!("cc/{i}")), format!("{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.map_err(fail)?.map_err(fail)?.seq());
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    ensure!(seqs.len() == 20, "sequence numbers were reused");
+    for i in 0..20 {
+        ensure!(
+            read(&b, &format!("cc/{i}")).await? == format!("{i}").as_bytes(),
+            "cc/{i}"
+        );
+    }
+    Ok(())
+}
+
+/// Every rule, by name.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("put_then_get_returns_the_bytes", |b| {
+        Box::pin(put_then_get_returns_the_bytes(b))
+    }),
+    ("a_put_replaces_what_was_there", |b| {
+        Box::pin(a_put_replaces_what_was_there(b))
+    }),
+    ("a_missing_key_is_not_found_and_not_retryable", |b| {
+        Box::pin(a_missing_key_is_not_found_and_not_retryable(b))
+    }),
+    ("delete_removes_and_a_missing_key_is_no_error", |b| {
+        Box::pin(delete_removes_and_a_missing_key_is_no_error(b))
+    }),
+    ("a_batch_is_all_or_nothing", |b| {
+        Box::pin(a_batch_is_all_or_nothing(b))
+    }),
+    ("ops_apply_in_order", |b| Box::pin(ops_apply_in_order(b))),
+    ("range_reads_return_the_range_clamped_to_the_end", |b| {
+        Box::pin(range_reads_return_the_range_clamped_to_the_end(b))
+    }),
+    ("get_many_answers_in_request_order", |b| {
+        Box::pin(get_many_answers_in_request_order(b))
+    }),
+    ("receipts_are_numbered_and_acked_in_commit_order", |b| {
+        Box::pin(receipts_are_numbered_and_acked_in_commit_order(b))
+    }),
+    ("flush_waits_for_everything_committed", |b| {
+        Box::pin(flush_waits_for_everything_committed(b))
+    }),
+    ("large_objects_round_trip", |b| {
+        Box::pin(large_objects_round_trip(b))
+    }),
+    ("concurrent_commits_all_land", |b| {
+        Box::pin(concurrent_commits_all_land(b))
+    }),
+];
+
+/// Runs every check, each on a fresh backend from `make`, and panics listing every rule broken.
+pub async fn run_all<F, Fut>(mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn Backend>>,
+{
+    let mut broken = Vec::new();
+    for (name, check) in CHECKS {
+        let backend = make().await;
+        let who = backend.name().to_string();
+        if let Err(e) = check(backend).await {
+            broken.push(format!("{who}: {name}: {e}"));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "backend contract broken:\n{}",
+        broken.join("\n")
+    );
+}

@@ -1,0 +1,144 @@
+//! A backend in memory: the reference for the conformance suite and a stand-in in tests of the
+//! layers above. Soft-done and acked are the same moment. It keeps nothing across a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::backend::{Backend, Capabilities, slice_range};
+use crate::batch::{Batch, Op, Precondition};
+use crate::error::{BackendError, ErrorKind};
+use crate::key::Key;
+use crate::receipt::{AckTracker, Receipt};
+
+/// Objects in a map.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    objects: RwLock<BTreeMap<Key, Bytes>>,
+    acks: AckTracker,
+    reads: AtomicU64,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            objects: RwLock::new(BTreeMap::new()),
+            acks: AckTracker::new("memory"),
+            reads: AtomicU64::new(0),
+        }
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many reads it has served.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn err(&self, kind: ErrorKind, message: String) -> BackendError {
+        BackendError::new("memory", kind, message)
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: true,
+            range_reads: true,
+            server_side_copy: true,
+            deferred_ack: false,
+        }
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        let mut objects = self.objects.write().unwrap_or_else(|p| p.into_inner());
+        for p in &batch.preconditions {
+            let (key, want) = match p {
+                Precondition::Absent(k) => (k, false),
+                Precondition::Exists(k) => (k, true),
+            };
+            if objects.contains_key(key) != want {
+                return Err(self.err(
+                    ErrorKind::Conflict,
+                    format!(
+                        "precondition failed on {key}: it {}",
+                        if want { "is missing" } else { "exists" }
+                    ),
+                ));
+            }
+        }
+        // Ops are applied to an overlay first, so a failing op leaves nothing behind.
+        let mut overlay: HashMap<Key, Option<Bytes>> = HashMap::new();
+        for op in batch.ops {
+            match op {
+                Op::Put { key, data } => {
+                    overlay.insert(key, Some(data));
+                }
+                Op::Delete { key } => {
+                    overlay.insert(key, None);
+                }
+                Op::Copy { from, to } => {
+                    let data = match overlay.get(&from) {
+                        Some(v) => v.clone(),
+                        None => objects.get(&from).cloned(),
+                    }
+                    .ok_or_else(|| {
+                        self.err(
+                            ErrorKind::NotFound,
+                            format!("copy source {from} does not exist"),
+                        )
+                    })?;
+                    overlay.insert(to, Some(data));
+                }
+            }
+        }
+        for (k, v) in overlay {
+            match v {
+                Some(data) => objects.insert(k, data),
+                None => objects.remove(&k),
+            };
+        }
+        let receipt = self.acks.issue();
+        self.acks.ack_upto(receipt.seq());
+        Ok(receipt)
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.acks.wait(seq.min(self.acks.last_issued())).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let data = self
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+            .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))?;
+        Ok(slice_range(data, range))
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        self.objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|d| d.len() as u64)
+            .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))
+    }
+}
