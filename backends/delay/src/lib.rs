@@ -1,0 +1,227 @@
+//! # strata-backend-delay
+//!
+//! A backend that holds another and makes it slow or unreliable on purpose: latency (fixed plus
+//! jitter, per kind of operation), errors (a rate and a kind) and stalls (a rate and a length),
+//! all drawn from a seeded generator so a run can be repeated. Operators put it in front of any
+//! backend to see how Strata behaves when storage is slow; tests use it to show that reads of
+//! many bodies overlap.
+//!
+//! An injected error happens *before* the inner backend is called, so a failed commit writes
+//! nothing, as a real store's refused request would.
+
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strata_backend_api::{Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Receipt};
+
+/// Latency of one kind of operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Always added.
+    pub fixed: Duration,
+    /// Up to this much more, uniformly drawn.
+    pub jitter: Duration,
+}
+
+impl Latency {
+    /// A fixed latency with no jitter.
+    pub fn fixed(d: Duration) -> Self {
+        Latency {
+            fixed: d,
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
+/// What to inject.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelayConfig {
+    /// Seed of the generator behind jitter, errors and stalls.
+    pub seed: u64,
+    /// Latency of reads (`get`, `size`).
+    pub read: Latency,
+    /// Latency of commits.
+    pub write: Latency,
+    /// Share of operations that fail, from 0 to 1.
+    pub error_rate: f64,
+    /// The kind of the injected errors.
+    pub error_kind: ErrorKind,
+    /// Share of operations that stall, from 0 to 1.
+    pub stall_rate: f64,
+    /// How long a stall lasts (added to the latency).
+    pub stall: Duration,
+}
+
+impl Default for DelayConfig {
+    fn default() -> Self {
+        DelayConfig {
+            seed: 0,
+            read: Latency::default(),
+            write: Latency::default(),
+            error_rate: 0.0,
+            error_kind: ErrorKind::Unavailable,
+            stall_rate: 0.0,
+            stall: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of what the wrapper saw and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DelayStats {
+    /// Reads started.
+    pub reads: u64,
+    /// Commits started.
+    pub commits: u64,
+    /// The most reads that were in flight at once.
+    pub max_reads_in_flight: u64,
+    /// Errors injected.
+    pub errors: u64,
+    /// Stalls injected.
+    pub stalls: u64,
+}
+
+/// The wrapper.
+pub struct DelayBackend<B> {
+    inner: B,
+    name: String,
+    cfg: DelayConfig,
+    rng: Mutex<StdRng>,
+    reads: AtomicU64,
+    commits: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    errors: AtomicU64,
+    stalls: AtomicU64,
+}
+
+enum Kind {
+    Read,
+    Write,
+}
+
+/// Decrements the in-flight count however a read ends.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<B: Backend> DelayBackend<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, cfg: DelayConfig) -> Self {
+        let name = format!("delay({})", inner.name());
+        DelayBackend {
+            inner,
+            name,
+            rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+            cfg,
+            reads: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+        }
+    }
+
+    /// The wrapped backend.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// What it has seen and done so far.
+    pub fn stats(&self) -> DelayStats {
+        DelayStats {
+            reads: self.reads.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            max_reads_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Draws this operation's fate: how long to wait, and whether to fail.
+    fn draw(&self, kind: Kind) -> (Duration, bool) {
+        let lat = match kind {
+            Kind::Read => self.cfg.read,
+            Kind::Write => self.cfg.write,
+        };
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wait = lat.fixed;
+        if !lat.jitter.is_zero() {
+            wait += lat.jitter.mul_f64(rng.random::<f64>());
+        }
+        if self.cfg.stall_rate > 0.0 && rng.random::<f64>() < self.cfg.stall_rate {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+            wait += self.cfg.stall;
+        }
+        let fail = self.cfg.error_rate > 0.0 && rng.random::<f64>() < self.cfg.error_rate;
+        (wait, fail)
+    }
+
+    async fn delay(&self, kind: Kind) -> Result<(), BackendError> {
+        let (wait, fail) = self.draw(kind);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        if fail {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            // The retry hint is the one a real failure of this kind carries.
+            return Err(BackendError::new(
+                self.name.clone(),
+                self.cfg.error_kind,
+                "injected failure",
+            ));
+        }
+        Ok(())
+    }
+
+    fn start_read(&self) -> InFlight<'_> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Backend for DelayBackend<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.delay(Kind::Write).await?;
+        self.inner.commit(batch).await
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.inner.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let _flight = self.start_read();
+        self.delay(Kind::Read).await?;
+        self.inner.get(key, range).await
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let _flight = self.start_read();
+        self.delay(Kind::Read).await?;
+        self.inner.size(key).await
+    }
+}
