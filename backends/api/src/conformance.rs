@@ -25,6 +25,8 @@ macro_rules! ensure {
     };
 }
 
+/// The suite's keys are `name` or `.folder/name`, the shapes every backend accepts (Maildir
+/// keeps folders as Maildir++ `.Folder` directories).
 fn k(s: &str) -> Key {
     Key::new(s).expect("the suite's keys are valid")
 }
@@ -46,11 +48,11 @@ async fn missing(b: &Arc<dyn Backend>, key: &str) -> Outcome {
 }
 
 async fn put_then_get_returns_the_bytes(b: Arc<dyn Backend>) -> Outcome {
-    b.commit(Batch::new().put(k("a/1"), "hello"))
+    b.commit(Batch::new().put(k(".a/1"), "hello"))
         .await
         .map_err(fail)?;
-    ensure!(read(&b, "a/1").await? == "hello", "wrong bytes");
-    ensure!(b.size(&k("a/1")).await.map_err(fail)? == 5, "wrong size");
+    ensure!(read(&b, ".a/1").await? == "hello", "wrong bytes");
+    ensure!(b.size(&k(".a/1")).await.map_err(fail)? == 5, "wrong size");
     Ok(())
 }
 
@@ -128,20 +130,20 @@ async fn a_batch_is_all_or_nothing(b: Arc<dyn Backend>) -> Outcome {
 async fn ops_apply_in_order(b: Arc<dyn Backend>) -> Outcome {
     b.commit(
         Batch::new()
-            .put(k("o/a"), "1")
-            .copy(k("o/a"), k("o/b"))
-            .put(k("o/a"), "2")
-            .put(k("o/c"), "3")
-            .delete(k("o/c")),
+            .put(k(".o/a"), "1")
+            .copy(k(".o/a"), k(".o/b"))
+            .put(k(".o/a"), "2")
+            .put(k(".o/c"), "3")
+            .delete(k(".o/c")),
     )
     .await
     .map_err(fail)?;
-    ensure!(read(&b, "o/a").await? == "2", "o/a");
+    ensure!(read(&b, ".o/a").await? == "2", "o/a");
     ensure!(
-        read(&b, "o/b").await? == "1",
+        read(&b, ".o/b").await? == "1",
         "the copy did not see the earlier put"
     );
-    missing(&b, "o/c").await
+    missing(&b, ".o/c").await
 }
 
 async fn range_reads_return_the_range_clamped_to_the_end(b: Arc<dyn Backend>) -> Outcome {
@@ -162,16 +164,16 @@ async fn range_reads_return_the_range_clamped_to_the_end(b: Arc<dyn Backend>) ->
 async fn get_many_answers_in_request_order(b: Arc<dyn Backend>) -> Outcome {
     let mut batch = Batch::new();
     for i in 0..60 {
-        batch = batch.put(k(&format!("m/{i}")), format!("body {i}"));
+        batch = batch.put(k(&format!(".m/{i}")), format!("body {i}"));
     }
     b.commit(batch).await.map_err(fail)?;
     let mut reads: Vec<Read> = (0..60)
         .rev()
-        .map(|i| Read::whole(k(&format!("m/{i}"))))
+        .map(|i| Read::whole(k(&format!(".m/{i}"))))
         .collect();
-    reads.insert(30, Read::whole(k("m/missing")));
+    reads.insert(30, Read::whole(k(".m/missing")));
     reads.push(Read {
-        key: k("m/7"),
+        key: k(".m/7"),
         range: Some(5..6),
     });
     let answers: Vec<_> = b.get_many(reads, 8).collect().await;
@@ -205,7 +207,7 @@ async fn receipts_are_numbered_and_acked_in_commit_order(b: Arc<dyn Backend>) ->
     let mut receipts = Vec::new();
     for i in 0..5 {
         receipts.push(
-            b.commit(Batch::new().put(k(&format!("s/{i}")), "x"))
+            b.commit(Batch::new().put(k(&format!(".s/{i}")), "x"))
                 .await
                 .map_err(fail)?,
         );
@@ -226,14 +228,14 @@ async fn flush_waits_for_everything_committed(b: Arc<dyn Backend>) -> Outcome {
     let mut last = 0;
     for i in 0..3 {
         last = b
-            .commit(Batch::new().put(k(&format!("f/{i}")), "x"))
+            .commit(Batch::new().put(k(&format!(".f/{i}")), "x"))
             .await
             .map_err(fail)?
             .seq();
     }
     b.flush(last).await.map_err(fail)?;
     for i in 0..3 {
-        ensure!(read(&b, &format!("f/{i}")).await? == "x", "f/{i}");
+        ensure!(read(&b, &format!(".f/{i}")).await? == "x", "f/{i}");
     }
     Ok(())
 }
@@ -261,7 +263,7 @@ async fn concurrent_commits_all_land(b: Arc<dyn Backend>) -> Outcome {
         .map(|i| {
             let b = b.clone();
             tokio::spawn(async move {
-                b.commit(Batch::new().put(k(&format!("cc/{i}")), format!("{i}")))
+                b.commit(Batch::new().put(k(&format!(".cc/{i}")), format!("{i}")))
                     .await
             })
         })
@@ -275,7 +277,7 @@ async fn concurrent_commits_all_land(b: Arc<dyn Backend>) -> Outcome {
     ensure!(seqs.len() == 20, "sequence numbers were reused");
     for i in 0..20 {
         ensure!(
-            read(&b, &format!("cc/{i}")).await? == format!("{i}").as_bytes(),
+            read(&b, &format!(".cc/{i}")).await? == format!("{i}").as_bytes(),
             "cc/{i}"
         );
     }

@@ -1,0 +1,351 @@
+//! # strata-backend-maildir
+//!
+//! Message bodies as files in a standard Maildir++ tree, readable by other Maildir tools. A key
+//! is either `<unique>` (a message of the top-level Maildir, INBOX) or `.<Folder>/<unique>` (a
+//! Maildir++ folder). A stored message is `<maildir>/cur/<unique>:2,`; one that another tool
+//! delivered to `new/` or renamed to carry flags (`:2,S`) is found all the same.
+//!
+//! A commit writes every new file into `tmp/` and fsyncs it, then renames the files into
+//! `cur/` and fsyncs the directories; the receipt is acked at once, since the files are the
+//! store. Errors found before the renames (a failed precondition, a missing copy source, a full
+//! disk) leave nothing behind. A crash in the middle of the renames can leave part of a batch
+//! applied: `Capabilities::atomic_batch` is false, and the index, which records a body's
+//! location only after its commit returned, never points at a file that is not there.
+//!
+//! It does not keep message flags in file names: flags live in Strata's index.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Seek, SeekFrom, Write as _};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_backend_api::{
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Precondition,
+    Receipt,
+};
+
+const NAME: &str = "maildir";
+
+/// The Maildir backend.
+pub struct MaildirBackend {
+    inner: Arc<Inner>,
+    /// Commits are serialised: preconditions are checked against what earlier commits wrote.
+    commit_lock: tokio::sync::Mutex<()>,
+    acks: AckTracker,
+}
+
+struct Inner {
+    root: PathBuf,
+    tmp_counter: AtomicU64,
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> BackendError {
+    BackendError::new(NAME, kind, message)
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Io,
+    };
+    err(kind, format!("{what} {}: {e}", path.display())).with_source(e)
+}
+
+/// What a batch leaves under one key.
+enum Final {
+    Data(Bytes),
+    LinkOf(PathBuf),
+    Gone,
+}
+
+impl Inner {
+    /// The Maildir directory and unique name a key stands for.
+    fn locate(&self, key: &Key) -> Result<(PathBuf, String), BackendError> {
+        let segments: Vec<&str> = key.segments().collect();
+        match segments.as_slice() {
+            [unique] => Ok((self.root.clone(), (*unique).to_string())),
+            [folder, unique] if folder.starts_with('.') && folder.len() > 1 => {
+                Ok((self.root.join(folder), (*unique).to_string()))
+            }
+            _ => Err(err(
+                ErrorKind::InvalidKey,
+                format!("{key}: a Maildir key is <unique> or .<Folder>/<unique>"),
+            )),
+        }
+    }
+
+    /// The file holding `key`, wherever Maildir tools may have put it.
+    fn find(&self, key: &Key) -> Result<Option<PathBuf>, BackendError> {
+        let (dir, unique) = self.locate(key)?;
+        let exact = dir.join("cur").join(format!("{unique}:2,"));
+        if exact.exists() {
+            return Ok(Some(exact));
+        }
+        let fresh = dir.join("new").join(&unique);
+        if fresh.exists() {
+            return Ok(Some(fresh));
+        }
+        let cur = dir.join("cur");
+        let entries = match std::fs::read_dir(&cur) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &cur, e)),
+        };
+        let prefix = format!("{unique}:");
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("reading", &cur, e))?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                return Ok(Some(entry.path()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates `dir/{tmp,new,cur}` if missing, durably.
+    fn ensure_maildir(&self, dir: &Path) -> Result<(), BackendError> {
+        if dir.join("cur").is_dir() && dir.join("tmp").is_dir() && dir.join("new").is_dir() {
+            return Ok(());
+        }
+        for sub in ["tmp", "new", "cur"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| io_err("creating", &p, e))?;
+        }
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), BackendError> {
+        for p in &batch.preconditions {
+            let (key, want) = match p {
+                Precondition::Absent(k) => (k, false),
+                Precondition::Exists(k) => (k, true),
+            };
+            if self.find(key)?.is_some() != want {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    format!("precondition failed on {key}"),
+                ));
+            }
+        }
+        // What each key ends up as, resolving copies against earlier ops of the same batch.
+        let mut finals: Vec<(Key, Final)> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        for op in batch.ops {
+            let (key, f) = match op {
+                Op::Put { key, data } => (key, Final::Data(data)),
+                Op::Delete { key } => (key, Final::Gone),
+                Op::Copy { from, to } => {
+                    let source = match index.get(&from).map(|&i| &finals[i].1) {
+                        Some(Final::Data(d)) => Final::Data(d.clone()),
+                        Some(Final::LinkOf(p)) => Final::LinkOf(p.clone()),
+                        Some(Final::Gone) => {
+                            return Err(err(
+                                ErrorKind::NotFound,
+                                format!("copy source {from} is deleted in this batch"),
+                            ));
+                        }
+                        None => Final::LinkOf(self.find(&from)?.ok_or_else(|| {
+                            err(
+                                ErrorKind::NotFound,
+                                format!("copy source {from} does not exist"),
+                            )
+                        })?),
+                    };
+                    (to, source)
+                }
+            };
+            self.locate(&key)?;
+            match index.get(&key) {
+                Some(&i) => finals[i].1 = f,
+                None => {
+                    index.insert(key.clone(), finals.len());
+                    finals.push((key, f));
+                }
+            }
+        }
+        // Stage every new file in tmp/, fsynced; on any failure remove what was staged.
+        let mut staged: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
+        let mut deletes: Vec<PathBuf> = Vec::new();
+        let stage = |staged: &mut Vec<(PathBuf, PathBuf, Option<PathBuf>)>,
+                     deletes: &mut Vec<PathBuf>|
+         -> Result<(), BackendError> {
+            for (key, f) in &finals {
+                let (dir, unique) = self.locate(key)?;
+                let existing = self.find(key)?;
+                match f {
+                    Final::Gone => deletes.extend(existing),
+                    Final::Data(_) | Final::LinkOf(_) => {
+                        self.ensure_maildir(&dir)?;
+                        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+                        let tmp = dir
+                            .join("tmp")
+                            .join(format!("{unique}.{}.{n}", std::process::id()));
+                        match f {
+                            Final::Data(data) => write_synced(&tmp, data)?,
+                            Final::LinkOf(src) => {
+                                if std::fs::hard_link(src, &tmp).is_err() {
+                                    let data = std::fs::read(src)
+                                        .map_err(|e| io_err("reading", src, e))?;
+                                    write_synced(&tmp, &data)?;
+                                }
+                            }
+                            Final::Gone => unreachable!("handled above"),
+                        }
+                        let dest = dir.join("cur").join(format!("{unique}:2,"));
+                        staged.push((tmp, dest.clone(), existing.filter(|e| *e != dest)));
+                    }
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = stage(&mut staged, &mut deletes) {
+            for (tmp, _, _) in &staged {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (tmp, dest, replaced) in staged {
+            std::fs::rename(&tmp, &dest).map_err(|e| io_err("renaming into", &dest, e))?;
+            if let Some(old) = replaced {
+                deletes.push(old);
+            }
+            dirs.extend(dest.parent().map(Path::to_path_buf));
+        }
+        for path in deletes {
+            match std::fs::remove_file(&path) {
+                Ok(()) => dirs.extend(path.parent().map(Path::to_path_buf)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &path, e)),
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let path = self
+            .find(key)?
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
+        let mut f = std::fs::File::open(&path).map_err(|e| io_err("opening", &path, e))?;
+        let mut out = Vec::new();
+        match range {
+            None => {
+                f.read_to_end(&mut out)
+                    .map_err(|e| io_err("reading", &path, e))?;
+            }
+            Some(r) => {
+                let len = f.metadata().map_err(|e| io_err("reading", &path, e))?.len();
+                let start = r.start.min(len);
+                let end = r.end.clamp(start, len);
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| io_err("reading", &path, e))?;
+                out.resize((end - start) as usize, 0);
+                f.read_exact(&mut out)
+                    .map_err(|e| io_err("reading", &path, e))?;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let path = self
+            .find(key)?
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
+        Ok(std::fs::metadata(&path)
+            .map_err(|e| io_err("reading", &path, e))?
+            .len())
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), BackendError> {
+    let mut f = std::fs::File::create(path).map_err(|e| io_err("creating", path, e))?;
+    f.write_all(data).map_err(|e| io_err("writing", path, e))?;
+    f.sync_all().map_err(|e| io_err("syncing", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackendError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("syncing directory", dir, e))
+}
+
+impl MaildirBackend {
+    /// A backend over the Maildir++ tree at `root` (created if missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<MaildirBackend, BackendError> {
+        let inner = Inner {
+            root: root.into(),
+            tmp_counter: AtomicU64::new(0),
+        };
+        inner.ensure_maildir(&inner.root.clone())?;
+        Ok(MaildirBackend {
+            inner: Arc::new(inner),
+            commit_lock: tokio::sync::Mutex::new(()),
+            acks: AckTracker::new(NAME),
+        })
+    }
+
+    /// The root of the tree.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<R, BackendError> + Send + 'static,
+    ) -> Result<R, BackendError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| err(ErrorKind::Io, format!("file task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Backend for MaildirBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: false,
+            range_reads: true,
+            server_side_copy: true,
+            deferred_ack: false,
+        }
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        let _serial = self.commit_lock.lock().await;
+        self.blocking(move |inner| inner.commit(batch)).await?;
+        let receipt = self.acks.issue();
+        self.acks.ack_upto(receipt.seq());
+        Ok(receipt)
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.acks.wait(seq.min(self.acks.last_issued())).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.get(&key, range)).await
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.size(&key)).await
+    }
+}

@@ -1,0 +1,120 @@
+//! The Maildir backend keeps the contract and leaves a tree other Maildir tools can read.
+
+use std::sync::Arc;
+
+use strata_backend_api::{Backend, Batch, ErrorKind, Key, conformance};
+use strata_backend_maildir::MaildirBackend;
+
+fn key(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildir_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    conformance::run_all(|| {
+        let root = dir.path().join(format!(
+            "m{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        async move { Arc::new(MaildirBackend::open(root).unwrap()) as Arc<dyn Backend> }
+    })
+    .await;
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn messages_are_files_where_maildir_tools_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    b.commit(
+        Batch::new()
+            .put(key("1700000000.M1P2.host"), "Subject: one\r\n\r\nbody\r\n")
+            .put(key(".Sent/1700000001.M3P4.host"), "Subject: two\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&root.join("cur")), ["1700000000.M1P2.host:2,"]);
+    assert_eq!(names(&root.join(".Sent/cur")), ["1700000001.M3P4.host:2,"]);
+    assert!(names(&root.join("tmp")).is_empty());
+    assert!(names(&root.join(".Sent/tmp")).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(root.join("cur/1700000000.M1P2.host:2,")).unwrap(),
+        "Subject: one\r\n\r\nbody\r\n"
+    );
+    // A copy is a second file with the same bytes.
+    b.commit(Batch::new().copy(key("1700000000.M1P2.host"), key(".Archive/copy1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join(".Archive/cur/copy1:2,")).unwrap(),
+        "Subject: one\r\n\r\nbody\r\n"
+    );
+}
+
+#[tokio::test]
+async fn files_other_tools_delivered_or_renamed_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    // An MDA delivered to new/; a mail reader marked another one seen by renaming it.
+    std::fs::write(root.join("new/delivered.M9.host"), "From: mda\r\n\r\n").unwrap();
+    b.commit(Batch::new().put(key("read.M8.host"), "From: me\r\n\r\n"))
+        .await
+        .unwrap();
+    std::fs::rename(
+        root.join("cur/read.M8.host:2,"),
+        root.join("cur/read.M8.host:2,S"),
+    )
+    .unwrap();
+    assert_eq!(
+        b.get(&key("delivered.M9.host"), None).await.unwrap(),
+        "From: mda\r\n\r\n"
+    );
+    assert_eq!(
+        b.get(&key("read.M8.host"), Some(0..4)).await.unwrap(),
+        "From"
+    );
+    assert_eq!(b.size(&key("read.M8.host")).await.unwrap(), 12);
+    // Writing the key again replaces the renamed file instead of leaving two.
+    b.commit(Batch::new().put(key("read.M8.host"), "new"))
+        .await
+        .unwrap();
+    assert_eq!(names(&root.join("cur")), ["read.M8.host:2,"]);
+    b.commit(
+        Batch::new()
+            .delete(key("read.M8.host"))
+            .delete(key("delivered.M9.host")),
+    )
+    .await
+    .unwrap();
+    assert!(names(&root.join("cur")).is_empty());
+    assert!(names(&root.join("new")).is_empty());
+}
+
+#[tokio::test]
+async fn keys_that_are_not_maildir_shaped_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    for bad in ["a/b", "a/b/c", ".Sent/x/y"] {
+        let e = b
+            .commit(Batch::new().put(key("fine"), "x").put(key(bad), "y"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidKey, "{bad}: {e}");
+    }
+    assert!(names(&root.join("cur")).is_empty());
+    assert!(names(&root.join("tmp")).is_empty());
+    assert_eq!(names(&root), ["cur", "new", "tmp"]);
+}
