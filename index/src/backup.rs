@@ -15,28 +15,17 @@ use crate::model::Modseq;
 use crate::open::sync_dir;
 use crate::repack::{apply_to_copy, dense_copy, sibling};
 use crate::snapshot::Snapshot;
+use crate::store::blocking;
 
 const DIFF_MAGIC: &[u8; 18] = b"STRATA-INDEX-DIFF\0";
 const DIFF_FORMAT: u32 = 1;
-
-async fn blocking<R: Send + 'static>(
-    path: &Path,
-    f: impl FnOnce() -> Result<R> + Send + 'static,
-) -> Result<R> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| IndexError::Engine {
-            path: path.to_path_buf(),
-            detail: format!("backup task failed: {e}"),
-        })?
-}
 
 /// Writes a base: a dense copy of the index as of now, to `dest` (atomically). Returns its
 /// MODSEQ, from which the next diff starts.
 pub async fn export_base(index: &UserIndex, dest: &Path) -> Result<Modseq> {
     let shared = index.shared().clone();
     let dest = dest.to_path_buf();
-    blocking(&dest.clone(), move || {
+    blocking(&dest.clone(), "backup", move || {
         let snap = shared.snapshot()?;
         let tmp = sibling(&dest, "writing");
         dense_copy(&snap, &tmp, snap.log_floor())?;
@@ -52,7 +41,7 @@ pub async fn export_base(index: &UserIndex, dest: &Path) -> Result<Modseq> {
 pub async fn export_diff(index: &UserIndex, since: Modseq, dest: &Path) -> Result<Modseq> {
     let shared = index.shared().clone();
     let dest = dest.to_path_buf();
-    blocking(&dest.clone(), move || {
+    blocking(&dest.clone(), "backup", move || {
         let snap = shared.snapshot()?;
         let d = diff::since(&snap, since)?;
         write_diff(&dest, &d)?;

@@ -21,7 +21,7 @@ use crate::model::Modseq;
 use crate::open::{self, sync_dir};
 use crate::schema::{self, Table, UserState};
 use crate::snapshot::Snapshot;
-use crate::store::{RawRead, Reader, RowFn, guard};
+use crate::store::{RawRead, Reader, RowFn, blocking, guard};
 use crate::txn::{Tables, Txn};
 
 /// `path` with a suffix, in the same directory (so a rename over `path` is atomic).
@@ -254,7 +254,7 @@ async fn repack_inner(
     let bytes_before = disk_bytes(&path);
     let sh = shared.clone();
     let t = tmp.clone();
-    let (mut at, rows) = blocking(&path, move || {
+    let (mut at, rows) = blocking(&path, "maintenance", move || {
         let snap = sh.snapshot()?;
         let floor = match log_retention {
             Some(keep) => Modseq(snap.modseq().0.saturating_sub(keep)).max(snap.log_floor()),
@@ -268,7 +268,7 @@ async fn repack_inner(
     while rounds < MAX_ROUNDS {
         let sh = shared.clone();
         let t = tmp.clone();
-        let (to, n) = blocking(&path, move || {
+        let (to, n) = blocking(&path, "maintenance", move || {
             let snap = sh.snapshot()?;
             if snap.modseq() == at {
                 return Ok((at, 0));
@@ -302,7 +302,7 @@ async fn repack_inner(
     let (swap_hold, old) = rx.await.map_err(|_| IndexError::Closed)??;
     // Closing the replaced file writes its engine state back, which takes long on a big file;
     // it happens here, after the writer has been let go.
-    blocking(&path, move || {
+    blocking(&path, "maintenance", move || {
         drop(old);
         Ok(())
     })
@@ -367,18 +367,6 @@ fn swap(
             Err(e)
         }
     }
-}
-
-async fn blocking<R: Send + 'static>(
-    path: &Path,
-    f: impl FnOnce() -> Result<R> + Send + 'static,
-) -> Result<R> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| IndexError::Engine {
-            path: path.to_path_buf(),
-            detail: format!("maintenance task failed: {e}"),
-        })?
 }
 
 /// When the maintenance worker repacks a file.

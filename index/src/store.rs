@@ -80,6 +80,21 @@ pub(crate) fn guard<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Result<R> 
     }
 }
 
+/// Runs blocking file work on tokio's blocking pool; a task that died becomes an engine error
+/// naming the file and `what` was being done.
+pub(crate) async fn blocking<R: Send + 'static>(
+    path: &Path,
+    what: &str,
+    f: impl FnOnce() -> Result<R> + Send + 'static,
+) -> Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| IndexError::Engine {
+            path: path.to_path_buf(),
+            detail: format!("{what} task failed: {e}"),
+        })?
+}
+
 fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     // The end of a prefix range is the prefix with its last non-0xff byte incremented.
     let mut end = prefix.to_vec();

@@ -294,6 +294,25 @@ impl<'a, 't> Txn<'a, 't> {
         Ok(m)
     }
 
+    /// Logs a mailbox-level change and announces it; returns its MODSEQ.
+    fn mailbox_changed(&mut self, id: MailboxId, kind: ChangeKind) -> Result<Modseq> {
+        let m = self.log(id, Uid(0), kind.clone())?;
+        self.changes.push(Change::Mailbox {
+            mailbox: id,
+            kind,
+            modseq: m,
+        });
+        Ok(m)
+    }
+
+    fn put_name(&mut self, rec: &MailboxRecord) -> Result<()> {
+        self.put(
+            Table::MailboxNames,
+            &schema::name_key(rec.parent, &rec.name),
+            &rec.id.0,
+        )
+    }
+
     fn put_mailbox(&mut self, mb: &MailboxRecord) -> Result<()> {
         self.mailboxes.insert(mb.id, Some(mb.clone()));
         Ok(())
@@ -385,7 +404,7 @@ impl<'a, 't> Txn<'a, 't> {
         let clock = u32::try_from(self.now.unix.max(0)).unwrap_or(u32::MAX);
         let uid_validity = clock.max(self.state.last_uid_validity.saturating_add(1));
         self.state.last_uid_validity = uid_validity;
-        let m = self.log(id, Uid(0), ChangeKind::MailboxCreated)?;
+        let m = self.mailbox_changed(id, ChangeKind::MailboxCreated)?;
         let rec = MailboxRecord {
             id,
             parent: new.parent,
@@ -402,16 +421,7 @@ impl<'a, 't> Txn<'a, 't> {
             created: self.now,
         };
         self.put_mailbox(&rec)?;
-        self.put(
-            Table::MailboxNames,
-            &schema::name_key(rec.parent, &rec.name),
-            &id.0,
-        )?;
-        self.changes.push(Change::Mailbox {
-            mailbox: id,
-            kind: ChangeKind::MailboxCreated,
-            modseq: m,
-        });
+        self.put_name(&rec)?;
         Ok(rec)
     }
 
@@ -447,19 +457,9 @@ impl<'a, 't> Txn<'a, 't> {
         )?;
         rec.parent = new_parent;
         rec.name = new_name.to_string();
-        let m = self.log(id, Uid(0), ChangeKind::MailboxRenamed)?;
-        rec.highest_modseq = m;
+        rec.highest_modseq = self.mailbox_changed(id, ChangeKind::MailboxRenamed)?;
         self.put_mailbox(&rec)?;
-        self.put(
-            Table::MailboxNames,
-            &schema::name_key(rec.parent, &rec.name),
-            &id.0,
-        )?;
-        self.changes.push(Change::Mailbox {
-            mailbox: id,
-            kind: ChangeKind::MailboxRenamed,
-            modseq: m,
-        });
+        self.put_name(&rec)?;
         Ok(rec)
     }
 
@@ -477,12 +477,7 @@ impl<'a, 't> Txn<'a, 't> {
             &schema::name_key(rec.parent, &rec.name),
         )?;
         self.mailboxes.insert(id, None);
-        let m = self.log(id, Uid(0), ChangeKind::MailboxDeleted)?;
-        self.changes.push(Change::Mailbox {
-            mailbox: id,
-            kind: ChangeKind::MailboxDeleted,
-            modseq: m,
-        });
+        self.mailbox_changed(id, ChangeKind::MailboxDeleted)?;
         Ok(expunged)
     }
 
@@ -498,14 +493,8 @@ impl<'a, 't> Txn<'a, 't> {
             return Ok(());
         }
         rec.special_use = special_use;
-        let m = self.log(id, Uid(0), ChangeKind::MailboxUpdated)?;
-        rec.highest_modseq = m;
+        rec.highest_modseq = self.mailbox_changed(id, ChangeKind::MailboxUpdated)?;
         self.put_mailbox(&rec)?;
-        self.changes.push(Change::Mailbox {
-            mailbox: id,
-            kind: ChangeKind::MailboxUpdated,
-            modseq: m,
-        });
         Ok(())
     }
 

@@ -43,6 +43,20 @@ impl AckTracker {
         }
     }
 
+    /// Numbers a batch that is acked as soon as it is soft-done (stores where the two moments
+    /// are one, such as files on local disk).
+    pub fn issue_acked(&self) -> Receipt {
+        let receipt = self.issue();
+        self.ack_upto(receipt.seq());
+        receipt
+    }
+
+    /// Waits until every batch up to `seq` (or up to the last one issued, if `seq` is beyond
+    /// it) is acked: the meaning of `Backend::flush`.
+    pub async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.wait(seq.min(self.last_issued())).await
+    }
+
     /// The last number issued.
     pub fn last_issued(&self) -> u64 {
         *self.issued.lock().unwrap_or_else(|p| p.into_inner())

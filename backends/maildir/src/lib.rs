@@ -330,13 +330,11 @@ impl Backend for MaildirBackend {
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let _serial = self.commit_lock.lock().await;
         self.blocking(move |inner| inner.commit(batch)).await?;
-        let receipt = self.acks.issue();
-        self.acks.ack_upto(receipt.seq());
-        Ok(receipt)
+        Ok(self.acks.issue_acked())
     }
 
     async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.acks.wait(seq.min(self.acks.last_issued())).await
+        self.acks.flush(seq).await
     }
 
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
