@@ -1,0 +1,446 @@
+//! Reading the TOML file: syntax and types through serde (unknown keys refused), then every
+//! value checked, with all problems reported together, each with its key and line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::schema::{AppendAck, Backend, Config, Delay, PlaintextAuth, Tls};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<String>,
+    imap: Option<RawImap>,
+    tls: Option<RawTls>,
+    storage: Option<RawStorage>,
+    index: Option<RawIndex>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    starttls: Option<String>,
+    tls: Option<String>,
+    plaintext_auth: Option<String>,
+    max_connections: Option<u32>,
+    max_connections_per_ip: Option<u32>,
+    max_command_bytes: Option<u32>,
+    max_literal_bytes: Option<u64>,
+    login_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    failed_login_delay_ms: Option<u64>,
+    max_failed_logins_per_ip: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<String>,
+    append_ack: Option<String>,
+    read_concurrency: Option<u32>,
+    maildir: Option<RawMaildir>,
+    delay: Option<RawDelay>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMaildir {
+    root: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelay {
+    seed: Option<u64>,
+    read_ms: Option<u64>,
+    read_jitter_ms: Option<u64>,
+    write_ms: Option<u64>,
+    write_jitter_ms: Option<u64>,
+    error_rate: Option<f64>,
+    stall_rate: Option<f64>,
+    stall_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    group_commit_window_ms: Option<u64>,
+    cache_mb: Option<u64>,
+    repack_ratio: Option<f64>,
+    log_retention: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+}
+
+/// Collects problems as (dotted key, message).
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push((key.to_string(), message.into()));
+    }
+
+    fn positive<T: PartialOrd + Default + Copy>(
+        &mut self,
+        key: &str,
+        v: Option<T>,
+        default: T,
+    ) -> T {
+        match v {
+            Some(v) if v <= T::default() => {
+                self.add(key, "must be greater than 0");
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+
+    fn rate(&mut self, key: &str, v: Option<f64>) -> f64 {
+        match v {
+            Some(r) if !(0.0..=1.0).contains(&r) => {
+                self.add(key, format!("{r} is not a rate between 0 and 1"));
+                0.0
+            }
+            Some(r) => r,
+            None => 0.0,
+        }
+    }
+
+    fn listener(
+        &mut self,
+        key: &str,
+        v: Option<String>,
+        default: Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
+        match v.as_deref().map(str::trim) {
+            None => default,
+            Some("") => None,
+            Some(text) => match text.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(addr)) => Some(addr),
+                _ => {
+                    self.add(key, format!("{text:?} is not an address and port (like \"127.0.0.1:1143\"); \"\" disables the listener"));
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Parses a configuration text. Relative paths in it are taken from `base` (the file's
+/// directory); `file` names the file in errors.
+pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.map(Path::to_path_buf),
+                key: String::new(),
+                line,
+                message: e.message().to_string(),
+            }]));
+        }
+    };
+    let mut p = Problems::default();
+    let defaults = Config::default();
+    let data_dir = match raw.data_dir.as_deref() {
+        Some("") => {
+            p.add("data_dir", "must not be empty");
+            defaults.data_dir.clone()
+        }
+        Some(d) => resolve(base, d),
+        None => defaults.data_dir.clone(),
+    };
+
+    let ri = raw.imap.unwrap_or_default();
+    let di = &defaults.imap;
+    let plaintext_auth = match ri.plaintext_auth.as_deref() {
+        None => di.plaintext_auth,
+        Some("never") => PlaintextAuth::Never,
+        Some("loopback") => PlaintextAuth::Loopback,
+        Some("always") => PlaintextAuth::Always,
+        Some(other) => {
+            p.add(
+                "imap.plaintext_auth",
+                format!("{other:?} is not one of \"never\", \"loopback\", \"always\""),
+            );
+            di.plaintext_auth
+        }
+    };
+    let imap = crate::schema::Imap {
+        starttls: p.listener("imap.starttls", ri.starttls, di.starttls),
+        tls: p.listener("imap.tls", ri.tls, di.tls),
+        plaintext_auth,
+        max_connections: p.positive(
+            "imap.max_connections",
+            ri.max_connections,
+            di.max_connections,
+        ),
+        max_connections_per_ip: p.positive(
+            "imap.max_connections_per_ip",
+            ri.max_connections_per_ip,
+            di.max_connections_per_ip,
+        ),
+        max_command_bytes: p.positive(
+            "imap.max_command_bytes",
+            ri.max_command_bytes,
+            di.max_command_bytes,
+        ),
+        max_literal_bytes: p.positive(
+            "imap.max_literal_bytes",
+            ri.max_literal_bytes,
+            di.max_literal_bytes,
+        ),
+        login_timeout: Duration::from_secs(p.positive(
+            "imap.login_timeout_secs",
+            ri.login_timeout_secs,
+            di.login_timeout.as_secs(),
+        )),
+        idle_timeout: Duration::from_secs(p.positive(
+            "imap.idle_timeout_secs",
+            ri.idle_timeout_secs,
+            di.idle_timeout.as_secs(),
+        )),
+        failed_login_delay: Duration::from_millis(
+            ri.failed_login_delay_ms
+                .unwrap_or(di.failed_login_delay.as_millis() as u64),
+        ),
+        max_failed_logins_per_ip: p.positive(
+            "imap.max_failed_logins_per_ip",
+            ri.max_failed_logins_per_ip,
+            di.max_failed_logins_per_ip,
+        ),
+    };
+    if imap.starttls.is_none() && imap.tls.is_none() {
+        p.add(
+            "imap",
+            "both listeners are disabled; set imap.starttls or imap.tls",
+        );
+    }
+    if imap.max_connections_per_ip > imap.max_connections {
+        p.add(
+            "imap.max_connections_per_ip",
+            "is larger than imap.max_connections",
+        );
+    }
+
+    let tls = match raw.tls.unwrap_or_default() {
+        RawTls {
+            cert: None,
+            key: None,
+        } => Tls::SelfSigned,
+        RawTls {
+            cert: Some(c),
+            key: Some(k),
+        } if !c.is_empty() && !k.is_empty() => Tls::Files {
+            cert: resolve(base, &c),
+            key: resolve(base, &k),
+        },
+        RawTls {
+            cert: Some(c),
+            key: Some(k),
+        } if c.is_empty() && k.is_empty() => Tls::SelfSigned,
+        RawTls { cert, .. } => {
+            let key = if cert.as_deref().is_none_or(str::is_empty) {
+                "tls.cert"
+            } else {
+                "tls.key"
+            };
+            p.add(key, "tls.cert and tls.key go together: set both, or neither for a self-signed certificate");
+            Tls::SelfSigned
+        }
+    };
+
+    let rs = raw.storage.unwrap_or_default();
+    let ds = &defaults.storage;
+    let maildir_root = rs
+        .maildir
+        .and_then(|m| m.root)
+        .map_or_else(|| data_dir.join("mail"), |r| resolve(base, &r));
+    let backend = match rs.backend.as_deref() {
+        None | Some("maildir") => Backend::Maildir { root: maildir_root },
+        Some(other) => {
+            p.add(
+                "storage.backend",
+                format!("{other:?} is not a backend this Strata has (\"maildir\")"),
+            );
+            Backend::Maildir { root: maildir_root }
+        }
+    };
+    let append_ack = match rs.append_ack.as_deref() {
+        None => ds.append_ack,
+        Some("soft-done") => AppendAck::SoftDone,
+        Some("acked") => AppendAck::Acked,
+        Some(other) => {
+            p.add(
+                "storage.append_ack",
+                format!("{other:?} is not \"soft-done\" or \"acked\""),
+            );
+            ds.append_ack
+        }
+    };
+    let delay = rs.delay.map(|d| Delay {
+        seed: d.seed.unwrap_or(0),
+        read: Duration::from_millis(d.read_ms.unwrap_or(0)),
+        read_jitter: Duration::from_millis(d.read_jitter_ms.unwrap_or(0)),
+        write: Duration::from_millis(d.write_ms.unwrap_or(0)),
+        write_jitter: Duration::from_millis(d.write_jitter_ms.unwrap_or(0)),
+        error_rate: p.rate("storage.delay.error_rate", d.error_rate),
+        stall_rate: p.rate("storage.delay.stall_rate", d.stall_rate),
+        stall: Duration::from_millis(d.stall_ms.unwrap_or(5000)),
+    });
+    let storage = crate::schema::Storage {
+        backend,
+        append_ack,
+        read_concurrency: p.positive(
+            "storage.read_concurrency",
+            rs.read_concurrency,
+            ds.read_concurrency,
+        ),
+        delay,
+    };
+
+    let rx = raw.index.unwrap_or_default();
+    let dx = &defaults.index;
+    let repack_ratio = match rx.repack_ratio {
+        Some(r) if r.is_nan() || r <= 1.0 => {
+            p.add(
+                "index.repack_ratio",
+                format!("{r} must be greater than 1 (the file over its live data)"),
+            );
+            dx.repack_ratio
+        }
+        Some(r) => r,
+        None => dx.repack_ratio,
+    };
+    let index = crate::schema::Index {
+        group_commit_window: rx
+            .group_commit_window_ms
+            .map_or(dx.group_commit_window, Duration::from_millis),
+        cache_bytes: p.positive("index.cache_mb", rx.cache_mb, dx.cache_bytes >> 20) << 20,
+        repack_ratio,
+        log_retention: rx.log_retention.unwrap_or(dx.log_retention),
+    };
+    if index.group_commit_window > Duration::from_secs(1) {
+        p.add(
+            "index.group_commit_window_ms",
+            "more than 1000 ms would hold every flag change that long",
+        );
+    }
+
+    let log = crate::schema::Log {
+        level: match raw.log.and_then(|l| l.level) {
+            Some(l) if l.trim().is_empty() => {
+                p.add("log.level", "must not be empty");
+                defaults.log.level.clone()
+            }
+            Some(l) => l,
+            None => defaults.log.level.clone(),
+        },
+    };
+
+    if !p.0.is_empty() {
+        return Err(errors(text, file, p.0));
+    }
+    Ok(Config {
+        data_dir,
+        imap,
+        tls,
+        storage,
+        index,
+        log,
+    })
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: Some(path.to_path_buf()),
+            key: String::new(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        }])
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(&text, base, Some(path))
+}
+
+/// Problems that need the filesystem: certificate files that cannot be read. For
+/// `strata check-config`, which runs before the server would find them missing.
+pub fn check_files(config: &Config) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    if let Tls::Files { cert, key } = &config.tls {
+        for (k, path) in [("tls.cert", cert), ("tls.key", key)] {
+            if let Err(e) = std::fs::File::open(path) {
+                out.push(ConfigError {
+                    file: None,
+                    key: k.into(),
+                    line: None,
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Turns (key, message) pairs into errors with lines, in file order.
+fn errors(text: &str, file: Option<&Path>, problems: Vec<(String, String)>) -> ConfigErrors {
+    let doc = toml_edit::Document::parse(text.to_string()).ok();
+    let mut out: Vec<ConfigError> = problems
+        .into_iter()
+        .map(|(key, message)| {
+            let line = doc.as_ref().and_then(|d| {
+                let mut item: Option<&toml_edit::Item> = None;
+                for part in key.split('.') {
+                    item = match item {
+                        None => d.get(part),
+                        Some(i) => i.get(part),
+                    };
+                    item?;
+                }
+                item.and_then(toml_edit::Item::span)
+                    .map(|s| line_of(text, s.start))
+            });
+            ConfigError {
+                file: file.map(Path::to_path_buf),
+                key,
+                line,
+                message,
+            }
+        })
+        .collect();
+    out.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    ConfigErrors(out)
+}

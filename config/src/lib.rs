@@ -1,0 +1,18 @@
+//! # strata-config
+//!
+//! Strata's configuration: the schema ([`Config`]), the embedded defaults `strata serve` runs on
+//! without a file ([`Config::default`]), and reading a TOML file ([`load`], [`parse`]) with
+//! every problem reported at once, each naming the key and its line. `docs/config.md` documents
+//! every option; `strata.example.toml` is a commented example.
+//!
+//! It does not open sockets, read certificates or start anything: the server does.
+
+mod error;
+mod file;
+mod schema;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use file::{check_files, load, parse};
+pub use schema::{
+    AppendAck, Backend, Config, Delay, Imap, Index, Log, PlaintextAuth, Storage, Tls,
+};

@@ -1,0 +1,188 @@
+//! The typed configuration the server runs on, with its embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything configurable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where indexes, mail, TLS material and the user database live.
+    pub data_dir: PathBuf,
+    /// IMAP listeners and limits.
+    pub imap: Imap,
+    /// Certificates.
+    pub tls: Tls,
+    /// Where bodies are stored, and when APPEND answers.
+    pub storage: Storage,
+    /// The per-user index.
+    pub index: Index,
+    /// Logging.
+    pub log: Log,
+}
+
+/// When LOGIN and AUTHENTICATE PLAIN are allowed on a connection without TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaintextAuth {
+    /// Never: clients must use STARTTLS or implicit TLS first.
+    Never,
+    /// Only from loopback addresses (local tools, tests).
+    Loopback,
+    /// Always (only behind a trusted network).
+    Always,
+}
+
+/// IMAP listeners and limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imap {
+    /// Plain IMAP with STARTTLS; `None` disables it.
+    pub starttls: Option<SocketAddr>,
+    /// Implicit TLS (IMAPS); `None` disables it.
+    pub tls: Option<SocketAddr>,
+    /// Plaintext authentication policy.
+    pub plaintext_auth: PlaintextAuth,
+    /// Connections at once, in total.
+    pub max_connections: u32,
+    /// Connections at once from one IP address.
+    pub max_connections_per_ip: u32,
+    /// Longest command line, in bytes (without literals).
+    pub max_command_bytes: u32,
+    /// Largest literal, in bytes: bigger APPENDs are refused with `[TOOBIG]`.
+    pub max_literal_bytes: u64,
+    /// How long a connection may stay idle before it logs in.
+    pub login_timeout: Duration,
+    /// How long a logged-in connection may stay idle (IDLE excepted, as RFC 2177 allows).
+    pub idle_timeout: Duration,
+    /// Delay before answering a failed login.
+    pub failed_login_delay: Duration,
+    /// Failed logins from one IP address per minute before it is refused for a minute.
+    pub max_failed_logins_per_ip: u32,
+}
+
+/// Certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// A self-signed certificate generated on first start under `data_dir/tls` and reused.
+    SelfSigned,
+    /// A PEM certificate chain and its private key.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+/// Which store holds bodies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A Maildir++ tree per user under `root`.
+    Maildir {
+        /// The directory holding one Maildir per user.
+        root: PathBuf,
+    },
+}
+
+/// When APPEND answers OK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendAck {
+    /// Once the message is durable locally and readable (soft-done).
+    SoftDone,
+    /// Once the authoritative store confirmed it (acked).
+    Acked,
+}
+
+/// Latency and fault injection around the backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delay {
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Read latency.
+    pub read: Duration,
+    /// Up to this much more read latency.
+    pub read_jitter: Duration,
+    /// Write latency.
+    pub write: Duration,
+    /// Up to this much more write latency.
+    pub write_jitter: Duration,
+    /// Share of operations that fail (0 to 1).
+    pub error_rate: f64,
+    /// Share of operations that stall (0 to 1).
+    pub stall_rate: f64,
+    /// Length of a stall.
+    pub stall: Duration,
+}
+
+/// Where bodies are stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Storage {
+    /// The store.
+    pub backend: Backend,
+    /// When APPEND answers.
+    pub append_ack: AppendAck,
+    /// Body reads in flight at once for one FETCH.
+    pub read_concurrency: u32,
+    /// Injected latency and faults, if configured.
+    pub delay: Option<Delay>,
+}
+
+/// The per-user index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Index {
+    /// How long the writer may wait for more flag changes to share an fsync.
+    pub group_commit_window: Duration,
+    /// Page cache per open index, in bytes.
+    pub cache_bytes: u64,
+    /// Repack a user's index when its file takes more than this many times its live data.
+    pub repack_ratio: f64,
+    /// Change-log entries kept at repack (for QRESYNC and backups).
+    pub log_retention: u64,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    /// A tracing filter: `info`, `debug`, `strata=debug,info`...
+    pub level: String,
+}
+
+impl Default for Config {
+    /// The embedded defaults: `strata serve` with no configuration file runs on these.
+    fn default() -> Self {
+        let data_dir = PathBuf::from("./strata-data");
+        Config {
+            imap: Imap {
+                starttls: Some(SocketAddr::from(([127, 0, 0, 1], 1143))),
+                tls: Some(SocketAddr::from(([127, 0, 0, 1], 1993))),
+                plaintext_auth: PlaintextAuth::Loopback,
+                max_connections: 1000,
+                max_connections_per_ip: 50,
+                max_command_bytes: 64 * 1024,
+                max_literal_bytes: 64 << 20,
+                login_timeout: Duration::from_secs(60),
+                idle_timeout: Duration::from_secs(30 * 60),
+                failed_login_delay: Duration::from_secs(2),
+                max_failed_logins_per_ip: 10,
+            },
+            tls: Tls::SelfSigned,
+            storage: Storage {
+                backend: Backend::Maildir {
+                    root: data_dir.join("mail"),
+                },
+                append_ack: AppendAck::SoftDone,
+                read_concurrency: 16,
+                delay: None,
+            },
+            index: Index {
+                group_commit_window: Duration::ZERO,
+                cache_bytes: 64 << 20,
+                repack_ratio: 2.0,
+                log_retention: 1_000_000,
+            },
+            log: Log {
+                level: "info".into(),
+            },
+            data_dir,
+        }
+    }
+}

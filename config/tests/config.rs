@@ -1,0 +1,147 @@
+//! The configuration file: defaults, the example, and errors that name key and line.
+
+use std::path::Path;
+
+use strata_config::*;
+
+#[test]
+fn the_example_file_is_valid_and_states_the_defaults() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let parsed = parse(&text, Path::new("."), Some(&example)).unwrap();
+    assert_eq!(parsed, Config::default());
+}
+
+#[test]
+fn an_empty_file_means_the_defaults() {
+    assert_eq!(parse("", Path::new("."), None).unwrap(), Config::default());
+}
+
+#[test]
+fn values_are_read_and_relative_paths_follow_the_file() {
+    let text = r#"
+data_dir = "data"
+[imap]
+starttls = ""
+tls = "[::1]:9993"
+plaintext_auth = "never"
+[tls]
+cert = "certs/chain.pem"
+key = "/etc/strata/key.pem"
+[storage]
+append_ack = "acked"
+[storage.delay]
+read_ms = 50
+error_rate = 0.25
+[index]
+cache_mb = 8
+"#;
+    let c = parse(text, Path::new("/srv/strata"), None).unwrap();
+    assert_eq!(c.data_dir, Path::new("/srv/strata/data"));
+    assert_eq!(c.imap.starttls, None);
+    assert_eq!(c.imap.tls.unwrap().to_string(), "[::1]:9993");
+    assert_eq!(c.imap.plaintext_auth, PlaintextAuth::Never);
+    assert_eq!(
+        c.tls,
+        Tls::Files {
+            cert: "/srv/strata/certs/chain.pem".into(),
+            key: "/etc/strata/key.pem".into()
+        }
+    );
+    assert_eq!(
+        c.storage.backend,
+        Backend::Maildir {
+            root: "/srv/strata/data/mail".into()
+        }
+    );
+    assert_eq!(c.storage.append_ack, AppendAck::Acked);
+    let d = c.storage.delay.unwrap();
+    assert_eq!((d.read.as_millis(), d.error_rate), (50, 0.25));
+    assert_eq!(c.index.cache_bytes, 8 << 20);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_and_line() {
+    let text = "data_dir = \"d\"\n\
+[imap]\n\
+starttls = \"not an address\"\n\
+max_connections = 0\n\
+plaintext_auth = \"sometimes\"\n\
+[storage]\n\
+backend = \"tape\"\n\
+[storage.delay]\n\
+error_rate = 1.5\n\
+[index]\n\
+repack_ratio = 0.5\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("strata.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("imap.starttls".to_string(), Some(3)),
+            ("imap.max_connections".to_string(), Some(4)),
+            ("imap.plaintext_auth".to_string(), Some(5)),
+            ("storage.backend".to_string(), Some(7)),
+            ("storage.delay.error_rate".to_string(), Some(9)),
+            ("index.repack_ratio".to_string(), Some(11)),
+        ]
+    );
+    let shown = errs.to_string();
+    assert!(shown.contains("strata.toml:3: imap.starttls:"), "{shown}");
+    assert!(shown.contains("\"tape\" is not a backend"), "{shown}");
+}
+
+#[test]
+fn unknown_keys_wrong_types_and_bad_syntax_name_the_line() {
+    let cases = [
+        ("[imap]\nstartls = \"127.0.0.1:1\"\n", 2, "unknown field"),
+        ("[imap]\nmax_connections = \"many\"\n", 2, "invalid type"),
+        ("[index]\ncache_mb = 8\n[index\n", 3, ""),
+    ];
+    for (text, line, needle) in cases {
+        let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{text:?}");
+        assert_eq!(errs.0[0].line, Some(line), "{text:?}: {errs}");
+        assert!(errs.0[0].message.contains(needle), "{text:?}: {errs}");
+        assert!(
+            errs.to_string().starts_with(&format!("s.toml:{line}:")),
+            "{errs}"
+        );
+    }
+}
+
+#[test]
+fn certificate_and_key_go_together_and_must_be_readable() {
+    let errs = parse("[tls]\ncert = \"c.pem\"\n", Path::new("."), None).unwrap_err();
+    assert_eq!(errs.0[0].key, "tls.key");
+    let errs = parse(
+        "[imap]\nstarttls = \"\"\ntls = \"\"\n",
+        Path::new("."),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(errs.0[0].key, "imap");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.pem"), "x").unwrap();
+    let c = parse(
+        "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        dir.path(),
+        None,
+    )
+    .unwrap();
+    let problems = check_files(&c);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "tls.key");
+    assert!(problems[0].message.contains("k.pem"));
+}
+
+#[test]
+fn a_missing_file_is_reported_by_name() {
+    let errs = load(Path::new("/nonexistent/strata.toml")).unwrap_err();
+    assert!(
+        errs.to_string()
+            .starts_with("/nonexistent/strata.toml: cannot read it"),
+        "{errs}"
+    );
+}
