@@ -33,6 +33,10 @@ pub trait Engine {
     fn repack(&mut self) -> Option<(Duration, Duration)>;
     /// Reads every record and checks it; returns the count.
     fn verify(&mut self) -> u64;
+    /// Write closures run and commits made so far, for engines that group commits themselves.
+    fn commit_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
     /// The files that make up the store.
     fn files(&self) -> Vec<PathBuf>;
 }
@@ -293,6 +297,11 @@ impl Engine for Strata {
     fn repack(&mut self) -> Option<(Duration, Duration)> {
         let r = self.repack_report();
         Some((r.swap_hold, r.duration))
+    }
+
+    fn commit_counts(&self) -> Option<(u64, u64)> {
+        let s = self.stats();
+        Some((s.jobs, s.commits))
     }
 
     fn verify(&mut self) -> u64 {

@@ -92,6 +92,18 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The median time of `reps` runs of `f`, in milliseconds.
+fn p50_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    percentile(&mut times, 0.5)
+}
+
 fn open(engine: &str, dir: &Path, mailboxes: u32) -> (Box<dyn Engine>, Duration) {
     std::fs::create_dir_all(dir).unwrap();
     match engine {
@@ -142,54 +154,28 @@ fn child(phase: &str, engine: &str, dir: &Path, n: u32) {
                 true,
             );
         }
-        "b1" | "bg" if engine == "strata" => {
-            let mut s = Strata::open(dir, 1);
-            s.append(0, 1..n + 1, 1000);
-            let before = s.stats();
-            let uids = shuffled(n, 7);
-            let t = Instant::now();
-            if phase == "b1" {
-                s.flags_each(0, &uids);
-            } else {
-                s.flags_grouped(0, &uids);
-            }
-            let elapsed = t.elapsed();
-            let after = s.stats();
-            let name = if phase == "b1" {
-                "(b1) random flag updates, 1 per durable commit"
-            } else {
-                "(bg) random flag updates, group-committed"
-            };
-            emit(engine, name, rate(n, elapsed), "updates/s", true);
-            emit(
-                engine,
-                &format!("({phase}) flag updates per commit"),
-                (after.jobs - before.jobs) as f64 / (after.commits - before.commits) as f64,
-                "updates",
-                true,
-            );
-        }
         "b1" | "bg" => {
             let (mut e, _) = open(engine, dir, 1);
             e.append(0, 1..n + 1, 1000);
+            let before = e.commit_counts();
             let uids = shuffled(n, 7);
             let t = Instant::now();
-            if phase == "b1" {
+            let name = if phase == "b1" {
                 e.flags_each(0, &uids);
-                emit(
-                    engine,
-                    "(b1) random flag updates, 1 per durable commit",
-                    rate(n, t.elapsed()),
-                    "updates/s",
-                    true,
-                );
+                "(b1) random flag updates, 1 per durable commit"
             } else {
                 e.flags_grouped(0, &uids);
+                "(bg) random flag updates, group-committed"
+            };
+            emit(engine, name, rate(n, t.elapsed()), "updates/s", true);
+            if let (Some((jobs0, commits0)), Some((jobs1, commits1))) = (before, e.commit_counts())
+            {
+                let per_commit = (jobs1 - jobs0) as f64 / (commits1 - commits0) as f64;
                 emit(
                     engine,
-                    "(bg) random flag updates, group-committed",
-                    rate(n, t.elapsed()),
-                    "updates/s",
+                    &format!("({phase}) flag updates per commit"),
+                    per_commit,
+                    "updates",
                     true,
                 );
             }
@@ -197,16 +183,11 @@ fn child(phase: &str, engine: &str, dir: &Path, n: u32) {
         "c" => {
             let (mut e, _) = open(engine, dir, 1);
             e.append(0, 1..n + 1, 1000);
-            let mut times = Vec::new();
-            for _ in 0..21 {
-                let t = Instant::now();
-                assert_eq!(e.scan(0), n as usize);
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
+            let p50 = p50_ms(21, || assert_eq!(e.scan(0), n as usize));
             emit(
                 engine,
                 "(c) FETCH 1:* FLAGS scan from the store, p50",
-                percentile(&mut times, 0.5),
+                p50,
                 "ms",
                 false,
             );
@@ -214,16 +195,11 @@ fn child(phase: &str, engine: &str, dir: &Path, n: u32) {
             if engine == "strata" {
                 let mut s = Strata::open(dir, 1);
                 s.scan_view(0);
-                let mut times = Vec::new();
-                for _ in 0..101 {
-                    let t = Instant::now();
-                    assert_eq!(s.scan_view(0), n as usize);
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
-                }
+                let p50 = p50_ms(101, || assert_eq!(s.scan_view(0), n as usize));
                 emit(
                     engine,
                     "(c) FETCH 1:* FLAGS scan from the in-memory view, p50",
-                    percentile(&mut times, 0.5),
+                    p50,
                     "ms",
                     false,
                 );
