@@ -1,0 +1,123 @@
+//! The `strata` command line: accounts and configuration checks.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn strata(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn user_commands_manage_the_account_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "x\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "user",
+            "add",
+            "../evil",
+            "--password-stdin",
+        ],
+        "x\n",
+    );
+    assert!(
+        text(&out.stderr).contains("invalid user name"),
+        "{}",
+        text(&out.stderr)
+    );
+    strata(
+        &["--data-dir", d, "user", "add", "bob", "--password-stdin"],
+        "pw\n",
+    );
+    let out = strata(&["--data-dir", d, "user", "list"], "");
+    assert_eq!(text(&out.stdout), "alice\nbob\n");
+    let db = strata_server::users::UserDb::new(dir.path().join("users"));
+    assert!(db.verify("alice", "s3cret").unwrap());
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "user",
+            "passwd",
+            "alice",
+            "--password-stdin",
+        ],
+        "n3w\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(db.verify("alice", "n3w").unwrap());
+    let out = strata(&["--data-dir", d, "user", "del", "bob"], "");
+    assert!(out.status.success());
+    let out = strata(&["--data-dir", d, "user", "del", "bob"], "");
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&strata(&["--data-dir", d, "user", "list"], "").stdout),
+        "alice\n"
+    );
+}
+
+#[test]
+fn check_config_names_the_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("strata.toml");
+    std::fs::write(
+        &bad,
+        "[imap]\nmax_connections = 0\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+    )
+    .unwrap();
+    let out = strata(&["--config", bad.to_str().unwrap(), "check-config"], "");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("strata.toml:2: imap.max_connections: must be greater than 0"),
+        "{err}"
+    );
+
+    std::fs::write(&bad, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let out = strata(&["--config", bad.to_str().unwrap(), "check-config"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("tls.cert: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../strata.example.toml");
+    let out = strata(&["--config", example, "check-config"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with(": ok\n"));
+}
