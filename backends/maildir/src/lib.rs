@@ -214,6 +214,12 @@ impl Inner {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (tmp, dest, replaced) in staged {
             std::fs::rename(&tmp, &dest).map_err(|e| io_err("renaming into", &dest, e))?;
+            // Renaming a link onto another link of the same file does nothing and succeeds
+            // (POSIX), leaving the staged link behind: a copy onto a key that already holds
+            // those very bytes.
+            if tmp.exists() {
+                std::fs::remove_file(&tmp).map_err(|e| io_err("removing", &tmp, e))?;
+            }
             if let Some(old) = replaced {
                 deletes.push(old);
             }

@@ -118,3 +118,25 @@ async fn keys_that_are_not_maildir_shaped_are_refused_and_write_nothing() {
     assert!(names(&root.join("tmp")).is_empty());
     assert_eq!(names(&root), ["cur", "new", "tmp"]);
 }
+
+/// Regression: renaming a staged hard link onto another link of the same file is a no-op that
+/// succeeds, which left the staged link in tmp/.
+#[tokio::test]
+async fn copying_a_key_onto_itself_leaves_nothing_in_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    b.commit(Batch::new().put(key("m"), "body")).await.unwrap();
+    b.commit(Batch::new().copy(key("m"), key("m")))
+        .await
+        .unwrap();
+    b.commit(Batch::new().copy(key("m"), key("n")))
+        .await
+        .unwrap();
+    b.commit(Batch::new().copy(key("n"), key("m")))
+        .await
+        .unwrap();
+    assert!(names(&root.join("tmp")).is_empty());
+    assert_eq!(names(&root.join("cur")), ["m:2,", "n:2,"]);
+    assert_eq!(b.get(&key("m"), None).await.unwrap(), "body");
+}
