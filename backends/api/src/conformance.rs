@@ -284,6 +284,76 @@ async fn concurrent_commits_all_land(b: Arc<dyn Backend>) -> Outcome {
     Ok(())
 }
 
+/// Random batches (puts, deletes, copies, preconditions) checked against a map after each one.
+async fn random_batches_match_a_map(b: Arc<dyn Backend>) -> Outcome {
+    use rand::{Rng, SeedableRng};
+    const KEYS: [&str; 6] = ["a", "b", "c", ".Sent/a", ".Sent/d", ".Trash/e"];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut model: std::collections::BTreeMap<usize, Bytes> = std::collections::BTreeMap::new();
+    for round in 0..150 {
+        let mut batch = Batch::new();
+        let mut next = Some(model.clone());
+        if rng.random_bool(0.15) {
+            let i = rng.random_range(0..KEYS.len());
+            batch = batch.require_absent(k(KEYS[i]));
+            if model.contains_key(&i) {
+                next = None;
+            }
+        }
+        if rng.random_bool(0.15) {
+            let i = rng.random_range(0..KEYS.len());
+            batch = batch.require_exists(k(KEYS[i]));
+            if !model.contains_key(&i) {
+                next = None;
+            }
+        }
+        for _ in 0..rng.random_range(1..5) {
+            let i = rng.random_range(0..KEYS.len());
+            match rng.random_range(0..6) {
+                0..3 => {
+                    let data = Bytes::from(format!("round {round} key {i}"));
+                    if let Some(m) = next.as_mut() {
+                        m.insert(i, data.clone());
+                    }
+                    batch = batch.put(k(KEYS[i]), data);
+                }
+                3 => {
+                    if let Some(m) = next.as_mut() {
+                        m.remove(&i);
+                    }
+                    batch = batch.delete(k(KEYS[i]));
+                }
+                _ => {
+                    let to = rng.random_range(0..KEYS.len());
+                    next = next.and_then(|mut m| {
+                        let data = m.get(&i)?.clone();
+                        m.insert(to, data);
+                        Some(m)
+                    });
+                    batch = batch.copy(k(KEYS[i]), k(KEYS[to]));
+                }
+            }
+        }
+        let got = b.commit(batch.clone()).await;
+        ensure!(
+            got.is_ok() == next.is_some(),
+            "round {round}: {batch:?} gave {:?}",
+            got.err()
+        );
+        if let Some(m) = next {
+            model = m;
+        }
+        for (i, key) in KEYS.iter().enumerate() {
+            let stored = b.get(&k(key), None).await.ok();
+            ensure!(
+                stored.as_ref() == model.get(&i),
+                "round {round}: {key} is {stored:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every rule, by name.
 pub const CHECKS: &[(&str, Check)] = &[
     ("put_then_get_returns_the_bytes", |b| {
@@ -319,6 +389,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("concurrent_commits_all_land", |b| {
         Box::pin(concurrent_commits_all_land(b))
+    }),
+    ("random_batches_match_a_map", |b| {
+        Box::pin(random_batches_match_a_map(b))
     }),
 ];
 
