@@ -98,6 +98,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 bail!("{}", text.join("\n"));
             }
+            // Configured certificate files must also make a working TLS setup (a self-signed
+            // one is only made by the server, not by a check).
+            if matches!(cfg.tls, strata_config::Tls::Files { .. }) {
+                strata_server::tls::server_config(&cfg.tls, &cfg.data_dir)?;
+            }
             match &cli.config {
                 Some(p) => println!("{}: ok", p.display()),
                 None => println!("no configuration file: the embedded defaults apply"),

@@ -116,6 +116,16 @@ fn check_config_names_the_file_key_and_line() {
         text(&out.stderr)
     );
 
+    std::fs::write(dir.path().join("c.pem"), "garbage").unwrap();
+    std::fs::write(dir.path().join("k.pem"), "garbage").unwrap();
+    let out = strata(&["--config", bad.to_str().unwrap(), "check-config"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("c.pem: no certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../strata.example.toml");
     let out = strata(&["--config", example, "check-config"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
