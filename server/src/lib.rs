@@ -6,3 +6,10 @@
 
 pub mod tls;
 pub mod users;
+
+use std::path::{Path, PathBuf};
+
+/// Where a user's mail index lives under the data directory.
+pub fn index_path(data_dir: &Path, user: &str) -> PathBuf {
+    data_dir.join("index").join(format!("{user}.redb"))
+}

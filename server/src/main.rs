@@ -31,6 +31,21 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Inspects users' mail indexes.
+    Index {
+        #[command(subcommand)]
+        action: IndexAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexAction {
+    /// Checks every row and invariant of a user's index, read-only (works while the server runs).
+    Check {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +123,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => println!("no configuration file: the embedded defaults apply"),
             }
         }
+        Command::Index {
+            action: IndexAction::Check { user },
+        } => index_check(&config(&cli)?, user)?,
         Command::User { action } => {
             let cfg = config(&cli)?;
             let db = UserDb::new(cfg.data_dir.join("users"));
@@ -139,6 +157,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn index_check(cfg: &Config, user: &str) -> anyhow::Result<()> {
+    strata_server::users::check_name(user)?;
+    let path = strata_server::index_path(&cfg.data_dir, user);
+    if !path.exists() {
+        bail!(
+            "{}: no index for {user:?} (it is created at the first login)",
+            path.display()
+        );
+    }
+    let index = strata_index::ReadOnlyIndex::open(&path)?;
+    let report = index.verify()?;
+    println!(
+        "{}: ok: {} mailboxes, {} messages, {} contents, {} change-log entries, MODSEQ {}",
+        path.display(),
+        report.mailboxes,
+        report.messages,
+        report.contents,
+        report.changes,
+        report.modseq
+    );
     Ok(())
 }
 

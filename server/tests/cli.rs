@@ -131,3 +131,51 @@ fn check_config_names_the_file_key_and_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).ends_with(": ok\n"));
 }
+
+#[test]
+fn index_check_reads_a_users_index_while_it_is_open_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no index for \"alice\""),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let path = strata_server::index_path(dir.path(), "alice");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let index = rt.block_on(async {
+        let (index, _) = strata_index::UserIndex::open(&path, Default::default())
+            .await
+            .unwrap();
+        index
+            .create_mailbox(strata_index::NewMailbox {
+                parent: None,
+                name: "INBOX".into(),
+                special_use: None,
+            })
+            .await
+            .unwrap();
+        index
+    });
+    // The index stays open for writing in this process while the command reads it.
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ok: 1 mailboxes, 0 messages"),
+        "{}",
+        text(&out.stdout)
+    );
+    rt.block_on(index.close());
+
+    std::fs::write(&path, b"").unwrap();
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("alice.redb is corrupt"),
+        "{}",
+        text(&out.stderr)
+    );
+}
