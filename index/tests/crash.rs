@@ -58,16 +58,7 @@ async fn child(path: &str, mut n: u64) -> ! {
         say(format!("DURABLE APPEND {n} {}", uid.0));
         if n.is_multiple_of(2) {
             say(format!("BEGIN SEEN {}", uid.0));
-            index
-                .store(
-                    inbox,
-                    vec![uid],
-                    StoreOp::Add,
-                    Flags::system(SystemFlags::SEEN),
-                    None,
-                )
-                .await
-                .unwrap();
+            common::store_system(&index, inbox, vec![uid], StoreOp::Add, SystemFlags::SEEN).await;
             say(format!("DURABLE SEEN {}", uid.0));
         }
         if n.is_multiple_of(3) {

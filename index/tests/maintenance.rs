@@ -9,26 +9,6 @@ use std::time::Duration;
 
 use strata_index::*;
 
-async fn fill(index: &UserIndex, mb: MailboxId, range: std::ops::Range<u64>) -> Vec<Uid> {
-    let mut uids = Vec::new();
-    let all: Vec<u64> = range.collect();
-    for chunk in all.chunks(500) {
-        uids.extend(
-            index
-                .append(
-                    mb,
-                    chunk
-                        .iter()
-                        .map(|&n| common::message(n, SystemFlags::empty()))
-                        .collect(),
-                )
-                .await
-                .unwrap(),
-        );
-    }
-    uids
-}
-
 /// Everything a client could see, for comparing two indexes.
 fn answers(snap: &Snapshot) -> String {
     let mut out = format!(
@@ -58,7 +38,7 @@ async fn repack_under_load_keeps_every_write_and_shrinks_the_file() {
         .await
         .unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    let uids = fill(&index, inbox, 0..6000).await;
+    let uids = common::fill(&index, inbox, 0..6000).await;
     let evens: Vec<Uid> = uids.iter().copied().filter(|u| u.0 % 2 == 0).collect();
     index.expunge(inbox, evens).await.unwrap();
     let before = disk_bytes(&path);
@@ -77,16 +57,8 @@ async fn repack_under_load_keeps_every_write_and_shrinks_the_file() {
                     .unwrap()[0];
                 model.insert(uid, false);
                 if n.is_multiple_of(2) {
-                    index
-                        .store(
-                            inbox,
-                            vec![uid],
-                            StoreOp::Add,
-                            Flags::system(SystemFlags::SEEN),
-                            None,
-                        )
-                        .await
-                        .unwrap();
+                    common::store_system(&index, inbox, vec![uid], StoreOp::Add, SystemFlags::SEEN)
+                        .await;
                     model.insert(uid, true);
                 }
                 if n.is_multiple_of(5) {
@@ -162,7 +134,7 @@ async fn repack_under_load_keeps_every_write_and_shrinks_the_file() {
 
     // Still usable after the swaps, and durable across a reopen.
     drop(snap);
-    fill(&index, inbox, 200_000..200_010).await;
+    common::fill(&index, inbox, 200_000..200_010).await;
     let expected = answers(&index.snapshot().unwrap());
     index.close().await;
     let (index, report) = UserIndex::open(&path, IndexOptions::default())
@@ -179,7 +151,7 @@ async fn a_second_repack_of_the_same_index_is_refused_while_one_runs() {
         .await
         .unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..3000).await;
+    common::fill(&index, inbox, 0..3000).await;
     let (a, b) = tokio::join!(repack(&index, None), repack(&index, None));
     let refused = [&a, &b]
         .iter()
@@ -207,32 +179,28 @@ async fn maintenance_worker_repacks_sparse_files_by_itself() {
     };
     let (index, _) = UserIndex::open(&path, opts).await.unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    let uids = fill(&index, inbox, 0..4000).await;
+    let uids = common::fill(&index, inbox, 0..4000).await;
     let full = disk_bytes(&path);
     index.expunge(inbox, uids[..3800].to_vec()).await.unwrap();
     let mut waited = 0;
     while index.stats().repacks == 0 {
         // Each commit lets the writer look at the file again.
-        index
-            .store(
-                inbox,
-                vec![uids[3999]],
-                StoreOp::Add,
-                Flags::system(SystemFlags::SEEN),
-                None,
-            )
-            .await
-            .unwrap();
-        index
-            .store(
-                inbox,
-                vec![uids[3999]],
-                StoreOp::Remove,
-                Flags::system(SystemFlags::SEEN),
-                None,
-            )
-            .await
-            .unwrap();
+        common::store_system(
+            &index,
+            inbox,
+            vec![uids[3999]],
+            StoreOp::Add,
+            SystemFlags::SEEN,
+        )
+        .await;
+        common::store_system(
+            &index,
+            inbox,
+            vec![uids[3999]],
+            StoreOp::Remove,
+            SystemFlags::SEEN,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         waited += 1;
         assert!(waited < 500, "the worker never repacked");
@@ -256,7 +224,7 @@ async fn base_and_diffs_restore_an_identical_index() {
         .unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
     let trash = index.create_mailbox(common::top("Trash")).await.unwrap().id;
-    fill(&index, inbox, 0..200).await;
+    common::fill(&index, inbox, 0..200).await;
 
     let base = dir.path().join("base.redb");
     let m0 = export_base(&index, &base).await.unwrap();
@@ -362,9 +330,9 @@ async fn trimmed_change_log_refuses_old_diffs() {
         .await
         .unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..50).await;
+    common::fill(&index, inbox, 0..50).await;
     let old = index.snapshot().unwrap().modseq();
-    fill(&index, inbox, 50..100).await;
+    common::fill(&index, inbox, 50..100).await;
     repack(&index, Some(10)).await.unwrap();
     let snap = index.snapshot().unwrap();
     assert_eq!(snap.log_floor(), Modseq(snap.modseq().0 - 10));

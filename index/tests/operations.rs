@@ -15,18 +15,6 @@ async fn open_new() -> (tempfile::TempDir, UserIndex) {
     (dir, index)
 }
 
-async fn fill(index: &UserIndex, mb: MailboxId, range: std::ops::Range<u64>) -> Vec<Uid> {
-    index
-        .append(
-            mb,
-            range
-                .map(|n| common::message(n, SystemFlags::empty()))
-                .collect(),
-        )
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn multiappend_is_all_or_nothing() {
     let (_d, index) = open_new().await;
@@ -57,7 +45,7 @@ async fn multiappend_is_all_or_nothing() {
         0
     );
     // The same content with another size is refused.
-    fill(&index, inbox.id, 5..6).await;
+    common::fill(&index, inbox.id, 5..6).await;
     let mut other = common::message(5, SystemFlags::empty());
     other.content.size += 1;
     let err = index.append(inbox.id, vec![other]).await.unwrap_err();
@@ -147,22 +135,13 @@ async fn a_failed_write_does_not_disturb_others_in_the_same_commit() {
 async fn concurrent_flag_changes_share_fsyncs() {
     let (_d, index) = open_new().await;
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    let uids = fill(&index, inbox, 0..2000).await;
+    let uids = common::fill(&index, inbox, 0..2000).await;
     let before = index.stats();
     let mut tasks = Vec::new();
     for uid in uids.clone() {
         let index = index.clone();
         tasks.push(tokio::spawn(async move {
-            index
-                .store(
-                    inbox,
-                    vec![uid],
-                    StoreOp::Add,
-                    Flags::system(SystemFlags::FLAGGED),
-                    None,
-                )
-                .await
-                .unwrap()
+            common::store_system(&index, inbox, vec![uid], StoreOp::Add, SystemFlags::FLAGGED).await
         }));
     }
     for t in tasks {
@@ -188,7 +167,7 @@ async fn concurrent_flag_changes_share_fsyncs() {
 async fn store_with_unchanged_since_reports_conflicts() {
     let (_d, index) = open_new().await;
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    let uids = fill(&index, inbox, 0..3).await;
+    let uids = common::fill(&index, inbox, 0..3).await;
     let base = index.snapshot().unwrap().modseq();
     let first = index
         .store(
@@ -252,7 +231,7 @@ async fn copies_share_content_and_the_last_expunge_frees_it() {
     let (_d, index) = open_new().await;
     let a = index.create_mailbox(common::top("A")).await.unwrap().id;
     let b = index.create_mailbox(common::top("B")).await.unwrap().id;
-    let uids = fill(&index, a, 10..13).await;
+    let uids = common::fill(&index, a, 10..13).await;
     let pairs = index.copy(a, uids.clone(), b).await.unwrap();
     assert_eq!(
         pairs,
@@ -321,7 +300,7 @@ async fn mailbox_hierarchy_rename_and_delete() {
     assert!(index.create_mailbox(common::top(&long)).await.is_err());
     // Deleting and recreating a mailbox gives a higher UIDVALIDITY.
     let t = index.create_mailbox(common::top("Tmp")).await.unwrap();
-    fill(&index, t.id, 0..3).await;
+    common::fill(&index, t.id, 0..3).await;
     assert_eq!(
         index.delete_mailbox(t.id).await.unwrap(),
         vec![Uid(1), Uid(2), Uid(3)]
@@ -335,7 +314,7 @@ async fn mailbox_hierarchy_rename_and_delete() {
 async fn recent_is_claimed_once() {
     let (_d, index) = open_new().await;
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..4).await;
+    common::fill(&index, inbox, 0..4).await;
     let claim = |index: UserIndex| async move {
         index
             .write(Durability::Immediate, move |t| t.claim_recent(inbox))
@@ -344,7 +323,7 @@ async fn recent_is_claimed_once() {
     };
     assert_eq!(claim(index.clone()).await, (Uid(1), Uid(5)));
     assert_eq!(claim(index.clone()).await, (Uid(5), Uid(5)));
-    fill(&index, inbox, 4..6).await;
+    common::fill(&index, inbox, 4..6).await;
     let rec = index.snapshot().unwrap().mailbox(inbox).unwrap().unwrap();
     assert_eq!((rec.recent, rec.messages), (2, 6));
 }
@@ -384,17 +363,15 @@ async fn events_arrive_in_commit_order_with_new_values() {
     let (_d, index) = open_new().await;
     let mut rx = index.subscribe();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..2).await;
-    index
-        .store(
-            inbox,
-            vec![Uid(2)],
-            StoreOp::Replace,
-            Flags::system(SystemFlags::DRAFT),
-            None,
-        )
-        .await
-        .unwrap();
+    common::fill(&index, inbox, 0..2).await;
+    common::store_system(
+        &index,
+        inbox,
+        vec![Uid(2)],
+        StoreOp::Replace,
+        SystemFlags::DRAFT,
+    )
+    .await;
     index.expunge(inbox, vec![Uid(1)]).await.unwrap();
     let mut changes = Vec::new();
     let mut last = Modseq(0);
@@ -433,23 +410,14 @@ async fn events_arrive_in_commit_order_with_new_values() {
 async fn views_are_shared_current_and_dropped_when_unused() {
     let (_d, index) = open_new().await;
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..5).await;
+    common::fill(&index, inbox, 0..5).await;
     let v1 = index.view(inbox).await.unwrap();
     let v2 = index.view(inbox).await.unwrap();
     assert!(Arc::ptr_eq(&v1, &v2));
     assert_eq!(v1.len(), 5);
     index.expunge(inbox, vec![Uid(2), Uid(4)]).await.unwrap();
-    fill(&index, inbox, 5..6).await;
-    index
-        .store(
-            inbox,
-            vec![Uid(3)],
-            StoreOp::Add,
-            Flags::system(SystemFlags::SEEN),
-            None,
-        )
-        .await
-        .unwrap();
+    common::fill(&index, inbox, 5..6).await;
+    common::store_system(&index, inbox, vec![Uid(3)], StoreOp::Add, SystemFlags::SEEN).await;
     assert_eq!(
         v1.with_entries(|e| e.iter().map(|x| x.uid.0).collect::<Vec<_>>()),
         [1, 3, 5, 6]
@@ -480,7 +448,7 @@ async fn views_built_during_writes_miss_nothing() {
         let index = index.clone();
         tokio::spawn(async move {
             for n in 0..300u64 {
-                let uid = fill(&index, inbox, n..n + 1).await[0];
+                let uid = common::fill(&index, inbox, n..n + 1).await[0];
                 if n.is_multiple_of(3) {
                     index.expunge(inbox, vec![uid]).await.unwrap();
                 }
@@ -513,10 +481,10 @@ async fn views_built_during_writes_miss_nothing() {
 async fn snapshots_are_isolated_from_later_commits() {
     let (_d, index) = open_new().await;
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..3).await;
+    common::fill(&index, inbox, 0..3).await;
     let before = index.snapshot().unwrap();
     index.expunge(inbox, vec![Uid(1)]).await.unwrap();
-    fill(&index, inbox, 3..4).await;
+    common::fill(&index, inbox, 3..4).await;
     assert_eq!(before.messages(inbox).unwrap().len(), 3);
     assert!(before.message(inbox, Uid(1)).unwrap().is_some());
     assert_eq!(index.snapshot().unwrap().messages(inbox).unwrap().len(), 3);
@@ -538,7 +506,7 @@ async fn reopen_keeps_everything() {
         .await
         .unwrap();
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..10).await;
+    common::fill(&index, inbox, 0..10).await;
     let before = index.snapshot().unwrap().messages(inbox).unwrap();
     let modseq = index.snapshot().unwrap().modseq();
     index.close().await;
@@ -560,10 +528,10 @@ async fn read_only_open_follows_the_writer_and_a_second_writer_is_told_who_holds
     let (dir, index) = open_new().await;
     let path = dir.path().join("u.redb");
     let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
-    fill(&index, inbox, 0..3).await;
+    common::fill(&index, inbox, 0..3).await;
     let ro = ReadOnlyIndex::open(&path).unwrap();
     assert_eq!(ro.snapshot().unwrap().messages(inbox).unwrap().len(), 3);
-    fill(&index, inbox, 3..5).await;
+    common::fill(&index, inbox, 3..5).await;
     assert_eq!(ro.snapshot().unwrap().messages(inbox).unwrap().len(), 5);
     let report = ro.verify().unwrap();
     assert_eq!((report.mailboxes, report.messages), (1, 5));

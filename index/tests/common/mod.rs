@@ -79,3 +79,31 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Appends messages with contents `range`, 500 per MULTIAPPEND; returns their UIDs.
+pub async fn fill(index: &UserIndex, mb: MailboxId, range: std::ops::Range<u64>) -> Vec<Uid> {
+    let all: Vec<u64> = range.collect();
+    let mut uids = Vec::new();
+    for chunk in all.chunks(500) {
+        let msgs = chunk
+            .iter()
+            .map(|&n| message(n, SystemFlags::empty()))
+            .collect();
+        uids.extend(index.append(mb, msgs).await.unwrap());
+    }
+    uids
+}
+
+/// Applies a STORE of system flags and returns what it did.
+pub async fn store_system(
+    index: &UserIndex,
+    mb: MailboxId,
+    uids: Vec<Uid>,
+    op: StoreOp,
+    flags: SystemFlags,
+) -> StoreOutcome {
+    index
+        .store(mb, uids, op, Flags::system(flags), None)
+        .await
+        .unwrap()
+}
