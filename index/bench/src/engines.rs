@@ -326,6 +326,25 @@ impl Drop for Strata {
 
 // ----- raw redb -----
 
+/// Opens or creates a redb file with the given tables; returns it and how long the open took.
+fn open_redb(
+    path: &Path,
+    tables: &[TableDefinition<&'static [u8], &'static [u8]>],
+) -> (redb::Database, Duration) {
+    let start = Instant::now();
+    let db = redb::Database::builder()
+        .set_cache_size(1 << 30)
+        .create(path)
+        .unwrap();
+    let elapsed = start.elapsed();
+    let w = db.begin_write().unwrap();
+    for t in tables {
+        w.open_table(*t).unwrap();
+    }
+    w.commit().unwrap();
+    (db, elapsed)
+}
+
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
 /// redb used directly: one table, quick-repair on every commit, like Strata's own use of it.
@@ -339,15 +358,7 @@ impl RawRedb {
     /// Opens (or creates) the database in `dir`; returns it and how long the open took.
     pub fn open(dir: &Path) -> (RawRedb, Duration) {
         let path = dir.join("raw.redb");
-        let start = Instant::now();
-        let db = redb::Database::builder()
-            .set_cache_size(1 << 30)
-            .create(&path)
-            .unwrap();
-        let elapsed = start.elapsed();
-        let w = db.begin_write().unwrap();
-        w.open_table(RAW).unwrap();
-        w.commit().unwrap();
+        let (db, elapsed) = open_redb(&path, &[RAW]);
         (
             RawRedb {
                 db,
@@ -649,17 +660,7 @@ impl RedbRows {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> (RedbRows, Duration) {
         let path = dir.join("rows.redb");
-        let start = Instant::now();
-        let db = redb::Database::builder()
-            .set_cache_size(1 << 30)
-            .create(&path)
-            .unwrap();
-        let elapsed = start.elapsed();
-        let w = db.begin_write().unwrap();
-        for t in ROW_TABLES {
-            w.open_table(t).unwrap();
-        }
-        w.commit().unwrap();
+        let (db, elapsed) = open_redb(&path, &ROW_TABLES);
         (
             RedbRows {
                 db,
