@@ -363,6 +363,11 @@ impl<'a, 't> Txn<'a, 't> {
         self.message(mailbox, uid)
     }
 
+    /// The UIDs of a mailbox's messages, ascending.
+    pub fn uids(&self, mailbox: MailboxId) -> Result<Vec<Uid>> {
+        Ok(self.messages(mailbox)?.iter().map(|m| m.uid).collect())
+    }
+
     /// Child mailboxes of `parent`.
     pub fn child_mailboxes(&self, parent: Option<MailboxId>) -> Result<Vec<MailboxId>> {
         self.children(parent)
