@@ -1,12 +1,26 @@
 //! # strata-mailstore
 //!
-//! Mail semantics over Strata's index and backends. Today it holds the part that runs once per
-//! message, at APPEND: [`parse`], which turns a raw message into the [`strata_index::ParsedMessage`]
-//! the index keeps, so that ENVELOPE, BODYSTRUCTURE, header fetches and part ranges never read
-//! the body again.
+//! Mail semantics over Strata's index and backends:
 //!
-//! It is not an IMAP implementation (no wire types) and not a store (no files).
+//! - [`parse`] runs once per message, at APPEND, and turns a raw message into the
+//!   [`strata_index::ParsedMessage`] the index keeps, so that ENVELOPE, BODYSTRUCTURE, header
+//!   fetches and part ranges never read the body again.
+//! - [`Mailstore`] hands out one [`UserStore`] per user (shared by that user's sessions): mailbox
+//!   create/delete/rename with RFC 3501's rules, APPEND (body to the backend, then the index, as
+//!   the [`AckPolicy`] says), expunge (index, then bodies), concurrent ordered body reads.
+//! - [`names`] checks and splits mailbox names and matches LIST patterns.
+//!
+//! It is not an IMAP implementation (no wire types, no sessions) and not a body store.
 
+mod error;
+pub mod names;
 mod parse;
+mod store;
+mod text;
 
+pub use error::{Result, StoreError};
 pub use parse::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
+pub use store::{
+    AckPolicy, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions, UserStore,
+};
+pub use text::{body_text, decode_header, parse_date};

@@ -1,0 +1,46 @@
+//! Errors of the mail store: which layer failed, with its cause.
+
+use strata_backend_api::BackendError;
+use strata_index::IndexError;
+use thiserror::Error;
+
+use crate::names::NameError;
+
+/// A mail-store failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The user's index failed (or is locked by another process).
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The body store failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A mailbox name was refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// No mailbox by that name.
+    #[error("no mailbox named \"{0}\"")]
+    NoSuchMailbox(String),
+    /// A mailbox by that name already exists.
+    #[error("a mailbox named \"{0}\" already exists")]
+    MailboxExists(String),
+    /// An operation the mailbox does not allow (deleting INBOX, deleting a parent...).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The message has been expunged by another session.
+    #[error("message was expunged")]
+    Expunged,
+    /// A message body in the store does not match what the index recorded.
+    #[error("body of {key} is {actual} bytes, the index recorded {expected}")]
+    BodyMismatch {
+        /// The backend key.
+        key: String,
+        /// Bytes read.
+        actual: u64,
+        /// Bytes recorded at APPEND.
+        expected: u64,
+    },
+}
+
+/// A mail-store result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,517 @@
+//! The mail store: one [`UserStore`] per logged-in user, shared by all of that user's sessions,
+//! tying the user's index to the backend that holds the bodies.
+//!
+//! APPEND writes the body to the backend first (waiting for soft-done or acked, as the policy
+//! says) and records it in the index second, so the index never points at a body that is not
+//! there. Expunge removes index records first and bodies second; a crash in between leaves an
+//! unreferenced body, never a dangling record.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use strata_backend_api::{Backend, BackendError, Batch, Key, Read};
+use strata_index::{
+    BodyLocation, ContentRecord, Durability, Flags, Guid, IndexOptions, KeywordId, MailboxId,
+    MailboxRecord, NewMailbox, NewMessage, RecoveryReport, Snapshot, SpecialUse, StoreId,
+    Timestamp, Uid, UserIndex,
+};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::error::{Result, StoreError};
+use crate::names::join_name;
+
+/// When APPEND may answer OK.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// Once the body is durable locally (soft-done).
+    #[default]
+    SoftDone,
+    /// Once the authoritative store confirmed it (acked).
+    Acked,
+}
+
+/// Opens the backend that holds one user's bodies.
+pub type BackendFactory =
+    Arc<dyn Fn(&str) -> std::result::Result<Arc<dyn Backend>, BackendError> + Send + Sync>;
+
+/// How the mail store runs.
+#[derive(Clone)]
+pub struct MailstoreOptions {
+    /// Where user indexes live (`<dir>/<user>.redb`).
+    pub index_dir: PathBuf,
+    /// When APPEND answers.
+    pub append_ack: AckPolicy,
+    /// Body reads in flight per FETCH.
+    pub read_concurrency: usize,
+    /// Index options applied to every user.
+    pub index: IndexOptions,
+}
+
+/// The mailboxes every user has from the first login, with their special use (RFC 6154).
+pub const DEFAULT_MAILBOXES: &[(&str, Option<SpecialUse>)] = &[
+    ("INBOX", None),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+/// The server-wide mail store.
+pub struct Mailstore {
+    opts: MailstoreOptions,
+    backends: BackendFactory,
+    users: Mutex<HashMap<String, Weak<UserStore>>>,
+    // One opener at a time per store, so two logins of one user share one index.
+    opening: AsyncMutex<()>,
+}
+
+impl Mailstore {
+    /// A mail store over `backends`.
+    pub fn new(opts: MailstoreOptions, backends: BackendFactory) -> Self {
+        Mailstore {
+            opts,
+            backends,
+            users: Mutex::new(HashMap::new()),
+            opening: AsyncMutex::new(()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &MailstoreOptions {
+        &self.opts
+    }
+
+    /// The store of `user`, opened (and its index recovered) on first use, shared while any
+    /// session holds it. A new user gets INBOX and the special-use mailboxes.
+    pub async fn user(&self, user: &str) -> Result<Arc<UserStore>> {
+        if let Some(u) = self.live(user) {
+            return Ok(u);
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(u) = self.live(user) {
+            return Ok(u);
+        }
+        let backend = (self.backends)(user)?;
+        let path = self.opts.index_dir.join(format!("{user}.redb"));
+        let (index, report) = UserIndex::open(&path, self.opts.index.clone()).await?;
+        tracing::info!(
+            user,
+            created = report.created,
+            unclean = report.unclean_shutdown,
+            ms = report.duration.as_secs_f64() * 1000.0,
+            "index opened"
+        );
+        let store = Arc::new(UserStore {
+            name: user.to_string(),
+            index,
+            backend,
+            append_ack: self.opts.append_ack,
+            read_concurrency: self.opts.read_concurrency.max(1),
+            report,
+        });
+        store.ensure_default_mailboxes().await?;
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string(), Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    fn live(&self, user: &str) -> Option<Arc<UserStore>> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Every user store still open, to flush at shutdown.
+    pub fn open_users(&self) -> Vec<Arc<UserStore>> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+/// One message to append.
+pub struct Appended {
+    /// The raw message.
+    pub raw: Vec<u8>,
+    /// Flags to set.
+    pub flags: Flags,
+    /// INTERNALDATE; now if absent.
+    pub internal_date: Option<Timestamp>,
+}
+
+/// One user's mail: the index and the backend holding the bodies.
+pub struct UserStore {
+    name: String,
+    index: UserIndex,
+    backend: Arc<dyn Backend>,
+    append_ack: AckPolicy,
+    read_concurrency: usize,
+    report: RecoveryReport,
+}
+
+impl UserStore {
+    /// The user's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's index.
+    pub fn index(&self) -> &UserIndex {
+        &self.index
+    }
+
+    /// The backend holding the user's bodies.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// What opening the index found.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// A consistent read of the index.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(self.index.snapshot()?)
+    }
+
+    async fn ensure_default_mailboxes(&self) -> Result<()> {
+        if self.snapshot()?.lookup(None, "INBOX")?.is_some() {
+            return Ok(());
+        }
+        self.index
+            .write(Durability::Immediate, |t| {
+                for (name, special_use) in DEFAULT_MAILBOXES {
+                    if t.find_mailbox(None, name)?.is_none() {
+                        t.create_mailbox(NewMailbox {
+                            parent: None,
+                            name: (*name).to_string(),
+                            special_use: *special_use,
+                        })?;
+                    }
+                    t.subscribe(name)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The mailbox at `path`.
+    pub fn find(&self, snap: &Snapshot, path: &[String]) -> Result<MailboxRecord> {
+        let id = snap
+            .lookup_path(path)?
+            .ok_or_else(|| StoreError::NoSuchMailbox(join_name(path)))?;
+        snap.mailbox(id)?
+            .ok_or_else(|| StoreError::NoSuchMailbox(join_name(path)))
+    }
+
+    /// Creates the mailbox at `path`, and any missing parents (RFC 3501 CREATE).
+    pub async fn create(&self, path: Vec<String>) -> Result<MailboxRecord> {
+        let name = join_name(&path);
+        if path.len() == 1 && path[0] == "INBOX" {
+            return Err(StoreError::MailboxExists(name));
+        }
+        self.index
+            .write(Durability::Immediate, move |t| {
+                let mut parent = None;
+                let last = path.len() - 1;
+                for (i, part) in path.iter().enumerate() {
+                    match t.find_mailbox(parent, part)? {
+                        Some(_) if i == last => {
+                            return Ok(Err(StoreError::MailboxExists(join_name(&path))));
+                        }
+                        Some(id) => parent = Some(id),
+                        None => {
+                            let rec = t.create_mailbox(NewMailbox {
+                                parent,
+                                name: part.clone(),
+                                special_use: None,
+                            })?;
+                            if i == last {
+                                return Ok(Ok(rec));
+                            }
+                            parent = Some(rec.id);
+                        }
+                    }
+                }
+                unreachable!("the loop returns at the last component")
+            })
+            .await?
+    }
+
+    /// Deletes a mailbox (RFC 3501 DELETE: a mailbox with children may not be deleted) and its
+    /// messages' bodies.
+    pub async fn delete(&self, path: Vec<String>) -> Result<()> {
+        let name = join_name(&path);
+        if path.len() == 1 && path[0] == "INBOX" {
+            return Err(StoreError::NotAllowed("INBOX cannot be deleted".into()));
+        }
+        let snap = self.snapshot()?;
+        let rec = self.find(&snap, &path)?;
+        if !snap.children(Some(rec.id))?.is_empty() {
+            return Err(StoreError::NotAllowed(format!(
+                "\"{name}\" has child mailboxes; delete them first"
+            )));
+        }
+        let guids: Vec<Guid> = snap.messages(rec.id)?.iter().map(|m| m.guid).collect();
+        self.index.delete_mailbox(rec.id).await?;
+        self.release_bodies(&snap, guids).await;
+        Ok(())
+    }
+
+    /// Renames a mailbox, creating missing parents; renaming INBOX moves its messages to the new
+    /// mailbox and leaves INBOX empty (RFC 3501).
+    pub async fn rename(&self, from: Vec<String>, to: Vec<String>) -> Result<()> {
+        let snap = self.snapshot()?;
+        let src = self.find(&snap, &from)?;
+        if snap.lookup_path(&to)?.is_some() {
+            return Err(StoreError::MailboxExists(join_name(&to)));
+        }
+        if to.starts_with(&from) {
+            return Err(StoreError::NotAllowed(
+                "a mailbox cannot be moved under itself".into(),
+            ));
+        }
+        if to.len() == 1 && to[0] == "INBOX" {
+            return Err(StoreError::MailboxExists("INBOX".into()));
+        }
+        let is_inbox = from.len() == 1 && from[0] == "INBOX";
+        self.index
+            .write(Durability::Immediate, move |t| {
+                let mut parent = None;
+                for part in &to[..to.len() - 1] {
+                    parent = Some(match t.find_mailbox(parent, part)? {
+                        Some(id) => id,
+                        None => {
+                            t.create_mailbox(NewMailbox {
+                                parent,
+                                name: part.clone(),
+                                special_use: None,
+                            })?
+                            .id
+                        }
+                    });
+                }
+                let leaf = to[to.len() - 1].clone();
+                if is_inbox {
+                    let dest = t.create_mailbox(NewMailbox {
+                        parent,
+                        name: leaf,
+                        special_use: None,
+                    })?;
+                    let uids: Vec<Uid> = t.uids(src.id)?;
+                    t.move_messages(src.id, &uids, dest.id)?;
+                } else {
+                    t.rename_mailbox(src.id, parent, &leaf)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Interns keyword names and returns their ids, in order.
+    pub async fn keywords(&self, names: Vec<String>) -> Result<Vec<KeywordId>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let known: HashMap<String, KeywordId> = self
+            .snapshot()?
+            .keywords()?
+            .into_iter()
+            .map(|(id, n)| (n.to_ascii_lowercase(), id))
+            .collect();
+        if let Some(ids) = names
+            .iter()
+            .map(|n| known.get(&n.to_ascii_lowercase()).copied())
+            .collect::<Option<Vec<_>>>()
+        {
+            return Ok(ids);
+        }
+        Ok(self
+            .index
+            .write(Durability::Immediate, move |t| {
+                names.iter().map(|n| t.intern_keyword(n)).collect()
+            })
+            .await?)
+    }
+
+    /// Appends messages to a mailbox all-or-nothing: bodies to the backend in one batch, then
+    /// records to the index. Returns the mailbox's UIDVALIDITY and the new UIDs.
+    pub async fn append(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<Appended>,
+    ) -> Result<(u32, Vec<Uid>)> {
+        let snap = self.snapshot()?;
+        let rec = snap
+            .mailbox(mailbox)?
+            .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
+        let folder = snap
+            .path_of(mailbox)?
+            .map(|p| folder_segment(&p, mailbox))
+            .unwrap_or_default();
+        drop(snap);
+        let mut batch = Batch::new();
+        let mut news = Vec::with_capacity(messages.len());
+        for m in messages {
+            let guid = Guid(rand::random());
+            let date = m.internal_date.unwrap_or_else(Timestamp::now);
+            let key = body_key(&folder, &guid, date);
+            let size = m.raw.len() as u64;
+            let parsed = crate::parse(&m.raw);
+            batch = batch.put(Key::new(key.clone())?, m.raw);
+            news.push(NewMessage {
+                content: ContentRecord {
+                    guid,
+                    size,
+                    location: BodyLocation {
+                        store: StoreId(0),
+                        key,
+                    },
+                    parsed,
+                },
+                flags: m.flags,
+                internal_date: date,
+            });
+        }
+        let receipt = self.backend.commit(batch).await?;
+        if self.append_ack == AckPolicy::Acked {
+            receipt.acked().await?;
+        }
+        let uids = self.index.append(mailbox, news).await?;
+        Ok((rec.uid_validity, uids))
+    }
+
+    /// Expunges `uids` from a mailbox and deletes bodies no longer referenced; returns the UIDs
+    /// expunged.
+    pub async fn expunge(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
+        let snap = self.snapshot()?;
+        let mut guids = Vec::new();
+        for &uid in &uids {
+            if let Some(m) = snap.message(mailbox, uid)? {
+                guids.push(m.guid);
+            }
+        }
+        let done = self.index.expunge(mailbox, uids).await?;
+        self.release_bodies(&snap, guids).await;
+        Ok(done)
+    }
+
+    /// Deletes the bodies of `guids` whose content records are gone from the index.
+    async fn release_bodies(&self, before: &Snapshot, guids: Vec<Guid>) {
+        let Ok(now) = self.snapshot() else { return };
+        let mut batch = Batch::new();
+        let mut any = false;
+        for g in guids {
+            if matches!(now.content(&g), Ok(None))
+                && let Ok(Some(c)) = before.content(&g)
+                && let Ok(key) = Key::new(c.location.key)
+            {
+                batch = batch.delete(key);
+                any = true;
+            }
+        }
+        if any && let Err(e) = self.backend.commit(batch).await {
+            // The index no longer refers to these bodies; a failed delete leaks space, not mail.
+            tracing::warn!(user = %self.name, error = %e, "could not delete expunged bodies");
+        }
+    }
+
+    /// Reads bodies (or byte ranges of them) concurrently, answering in request order.
+    pub fn bodies(
+        &self,
+        reads: Vec<(BodyLocation, Option<std::ops::Range<u64>>)>,
+    ) -> BoxStream<'_, Result<Bytes>> {
+        let mut keyed = Vec::with_capacity(reads.len());
+        let mut bad = None;
+        for (loc, range) in reads {
+            match Key::new(loc.key) {
+                Ok(key) => keyed.push(Read { key, range }),
+                Err(e) => {
+                    bad = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = bad {
+            return futures::stream::once(async move { Err(StoreError::Backend(e)) }).boxed();
+        }
+        self.backend
+            .get_many(keyed, self.read_concurrency)
+            .map(|r| r.map_err(StoreError::from))
+            .boxed()
+    }
+
+    /// Waits until every body written so far is acked by the store (shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        let receipt = self.backend.commit(Batch::new()).await?;
+        self.backend.flush(receipt.seq()).await?;
+        Ok(())
+    }
+}
+
+/// The backend folder a mailbox's new bodies go to: Maildir++ style (`.Sent`, `.a.b`) when every
+/// component is a plain name, `.m<id>` otherwise; INBOX is the root.
+fn folder_segment(path: &[String], id: MailboxId) -> String {
+    if path.len() == 1 && path[0] == "INBOX" {
+        return String::new();
+    }
+    let plain = path.iter().all(|p| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-+=,".contains(&b))
+    });
+    if plain {
+        format!(".{}", path.join("."))
+    } else {
+        format!(".m{id}")
+    }
+}
+
+/// A Maildir-style unique name: seconds, then the GUID, then the host part.
+fn body_key(folder: &str, guid: &Guid, date: Timestamp) -> String {
+    let unique = format!("{}.G{guid}.strata", date.unix.max(0));
+    if folder.is_empty() {
+        unique
+    } else {
+        format!("{folder}/{unique}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_follow_maildir_plus_plus_when_they_can() {
+        let id = MailboxId(7);
+        assert_eq!(folder_segment(&["INBOX".into()], id), "");
+        assert_eq!(folder_segment(&["Sent".into()], id), ".Sent");
+        assert_eq!(folder_segment(&["a".into(), "b".into()], id), ".a.b");
+        assert_eq!(folder_segment(&["x y".into()], id), ".m7");
+        assert_eq!(folder_segment(&["a.b".into()], id), ".m7");
+        let k = body_key(
+            ".Sent",
+            &Guid([1; 16]),
+            Timestamp {
+                unix: 5,
+                offset_minutes: 0,
+            },
+        );
+        assert!(Key::new(k).is_ok());
+    }
+}
