@@ -1,0 +1,123 @@
+//! COPY, MOVE and their UID forms (RFC 3501 6.4.7, RFC 6851) with COPYUID (RFC 4315).
+
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::sequence::SequenceSet;
+use strata_index::Uid;
+use strata_mailstore::StoreError;
+
+use crate::respond::Responder;
+use crate::session::{Next, Session};
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn copy(
+    s: &mut Session,
+    tag: &str,
+    set: &SequenceSet,
+    mailbox: &Mailbox<'_>,
+    uid: bool,
+    moving: bool,
+    r: &mut Responder<'_>,
+) -> std::io::Result<Next> {
+    let what = if moving { "MOVE" } else { "COPY" };
+    let user = s.user.clone().expect("authenticated");
+    let sel = s.selected().expect("selected");
+    if moving && sel.read_only {
+        r.tagged_no(tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+        return Ok(Next::Continue);
+    }
+    let targets = match sel.resolve(set, uid) {
+        Ok(t) => t,
+        Err(why) => {
+            r.tagged_bad(tag, None, &why);
+            return Ok(Next::Continue);
+        }
+    };
+    let from = sel.id;
+    let path = match super::mailbox_path(mailbox) {
+        Ok(p) => p,
+        Err(e) => {
+            super::name_error(r, tag, &e);
+            return Ok(Next::Continue);
+        }
+    };
+    let dest = match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
+        Ok(rec) => rec,
+        Err(StoreError::NoSuchMailbox(name)) => {
+            r.tagged_no(
+                tag,
+                Some("TRYCREATE"),
+                &format!("no mailbox named \"{name}\""),
+            );
+            return Ok(Next::Continue);
+        }
+        Err(e) => {
+            super::store_error(r, tag, &e);
+            return Ok(Next::Continue);
+        }
+    };
+    let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
+    let res = if moving {
+        user.index().move_messages(from, uids, dest.id).await
+    } else {
+        user.index().copy(from, uids, dest.id).await
+    };
+    let pairs = match res {
+        Ok(p) => p,
+        Err(e) => {
+            super::store_error(r, tag, &e.into());
+            return Ok(Next::Continue);
+        }
+    };
+    if pairs.is_empty() {
+        // Every message named was expunged meanwhile, or the set was empty.
+        super::finish_selected(
+            s,
+            tag,
+            None,
+            &format!("{what} completed (nothing to do)"),
+            !moving,
+            r,
+        )
+        .await;
+        return Ok(Next::Continue);
+    }
+    let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+    let dst: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
+    let code = format!(
+        "COPYUID {} {} {}",
+        dest.uid_validity,
+        uid_set(&src),
+        uid_set(&dst)
+    );
+    if moving {
+        r.untagged(&format!("OK [{code}] moved"));
+        super::finish_selected(s, tag, None, "MOVE completed", true, r).await;
+    } else {
+        super::finish_selected(s, tag, Some(&code), "COPY completed", true, r).await;
+    }
+    Ok(Next::Continue)
+}
+
+/// A UID list in sequence-set form, runs collapsed (`1:3,7`).
+pub(crate) fn uid_set(uids: &[Uid]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i].0;
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1].0 == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! LIST and LSUB (RFC 3501 6.3.8, 6.3.9) with CHILDREN (RFC 3348) and SPECIAL-USE (RFC 6154)
+//! attributes.
+
+use std::collections::HashSet;
+
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use strata_index::SpecialUse;
+use strata_mailstore::names::{self, DELIMITER};
+
+use crate::respond::Responder;
+use crate::session::{Next, Session};
+
+pub(super) fn list(
+    s: &mut Session,
+    tag: &str,
+    reference: &Mailbox<'_>,
+    pattern: &ListMailbox<'_>,
+    lsub: bool,
+    r: &mut Responder<'_>,
+) -> std::io::Result<Next> {
+    let cmd = if lsub { "LSUB" } else { "LIST" };
+    let reference = match reference {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+    };
+    let pattern = match pattern {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+        ListMailbox::String(st) => String::from_utf8_lossy(st.as_ref()).into_owned(),
+    };
+    if pattern.is_empty() {
+        // The hierarchy delimiter and root of the reference.
+        r.untagged(&format!("{cmd} (\\Noselect) \"{DELIMITER}\" \"\""));
+        r.tagged_ok(tag, None, &format!("{cmd} completed"));
+        return Ok(Next::Continue);
+    }
+    let full = format!("{reference}{pattern}");
+    let user = s.user.clone().expect("authenticated");
+    let listed = (|| -> strata_mailstore::Result<Vec<(String, Vec<&'static str>)>> {
+        let snap = user.snapshot()?;
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        for mb in snap.mailboxes()? {
+            let Some(path) = snap.path_of(mb.id)? else {
+                continue;
+            };
+            let has_children = !snap.children(Some(mb.id))?.is_empty();
+            all.push((names::join_name(&path), mb.special_use, has_children));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        if lsub {
+            let existing: HashSet<&str> = all.iter().map(|m| m.0.as_str()).collect();
+            for name in snap.subscriptions()? {
+                if names::matches_pattern(&name, &full) {
+                    let attrs = if existing.contains(name.as_str()) {
+                        vec![]
+                    } else {
+                        vec!["\\Noselect"]
+                    };
+                    out.push((name, attrs));
+                }
+            }
+        } else {
+            for (name, special, has_children) in all {
+                if !names::matches_pattern(&name, &full) {
+                    continue;
+                }
+                let mut attrs = vec![if has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                }];
+                if let Some(su) = special {
+                    attrs.push(special_use_attr(su));
+                }
+                out.push((name, attrs));
+            }
+        }
+        Ok(out)
+    })();
+    match listed {
+        Ok(items) => {
+            for (name, attrs) in items {
+                r.out
+                    .raw(format!("* {cmd} ({}) \"{DELIMITER}\" ", attrs.join(" ")));
+                r.out.astring(name.as_bytes());
+                r.out.crlf();
+            }
+            r.tagged_ok(tag, None, &format!("{cmd} completed"));
+        }
+        Err(e) => super::store_error(r, tag, &e),
+    }
+    Ok(Next::Continue)
+}
+
+fn special_use_attr(su: SpecialUse) -> &'static str {
+    match su {
+        SpecialUse::All => "\\All",
+        SpecialUse::Archive => "\\Archive",
+        SpecialUse::Drafts => "\\Drafts",
+        SpecialUse::Flagged => "\\Flagged",
+        SpecialUse::Junk => "\\Junk",
+        SpecialUse::Sent => "\\Sent",
+        SpecialUse::Trash => "\\Trash",
+    }
+}

@@ -1,0 +1,318 @@
+//! SEARCH and UID SEARCH (RFC 3501 6.4.4): every key, nested OR/NOT/AND, sequence and UID sets,
+//! dates, sizes, flags, headers and text. Flags, sizes, dates and UIDs come from the shared
+//! view; header keys from the fields the index keeps; BODY and TEXT read bodies (concurrently,
+//! in order) only when the criteria need them.
+
+use chrono::NaiveDate;
+use futures::StreamExt;
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::search::SearchKey;
+use strata_index::{ContentRecord, SystemFlags, Timestamp, ViewEntry};
+use strata_mailstore::{SYNCED_HEADERS, body_text, decode_header, parse_date};
+
+use crate::respond::Responder;
+use crate::selected::{Selected, ranges};
+use crate::session::{Next, Session};
+
+/// What evaluating the criteria needs beyond the view.
+#[derive(Default, Clone, Copy)]
+struct Needs {
+    content: bool,
+    body: bool,
+}
+
+fn needs(k: &SearchKey<'_>, n: &mut Needs) {
+    use SearchKey as K;
+    match k {
+        K::And(ks) => ks.as_ref().iter().for_each(|k| needs(k, n)),
+        K::Not(k) => needs(k, n),
+        K::Or(a, b) => {
+            needs(a, n);
+            needs(b, n);
+        }
+        K::Bcc(_) | K::Cc(_) | K::From(_) | K::To(_) | K::Subject(_) => n.content = true,
+        K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) => n.content = true,
+        K::Header(name, _) => {
+            n.content = true;
+            let name = String::from_utf8_lossy(name.as_ref()).to_string();
+            if !SYNCED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
+                n.body = true;
+            }
+        }
+        K::Body(_) | K::Text(_) => {
+            n.content = true;
+            n.body = true;
+        }
+        _ => {}
+    }
+}
+
+/// One message as the criteria see it.
+struct Candidate<'a> {
+    seq: u32,
+    entry: &'a ViewEntry,
+    recent: bool,
+    content: Option<&'a ContentRecord>,
+    raw: Option<&'a [u8]>,
+    /// Decoded text of the body, computed on first use.
+    text: std::cell::OnceCell<String>,
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn contains_text(hay: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    hay.to_lowercase().contains(&needle)
+}
+
+impl Candidate<'_> {
+    /// The values of a header field: from the index when it keeps that field, else from the
+    /// message's header block.
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        let Some(c) = self.content else {
+            return Vec::new();
+        };
+        if SYNCED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return c
+                .parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.clone())
+                .collect();
+        }
+        let Some(raw) = self.raw else {
+            return Vec::new();
+        };
+        let header = &raw[..(c.parsed.structure.body_offset as usize).min(raw.len())];
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut current = false;
+        for line in header.split_inclusive(|&b| b == b'\n') {
+            if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                if current && let Some(last) = out.last_mut() {
+                    last.extend_from_slice(line.trim_ascii_end());
+                }
+                continue;
+            }
+            let mut it = line.splitn(2, |&b| b == b':');
+            let field = it.next().unwrap_or_default().trim_ascii();
+            current = field.eq_ignore_ascii_case(name.as_bytes());
+            if current {
+                out.push(it.next().unwrap_or_default().trim_ascii().to_vec());
+            }
+        }
+        out
+    }
+
+    fn header_matches(&self, name: &str, needle: &[u8]) -> bool {
+        let values = self.header_values(name);
+        if needle.is_empty() {
+            return !values.is_empty();
+        }
+        values
+            .iter()
+            .any(|v| contains_ci(v, needle) || contains_text(&decode_header(v), needle))
+    }
+
+    fn body_matches(&self, needle: &[u8], with_header: bool) -> bool {
+        let (Some(c), Some(raw)) = (self.content, self.raw) else {
+            return false;
+        };
+        let split = (c.parsed.structure.body_offset as usize).min(raw.len());
+        if with_header && contains_ci(&raw[..split], needle) {
+            return true;
+        }
+        if contains_ci(&raw[split..], needle) {
+            return true;
+        }
+        contains_text(self.text.get_or_init(|| body_text(raw)), needle)
+    }
+
+    fn sent_date(&self) -> Option<NaiveDate> {
+        let v = self.header_values("Date");
+        let (unix, offset) = parse_date(v.first()?)?;
+        Some(local_date(Timestamp {
+            unix,
+            offset_minutes: offset,
+        }))
+    }
+}
+
+fn local_date(t: Timestamp) -> NaiveDate {
+    let secs = t.unix + i64::from(t.offset_minutes) * 60;
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32) -> bool {
+    use SearchKey as K;
+    let sys = c.entry.flags.system;
+    let kw_named = |name: &str| {
+        sel.keywords
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .is_some_and(|(id, _)| c.entry.flags.has_keyword(*id))
+    };
+    let s = |a: &imap_codec::imap_types::core::AString<'_>| a.as_ref().to_vec();
+    match k {
+        K::And(ks) => ks.as_ref().iter().all(|k| matches(k, c, sel, max_uid)),
+        K::Or(a, b) => matches(a, c, sel, max_uid) || matches(b, c, sel, max_uid),
+        K::Not(k) => !matches(k, c, sel, max_uid),
+        K::SequenceSet(set) => ranges(set, sel.exists())
+            .iter()
+            .any(|&(a, b)| a <= c.seq && c.seq <= b),
+        K::Uid(set) => ranges(set, max_uid)
+            .iter()
+            .any(|&(a, b)| a <= c.entry.uid.0 && c.entry.uid.0 <= b),
+        K::All => true,
+        K::Answered => sys.contains(SystemFlags::ANSWERED),
+        K::Unanswered => !sys.contains(SystemFlags::ANSWERED),
+        K::Deleted => sys.contains(SystemFlags::DELETED),
+        K::Undeleted => !sys.contains(SystemFlags::DELETED),
+        K::Draft => sys.contains(SystemFlags::DRAFT),
+        K::Undraft => !sys.contains(SystemFlags::DRAFT),
+        K::Flagged => sys.contains(SystemFlags::FLAGGED),
+        K::Unflagged => !sys.contains(SystemFlags::FLAGGED),
+        K::Seen => sys.contains(SystemFlags::SEEN),
+        K::Unseen => !sys.contains(SystemFlags::SEEN),
+        K::Recent => c.recent,
+        K::New => c.recent && !sys.contains(SystemFlags::SEEN),
+        K::Old => !c.recent,
+        K::Keyword(a) => kw_named(a.as_ref()),
+        K::Unkeyword(a) => !kw_named(a.as_ref()),
+        K::Larger(n) => c.entry.size > u64::from(*n),
+        K::Smaller(n) => c.entry.size < u64::from(*n),
+        K::Before(d) => local_date(c.entry.internal_date) < *d.as_ref(),
+        K::On(d) => local_date(c.entry.internal_date) == *d.as_ref(),
+        K::Since(d) => local_date(c.entry.internal_date) >= *d.as_ref(),
+        K::SentBefore(d) => c.sent_date().is_some_and(|x| x < *d.as_ref()),
+        K::SentOn(d) => c.sent_date().is_some_and(|x| x == *d.as_ref()),
+        K::SentSince(d) => c.sent_date().is_some_and(|x| x >= *d.as_ref()),
+        K::From(v) => c.header_matches("From", &s(v)),
+        K::To(v) => c.header_matches("To", &s(v)),
+        K::Cc(v) => c.header_matches("Cc", &s(v)),
+        K::Bcc(v) => c.header_matches("Bcc", &s(v)),
+        K::Subject(v) => c.header_matches("Subject", &s(v)),
+        K::Header(name, v) => c.header_matches(&String::from_utf8_lossy(name.as_ref()), &s(v)),
+        K::Body(v) => c.body_matches(&s(v), false),
+        K::Text(v) => c.body_matches(&s(v), true),
+    }
+}
+
+pub(super) async fn search(
+    s: &mut Session,
+    tag: &str,
+    charset: Option<Charset<'_>>,
+    criteria: imap_codec::imap_types::core::Vec1<SearchKey<'_>>,
+    uid: bool,
+    r: &mut Responder<'_>,
+) -> std::io::Result<Next> {
+    if let Some(cs) = &charset {
+        let cs = cs.as_ref();
+        if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+            r.tagged_no(
+                tag,
+                Some("BADCHARSET (UTF-8 US-ASCII)"),
+                "charset not supported",
+            );
+            return Ok(Next::Continue);
+        }
+    }
+    let keys = criteria.into_inner();
+    let key = if keys.len() == 1 {
+        keys.into_iter().next().expect("one key")
+    } else {
+        SearchKey::And(keys.try_into().expect("non-empty"))
+    };
+    let mut need = Needs::default();
+    needs(&key, &mut need);
+    let user = s.user.clone().expect("authenticated");
+    let sel = s.selected().expect("selected");
+    let entries: Vec<(u32, ViewEntry)> = sel
+        .uids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| sel.entry(*u).map(|e| (i as u32 + 1, e)))
+        .collect();
+    let max_uid = sel.uids.last().map_or(0, |u| u.0);
+    let mut contents: Vec<Option<ContentRecord>> = Vec::new();
+    if need.content {
+        let snap = match user.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                super::store_error(r, tag, &e);
+                return Ok(Next::Continue);
+            }
+        };
+        for (_, e) in &entries {
+            contents.push(
+                snap.message(sel.id, e.uid)
+                    .ok()
+                    .flatten()
+                    .and_then(|m| snap.content(&m.guid).ok().flatten()),
+            );
+        }
+    }
+    let mut hits = Vec::new();
+    if need.body {
+        let reads = contents
+            .iter()
+            .flatten()
+            .map(|c| (c.location.clone(), None))
+            .collect();
+        let mut bodies = user.bodies(reads);
+        for (i, (seq, e)) in entries.iter().enumerate() {
+            let Some(content) = contents[i].as_ref() else {
+                continue;
+            };
+            let raw = match bodies.next().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
+                    drop(bodies);
+                    super::store_error(r, tag, &e);
+                    return Ok(Next::Continue);
+                }
+                None => break,
+            };
+            let c = Candidate {
+                seq: *seq,
+                entry: e,
+                recent: sel.recent.contains(&e.uid),
+                content: Some(content),
+                raw: Some(&raw),
+                text: Default::default(),
+            };
+            if matches(&key, &c, sel, max_uid) {
+                hits.push(if uid { e.uid.0 } else { *seq });
+            }
+        }
+    } else {
+        for (i, (seq, e)) in entries.iter().enumerate() {
+            let c = Candidate {
+                seq: *seq,
+                entry: e,
+                recent: sel.recent.contains(&e.uid),
+                content: contents.get(i).and_then(|c| c.as_ref()),
+                raw: None,
+                text: Default::default(),
+            };
+            if matches(&key, &c, sel, max_uid) {
+                hits.push(if uid { e.uid.0 } else { *seq });
+            }
+        }
+    }
+    let mut line = String::from("SEARCH");
+    for h in hits {
+        line.push(' ');
+        line.push_str(&h.to_string());
+    }
+    r.untagged(&line);
+    super::finish_selected(s, tag, None, "SEARCH completed", false, r).await;
+    Ok(Next::Continue)
+}

@@ -1,0 +1,167 @@
+//! Writing IMAP response syntax: strings (atom, quoted or literal, whichever is valid), NIL,
+//! flag lists, and the status lines. The response grammar is small; what matters is that every
+//! string a client gets is well-formed whatever bytes a message holds.
+
+use strata_index::{Flags, KeywordId, SystemFlags};
+
+/// A response being built.
+#[derive(Default)]
+pub struct Out {
+    /// The bytes to send.
+    pub buf: Vec<u8>,
+}
+
+impl Out {
+    /// Appends raw protocol bytes.
+    pub fn raw(&mut self, b: impl AsRef<[u8]>) -> &mut Self {
+        self.buf.extend_from_slice(b.as_ref());
+        self
+    }
+
+    /// Appends a string: quoted when it is short and quotable, a literal otherwise.
+    pub fn string(&mut self, s: &[u8]) -> &mut Self {
+        if s.len() <= 1024 && s.iter().all(|&b| quotable(b)) {
+            self.buf.push(b'"');
+            for &b in s {
+                if b == b'"' || b == b'\\' {
+                    self.buf.push(b'\\');
+                }
+                self.buf.push(b);
+            }
+            self.buf.push(b'"');
+        } else {
+            self.literal(s);
+        }
+        self
+    }
+
+    /// Appends a literal.
+    pub fn literal(&mut self, s: &[u8]) -> &mut Self {
+        self.buf
+            .extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+        self.buf.extend_from_slice(s);
+        self
+    }
+
+    /// Appends a string or NIL.
+    pub fn nstring(&mut self, s: Option<&[u8]>) -> &mut Self {
+        match s {
+            Some(s) => self.string(s),
+            None => self.raw("NIL"),
+        }
+    }
+
+    /// Appends an astring: a bare atom when it is one, a string otherwise.
+    pub fn astring(&mut self, s: &[u8]) -> &mut Self {
+        if !s.is_empty() && s.iter().all(|&b| is_astring_char(b)) && !s.eq_ignore_ascii_case(b"NIL")
+        {
+            self.raw(s)
+        } else {
+            self.string(s)
+        }
+    }
+
+    /// Appends a number.
+    pub fn num(&mut self, n: impl std::fmt::Display) -> &mut Self {
+        self.raw(n.to_string())
+    }
+
+    /// Appends a parenthesised flag list.
+    pub fn flags(
+        &mut self,
+        flags: &Flags,
+        names: &dyn Fn(KeywordId) -> Option<String>,
+        recent: bool,
+    ) -> &mut Self {
+        self.buf.push(b'(');
+        let mut first = true;
+        let mut sep = |o: &mut Out| {
+            if !first {
+                o.buf.push(b' ');
+            }
+            first = false;
+        };
+        for (bit, name) in SYSTEM_FLAGS {
+            if flags.system.contains(*bit) {
+                sep(self);
+                self.raw(name);
+            }
+        }
+        if recent {
+            sep(self);
+            self.raw("\\Recent");
+        }
+        for k in &flags.keywords {
+            if let Some(n) = names(*k) {
+                sep(self);
+                self.raw(n);
+            }
+        }
+        self.buf.push(b')');
+        self
+    }
+
+    /// Ends a line.
+    pub fn crlf(&mut self) -> &mut Self {
+        self.raw("\r\n")
+    }
+
+    /// Takes the bytes out.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// The system flags and their names, in the order Strata writes them.
+pub const SYSTEM_FLAGS: &[(SystemFlags, &str)] = &[
+    (SystemFlags::ANSWERED, "\\Answered"),
+    (SystemFlags::FLAGGED, "\\Flagged"),
+    (SystemFlags::DELETED, "\\Deleted"),
+    (SystemFlags::SEEN, "\\Seen"),
+    (SystemFlags::DRAFT, "\\Draft"),
+];
+
+fn quotable(b: u8) -> bool {
+    // TEXT-CHAR minus CR/LF, 7-bit only: 8-bit bytes go in literals.
+    (0x01..=0x7f).contains(&b) && b != b'\r' && b != b'\n'
+}
+
+fn is_astring_char(b: u8) -> bool {
+    // ATOM-CHAR plus resp-specials (`]`).
+    b > 0x20 && b < 0x7f && !b"(){%*\"\\".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_quoted_or_literal() {
+        let mut o = Out::default();
+        o.string(b"a \"b\"");
+        assert_eq!(o.take(), b"\"a \\\"b\\\"\"");
+        o.string("é".as_bytes());
+        assert_eq!(o.take(), b"{2}\r\n\xc3\xa9");
+        o.string(b"a\r\nb");
+        assert_eq!(o.take(), b"{4}\r\na\r\nb");
+        o.astring(b"INBOX");
+        assert_eq!(o.take(), b"INBOX");
+        o.astring(b"a b");
+        assert_eq!(o.take(), b"\"a b\"");
+        o.astring(b"");
+        assert_eq!(o.take(), b"\"\"");
+        o.nstring(None);
+        assert_eq!(o.take(), b"NIL");
+    }
+
+    #[test]
+    fn flags_are_listed_in_order() {
+        let mut o = Out::default();
+        let f = Flags {
+            system: SystemFlags::SEEN | SystemFlags::ANSWERED,
+            keywords: vec![KeywordId(0)],
+        };
+        o.flags(&f, &|_| Some("$Junk".into()), true);
+        assert_eq!(o.take(), b"(\\Answered \\Seen \\Recent $Junk)");
+    }
+}

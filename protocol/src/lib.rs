@@ -1,0 +1,23 @@
+//! # strata-protocol
+//!
+//! The IMAP side of Strata: one [`Session`] per connection, driven by [`run`] over any byte
+//! stream. Commands are framed and decoded by imap-codec (its fragmentizer splits lines and
+//! literals with a size bound, so oversize input is discarded without being buffered whole);
+//! each command goes to its handler in `commands/`, allowed or refused by one table of states;
+//! the selected mailbox's per-session numbering lives in [`Selected`].
+//!
+//! It is not a server: no sockets, no TLS, no accounts. The server crate accepts connections,
+//! upgrades STARTTLS when [`run`] returns [`Exit::StartTls`], and supplies an [`Authenticator`].
+
+mod commands;
+mod connection;
+pub mod encode;
+mod respond;
+mod selected;
+mod session;
+pub mod structure;
+
+pub use connection::{Exit, Limits, greeting, run};
+pub use respond::Responder;
+pub use selected::Selected;
+pub use session::{Authenticator, Next, Session, SessionOptions, State};

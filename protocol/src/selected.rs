@@ -1,0 +1,213 @@
+//! The selected mailbox as one session sees it: its own sequence-number mapping over the shared
+//! view, the messages that are `\Recent` for it, and what it has already told the client.
+//!
+//! Other sessions' changes reach the client only at [`Selected::sync`], which the handlers call
+//! at the points RFC 3501 allows: with EXPUNGE after most commands, without it after FETCH,
+//! STORE and SEARCH (RFC 3501 7.4.1), whose sequence numbers must stay valid.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use strata_index::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
+
+use crate::respond::Responder;
+
+/// A session's selected mailbox.
+pub struct Selected {
+    /// The mailbox.
+    pub id: MailboxId,
+    /// EXAMINE, or a SELECT that could not get write access.
+    pub read_only: bool,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    pub(crate) view: Arc<MailboxView>,
+    /// Sequence number `n` is `uids[n - 1]`.
+    pub(crate) uids: Vec<Uid>,
+    /// Messages `\Recent` for this session.
+    pub(crate) recent: BTreeSet<Uid>,
+    /// The view MODSEQ last reported.
+    synced: Modseq,
+    /// Flag changes this session already reported itself (its own STORE), by UID.
+    reported: HashMap<Uid, Modseq>,
+    /// Keyword names by id, for the flags the client sees.
+    pub(crate) keywords: HashMap<KeywordId, String>,
+}
+
+impl Selected {
+    /// A session's state for a freshly selected mailbox.
+    pub fn new(
+        id: MailboxId,
+        read_only: bool,
+        uid_validity: u32,
+        view: Arc<MailboxView>,
+        recent: BTreeSet<Uid>,
+        keywords: HashMap<KeywordId, String>,
+    ) -> Self {
+        let (uids, synced) =
+            view.with_entries(|e| (e.iter().map(|e| e.uid).collect(), view.modseq()));
+        Selected {
+            id,
+            read_only,
+            uid_validity,
+            view,
+            uids,
+            recent,
+            synced,
+            reported: HashMap::new(),
+            keywords,
+        }
+    }
+
+    /// Messages in the session's numbering.
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    /// The UID at a sequence number.
+    pub fn uid_at(&self, seq: u32) -> Option<Uid> {
+        self.uids.get((seq as usize).checked_sub(1)?).copied()
+    }
+
+    /// The sequence number of a UID.
+    pub fn seq_of(&self, uid: Uid) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// The shared view's entry for a UID (absent if expunged since).
+    pub fn entry(&self, uid: Uid) -> Option<ViewEntry> {
+        self.view.get(uid)
+    }
+
+    /// The shared view.
+    pub fn view(&self) -> &Arc<MailboxView> {
+        &self.view
+    }
+
+    /// The (seq, UID) pairs a sequence set names: message numbers, or UIDs with `uid`. UIDs not
+    /// in the mailbox are skipped; `*` is the last message.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, Uid)>, String> {
+        let ranges = ranges(
+            set,
+            if uid {
+                self.uids.last().map_or(0, |u| u.0)
+            } else {
+                self.exists()
+            },
+        );
+        let mut out = Vec::new();
+        if uid {
+            for (i, u) in self.uids.iter().enumerate() {
+                if ranges.iter().any(|&(a, b)| a <= u.0 && u.0 <= b) {
+                    out.push((i as u32 + 1, *u));
+                }
+            }
+        } else {
+            let n = self.exists();
+            for &(a, b) in &ranges {
+                if b > n || a == 0 {
+                    return Err(format!("message {b} does not exist (mailbox has {n})"));
+                }
+            }
+            let mut seqs: Vec<u32> = ranges.iter().flat_map(|&(a, b)| a..=b).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            out = seqs
+                .into_iter()
+                .map(|s| (s, self.uids[s as usize - 1]))
+                .collect();
+        }
+        Ok(out)
+    }
+
+    /// Remembers that the session itself reported a message's flags at `modseq`.
+    pub(crate) fn reported(&mut self, uid: Uid, modseq: Modseq) {
+        self.reported.insert(uid, modseq);
+    }
+
+    /// Tells the client what changed since the last sync: new messages (EXISTS, RECENT), flag
+    /// changes (FETCH FLAGS) and, if `expunges`, removed messages (EXPUNGE). Returns the UIDs
+    /// that arrived, so a read-write session can claim them as `\Recent`.
+    pub fn sync(&mut self, r: &mut Responder<'_>, expunges: bool) -> Vec<Uid> {
+        let deleted = self.view.is_deleted();
+        let mut flag_lines = Vec::new();
+        let mut arrived = Vec::new();
+        let mut expunged_seqs = Vec::new();
+        let modseq = self.view.modseq();
+        let view = self.view.clone();
+        view.with_entries(|cur| {
+            let cur: &[ViewEntry] = if deleted { &[] } else { cur };
+            if expunges {
+                let mut keep = Vec::with_capacity(self.uids.len());
+                for (i, uid) in self.uids.iter().enumerate() {
+                    if cur.binary_search_by_key(uid, |e| e.uid).is_ok() {
+                        keep.push(*uid);
+                    } else {
+                        // Each EXPUNGE renumbers the rest: report against the shrinking list.
+                        expunged_seqs.push(i as u32 + 1 - expunged_seqs.len() as u32);
+                        self.recent.remove(uid);
+                    }
+                }
+                self.uids = keep;
+            }
+            let last = self.uids.last().copied().unwrap_or(Uid(0));
+            if modseq > self.synced {
+                for e in cur {
+                    if e.uid > last || e.modseq <= self.synced {
+                        continue;
+                    }
+                    if self.reported.get(&e.uid) == Some(&e.modseq) {
+                        continue;
+                    }
+                    if let Some(seq) = self.seq_of(e.uid) {
+                        flag_lines.push((seq, e.clone()));
+                    }
+                }
+            }
+            let start = cur.partition_point(|e| e.uid <= last);
+            arrived.extend(cur[start..].iter().map(|e| e.uid));
+        });
+        for seq in expunged_seqs {
+            r.untagged(&format!("{seq} EXPUNGE"));
+        }
+        for (seq, e) in flag_lines {
+            let recent = self.recent.contains(&e.uid);
+            r.out.raw(format!("* {seq} FETCH (UID {} FLAGS ", e.uid));
+            let kw = &self.keywords;
+            r.out.flags(&e.flags, &|k| kw.get(&k).cloned(), recent);
+            r.out.raw(")").crlf();
+        }
+        if !arrived.is_empty() {
+            self.uids.extend(arrived.iter().copied());
+            r.untagged(&format!("{} EXISTS", self.uids.len()));
+        }
+        self.synced = self.synced.max(modseq);
+        self.reported.clear();
+        arrived
+    }
+
+    /// Adds newly arrived UIDs claimed as recent, and reports the RECENT count.
+    pub fn add_recent(&mut self, r: &mut Responder<'_>, uids: impl IntoIterator<Item = Uid>) {
+        self.recent.extend(uids);
+        r.untagged(&format!("{} RECENT", self.recent.len()));
+    }
+}
+
+/// A sequence set as inclusive ranges, `*` being `largest`.
+pub fn ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
+    let val = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0
+        .as_ref()
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(v) => (val(v), val(v)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (val(a), val(b));
+                (a.min(b), a.max(b))
+            }
+        })
+        .collect()
+}
