@@ -1,9 +1,14 @@
 //! # strata-server
 //!
 //! The server side of Strata that is not the IMAP protocol itself: the account database
-//! ([`users`], argon2id hashes) and TLS ([`tls`]: configured files or a self-signed certificate
-//! made once and reused). The listeners, limits and shutdown join it here.
+//! ([`users`], argon2id hashes), TLS ([`tls`]: configured files or a self-signed certificate
+//! made once and reused), password checks with per-address limits ([`auth`]), the wiring of
+//! configured storage to the mail store ([`backends`]) and the IMAP service ([`serve`]:
+//! listeners, connection limits, graceful shutdown). The only crate that opens sockets.
 
+pub mod auth;
+pub mod backends;
+pub mod serve;
 pub mod tls;
 pub mod users;
 

@@ -18,12 +18,20 @@ struct Cli {
     /// Overrides the configuration's data_dir.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Overrides imap.starttls: the plaintext listener that offers STARTTLS ("off" for none).
+    #[arg(long, global = true)]
+    imap: Option<String>,
+    /// Overrides imap.tls: the implicit-TLS listener ("off" for none).
+    #[arg(long, global = true)]
+    imaps: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the IMAP server until SIGTERM or SIGINT.
+    Serve,
     /// Checks the configuration and reports every problem with its key and line.
     CheckConfig,
     /// Manages accounts.
@@ -82,9 +90,67 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     if let Some(d) = &cli.data_dir {
+        // A maildir root left at its default follows the data directory.
+        let strata_config::Backend::Maildir { root } = &mut cfg.storage.backend;
+        if *root == cfg.data_dir.join("mail") {
+            *root = d.join("mail");
+        }
         cfg.data_dir = d.clone();
     }
+    for (flag, value, slot) in [
+        ("--imap", &cli.imap, &mut cfg.imap.starttls),
+        ("--imaps", &cli.imaps, &mut cfg.imap.tls),
+    ] {
+        if let Some(v) = value {
+            *slot = if v == "off" {
+                None
+            } else {
+                Some(
+                    v.parse()
+                        .with_context(|| format!("{flag} {v:?}: expected ADDRESS:PORT or off"))?,
+                )
+            };
+        }
+    }
     Ok(cfg)
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let problems = strata_config::check_files(&cfg);
+    if !problems.is_empty() {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!("{}", text.join("\n"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let running = strata_server::serve::start(cfg).await?;
+        if let Some(a) = running.imap {
+            eprintln!("strata: IMAP (STARTTLS) on {a}");
+        }
+        if let Some(a) = running.imaps {
+            eprintln!("strata: IMAPS on {a}");
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -106,6 +172,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::Serve => serve(config(&cli)?)?,
         Command::CheckConfig => {
             let cfg = config(&cli)?;
             let problems = strata_config::check_files(&cfg);

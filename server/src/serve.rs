@@ -1,0 +1,344 @@
+//! The IMAP service: listeners for STARTTLS and implicit TLS, connection limits, one task per
+//! connection running a protocol session, and graceful shutdown (stop accepting, let in-flight
+//! commands finish within a deadline, say BYE, flush the backends).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_config::{AppendAck, Config, PlaintextAuth};
+use strata_index::IndexOptions;
+use strata_mailstore::{AckPolicy, Mailstore, MailstoreOptions};
+use strata_protocol::{Exit, Limits, Session, SessionOptions};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::PasswordAuth;
+use crate::backends::Backends;
+use crate::users::UserDb;
+
+/// How long shutdown waits for connections to finish their command.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The data directory could not be prepared.
+    #[error("{path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Running {
+    /// The STARTTLS listener's address, if any.
+    pub imap: Option<SocketAddr>,
+    /// The implicit-TLS listener's address, if any.
+    pub imaps: Option<SocketAddr>,
+    /// The backends opened, with their statistics.
+    pub backends: Arc<Backends>,
+    /// The mail store.
+    pub store: Arc<Mailstore>,
+    shutdown: watch::Sender<bool>,
+    conns: Arc<Connections>,
+}
+
+/// Connection counts, total and per address.
+#[derive(Default)]
+struct Connections {
+    total: AtomicU32,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    idle: Notify,
+}
+
+/// One counted connection; uncounted when dropped.
+struct Slot {
+    conns: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Connections {
+    fn admit(self: &Arc<Self>, ip: IpAddr, max_total: u32, max_ip: u32) -> Option<Slot> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= max_ip || self.total.load(Ordering::SeqCst) >= max_total {
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Some(Slot {
+            conns: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.conns.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        if self.conns.total.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.conns.idle.notify_waiters();
+        }
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    cfg: Config,
+    store: Arc<Mailstore>,
+    auth: Arc<PasswordAuth>,
+    tls: TlsAcceptor,
+    limits: Limits,
+    conns: Arc<Connections>,
+}
+
+/// Starts the IMAP service on the configured addresses (port 0 picks a free port).
+pub async fn start(cfg: Config) -> Result<Running, ServeError> {
+    let dir_err = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::DataDir { path, source }
+    };
+    let index_dir = cfg.data_dir.join("index");
+    std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
+    let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
+    let backends = Arc::new(Backends::default());
+    let store = Arc::new(Mailstore::new(
+        MailstoreOptions {
+            index_dir,
+            append_ack: match cfg.storage.append_ack {
+                AppendAck::SoftDone => AckPolicy::SoftDone,
+                AppendAck::Acked => AckPolicy::Acked,
+            },
+            read_concurrency: cfg.storage.read_concurrency as usize,
+            index: IndexOptions {
+                group_commit_window: cfg.index.group_commit_window,
+                cache_bytes: cfg.index.cache_bytes as usize,
+                ..IndexOptions::default()
+            },
+        },
+        backends.factory(cfg.storage.clone()),
+    ));
+    let auth = Arc::new(PasswordAuth::new(
+        Arc::new(UserDb::new(cfg.data_dir.join("users"))),
+        cfg.imap.max_failed_logins_per_ip,
+    ));
+    let limits = Limits {
+        max_command_bytes: cfg.imap.max_command_bytes,
+        max_literal_bytes: u32::try_from(cfg.imap.max_literal_bytes)
+            .unwrap_or(u32::MAX - (1 << 20)),
+        login_timeout: cfg.imap.login_timeout,
+        idle_timeout: cfg.imap.idle_timeout,
+    };
+    let conns = Arc::new(Connections::default());
+    let (shutdown, rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        auth,
+        tls,
+        limits,
+        conns: conns.clone(),
+    });
+    let mut running = Running {
+        imap: None,
+        imaps: None,
+        backends,
+        store,
+        shutdown,
+        conns,
+    };
+    for (addr, implicit) in [(cfg.imap.starttls, false), (cfg.imap.tls, true)] {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        tracing::info!(%local, tls = implicit, "listening");
+        if implicit {
+            running.imaps = Some(local);
+        } else {
+            running.imap = Some(local);
+        }
+        tokio::spawn(accept_loop(listener, implicit, shared.clone(), rx.clone()));
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// A receiver that turns true when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops accepting, lets connections finish their command and say BYE (waiting at most
+    /// [`SHUTDOWN_DEADLINE`]), then flushes every backend.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let wait = async {
+            loop {
+                let notified = self.conns.idle.notified();
+                if self.conns.total.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, wait).await.is_err() {
+            tracing::warn!(
+                open = self.conns.total.load(Ordering::SeqCst),
+                "connections still open at the shutdown deadline"
+            );
+        }
+        for user in self.store.open_users() {
+            if let Err(e) = user.flush().await {
+                tracing::warn!(user = user.name(), error = %e, "flush at shutdown failed");
+            }
+        }
+        for backend in self.backends.all() {
+            let _ = backend.flush(u64::MAX).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    implicit: bool,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let rx = shutdown.clone();
+        tokio::spawn(async move {
+            let imap = &shared.cfg.imap;
+            let Some(slot) =
+                shared
+                    .conns
+                    .admit(peer.ip(), imap.max_connections, imap.max_connections_per_ip)
+            else {
+                tracing::info!(%peer, "connection refused: too many connections");
+                let mut tcp = tcp;
+                let _ = tcp
+                    .write_all(b"* BYE [UNAVAILABLE] too many connections\r\n")
+                    .await;
+                return;
+            };
+            tracing::info!(%peer, tls = implicit, "connection");
+            if let Err(e) = connection(tcp, peer, implicit, &shared, rx).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            tracing::info!(%peer, "disconnected");
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit: bool,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let imap = &shared.cfg.imap;
+    let plaintext_auth = match imap.plaintext_auth {
+        PlaintextAuth::Always => true,
+        PlaintextAuth::Loopback => peer.ip().is_loopback(),
+        PlaintextAuth::Never => false,
+    };
+    let opts = SessionOptions {
+        starttls_available: !implicit,
+        tls_active: implicit,
+        plaintext_auth,
+        failed_login_delay: imap.failed_login_delay,
+        max_literal_bytes: u64::from(shared.limits.max_literal_bytes),
+        peer: peer.ip(),
+    };
+    let mut session = Session::new(opts, shared.store.clone(), shared.auth.clone());
+    if implicit {
+        let handshake = tokio::time::timeout(imap.login_timeout, shared.tls.accept(tcp)).await;
+        let mut tls = handshake.map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+        serve(&mut tls, &mut session, shared, &mut shutdown).await?;
+        let _ = tls.shutdown().await;
+        return Ok(());
+    }
+    let mut tcp = tcp;
+    if serve(&mut tcp, &mut session, shared, &mut shutdown).await? != Exit::StartTls {
+        return Ok(());
+    }
+    // Bytes the client pipelined after STARTTLS were read in plaintext and are dropped.
+    let mut tls = shared.tls.accept(tcp).await?;
+    let o = session.options_mut();
+    o.tls_active = true;
+    o.starttls_available = false;
+    serve_more(&mut tls, &mut session, shared, &mut shutdown).await?;
+    let _ = tls.shutdown().await;
+    Ok(())
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: &mut S,
+    session: &mut Session,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Exit> {
+    stream
+        .write_all(strata_protocol::greeting(session).as_bytes())
+        .await?;
+    serve_more(stream, session, shared, shutdown).await
+}
+
+async fn serve_more<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: &mut S,
+    session: &mut Session,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Exit> {
+    strata_protocol::run(stream, session, &shared.limits, shutdown).await
+}
