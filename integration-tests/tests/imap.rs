@@ -1,0 +1,633 @@
+//! Strata over real IMAP connections: every command with its error paths, STARTTLS and TLS,
+//! concurrent sessions, IDLE, restarts, bad input, the delay backend, and real clients.
+
+use std::time::Duration;
+
+use strata_integration_tests::{Client, TestServer, multipart_message, plain_message};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greeting_capabilities_and_login_over_every_transport() {
+    let s = TestServer::start().await;
+    let mut c = s.connect().await;
+    assert!(
+        c.greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{}",
+        c.greeting
+    );
+    assert!(c.greeting.contains("STARTTLS"));
+    let caps = c.ok("CAPABILITY").await;
+    assert!(caps.has("AUTH=PLAIN") && caps.has("LITERAL+") && caps.has("SASL-IR"));
+    c.ok("NOOP").await;
+    // Loopback may log in without TLS by default.
+    let r = c.ok("LOGIN alice alice-password").await;
+    assert!(r.status.contains("IDLE") && r.status.contains("UIDPLUS") && r.status.contains("MOVE"));
+    c.ok("LOGOUT").await;
+
+    // Implicit TLS.
+    let mut t = s.connect_tls().await;
+    assert!(!t.greeting.contains("STARTTLS"));
+    t.ok("LOGIN bob bob-password").await;
+    t.ok("SELECT INBOX").await;
+
+    // STARTTLS, then the capability list no longer offers it.
+    let c = s.connect().await;
+    let mut c = c.starttls(&s.certificate()).await;
+    let caps = c.ok("CAPABILITY").await;
+    assert!(!caps.has("STARTTLS"), "{caps:?}");
+    c.ok("LOGIN alice alice-password").await;
+    let r = c.cmd("STARTTLS").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_passwords_are_refused_before_tls_when_configured() {
+    let s = TestServer::start_with(|c| c.imap.plaintext_auth = strata_config::PlaintextAuth::Never)
+        .await;
+    let mut c = s.connect().await;
+    assert!(c.greeting.contains("LOGINDISABLED"));
+    let r = c.cmd("LOGIN alice alice-password").await;
+    assert!(r.status.starts_with("NO [PRIVACYREQUIRED]"), "{r:?}");
+    let r = c
+        .cmd("AUTHENTICATE PLAIN AGFsaWNlAGFsaWNlLXBhc3N3b3Jk")
+        .await;
+    assert!(r.status.starts_with("NO [PRIVACYREQUIRED]"), "{r:?}");
+    let mut c = c.starttls(&s.certificate()).await;
+    c.ok("LOGIN alice alice-password").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_plain_and_failed_logins() {
+    let s = TestServer::start_with(|c| c.imap.max_failed_logins_per_ip = 3).await;
+    let mut c = s.connect().await;
+    // SASL-IR: base64("\0alice\0alice-password").
+    c.ok("AUTHENTICATE PLAIN AGFsaWNlAGFsaWNlLXBhc3N3b3Jk")
+        .await;
+    let r = c.cmd("LOGIN alice alice-password").await;
+    assert!(r.status.starts_with("BAD"), "LOGIN after login: {r:?}");
+
+    // Without an initial response: continuation, then the response line.
+    let mut c = s.connect().await;
+    c.send_raw(b"x1 AUTHENTICATE PLAIN\r\n").await;
+    let cont = c.read_response().await.unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send_raw(b"AGJvYgBib2ItcGFzc3dvcmQ=\r\n").await;
+    let r = c.until_tagged("x1").await;
+    assert!(r.is_ok(), "{r:?}");
+
+    // Cancelled, then malformed.
+    let mut c = s.connect().await;
+    c.send_raw(b"x1 AUTHENTICATE PLAIN\r\n").await;
+    c.read_response().await.unwrap();
+    c.send_raw(b"*\r\n").await;
+    assert!(c.until_tagged("x1").await.status.starts_with("BAD"));
+    let r = c.cmd("AUTHENTICATE PLAIN !!!notbase64").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    let r = c.cmd("AUTHENTICATE CRAM-MD5").await;
+    assert!(
+        r.status.starts_with("NO") || r.status.starts_with("BAD"),
+        "{r:?}"
+    );
+
+    // Wrong passwords: NO, then the address is refused for a while even with the right one.
+    for _ in 0..3 {
+        let r = c.cmd("LOGIN alice wrong").await;
+        assert!(r.status.starts_with("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    }
+    let r = c.cmd("LOGIN alice alice-password").await;
+    assert!(r.status.starts_with("NO [UNAVAILABLE]"), "{r:?}");
+    let r = c.cmd("LOGIN nobody x").await;
+    assert!(r.status.starts_with("NO"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_the_wrong_state_are_refused() {
+    let s = TestServer::start().await;
+    let mut c = s.connect().await;
+    for cmd in [
+        "SELECT INBOX",
+        "LIST \"\" *",
+        "FETCH 1 FLAGS",
+        "APPEND INBOX {1+}\r\nx",
+        "IDLE",
+    ] {
+        let r = c.cmd(cmd).await;
+        assert!(r.status.starts_with("BAD"), "{cmd}: {r:?}");
+    }
+    c.ok("LOGIN alice alice-password").await;
+    for cmd in [
+        "FETCH 1 FLAGS",
+        "STORE 1 +FLAGS (\\Seen)",
+        "EXPUNGE",
+        "CLOSE",
+        "SEARCH ALL",
+        "UID FETCH 1 FLAGS",
+        "COPY 1 INBOX",
+    ] {
+        let r = c.cmd(cmd).await;
+        assert!(r.status.starts_with("BAD"), "{cmd}: {r:?}");
+    }
+    let r = c.cmd("LOGIN alice alice-password").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    c.ok("NOOP").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailboxes_create_list_rename_delete_subscribe_status() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    let list = c.ok("LIST \"\" *").await;
+    for (name, attr) in [
+        ("Drafts", "\\Drafts"),
+        ("Sent", "\\Sent"),
+        ("Trash", "\\Trash"),
+        ("Junk", "\\Junk"),
+        ("Archive", "\\Archive"),
+    ] {
+        assert!(
+            list.untagged
+                .iter()
+                .any(|l| l.contains(attr) && l.ends_with(name)),
+            "{name}: {list:?}"
+        );
+    }
+    assert!(list.has("\"/\" INBOX"));
+    let r = c.ok("LIST \"\" \"\"").await;
+    assert_eq!(r.untagged, vec!["LIST (\\Noselect) \"/\" \"\"".to_string()]);
+
+    c.ok("CREATE Work/Projects/2026").await;
+    c.ok("CREATE Personal/").await;
+    let r = c.cmd("CREATE Work").await;
+    assert!(r.status.starts_with("NO [ALREADYEXISTS]"), "{r:?}");
+    let r = c.cmd("CREATE INBOX").await;
+    assert!(r.status.starts_with("NO"), "{r:?}");
+    let r = c.ok("LIST \"\" %").await;
+    assert!(
+        r.untagged
+            .iter()
+            .any(|l| l.contains("\\HasChildren") && l.ends_with("Work")),
+        "{r:?}"
+    );
+    assert!(!r.has("Work/Projects"));
+    let r = c.ok("LIST Work/ %").await;
+    assert_eq!(r.untagged.len(), 1, "{r:?}");
+    assert!(r.untagged[0].ends_with("Work/Projects"));
+    let r = c.ok("LIST \"\" Work/*").await;
+    assert_eq!(r.untagged.len(), 2, "{r:?}");
+    let r = c.ok("LIST \"\" inbox").await;
+    assert_eq!(r.untagged.len(), 1, "{r:?}");
+
+    // DELETE refuses a parent and INBOX; RENAME moves a subtree.
+    let r = c.cmd("DELETE Work").await;
+    assert!(r.status.starts_with("NO [CANNOT]"), "{r:?}");
+    assert!(c.cmd("DELETE INBOX").await.status.starts_with("NO"));
+    assert!(
+        c.cmd("DELETE Nope")
+            .await
+            .status
+            .starts_with("NO [NONEXISTENT]")
+    );
+    c.ok("RENAME Work Jobs").await;
+    let r = c.ok("LIST \"\" *").await;
+    assert!(r.has("Jobs/Projects/2026") && !r.has("Work"), "{r:?}");
+    assert!(
+        c.cmd("RENAME Nope Other")
+            .await
+            .status
+            .starts_with("NO [NONEXISTENT]")
+    );
+    assert!(
+        c.cmd("RENAME Jobs Sent")
+            .await
+            .status
+            .starts_with("NO [ALREADYEXISTS]")
+    );
+    assert!(
+        c.cmd("RENAME Jobs Jobs/Inner")
+            .await
+            .status
+            .starts_with("NO")
+    );
+    c.ok("DELETE Jobs/Projects/2026").await;
+
+    // RENAME INBOX moves its messages and leaves it empty.
+    c.append("INBOX", "", &plain_message(1, "one")).await;
+    c.ok("RENAME INBOX Old").await;
+    let r = c
+        .ok("STATUS Old (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)")
+        .await;
+    assert!(r.has("MESSAGES 1") && r.has("UNSEEN 1"), "{r:?}");
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 0"), "{r:?}");
+    assert!(
+        c.cmd("STATUS Nope (MESSAGES)")
+            .await
+            .status
+            .starts_with("NO [NONEXISTENT]")
+    );
+
+    // Subscriptions.
+    c.ok("SUBSCRIBE Old").await;
+    let r = c.ok("LSUB \"\" *").await;
+    assert!(r.has("Old") && r.has("Sent"), "{r:?}");
+    c.ok("UNSUBSCRIBE Old").await;
+    let r = c.ok("LSUB \"\" O*").await;
+    assert!(r.untagged.is_empty(), "{r:?}");
+    assert!(c.cmd("SUBSCRIBE Nope").await.status.starts_with("NO"));
+    let r = c.ok("NAMESPACE").await;
+    assert_eq!(
+        r.untagged,
+        vec!["NAMESPACE ((\"\" \"/\")) NIL NIL".to_string()]
+    );
+    c.ok("ID NIL").await;
+    c.ok("ENABLE CONDSTORE").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_and_fetch_every_item() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    let msg = multipart_message(7);
+    let r = c.append("INBOX", "\\Flagged $Work", &msg).await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    let validity: u32 = r.status.split(' ').nth(2).unwrap().parse().unwrap();
+    // APPEND with a date, and LITERAL+.
+    let m2 = plain_message(2, "second");
+    c.send_raw(
+        format!(
+            "d1 APPEND INBOX (\\Seen) \"05-Mar-2024 10:11:12 +0100\" {{{}+}}\r\n",
+            m2.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    c.send_raw(&m2).await;
+    c.send_raw(b"\r\n").await;
+    let r = c.until_tagged("d1").await;
+    assert!(
+        r.status
+            .starts_with(&format!("OK [APPENDUID {validity} 2]")),
+        "{r:?}"
+    );
+    assert!(
+        c.append("Nope", "", &m2)
+            .await
+            .status
+            .starts_with("NO [TRYCREATE]")
+    );
+    let r = c.append("INBOX", "\\Bogus", &m2).await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+
+    let r = c.ok("SELECT INBOX").await;
+    assert!(
+        r.has("2 EXISTS") && r.has("2 RECENT") && r.has("[UNSEEN 1]"),
+        "{r:?}"
+    );
+    assert!(
+        r.has(&format!("[UIDVALIDITY {validity}]")) && r.has("[UIDNEXT 3]"),
+        "{r:?}"
+    );
+    assert!(r.has("$Work") && r.has("PERMANENTFLAGS"), "{r:?}");
+    assert!(r.status.starts_with("OK [READ-WRITE]"));
+
+    let r = c.ok("FETCH 1:2 (FLAGS UID RFC822.SIZE INTERNALDATE)").await;
+    assert_eq!(r.untagged.len(), 2);
+    assert!(
+        r.untagged[0].contains("FLAGS (\\Flagged \\Recent $Work)"),
+        "{r:?}"
+    );
+    assert!(r.untagged[0].contains(&format!("RFC822.SIZE {}", msg.len())));
+    assert!(
+        r.untagged[1].contains("INTERNALDATE \"05-Mar-2024 10:11:12 +0100\""),
+        "{r:?}"
+    );
+
+    let r = c.ok("FETCH 1 (ENVELOPE)").await;
+    let env = &r.untagged[0];
+    assert!(env.contains("\"Tue, 1 Jul 2003 10:52:37 +0200\""), "{env}");
+    assert!(
+        env.contains("((\"Bob Sender\" NIL \"bob\" \"example.org\"))"),
+        "{env}"
+    );
+    assert!(
+        env.contains("((NIL NIL \"carol\" \"example.org\"))"),
+        "{env}"
+    );
+    assert!(env.contains("\"<m7@example.org>\""), "{env}");
+
+    let r = c.ok("FETCH 1 (BODYSTRUCTURE)").await;
+    let bs = &r.untagged[0];
+    assert!(
+        bs.contains("(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\""),
+        "{bs}"
+    );
+    assert!(bs.contains("\"alternative\""), "{bs}");
+    assert!(
+        bs.contains("(\"attachment\" (\"filename\" \"report.pdf\"))"),
+        "{bs}"
+    );
+    assert!(bs.contains("\"message\" \"rfc822\""), "{bs}");
+    assert!(bs.contains("\"mixed\" (\"boundary\" \"outer\")"), "{bs}");
+    let r = c.ok("FETCH 1 (BODY)").await;
+    assert!(
+        !r.untagged[0].contains("boundary"),
+        "BODY has no extension data: {r:?}"
+    );
+
+    // Sections: parts, nested parts, MIME, HEADER, TEXT, fields, partial.
+    let r = c.ok("FETCH 1 (BODY.PEEK[1.1])").await;
+    assert!(r.untagged[0].contains("Caf=C3=A9."), "{r:?}");
+    let r = c.ok("FETCH 1 (BODY.PEEK[2] BODY.PEEK[2.MIME])").await;
+    assert!(
+        r.untagged[0].contains("BODY[2] {12}\r\nJVBERi0xLjQK"),
+        "{r:?}"
+    );
+    assert!(r.untagged[0].contains("BODY[2.MIME] {"), "{r:?}");
+    assert!(
+        r.untagged[0].contains("Content-Disposition: attachment"),
+        "{r:?}"
+    );
+    let r = c
+        .ok("FETCH 1 (BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] BODY.PEEK[3.1])")
+        .await;
+    assert!(r.untagged[0].contains("Subject: Forwarded 7"), "{r:?}");
+    assert!(
+        r.untagged[0].contains("BODY[3.TEXT] {12}\r\ninner body 7 BODY[3.1] {12}"),
+        "{r:?}"
+    );
+    let r = c
+        .ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject X-Custom)])")
+        .await;
+    assert!(
+        r.untagged[0].contains("BODY[HEADER.FIELDS (Subject X-Custom)] {"),
+        "{r:?}"
+    );
+    assert!(
+        r.untagged[0].contains("X-Custom: custom-7\r\n\r\n"),
+        "{r:?}"
+    );
+    assert!(!r.untagged[0].contains("From:"), "{r:?}");
+    let r = c
+        .ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS.NOT (Subject)])")
+        .await;
+    assert!(
+        r.untagged[0].contains("From: Bob") && !r.untagged[0].contains("Subject:"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1 (BODY.PEEK[]<0.4>)").await;
+    assert!(r.untagged[0].contains("BODY[]<0> {4}\r\nFrom"), "{r:?}");
+    let r = c.ok("FETCH 1 (BODY.PEEK[HEADER]<6.3>)").await;
+    assert!(
+        r.untagged[0].contains("BODY[HEADER]<6> {3}\r\nBob"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1 (BODY.PEEK[9])").await;
+    assert!(r.untagged[0].contains("BODY[9] {0}"), "{r:?}");
+    let r = c.ok("FETCH 1 (RFC822.HEADER)").await;
+    assert!(
+        r.untagged[0].contains("RFC822.HEADER {") && !r.untagged[0].contains("\\Seen"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1 (FLAGS)").await;
+    assert!(
+        !r.untagged[0].contains("\\Seen"),
+        "PEEK must not set \\Seen: {r:?}"
+    );
+
+    // Non-peek fetches set \Seen and report it.
+    let r = c.ok("FETCH 1 (BODY[TEXT])").await;
+    assert!(r.untagged[0].contains("\\Seen"), "{r:?}");
+    let full = c.ok("FETCH 1 (RFC822)").await;
+    assert!(full.untagged[0].contains(&String::from_utf8_lossy(&msg).to_string()));
+    let r = c.ok("FETCH 2 (RFC822.TEXT)").await;
+    assert!(r.untagged[0].contains("body of message 2"), "{r:?}");
+
+    // Macros and UID FETCH (UID always included).
+    let r = c.ok("FETCH 1 ALL").await;
+    assert!(r.untagged[0].contains("ENVELOPE") && r.untagged[0].contains("RFC822.SIZE"));
+    let r = c.ok("FETCH 1 FULL").await;
+    assert!(r.untagged[0].contains("BODY ("));
+    let r = c.ok("FETCH 1:* FAST").await;
+    assert_eq!(r.untagged.len(), 2);
+    let r = c.ok("UID FETCH 2 FLAGS").await;
+    assert!(r.untagged[0].starts_with("2 FETCH (UID 2 FLAGS"), "{r:?}");
+    let r = c.ok("UID FETCH 1:4294967295 (FLAGS)").await;
+    assert_eq!(r.untagged.len(), 2);
+    let r = c.ok("UID FETCH 99 (FLAGS)").await;
+    assert!(r.untagged.is_empty());
+    let r = c.cmd("FETCH 3 FLAGS").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    let r = c.cmd("FETCH 1 (BINARY[1])").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_flags_and_keywords() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    for i in 1..=3 {
+        c.append("INBOX", "", &plain_message(i, "s")).await;
+    }
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("STORE 1 +FLAGS (\\Seen \\Answered)").await;
+    assert_eq!(
+        r.untagged,
+        vec!["1 FETCH (FLAGS (\\Answered \\Seen \\Recent))".to_string()]
+    );
+    let r = c.ok("STORE 1:2 FLAGS (\\Flagged $Label1)").await;
+    assert!(
+        r.untagged[0].contains("(\\Flagged \\Recent $Label1)"),
+        "{r:?}"
+    );
+    let r = c.ok("STORE 1 -FLAGS (\\Flagged)").await;
+    assert!(r.untagged[0].contains("(\\Recent $Label1)"), "{r:?}");
+    let r = c.ok("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(r.untagged.is_empty(), "{r:?}");
+    let r = c.ok("UID STORE 3 +FLAGS (\\Draft)").await;
+    assert!(
+        r.untagged[0].starts_with("3 FETCH (UID 3 FLAGS (\\Draft"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1:3 FLAGS").await;
+    assert!(r.untagged[1].contains("\\Deleted"), "{r:?}");
+    let r = c.cmd("STORE 1 +FLAGS (\\Recent)").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    let r = c.cmd("STORE 9 +FLAGS (\\Seen)").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    // Flags outlive the session.
+    c.ok("LOGOUT").await;
+    let mut c = s.login("alice").await;
+    let r = c.ok("EXAMINE INBOX").await;
+    assert!(
+        r.status.starts_with("OK [READ-ONLY]") && r.has("0 RECENT"),
+        "{r:?}"
+    );
+    let r = c.ok("FETCH 1 FLAGS").await;
+    // FLAGS replaced \Seen and \Answered.
+    assert!(r.untagged[0].contains("FLAGS ($Label1)"), "{r:?}");
+    let r = c.cmd("STORE 1 +FLAGS (\\Seen)").await;
+    assert!(r.status.starts_with("NO [READ-ONLY]"), "{r:?}");
+    // EXAMINE never sets \Seen.
+    c.ok("FETCH 2 BODY[]").await;
+    let r = c.ok("FETCH 2 FLAGS").await;
+    assert!(!r.untagged[0].contains("\\Seen"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_every_key() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.append("INBOX", "\\Seen", &multipart_message(1)).await;
+    c.append("INBOX", "\\Flagged", &plain_message(2, "Meeting notes"))
+        .await;
+    c.append("INBOX", "\\Deleted $Todo", &plain_message(3, "Lunch"))
+        .await;
+    c.ok("SELECT INBOX").await;
+    let cases: &[(&str, &str)] = &[
+        ("ALL", "1 2 3"),
+        ("SEEN", "1"),
+        ("UNSEEN", "2 3"),
+        ("FLAGGED", "2"),
+        ("UNFLAGGED", "1 3"),
+        ("DELETED", "3"),
+        ("UNDELETED", "1 2"),
+        ("ANSWERED", ""),
+        ("UNANSWERED", "1 2 3"),
+        ("DRAFT", ""),
+        ("UNDRAFT", "1 2 3"),
+        ("KEYWORD $Todo", "3"),
+        ("UNKEYWORD $Todo", "1 2"),
+        ("RECENT", "1 2 3"),
+        ("NEW", "2 3"),
+        ("OLD", ""),
+        ("SUBJECT meeting", "2"),
+        ("SUBJECT \"report 1\"", "1"),
+        ("CHARSET UTF-8 SUBJECT {5+}\r\nété", "1"),
+        ("FROM bob@example.org", "1"),
+        ("FROM sender3", "3"),
+        ("TO alice", "1 2 3"),
+        ("CC carol", "1"),
+        ("BCC nobody", ""),
+        ("HEADER X-Custom custom-1", "1"),
+        ("HEADER Message-ID p2", "2"),
+        ("HEADER X-Custom \"\"", "1"),
+        ("BODY \"body of message\"", "2 3"),
+        ("CHARSET UTF-8 BODY {5+}\r\ncafé", "1"),
+        ("TEXT Lunch", "3"),
+        ("TEXT \"inner body\"", "1"),
+        ("LARGER 500", "1"),
+        ("SMALLER 500", "2 3"),
+        ("SENTBEFORE 2-Jul-2003", "1"),
+        ("SENTON 2-Jul-2003", "2 3"),
+        ("SENTSINCE 2-Jul-2003", "2 3"),
+        ("SINCE 1-Jan-2020", "1 2 3"),
+        ("BEFORE 1-Jan-2020", ""),
+        ("ON 1-Jan-2020", ""),
+        ("OR SEEN FLAGGED", "1 2"),
+        ("NOT SEEN", "2 3"),
+        ("NOT OR SEEN FLAGGED", "3"),
+        ("(SEEN) LARGER 10", "1"),
+        ("OR (SEEN LARGER 5000) (FLAGGED NOT DELETED)", "2"),
+        ("2:*", "2 3"),
+        ("1,3", "1 3"),
+        ("UID 2", "2"),
+        ("UID 2:*", "2 3"),
+        ("SEEN UNSEEN", ""),
+    ];
+    for (query, want) in cases {
+        let r = c.ok(&format!("SEARCH {query}")).await;
+        let got = r.with("SEARCH");
+        assert_eq!(got.len(), 1, "{query}: {r:?}");
+        assert_eq!(got[0].trim_start_matches("SEARCH").trim(), *want, "{query}");
+    }
+    let r = c.ok("UID SEARCH FLAGGED").await;
+    assert_eq!(r.with("SEARCH")[0], "SEARCH 2");
+    let r = c.cmd("SEARCH CHARSET KOI8-R ALL").await;
+    assert!(r.status.starts_with("NO [BADCHARSET"), "{r:?}");
+    let r = c.cmd("SEARCH FROBNICATE").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_move_expunge_close_unselect() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    for i in 1..=5 {
+        c.append("INBOX", "", &plain_message(i, "m")).await;
+    }
+    c.ok("CREATE Keep").await;
+    let r = c.ok("STATUS Keep (UIDVALIDITY)").await;
+    let validity = r.untagged[0]
+        .split("UIDVALIDITY ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("COPY 1:2 Keep").await;
+    assert_eq!(
+        r.status,
+        format!("OK [COPYUID {validity} 1:2 1:2] COPY completed")
+    );
+    let r = c.ok("UID COPY 4 Keep").await;
+    assert!(
+        r.status
+            .starts_with(&format!("OK [COPYUID {validity} 4 3]")),
+        "{r:?}"
+    );
+    assert!(
+        c.cmd("COPY 1 Nope")
+            .await
+            .status
+            .starts_with("NO [TRYCREATE]")
+    );
+    let r = c.ok("MOVE 2 Keep").await;
+    assert!(
+        r.untagged[0].starts_with(&format!("OK [COPYUID {validity} 2 4]")),
+        "{r:?}"
+    );
+    assert!(r.has("2 EXPUNGE"), "{r:?}");
+    let r = c.ok("UID MOVE 5 Keep").await;
+    assert!(r.has("4 EXPUNGE"), "{r:?}");
+    // INBOX now holds UIDs 1, 3, 4.
+    c.ok("STORE 1:3 +FLAGS.SILENT (\\Deleted)").await;
+    let r = c.ok("UID EXPUNGE 3").await;
+    assert_eq!(r.with("2 EXPUNGE").len(), 1, "{r:?}");
+    let r = c.ok("EXPUNGE").await;
+    // Each EXPUNGE renumbers the rest, so both are reported as 1.
+    assert_eq!(
+        r.untagged,
+        vec!["1 EXPUNGE".to_string(), "1 EXPUNGE".to_string()]
+    );
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 0"), "{r:?}");
+    // Copies survive the originals' expunge, bodies included.
+    c.ok("SELECT Keep").await;
+    let r = c.ok("FETCH 1:* (BODY.PEEK[TEXT])").await;
+    assert_eq!(r.untagged.len(), 5, "{r:?}");
+    assert!(r.untagged.iter().all(|l| l.contains("body of message")));
+    // CLOSE expunges silently; UNSELECT does not.
+    c.ok("STORE 1 +FLAGS (\\Deleted)").await;
+    c.ok("UNSELECT").await;
+    let r = c.ok("STATUS Keep (MESSAGES)").await;
+    assert!(r.has("MESSAGES 5"), "{r:?}");
+    c.ok("SELECT Keep").await;
+    let r = c.ok("CLOSE").await;
+    assert!(r.untagged.is_empty(), "{r:?}");
+    let r = c.ok("STATUS Keep (MESSAGES)").await;
+    assert!(r.has("MESSAGES 4"), "{r:?}");
+    assert!(c.cmd("FETCH 1 FLAGS").await.status.starts_with("BAD"));
+    // EXAMINE: EXPUNGE and MOVE refused, CLOSE does not expunge.
+    c.ok("SELECT Keep").await;
+    c.ok("STORE 1 +FLAGS (\\Deleted)").await;
+    c.ok("EXAMINE Keep").await;
+    assert!(c.cmd("EXPUNGE").await.status.starts_with("NO [READ-ONLY]"));
+    assert!(
+        c.cmd("MOVE 1 INBOX")
+            .await
+            .status
+            .starts_with("NO [READ-ONLY]")
+    );
+    c.ok("CLOSE").await;
+    let r = c.ok("STATUS Keep (MESSAGES)").await;
+    assert!(r.has("MESSAGES 4"), "{r:?}");
+}
