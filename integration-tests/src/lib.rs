@@ -43,8 +43,10 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let root = tempfile::tempdir().expect("temporary directory");
         let data_dir = root.path().join("data");
-        let mut config = Config::default();
-        config.data_dir = data_dir.clone();
+        let mut config = Config {
+            data_dir: data_dir.clone(),
+            ..Config::default()
+        };
         config.storage.backend = strata_config::Backend::Maildir {
             root: data_dir.join("mail"),
         };
