@@ -631,3 +631,267 @@ async fn copy_move_expunge_close_unselect() {
     let r = c.ok("STATUS Keep (MESSAGES)").await;
     assert!(r.has("MESSAGES 4"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_see_each_others_changes_when_the_rfc_allows() {
+    let s = TestServer::start().await;
+    let mut a = s.login("alice").await;
+    for i in 1..=3 {
+        a.append("INBOX", "", &plain_message(i, "x")).await;
+    }
+    let r = a.ok("SELECT INBOX").await;
+    assert!(r.has("3 RECENT"));
+    let mut b = s.login("alice").await;
+    let r = b.ok("SELECT INBOX").await;
+    assert!(
+        r.has("0 RECENT"),
+        "recent belongs to the first session: {r:?}"
+    );
+    b.ok("STORE 1 +FLAGS (\\Flagged)").await;
+    b.ok("STORE 3 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("EXPUNGE").await;
+    b.append("INBOX", "", &plain_message(4, "new")).await;
+
+    // FETCH may report flags and new messages but never an expunge; message 3 keeps its number.
+    let r = a.ok("FETCH 1:3 (UID)").await;
+    assert!(!r.untagged.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+    assert!(r.has("1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"), "{r:?}");
+    assert!(r.has("4 EXISTS"), "{r:?}");
+    let r = a.ok("SEARCH ALL").await;
+    assert!(!r.untagged.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+    // NOOP may: the expunge is reported and the numbers shift.
+    let r = a.ok("NOOP").await;
+    assert_eq!(r.with("3 EXPUNGE").len(), 1, "{r:?}");
+    let r = a.ok("FETCH 3 (UID)").await;
+    assert!(r.untagged[0].starts_with("3 FETCH (UID 4"), "{r:?}");
+    // Session B's own changes are reported to B once, not twice.
+    let r = b.ok("STORE 2 +FLAGS (\\Answered)").await;
+    assert_eq!(r.untagged.len(), 1, "{r:?}");
+    let r = b.ok("NOOP").await;
+    assert!(!r.has("FETCH"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_reports_changes_within_a_second() {
+    let s = TestServer::start().await;
+    let mut a = s.login("alice").await;
+    a.append("INBOX", "", &plain_message(1, "x")).await;
+    a.ok("SELECT INBOX").await;
+    a.send_raw(b"i1 IDLE\r\n").await;
+    let cont = a.read_response().await.unwrap();
+    assert!(cont.starts_with("+ "), "{cont}");
+    let mut b = s.login("alice").await;
+    b.append("INBOX", "", &plain_message(2, "y")).await;
+    let line = a.read_response_within(Duration::from_secs(1)).await;
+    assert_eq!(line.as_deref(), Some("* 2 EXISTS"));
+    let line = a.read_response_within(Duration::from_secs(1)).await;
+    assert_eq!(line.as_deref(), Some("* 2 RECENT"));
+    b.ok("SELECT INBOX").await;
+    b.ok("STORE 1 +FLAGS (\\Seen)").await;
+    let line = a
+        .read_response_within(Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(line.starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen"), "{line}");
+    b.ok("STORE 1 +FLAGS (\\Deleted)").await;
+    a.read_response_within(Duration::from_secs(1))
+        .await
+        .unwrap();
+    b.ok("EXPUNGE").await;
+    let line = a.read_response_within(Duration::from_secs(1)).await;
+    assert_eq!(line.as_deref(), Some("* 1 EXPUNGE"));
+    a.send_raw(b"DONE\r\n").await;
+    let r = a.until_tagged("i1").await;
+    assert!(r.is_ok(), "{r:?}");
+    a.ok("NOOP").await;
+    // IDLE in the authenticated state is allowed and ends the same way.
+    let mut c = s.login("bob").await;
+    c.send_raw(b"i2 IDLE\r\n").await;
+    assert!(c.read_response().await.unwrap().starts_with('+'));
+    c.send_raw(b"DONE\r\n").await;
+    assert!(c.until_tagged("i2").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loses_nothing() {
+    let mut s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.ok("CREATE Archive/2025").await;
+    for i in 1..=20 {
+        let flags = if i % 2 == 0 { "\\Seen" } else { "" };
+        c.append("INBOX", flags, &plain_message(i, &format!("msg {i}")))
+            .await;
+    }
+    c.append("Archive/2025", "$Old", &multipart_message(99))
+        .await;
+    c.ok("SELECT INBOX").await;
+    c.ok("STORE 1:5 +FLAGS (\\Flagged)").await;
+    let before = c.ok("FETCH 1:* (UID FLAGS BODY.PEEK[])").await;
+    drop(c);
+    s.restart().await;
+    let mut c = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    let after = c.ok("FETCH 1:* (UID FLAGS BODY.PEEK[])").await;
+    let strip = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|l| l.replace(" \\Recent", "").replace("\\Recent", ""))
+            .collect()
+    };
+    assert_eq!(strip(&after.untagged), strip(&before.untagged));
+    let r = c.ok("STATUS Archive/2025 (MESSAGES)").await;
+    assert!(r.has("MESSAGES 1"));
+    let r = c.ok("LIST \"\" Archive/*").await;
+    assert_eq!(r.untagged.len(), 1, "{r:?}");
+    // UIDs keep growing after the restart.
+    let r = c.append("INBOX", "", &plain_message(21, "after")).await;
+    assert!(r.status.contains(" 21] "), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_answer_and_the_connection_survives() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    let bad = |r: &strata_integration_tests::Reply| {
+        r.status.starts_with("BAD") || r.status.starts_with("NO")
+    };
+    for line in [
+        "FROBNICATE",
+        "FETCH",
+        "FETCH x FLAGS",
+        "STORE 1 FLAGS",
+        "SELECT",
+        "LIST",
+        "UID BOGUS 1",
+        "SEARCH OR SEEN",
+    ] {
+        let r = c.cmd(line).await;
+        assert!(r.status.starts_with("BAD"), "{line}: {r:?}");
+    }
+    // No tag at all.
+    c.send_raw(b"\r\n").await;
+    let line = c.read_response().await.unwrap();
+    assert!(line.contains("BAD"), "{line}");
+    // A bare LF line ending.
+    c.send_raw(b"x1 NOOP\n").await;
+    let r = c.until_tagged("x1").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    c.ok("NOOP").await;
+
+    // A command line over the limit (64 KiB by default).
+    let long = format!("x2 SEARCH SUBJECT \"{}\"\r\n", "a".repeat(100_000));
+    c.send_raw(long.as_bytes()).await;
+    let r = c.until_tagged("x2").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    c.ok("NOOP").await;
+
+    // A 100 MB synchronizing literal is refused before the client sends it.
+    c.send_raw(b"x3 APPEND INBOX {104857600}\r\n").await;
+    let r = c.until_tagged("x3").await;
+    assert!(r.status.starts_with("NO [TOOBIG]"), "{r:?}");
+    c.ok("NOOP").await;
+    // A 100 MB non-synchronizing literal is read, dropped and refused.
+    c.send_raw(b"x4 APPEND INBOX {104857600+}\r\n").await;
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..100 {
+        c.send_raw(&chunk).await;
+    }
+    c.send_raw(b"\r\n").await;
+    let r = c.until_tagged("x4").await;
+    assert!(r.status.starts_with("NO [TOOBIG]"), "{r:?}");
+    c.ok("NOOP").await;
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 0"), "{r:?}");
+
+    // Mailbox names that could escape the user's storage or break it.
+    let long_name = "n".repeat(10_000);
+    for name in [
+        "../evil",
+        "/etc",
+        "a//b",
+        "a/../../b",
+        ".",
+        "..",
+        "x/.",
+        long_name.as_str(),
+    ] {
+        for cmd in ["CREATE", "SELECT", "DELETE", "STATUS"] {
+            let line = if cmd == "STATUS" {
+                format!("{cmd} \"{name}\" (MESSAGES)")
+            } else {
+                format!("{cmd} \"{name}\"")
+            };
+            let r = c.cmd(&line).await;
+            assert!(bad(&r), "{line}: {r:?}");
+        }
+        let r = c.cmd(&format!("RENAME INBOX \"{name}\"")).await;
+        assert!(bad(&r), "RENAME to {name}: {r:?}");
+        let r = c.append(&format!("\"{name}\""), "", b"x").await;
+        assert!(bad(&r), "APPEND to {name}: {r:?}");
+    }
+    let r = c.cmd("CREATE {3+}\r\na\0b").await;
+    assert!(bad(&r), "NUL: {r:?}");
+    let r = c.cmd("CREATE \"a\\\"b\"").await;
+    let _ = r;
+    c.ok("NOOP").await;
+
+    // Nothing was written outside the data directory.
+    drop(c);
+    for f in s.files() {
+        assert!(
+            f.starts_with("data"),
+            "file outside the data directory: {}",
+            f.display()
+        );
+        let text = f.to_string_lossy();
+        assert!(!text.contains("evil") && !text.contains("etc"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_reads_run_in_parallel() {
+    let s = TestServer::start_with(|c| {
+        c.storage.delay = Some(strata_config::Delay {
+            seed: 7,
+            read: Duration::from_millis(50),
+            read_jitter: Duration::from_millis(5),
+            write: Duration::ZERO,
+            write_jitter: Duration::ZERO,
+            error_rate: 0.0,
+            stall_rate: 0.0,
+            stall: Duration::ZERO,
+        });
+    })
+    .await;
+    let mut c = s.login("alice").await;
+    for i in 1..=100 {
+        c.append("INBOX", "", &plain_message(i, "slow")).await;
+    }
+    c.ok("SELECT INBOX").await;
+    let stats = || s.server().backends.delay_stats();
+    let before = stats();
+    // Everything but bodies comes from the index: no backend reads.
+    c.ok("FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)")
+        .await;
+    c.ok("SEARCH SUBJECT slow FROM sender1").await;
+    assert_eq!(
+        stats().reads,
+        before.reads,
+        "header-only commands read the backend"
+    );
+    let r = c.ok("UID FETCH 1:100 (BODY.PEEK[])").await;
+    assert_eq!(r.untagged.len(), 100);
+    for (i, line) in r.untagged.iter().enumerate() {
+        assert!(
+            line.contains(&format!("body of message {}\r\n", i + 1)),
+            "answers in order"
+        );
+    }
+    let after = stats();
+    let reads = after.reads - before.reads;
+    assert_eq!(reads, 100);
+    // 100 reads at 16 in flight are 7 round trips of 50 ms, not 100.
+    let round_trips = reads.div_ceil(after.max_reads_in_flight);
+    assert!(after.max_reads_in_flight >= 10, "{after:?}");
+    assert!(round_trips <= 10, "{round_trips} round trips: {after:?}");
+}
