@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use strata_integration_tests::{Client, TestServer, multipart_message, plain_message};
+use strata_integration_tests::{TestServer, multipart_message, plain_message};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greeting_capabilities_and_login_over_every_transport() {
@@ -894,4 +894,207 @@ async fn slow_backend_reads_run_in_parallel() {
     let round_trips = reads.div_ceil(after.max_reads_in_flight);
     assert!(after.max_reads_in_flight >= 10, "{after:?}");
     assert!(round_trips <= 10, "{round_trips} round trips: {after:?}");
+}
+
+fn tool(name: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a real client to completion off the async workers, returning its output.
+async fn run_client(cmd: &mut std::process::Command) -> String {
+    let cmd = std::mem::replace(cmd, std::process::Command::new("true"));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output().expect("client runs")
+    })
+    .await
+    .expect("client task");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "client failed: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_imaplib_runs_a_whole_session() {
+    assert!(tool("python3"), "python3 is needed (.ci/run installs it)");
+    let s = TestServer::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/imaplib_session.py");
+    let addr = s.imaps_addr();
+    let out = run_client(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg("localhost")
+            .arg(addr.port().to_string())
+            .arg(s.certificate())
+            .arg("alice")
+            .arg("alice-password"),
+    )
+    .await;
+    assert!(out.contains("imaplib session ok"), "{out}");
+}
+
+/// Writes `n` messages into a Maildir as another mail program would, some flagged in the name.
+fn fill_maildir(dir: &std::path::Path, folder: &str, n: u32) -> Vec<Vec<u8>> {
+    let base = if folder == "INBOX" {
+        dir.to_path_buf()
+    } else {
+        dir.join(folder)
+    };
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(base.join(sub)).unwrap();
+    }
+    (1..=n)
+        .map(|i| {
+            let body = plain_message(i, &format!("{folder} local {i}"));
+            let name = if i % 3 == 0 {
+                base.join("new")
+                    .join(format!("1700000000.{folder}{i}.host"))
+            } else {
+                base.join("cur")
+                    .join(format!("1700000000.{folder}{i}.host:2,S"))
+            };
+            std::fs::write(name, &body).unwrap();
+            body
+        })
+        .collect()
+}
+
+/// Every message file's contents under a Maildir tree.
+fn maildir_messages(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == "cur" || n == "new")
+            {
+                out.push(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mbsync_config(
+    dir: &std::path::Path,
+    s: &TestServer,
+    local: &std::path::Path,
+) -> std::path::PathBuf {
+    let rc = dir.join(format!(
+        "mbsyncrc-{}",
+        local.file_name().unwrap().to_string_lossy()
+    ));
+    let text = format!(
+        "IMAPAccount strata\nHost localhost\nPort {port}\nUser alice\nPass alice-password\n\
+SSLType IMAPS\nCertificateFile {cert}\n\n\
+IMAPStore remote\nAccount strata\n\n\
+MaildirStore local\nPath {local}/\nInbox {local}/\nSubFolders Verbatim\n\n\
+Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Projects\nCreate Both\nExpunge Both\nSyncState *\n",
+        port = s.imaps_addr().port(),
+        cert = s.certificate().display(),
+        local = local.display(),
+    );
+    std::fs::write(&rc, text).unwrap();
+    rc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
+    assert!(
+        tool("mbsync"),
+        "mbsync is needed (.ci/run installs the isync package)"
+    );
+    let s = TestServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("local");
+    let mut sent = fill_maildir(&local, "INBOX", 12);
+    sent.extend(fill_maildir(&local, "Projects", 5));
+    sent.sort();
+
+    // Push the local Maildir to Strata.
+    let rc = mbsync_config(work.path(), &s, &local);
+    run_client(
+        std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-a"),
+    )
+    .await;
+    let mut c = s.login("alice").await;
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 12"), "{r:?}");
+    let r = c.ok("STATUS Projects (MESSAGES)").await;
+    assert!(r.has("MESSAGES 5"), "{r:?}");
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("SEARCH SEEN").await;
+    assert_eq!(
+        r.with("SEARCH")[0].split(' ').count() - 1,
+        8,
+        "flags from file names: {r:?}"
+    );
+
+    // Syncing again changes nothing.
+    run_client(
+        std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-a"),
+    )
+    .await;
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 12"), "{r:?}");
+
+    // A change on the server travels back.
+    c.append("INBOX", "", &plain_message(100, "from the server"))
+        .await;
+    run_client(
+        std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-a"),
+    )
+    .await;
+    assert_eq!(maildir_messages(&local).len(), 18);
+
+    // Pull everything into a fresh Maildir: the same messages, byte for byte.
+    let fresh = work.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let rc2 = mbsync_config(work.path(), &s, &fresh);
+    run_client(
+        std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc2)
+            .arg("-a"),
+    )
+    .await;
+    // mbsync stores LF line endings and adds its X-TUID header; the rest must be identical.
+    let normal = |m: &Vec<u8>| -> String {
+        String::from_utf8_lossy(m)
+            .replace("\r\n", "\n")
+            .lines()
+            .filter(|l| !l.starts_with("X-TUID: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut pulled: Vec<String> = maildir_messages(&fresh).iter().map(normal).collect();
+    pulled.retain(|m| !m.contains("from the server"));
+    pulled.sort();
+    let mut sent: Vec<String> = sent.iter().map(normal).collect();
+    sent.sort();
+    assert_eq!(pulled.len(), sent.len());
+    assert_eq!(pulled, sent);
 }
