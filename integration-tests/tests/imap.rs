@@ -1098,3 +1098,87 @@ async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
     assert_eq!(pulled.len(), sent.len());
     assert_eq!(pulled, sent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
+    let mut s = TestServer::start().await;
+    s.stop().await;
+    // A Maildir as Dovecot leaves it: folders, flag letters, keyword letters, new/ mail.
+    let src = s.root.path().join("dovecot-maildir");
+    fill_maildir(&src, "INBOX", 6);
+    fill_maildir(&src, ".Work.Projects", 3);
+    std::fs::write(src.join("dovecot-keywords"), "0 $Important\n").unwrap();
+    let tagged = src.join("cur/1700000000.x.host:2,FRa");
+    std::fs::write(&tagged, plain_message(50, "tagged")).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&tagged)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let (store, _) = strata_server::serve::mailstore(&s.config);
+    let user = store.user("alice").await.unwrap();
+    let report = strata_server::import::import_maildir(&user, &src, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((report.folders, report.messages), (2, 10));
+    drop(user);
+    store.close_idle().await;
+
+    s.restart().await;
+    let mut c = s.login("alice").await;
+    let r = c.ok("STATUS INBOX (MESSAGES UNSEEN)").await;
+    // Two delivered to new/ and the tagged one are unseen.
+    assert!(r.has("MESSAGES 7") && r.has("UNSEEN 3"), "{r:?}");
+    let r = c.ok("STATUS Work/Projects (MESSAGES)").await;
+    assert!(r.has("MESSAGES 3"), "{r:?}");
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("SEARCH SUBJECT tagged").await;
+    let n = r.with("SEARCH")[0]
+        .trim_start_matches("SEARCH ")
+        .to_string();
+    let r = c.ok(&format!("FETCH {n} (FLAGS INTERNALDATE)")).await;
+    assert!(
+        r.untagged[0].contains("(\\Answered \\Flagged \\Recent $Important)"),
+        "{r:?}"
+    );
+    assert!(r.untagged[0].contains("13-Sep-2020"), "{r:?}");
+    c.ok("STORE 1 +FLAGS (\\Deleted)").await;
+    c.ok("CREATE Later").await;
+    c.append("Later", "", &plain_message(60, "later")).await;
+    c.ok("LOGOUT").await;
+    let before = {
+        let mut c = s.login("alice").await;
+        c.ok("SELECT INBOX").await;
+        c.ok("FETCH 1:* (BODY.PEEK[])").await.untagged.len()
+    };
+
+    // Rebuild: the index goes aside; every body the backend holds is found again.
+    s.stop().await;
+    let index = strata_server::index_path(&s.data_dir, "alice");
+    let aside = strata_server::import::retire_index(&index)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(aside.exists() && !index.exists());
+    let (store, _) = strata_server::serve::mailstore(&s.config);
+    let user = store.user("alice").await.unwrap();
+    let root = s.data_dir.join("mail").join("alice");
+    let report = strata_server::import::adopt_maildir(&user, &root, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.messages, 11, "{report:?}");
+    drop(user);
+    store.close_idle().await;
+    s.restart().await;
+    let mut c = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("FETCH 1:* (BODY.PEEK[])").await;
+    assert_eq!(r.untagged.len(), before);
+    let r = c.ok("STATUS Later (MESSAGES)").await;
+    assert!(r.has("MESSAGES 1"), "{r:?}");
+    let r = c.ok("STATUS Work/Projects (MESSAGES)").await;
+    assert!(r.has("MESSAGES 3"), "{r:?}");
+}

@@ -21,6 +21,7 @@ mod text;
 pub use error::{Result, StoreError};
 pub use parse::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use store::{
-    AckPolicy, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions, UserStore,
+    AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions,
+    UserStore,
 };
 pub use text::{body_text, decode_header, parse_date};

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -64,8 +64,11 @@ pub const DEFAULT_MAILBOXES: &[(&str, Option<SpecialUse>)] = &[
 pub struct Mailstore {
     opts: MailstoreOptions,
     backends: BackendFactory,
-    users: Mutex<HashMap<String, Weak<UserStore>>>,
-    // One opener at a time per store, so two logins of one user share one index.
+    // Open stores stay here until `close_idle` closes the ones no session holds: an index is
+    // always closed (not merely dropped), so the next open never races a closing writer.
+    users: Mutex<HashMap<String, Arc<UserStore>>>,
+    // Opening and closing take turns, so two logins of one user share one index and a login
+    // waits for a close in progress.
     opening: AsyncMutex<()>,
 }
 
@@ -85,8 +88,9 @@ impl Mailstore {
         &self.opts
     }
 
-    /// The store of `user`, opened (and its index recovered) on first use, shared while any
-    /// session holds it. A new user gets INBOX and the special-use mailboxes.
+    /// The store of `user`, opened (and its index recovered) on first use and shared by every
+    /// session until [`Mailstore::close_idle`]. A new user gets INBOX and the special-use
+    /// mailboxes.
     pub async fn user(&self, user: &str) -> Result<Arc<UserStore>> {
         if let Some(u) = self.live(user) {
             return Ok(u);
@@ -114,29 +118,45 @@ impl Mailstore {
             report,
         });
         store.ensure_default_mailboxes().await?;
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user.to_string(), Arc::downgrade(&store));
+        self.map().insert(user.to_string(), store.clone());
         Ok(store)
     }
 
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UserStore>>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn live(&self, user: &str) -> Option<Arc<UserStore>> {
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(user)
-            .and_then(Weak::upgrade)
+        self.map().get(user).cloned()
+    }
+
+    /// Closes every user's index that no session holds (periodically, and at shutdown, so
+    /// that the next open finds no unclean-shutdown label); returns how many were closed.
+    pub async fn close_idle(&self) -> usize {
+        let _guard = self.opening.lock().await;
+        let idle: Vec<Arc<UserStore>> = {
+            let mut map = self.map();
+            let names: Vec<String> = map
+                .iter()
+                .filter(|(_, u)| Arc::strong_count(u) == 1)
+                .map(|(n, _)| n.clone())
+                .collect();
+            names.iter().filter_map(|n| map.remove(n)).collect()
+        };
+        let mut closed = 0;
+        for u in idle {
+            // Removed from the map while only the map held it: nobody else can hold it now.
+            if let Ok(u) = Arc::try_unwrap(u) {
+                u.index.close().await;
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Every user store still open, to flush at shutdown.
     pub fn open_users(&self) -> Vec<Arc<UserStore>> {
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect()
+        self.map().values().cloned().collect()
     }
 }
 
@@ -148,6 +168,18 @@ pub struct Appended {
     pub flags: Flags,
     /// INTERNALDATE; now if absent.
     pub internal_date: Option<Timestamp>,
+}
+
+/// A body already stored under `key`, to record in the index.
+pub struct Adopted {
+    /// The backend key.
+    pub key: String,
+    /// The message, to parse.
+    pub raw: Vec<u8>,
+    /// Flags.
+    pub flags: Flags,
+    /// INTERNALDATE.
+    pub internal_date: Timestamp,
 }
 
 /// One user's mail: the index and the backend holding the bodies.
@@ -215,6 +247,14 @@ impl UserStore {
             .ok_or_else(|| StoreError::NoSuchMailbox(join_name(path)))?;
         snap.mailbox(id)?
             .ok_or_else(|| StoreError::NoSuchMailbox(join_name(path)))
+    }
+
+    /// The mailbox at `path`, created with any missing parents if it does not exist.
+    pub async fn ensure(&self, path: Vec<String>) -> Result<MailboxRecord> {
+        match self.find(&self.snapshot()?, &path) {
+            Err(StoreError::NoSuchMailbox(_)) => self.create(path).await,
+            other => other,
+        }
     }
 
     /// Creates the mailbox at `path`, and any missing parents (RFC 3501 CREATE).
@@ -395,6 +435,28 @@ impl UserStore {
         Ok((rec.uid_validity, uids))
     }
 
+    /// Records bodies that are already in the backend (an index rebuild), all-or-nothing;
+    /// returns their new UIDs.
+    pub async fn adopt(&self, mailbox: MailboxId, found: Vec<Adopted>) -> Result<Vec<Uid>> {
+        let news = found
+            .into_iter()
+            .map(|a| NewMessage {
+                content: ContentRecord {
+                    guid: Guid(rand::random()),
+                    size: a.raw.len() as u64,
+                    location: BodyLocation {
+                        store: StoreId(0),
+                        key: a.key,
+                    },
+                    parsed: crate::parse(&a.raw),
+                },
+                flags: a.flags,
+                internal_date: a.internal_date,
+            })
+            .collect();
+        Ok(self.index.append(mailbox, news).await?)
+    }
+
     /// Expunges `uids` from a mailbox and deletes bodies no longer referenced; returns the UIDs
     /// expunged.
     pub async fn expunge(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
@@ -457,8 +519,8 @@ impl UserStore {
 
     /// Waits until every body written so far is acked by the store (shutdown).
     pub async fn flush(&self) -> Result<()> {
-        let receipt = self.backend.commit(Batch::new()).await?;
-        self.backend.flush(receipt.seq()).await?;
+        // Flushing is bounded by the last receipt issued, so this means "everything so far".
+        self.backend.flush(u64::MAX).await?;
         Ok(())
     }
 }

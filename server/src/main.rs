@@ -39,7 +39,12 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Inspects users' mail indexes.
+    /// Imports mail from elsewhere.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+    /// Inspects and repairs users' mail indexes.
     Index {
         #[command(subcommand)]
         action: IndexAction,
@@ -47,9 +52,29 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ImportSource {
+    /// Imports a Maildir++ tree (for example Dovecot's): folders, flags from file names, dates
+    /// from file times. Run it while the server is stopped or the user is not logged in.
+    Maildir {
+        /// The Maildir's top directory (the one holding cur/, new/ and the .Folder directories).
+        path: PathBuf,
+        /// The account to import into.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum IndexAction {
     /// Checks every row and invariant of a user's index, read-only (works while the server runs).
     Check {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Rebuilds a user's index from the bodies the backend holds, keeping the flags their file
+    /// names carry; the old index is kept beside it. The server must not be serving the user.
+    Rebuild {
         /// The account.
         #[arg(long)]
         user: String,
@@ -193,6 +218,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index {
             action: IndexAction::Check { user },
         } => index_check(&config(&cli)?, user)?,
+        Command::Index {
+            action: IndexAction::Rebuild { user },
+        } => fill(&config(&cli)?, user, None)?,
+        Command::Import {
+            source: ImportSource::Maildir { path, user },
+        } => fill(&config(&cli)?, user, Some(path))?,
         Command::User { action } => {
             let cfg = config(&cli)?;
             let db = UserDb::new(cfg.data_dir.join("users"));
@@ -225,6 +256,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Imports the Maildir at `from` into `user`'s mail, or (without `from`) rebuilds the user's
+/// index from their Maildir backend.
+fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> {
+    strata_server::users::check_name(user)?;
+    if !UserDb::new(cfg.data_dir.join("users"))
+        .list()?
+        .iter()
+        .any(|u| u == user)
+    {
+        bail!("no account {user:?} (add it with: strata user add {user})");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        std::fs::create_dir_all(cfg.data_dir.join("index"))?;
+        let index = strata_server::index_path(&cfg.data_dir, user);
+        let backend_root = match &cfg.storage.backend {
+            strata_config::Backend::Maildir { root } => root.join(user),
+        };
+        if from.is_none()
+            && let Some(aside) = strata_server::import::retire_index(&index).await?
+        {
+            println!("the old index is kept at {}", aside.display());
+        }
+        let (store, _) = strata_server::serve::mailstore(cfg);
+        let user_store = store.user(user).await?;
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {elapsed}")
+                .expect("progress template"),
+        );
+        let progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        let report = match from {
+            Some(path) => {
+                strata_server::import::import_maildir(&user_store, path, &progress).await?
+            }
+            None => {
+                strata_server::import::adopt_maildir(&user_store, &backend_root, &progress).await?
+            }
+        };
+        bar.finish_and_clear();
+        user_store.flush().await?;
+        drop(user_store);
+        store.close_idle().await;
+        println!(
+            "{}: {} messages in {} folders",
+            if from.is_some() {
+                "imported"
+            } else {
+                "rebuilt"
+            },
+            report.messages,
+            report.folders
+        );
+        Ok(())
+    })
 }
 
 fn index_check(cfg: &Config, user: &str) -> anyhow::Result<()> {

@@ -22,6 +22,9 @@ use crate::auth::PasswordAuth;
 use crate::backends::Backends;
 use crate::users::UserDb;
 
+/// How often indexes that no session uses are closed.
+pub const IDLE_INDEX_SWEEP: Duration = Duration::from_secs(300);
+
 /// How long shutdown waits for connections to finish their command.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -121,19 +124,12 @@ struct Shared {
     conns: Arc<Connections>,
 }
 
-/// Starts the IMAP service on the configured addresses (port 0 picks a free port).
-pub async fn start(cfg: Config) -> Result<Running, ServeError> {
-    let dir_err = |path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |source| ServeError::DataDir { path, source }
-    };
-    let index_dir = cfg.data_dir.join("index");
-    std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
-    let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
+/// The mail store the configuration describes, and its backends.
+pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
     let backends = Arc::new(Backends::default());
     let store = Arc::new(Mailstore::new(
         MailstoreOptions {
-            index_dir,
+            index_dir: cfg.data_dir.join("index"),
             append_ack: match cfg.storage.append_ack {
                 AppendAck::SoftDone => AckPolicy::SoftDone,
                 AppendAck::Acked => AckPolicy::Acked,
@@ -147,6 +143,19 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         },
         backends.factory(cfg.storage.clone()),
     ));
+    (store, backends)
+}
+
+/// Starts the IMAP service on the configured addresses (port 0 picks a free port).
+pub async fn start(cfg: Config) -> Result<Running, ServeError> {
+    let dir_err = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::DataDir { path, source }
+    };
+    let index_dir = cfg.data_dir.join("index");
+    std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
+    let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
+    let (store, backends) = mailstore(&cfg);
     let auth = Arc::new(PasswordAuth::new(
         Arc::new(UserDb::new(cfg.data_dir.join("users"))),
         cfg.imap.max_failed_logins_per_ip,
@@ -167,6 +176,21 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         tls,
         limits,
         conns: conns.clone(),
+    });
+    // Indexes no session uses are closed now and then, releasing their memory and file.
+    let sweeper_store = store.clone();
+    let mut sweeper_stop = rx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_INDEX_SWEEP) => {}
+                _ = sweeper_stop.changed() => return,
+            }
+            let closed = sweeper_store.close_idle().await;
+            if closed > 0 {
+                tracing::debug!(closed, "closed indexes no session uses");
+            }
+        }
     });
     let mut running = Running {
         imap: None,
@@ -228,6 +252,7 @@ impl Running {
         for backend in self.backends.all() {
             let _ = backend.flush(u64::MAX).await;
         }
+        self.store.close_idle().await;
         tracing::info!("stopped");
     }
 }
