@@ -179,3 +179,66 @@ fn index_check_reads_a_users_index_while_it_is_open_for_writing() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn import_maildir_then_rebuild_from_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let src = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    std::fs::write(src.join("cur/1.a.h:2,S"), "Subject: one\r\n\r\n1\r\n").unwrap();
+    std::fs::write(src.join("new/2.b.h"), "Subject: two\r\n\r\n2\r\n").unwrap();
+    std::fs::write(
+        src.join(".Sent/cur/3.c.h:2,SR"),
+        "Subject: three\r\n\r\n3\r\n",
+    )
+    .unwrap();
+    let src = src.to_str().unwrap();
+
+    let out = strata(
+        &["--data-dir", d, "import", "maildir", src, "--user", "alice"],
+        "",
+    );
+    assert!(!out.status.success(), "no such account yet");
+    assert!(
+        text(&out.stderr).contains("no account"),
+        "{}",
+        text(&out.stderr)
+    );
+    strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "pw\n",
+    );
+    let out = strata(
+        &["--data-dir", d, "import", "maildir", src, "--user", "alice"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("imported: 3 messages in 2 folders"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = strata(
+        &["--data-dir", d, "index", "rebuild", "--user", "alice"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("the old index is kept at"), "{stdout}");
+    assert!(
+        stdout.contains("rebuilt: 3 messages in 2 folders"),
+        "{stdout}"
+    );
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 messages"),
+        "{}",
+        text(&out.stdout)
+    );
+}
