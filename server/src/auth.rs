@@ -13,7 +13,7 @@ use strata_protocol::Authenticator;
 use crate::users::UserDb;
 
 /// How long failures from one address are remembered.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The server's [`Authenticator`].
 pub struct PasswordAuth {

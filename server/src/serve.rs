@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_config::{AppendAck, Config, PlaintextAuth};
-use strata_index::IndexOptions;
+use strata_index::{IndexOptions, Maintenance, MaintenanceOptions};
 use strata_mailstore::{AckPolicy, Mailstore, MailstoreOptions};
 use strata_protocol::{Exit, Limits, Session, SessionOptions};
 use thiserror::Error;
@@ -124,8 +124,14 @@ struct Shared {
     conns: Arc<Connections>,
 }
 
-/// The mail store the configuration describes, and its backends.
+/// The mail store the configuration describes, and its backends. Starts the server-wide index
+/// maintenance worker, so it must run inside a tokio runtime.
 pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
+    let maintenance = Maintenance::spawn(MaintenanceOptions {
+        sparse_ratio: cfg.index.repack_ratio,
+        log_retention: Some(cfg.index.log_retention),
+        ..MaintenanceOptions::default()
+    });
     let backends = Arc::new(Backends::default());
     let store = Arc::new(Mailstore::new(
         MailstoreOptions {
@@ -138,6 +144,7 @@ pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
             index: IndexOptions {
                 group_commit_window: cfg.index.group_commit_window,
                 cache_bytes: cfg.index.cache_bytes as usize,
+                maintenance: Some(maintenance),
                 ..IndexOptions::default()
             },
         },
