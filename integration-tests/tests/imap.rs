@@ -1182,3 +1182,69 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
     let r = c.ok("STATUS Work/Projects (MESSAGES)").await;
     assert!(r.has("MESSAGES 3"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_timeouts() {
+    let s = TestServer::start_with(|c| {
+        c.imap.max_connections_per_ip = 2;
+        c.imap.login_timeout = Duration::from_millis(500);
+        c.imap.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut first = s.connect().await;
+    let _second = s.connect().await;
+    // A third connection from the same address is told why and closed.
+    let mut third = strata_integration_tests::Client::plain(s.imap_addr()).await;
+    assert!(
+        third.greeting.starts_with("* BYE [UNAVAILABLE]"),
+        "{}",
+        third.greeting
+    );
+    assert!(third.read_response().await.is_none());
+    // Silence before login ends the connection after the login timeout, with BYE.
+    let bye = first.read_response_within(Duration::from_secs(5)).await;
+    assert_eq!(bye.as_deref(), Some("* BYE autologout: idle for too long"));
+    assert!(first.read_response().await.is_none());
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // After login the longer timeout applies, and IDLE is exempt from it.
+    let mut c = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    c.send_raw(b"i1 IDLE\r\n").await;
+    assert!(c.read_response().await.unwrap().starts_with('+'));
+    assert!(
+        c.read_response_within(Duration::from_millis(1500))
+            .await
+            .is_none()
+    );
+    c.send_raw(b"DONE\r\n").await;
+    assert!(c.until_tagged("i1").await.is_ok());
+    let bye = c.read_response_within(Duration::from_secs(5)).await;
+    assert_eq!(bye.as_deref(), Some("* BYE autologout: idle for too long"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_says_bye_and_keeps_every_acknowledged_message() {
+    let mut s = TestServer::start().await;
+    let mut idle = s.login("bob").await;
+    idle.ok("SELECT INBOX").await;
+    idle.send_raw(b"i1 IDLE\r\n").await;
+    assert!(idle.read_response().await.unwrap().starts_with('+'));
+    let mut c = s.login("alice").await;
+    for i in 1..=10 {
+        c.append("INBOX", "", &plain_message(i, "kept")).await;
+    }
+    s.stop().await;
+    assert_eq!(
+        c.read_response().await.as_deref(),
+        Some("* BYE server shutting down")
+    );
+    assert_eq!(
+        idle.read_response().await.as_deref(),
+        Some("* BYE server shutting down")
+    );
+    s.restart().await;
+    let mut c = s.login("alice").await;
+    let r = c.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 10"), "{r:?}");
+}

@@ -79,7 +79,8 @@ where
         .saturating_add(limits.max_literal_bytes)
         .saturating_add(limits.max_command_bytes);
     let mut frag = Fragmentizer::new(max_message);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small enough that idle connections stay cheap; large reads just take more turns.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut mode = Mode::Command;
     let mut refused: Option<&'static str> = None;
     let mut events: Option<broadcast::Receiver<_>> = None;

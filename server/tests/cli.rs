@@ -242,3 +242,49 @@ fn import_maildir_then_rebuild_from_the_backend() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "--data-dir",
+            d,
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            "127.0.0.1:0",
+            "serve",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
+            addr = Some(a.to_string());
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the server prints its address");
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let mut greeting = [0u8; 5];
+    conn.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"* OK ");
+    assert!(std::path::Path::new(d).join("tls/self-signed.pem").exists());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let mut rest = String::new();
+    let _ = BufReader::new(conn).read_to_string(&mut rest);
+    assert!(rest.contains("* BYE server shutting down"), "{rest:?}");
+}
