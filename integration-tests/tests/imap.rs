@@ -230,6 +230,8 @@ async fn mailboxes_create_list_rename_delete_subscribe_status() {
     let r = c.ok("LSUB \"\" *").await;
     assert!(r.has("Old") && r.has("Sent"), "{r:?}");
     c.ok("UNSUBSCRIBE Old").await;
+    let r = c.ok("LSUB \"\" %").await;
+    assert!(r.has("Sent") && !r.has("Old"), "{r:?}");
     let r = c.ok("LSUB \"\" O*").await;
     assert!(r.untagged.is_empty(), "{r:?}");
     assert!(c.cmd("SUBSCRIBE Nope").await.status.starts_with("NO"));
@@ -563,6 +565,7 @@ async fn copy_move_expunge_close_unselect() {
         .trim_end_matches(')')
         .to_string();
     c.ok("SELECT INBOX").await;
+    c.ok("CHECK").await;
     let r = c.ok("COPY 1:2 Keep").await;
     assert_eq!(
         r.status,
@@ -894,6 +897,27 @@ async fn slow_backend_reads_run_in_parallel() {
     let round_trips = reads.div_ceil(after.max_reads_in_flight);
     assert!(after.max_reads_in_flight >= 10, "{after:?}");
     assert!(round_trips <= 10, "{round_trips} round trips: {after:?}");
+
+    // A part fetch reads only the part's bytes, not the 1 MiB attachment beside it.
+    let mut big = multipart_message(5);
+    let attachment = "QUFB".repeat(1 << 18);
+    let at = big.windows(12).position(|w| w == b"JVBERi0xLjQK").unwrap();
+    big.splice(at..at + 12, attachment.bytes());
+    c.append("INBOX", "", &big).await;
+    let before = stats();
+    let r = c
+        .ok("FETCH 101 (BODY.PEEK[1.1] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(
+        r.untagged[0].contains("Quarterly figures attached, number 5."),
+        "{r:?}"
+    );
+    let read = stats().bytes_read - before.bytes_read;
+    assert!(
+        read < 4096,
+        "read {read} bytes of a {} byte message",
+        big.len()
+    );
 }
 
 fn tool(name: &str) -> bool {

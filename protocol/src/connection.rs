@@ -214,7 +214,12 @@ where
                         w.flush().await?;
                     }
                     (_, Some(why)) => {
-                        w.tagged_bad(&tag, None, why);
+                        let code = if why == "command line too long" {
+                            "TOOBIG"
+                        } else {
+                            "PARSE"
+                        };
+                        w.tagged_bad(&tag, Some(code), why);
                         w.flush().await?;
                     }
                     (Err(_), None) => {

@@ -83,6 +83,7 @@ impl Backends {
             total.commits += s.commits;
             total.errors += s.errors;
             total.stalls += s.stalls;
+            total.bytes_read += s.bytes_read;
             total.max_reads_in_flight = total.max_reads_in_flight.max(s.max_reads_in_flight);
         }
         total

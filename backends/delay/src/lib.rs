@@ -85,6 +85,8 @@ pub struct DelayStats {
     pub errors: u64,
     /// Stalls injected.
     pub stalls: u64,
+    /// Bytes returned by reads (shows whether range reads stay small).
+    pub bytes_read: u64,
 }
 
 /// The wrapper.
@@ -99,6 +101,7 @@ pub struct DelayBackend<B> {
     max_in_flight: AtomicU64,
     errors: AtomicU64,
     stalls: AtomicU64,
+    bytes_read: AtomicU64,
 }
 
 enum Kind {
@@ -130,6 +133,7 @@ impl<B: Backend> DelayBackend<B> {
             max_in_flight: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
         }
     }
 
@@ -146,6 +150,7 @@ impl<B: Backend> DelayBackend<B> {
             max_reads_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             stalls: self.stalls.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
         }
     }
 
@@ -216,7 +221,10 @@ impl<B: Backend> Backend for DelayBackend<B> {
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
         let _flight = self.start_read();
         self.delay(Kind::Read).await?;
-        self.inner.get(key, range).await
+        let data = self.inner.get(key, range).await?;
+        self.bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
     }
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
