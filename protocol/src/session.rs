@@ -60,8 +60,6 @@ pub struct SessionOptions {
     pub plaintext_auth: bool,
     /// Pause before answering a failed login.
     pub failed_login_delay: Duration,
-    /// Largest literal accepted, in bytes.
-    pub max_literal_bytes: u64,
     /// The peer's address.
     pub peer: IpAddr,
 }
@@ -77,7 +75,7 @@ pub struct Session {
     pub(crate) pending_auth: Option<String>,
     /// Tag of the IDLE in progress.
     pub(crate) idle_tag: Option<String>,
-    /// RFC 5161 extensions the client enabled (none are implemented beyond acknowledging).
+    /// Failed logins on this connection (logged; the per-address limit is the server's).
     pub(crate) failed_logins: u32,
 }
 

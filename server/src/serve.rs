@@ -329,7 +329,6 @@ async fn connection(
         tls_active: implicit,
         plaintext_auth,
         failed_login_delay: imap.failed_login_delay,
-        max_literal_bytes: u64::from(shared.limits.max_literal_bytes),
         peer: peer.ip(),
     };
     let mut session = Session::new(opts, shared.store.clone(), shared.auth.clone());

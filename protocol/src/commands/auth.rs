@@ -114,7 +114,7 @@ async fn check(s: &mut Session, tag: &str, user: &[u8], password: &[u8], r: &mut
     };
     if !ok {
         s.failed_logins += 1;
-        tracing::info!(user = %name, peer = %s.opts.peer, "login failed");
+        tracing::info!(user = %name, peer = %s.opts.peer, failures = s.failed_logins, "login failed");
         tokio::time::sleep(s.opts.failed_login_delay).await;
         r.tagged_no(tag, Some("AUTHENTICATIONFAILED"), "invalid credentials");
         return;
