@@ -70,27 +70,7 @@ pub async fn import_maildir(
     root: &Path,
     progress: &dyn Fn(u64, u64),
 ) -> Result<ImportReport, ImportError> {
-    let folders = scan(root)?;
-    let total = folders.iter().map(|f| f.messages.len() as u64).sum();
-    let mut report = ImportReport::default();
-    for folder in &folders {
-        let mailbox = store.ensure(folder.path.clone()).await?;
-        report.folders += 1;
-        for chunk in folder.messages.chunks(BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for m in chunk {
-                batch.push(Appended {
-                    raw: read(m)?,
-                    flags: flags_of(store, m).await?,
-                    internal_date: Some(m.date),
-                });
-            }
-            report.messages += batch.len() as u64;
-            store.append(mailbox.id, batch).await?;
-            progress(report.messages, total);
-        }
-    }
-    Ok(report)
+    fill(store, root, progress, false).await
 }
 
 /// Records in `store` (a fresh index) every body the user's Maildir backend at `root` holds,
@@ -100,6 +80,16 @@ pub async fn adopt_maildir(
     root: &Path,
     progress: &dyn Fn(u64, u64),
 ) -> Result<ImportReport, ImportError> {
+    fill(store, root, progress, true).await
+}
+
+// Copies the messages in through the backend, or (`adopt`) records the files where they are.
+async fn fill(
+    store: &UserStore,
+    root: &Path,
+    progress: &dyn Fn(u64, u64),
+    adopt: bool,
+) -> Result<ImportReport, ImportError> {
     let folders = scan(root)?;
     let total = folders.iter().map(|f| f.messages.len() as u64).sum();
     let mut report = ImportReport::default();
@@ -107,22 +97,36 @@ pub async fn adopt_maildir(
         let mailbox = store.ensure(folder.path.clone()).await?;
         report.folders += 1;
         for chunk in folder.messages.chunks(BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
+            let mut copies = Vec::new();
+            let mut found = Vec::new();
             for m in chunk {
-                let key = if folder.dir_name.is_empty() {
-                    m.unique.clone()
+                let (raw, flags) = (read(m)?, flags_of(store, m).await?);
+                if adopt {
+                    let key = if folder.dir_name.is_empty() {
+                        m.unique.clone()
+                    } else {
+                        format!("{}/{}", folder.dir_name, m.unique)
+                    };
+                    found.push(Adopted {
+                        key,
+                        raw,
+                        flags,
+                        internal_date: m.date,
+                    });
                 } else {
-                    format!("{}/{}", folder.dir_name, m.unique)
-                };
-                batch.push(Adopted {
-                    key,
-                    raw: read(m)?,
-                    flags: flags_of(store, m).await?,
-                    internal_date: m.date,
-                });
+                    copies.push(Appended {
+                        raw,
+                        flags,
+                        internal_date: Some(m.date),
+                    });
+                }
             }
-            report.messages += batch.len() as u64;
-            store.adopt(mailbox.id, batch).await?;
+            report.messages += chunk.len() as u64;
+            if adopt {
+                store.adopt(mailbox.id, found).await?;
+            } else {
+                store.append(mailbox.id, copies).await?;
+            }
             progress(report.messages, total);
         }
     }

@@ -5,7 +5,7 @@ use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use strata_index::Timestamp;
-use strata_mailstore::{Appended, StoreError};
+use strata_mailstore::Appended;
 
 use crate::respond::Responder;
 use crate::session::{Next, Session};
@@ -19,32 +19,13 @@ pub(super) async fn append(
     message: LiteralOrLiteral8<'_>,
     r: &mut Responder<'_>,
 ) -> std::io::Result<Next> {
-    let path = match super::mailbox_path(mailbox) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
-    };
     let raw = match message {
         LiteralOrLiteral8::Literal(l) => l.into_inner().into_owned(),
         LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
     };
     let user = s.user.clone().expect("authenticated");
-    let target = match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
-        Ok(rec) => rec,
-        Err(StoreError::NoSuchMailbox(name)) => {
-            r.tagged_no(
-                tag,
-                Some("TRYCREATE"),
-                &format!("no mailbox named \"{name}\""),
-            );
-            return Ok(Next::Continue);
-        }
-        Err(e) => {
-            super::store_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(target) = super::destination(&user, mailbox, tag, r) else {
+        return Ok(Next::Continue);
     };
     let flags = match super::store::flags_from(&user, &flags).await {
         Ok(f) => f,

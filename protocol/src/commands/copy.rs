@@ -3,7 +3,6 @@
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
 use strata_index::Uid;
-use strata_mailstore::StoreError;
 
 use crate::respond::Responder;
 use crate::session::{Next, Session};
@@ -21,39 +20,12 @@ pub(super) async fn copy(
     let what = if moving { "MOVE" } else { "COPY" };
     let user = s.user.clone().expect("authenticated");
     let sel = s.selected().expect("selected");
-    if moving && sel.read_only {
-        r.tagged_no(tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+    let Some(targets) = super::targets(sel, set, uid, moving, tag, r) else {
         return Ok(Next::Continue);
-    }
-    let targets = match sel.resolve(set, uid) {
-        Ok(t) => t,
-        Err(why) => {
-            r.tagged_bad(tag, None, &why);
-            return Ok(Next::Continue);
-        }
     };
     let from = sel.id;
-    let path = match super::mailbox_path(mailbox) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
-    };
-    let dest = match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
-        Ok(rec) => rec,
-        Err(StoreError::NoSuchMailbox(name)) => {
-            r.tagged_no(
-                tag,
-                Some("TRYCREATE"),
-                &format!("no mailbox named \"{name}\""),
-            );
-            return Ok(Next::Continue);
-        }
-        Err(e) => {
-            super::store_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(dest) = super::destination(&user, mailbox, tag, r) else {
+        return Ok(Next::Continue);
     };
     let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
     let res = if moving {

@@ -234,12 +234,8 @@ pub(super) async fn fetch(
     };
     let user = s.user.clone().expect("authenticated");
     let sel = s.selected().expect("selected");
-    let targets = match sel.resolve(set, uid) {
-        Ok(t) => t,
-        Err(why) => {
-            r.tagged_bad(tag, None, &why);
-            return Ok(Next::Continue);
-        }
+    let Some(targets) = super::targets(sel, set, uid, false, tag, r) else {
+        return Ok(Next::Continue);
     };
     let mailbox = sel.id;
     let needs_content = items.iter().any(Item::needs_content);

@@ -45,12 +45,8 @@ pub(super) async fn delete(
     m: &Mailbox<'_>,
     r: &mut Responder<'_>,
 ) -> R {
-    let path = match super::mailbox_path(m) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(path) = super::path_or_refuse(m, tag, r) else {
+        return Ok(Next::Continue);
     };
     let user = s.user.clone().expect("authenticated");
     match user.delete(path).await {
@@ -96,12 +92,8 @@ pub(super) async fn subscribe(
     on: bool,
     r: &mut Responder<'_>,
 ) -> R {
-    let path = match super::mailbox_path(m) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(path) = super::path_or_refuse(m, tag, r) else {
+        return Ok(Next::Continue);
     };
     let user = s.user.clone().expect("authenticated");
     let name = names::join_name(&path);
@@ -152,12 +144,8 @@ pub(super) async fn status(
     items: &[StatusDataItemName],
     r: &mut Responder<'_>,
 ) -> R {
-    let path = match super::mailbox_path(m) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(path) = super::path_or_refuse(m, tag, r) else {
+        return Ok(Next::Continue);
     };
     let user = s.user.clone().expect("authenticated");
     let rec = match user.snapshot().and_then(|snap| user.find(&snap, &path)) {

@@ -162,6 +162,70 @@ pub(crate) fn store_error(r: &mut Responder<'_>, tag: &str, e: &StoreError) {
     r.tagged_no(tag, Some(code), &e.to_string());
 }
 
+/// A mailbox argument as path components, or `None` after answering NO.
+pub(crate) fn path_or_refuse(
+    m: &Mailbox<'_>,
+    tag: &str,
+    r: &mut Responder<'_>,
+) -> Option<Vec<String>> {
+    match mailbox_path(m) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            name_error(r, tag, &e);
+            None
+        }
+    }
+}
+
+/// The destination of APPEND, COPY or MOVE, or `None` after answering NO (`TRYCREATE` when it
+/// does not exist, as RFC 3501 asks).
+pub(crate) fn destination(
+    user: &strata_mailstore::UserStore,
+    m: &Mailbox<'_>,
+    tag: &str,
+    r: &mut Responder<'_>,
+) -> Option<strata_index::MailboxRecord> {
+    let path = path_or_refuse(m, tag, r)?;
+    match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
+        Ok(rec) => Some(rec),
+        Err(StoreError::NoSuchMailbox(name)) => {
+            r.tagged_no(
+                tag,
+                Some("TRYCREATE"),
+                &format!("no mailbox named \"{name}\""),
+            );
+            None
+        }
+        Err(e) => {
+            store_error(r, tag, &e);
+            None
+        }
+    }
+}
+
+/// The messages a set names in the selected mailbox, or `None` after answering (NO for a
+/// write to a read-only mailbox, BAD for a set naming messages that do not exist).
+pub(crate) fn targets(
+    sel: &crate::selected::Selected,
+    set: &imap_codec::imap_types::sequence::SequenceSet,
+    uid: bool,
+    writes: bool,
+    tag: &str,
+    r: &mut Responder<'_>,
+) -> Option<Vec<(u32, strata_index::Uid)>> {
+    if writes && sel.read_only {
+        r.tagged_no(tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+        return None;
+    }
+    match sel.resolve(set, uid) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            r.tagged_bad(tag, None, &why);
+            None
+        }
+    }
+}
+
 /// Answers a refused mailbox name.
 pub(crate) fn name_error(r: &mut Responder<'_>, tag: &str, e: &names::NameError) {
     let code = match e {

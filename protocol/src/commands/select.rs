@@ -21,12 +21,8 @@ pub(super) async fn select(
     if matches!(s.state, State::Selected(_)) {
         s.apply(State::Authenticated);
     }
-    let path = match super::mailbox_path(mailbox) {
-        Ok(p) => p,
-        Err(e) => {
-            super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
-        }
+    let Some(path) = super::path_or_refuse(mailbox, tag, r) else {
+        return Ok(Next::Continue);
     };
     let user = s.user.clone().expect("authenticated");
     let result = async {

@@ -48,16 +48,8 @@ pub(super) async fn store(
 ) -> std::io::Result<Next> {
     let user = s.user.clone().expect("authenticated");
     let sel = s.selected().expect("selected");
-    if sel.read_only {
-        r.tagged_no(tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+    let Some(targets) = super::targets(sel, set, uid, true, tag, r) else {
         return Ok(Next::Continue);
-    }
-    let targets = match sel.resolve(set, uid) {
-        Ok(t) => t,
-        Err(why) => {
-            r.tagged_bad(tag, None, &why);
-            return Ok(Next::Continue);
-        }
     };
     let mailbox = sel.id;
     let flags = match flags_from(&user, &flags).await {
