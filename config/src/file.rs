@@ -71,6 +71,8 @@ struct RawDelay {
     error_rate: Option<f64>,
     stall_rate: Option<f64>,
     stall_ms: Option<u64>,
+    ack_ms: Option<u64>,
+    ack_jitter_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +313,8 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         error_rate: p.rate("storage.delay.error_rate", d.error_rate),
         stall_rate: p.rate("storage.delay.stall_rate", d.stall_rate),
         stall: Duration::from_millis(d.stall_ms.unwrap_or(5000)),
+        ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
+        ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
     });
     let storage = crate::schema::Storage {
         backend,

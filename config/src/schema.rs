@@ -111,6 +111,10 @@ pub struct Delay {
     pub stall_rate: f64,
     /// Length of a stall.
     pub stall: Duration,
+    /// Extra time before a commit is acked (soft-done is not delayed).
+    pub ack: Duration,
+    /// Up to this much more ack delay.
+    pub ack_jitter: Duration,
 }
 
 /// Where bodies are stored.

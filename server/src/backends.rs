@@ -54,6 +54,10 @@ impl Backends {
                     error_rate: d.error_rate,
                     stall_rate: d.stall_rate,
                     stall: d.stall,
+                    ack: Latency {
+                        fixed: d.ack,
+                        jitter: d.ack_jitter,
+                    },
                     ..DelayConfig::default()
                 };
                 let delayed = Arc::new(DelayBackend::new(maildir, cfg));

@@ -10,15 +10,19 @@
 //! nothing, as a real store's refused request would.
 
 use std::ops::Range;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata_backend_api::{Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Receipt};
+use strata_backend_api::{
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Receipt,
+};
 
 /// Latency of one kind of operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +60,9 @@ pub struct DelayConfig {
     pub stall_rate: f64,
     /// How long a stall lasts (added to the latency).
     pub stall: Duration,
+    /// Extra time before a commit is acked, while soft-done stays as fast as the inner backend:
+    /// a slow authoritative store behind a fast local journal.
+    pub ack: Latency,
 }
 
 impl Default for DelayConfig {
@@ -68,6 +75,7 @@ impl Default for DelayConfig {
             error_kind: ErrorKind::Unavailable,
             stall_rate: 0.0,
             stall: Duration::from_secs(5),
+            ack: Latency::default(),
         }
     }
 }
@@ -102,6 +110,10 @@ pub struct DelayBackend<B> {
     errors: AtomicU64,
     stalls: AtomicU64,
     bytes_read: AtomicU64,
+    /// Receipts of this wrapper when acks are delayed; `None` passes the inner ones through.
+    acks: Option<Arc<AckTracker>>,
+    /// In commit order: the wrapper's number, the inner receipt, when to ack at the earliest.
+    ack_queue: Mutex<Option<mpsc::UnboundedSender<(u64, Receipt, Instant)>>>,
 }
 
 enum Kind {
@@ -122,6 +134,8 @@ impl<B: Backend> DelayBackend<B> {
     /// Wraps `inner`.
     pub fn new(inner: B, cfg: DelayConfig) -> Self {
         let name = format!("delay({})", inner.name());
+        let delayed_acks = !cfg.ack.fixed.is_zero() || !cfg.ack.jitter.is_zero();
+        let acks = delayed_acks.then(|| Arc::new(AckTracker::new(name.clone())));
         DelayBackend {
             inner,
             name,
@@ -134,6 +148,8 @@ impl<B: Backend> DelayBackend<B> {
             errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
+            acks,
+            ack_queue: Mutex::new(None),
         }
     }
 
@@ -190,12 +206,37 @@ impl<B: Backend> DelayBackend<B> {
         Ok(())
     }
 
+    fn ack_wait(&self) -> Duration {
+        let lat = self.cfg.ack;
+        if lat.jitter.is_zero() {
+            return lat.fixed;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        lat.fixed + lat.jitter.mul_f64(rng.random::<f64>())
+    }
+
     fn start_read(&self) -> InFlight<'_> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
         InFlight(&self.in_flight)
     }
+}
+
+/// Acks the wrapper's receipts in commit order, each once its delay has passed and the inner
+/// store acked it; delays overlap, so acks are pipelined, not serialised.
+fn spawn_acker(acks: Arc<AckTracker>) -> mpsc::UnboundedSender<(u64, Receipt, Instant)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Receipt, Instant)>();
+    tokio::spawn(async move {
+        while let Some((seq, inner, due)) = rx.recv().await {
+            tokio::time::sleep_until(due.into()).await;
+            match inner.acked().await {
+                Ok(()) => acks.ack_upto(seq),
+                Err(e) => acks.fail_from(seq, e),
+            }
+        }
+    });
+    tx
 }
 
 #[async_trait]
@@ -205,17 +246,33 @@ impl<B: Backend> Backend for DelayBackend<B> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        Capabilities {
+            deferred_ack: self.inner.capabilities().deferred_ack || self.acks.is_some(),
+            ..self.inner.capabilities()
+        }
     }
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.delay(Kind::Write).await?;
-        self.inner.commit(batch).await
+        let inner = self.inner.commit(batch).await?;
+        let Some(acks) = &self.acks else {
+            return Ok(inner);
+        };
+        let due = Instant::now() + self.ack_wait();
+        // Numbering and queueing under one lock keep the queue in commit order.
+        let mut queue = self.ack_queue.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = queue.get_or_insert_with(|| spawn_acker(acks.clone()));
+        let receipt = acks.issue();
+        let _ = tx.send((receipt.seq(), inner, due));
+        Ok(receipt)
     }
 
     async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.inner.flush(seq).await
+        match &self.acks {
+            Some(acks) => acks.flush(seq).await,
+            None => self.inner.flush(seq).await,
+        }
     }
 
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {

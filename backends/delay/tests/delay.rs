@@ -112,3 +112,49 @@ async fn stalls_hold_an_operation_for_their_length() {
     assert!(started.elapsed() >= Duration::from_secs(30));
     assert_eq!(b.stats().stalls, 1);
 }
+
+fn acked_late() -> DelayConfig {
+    DelayConfig {
+        ack: Latency::fixed(Duration::from_millis(30)),
+        ..DelayConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_acks_keep_the_contract() {
+    conformance::run_all(|| async {
+        Arc::new(DelayBackend::new(MemoryBackend::new(), acked_late())) as Arc<dyn Backend>
+    })
+    .await;
+}
+
+// On tokio's paused clock, so the check is on virtual time, not on this machine's speed.
+#[tokio::test(start_paused = true)]
+async fn soft_done_is_at_once_and_acks_are_pipelined_in_order() {
+    let b = DelayBackend::new(MemoryBackend::new(), acked_late());
+    assert!(b.capabilities().deferred_ack);
+    let start = tokio::time::Instant::now();
+    let mut receipts = Vec::new();
+    for i in 0..20 {
+        let key = Key::new(format!("k{i}")).unwrap();
+        receipts.push(
+            b.commit(Batch::new().put(key.clone(), "body"))
+                .await
+                .unwrap(),
+        );
+        // Soft-done: readable before the ack.
+        assert_eq!(b.get(&key, None).await.unwrap(), "body".as_bytes());
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert!(receipts.iter().all(|r| !r.is_acked()));
+    receipts.last().unwrap().acked().await.unwrap();
+    assert!(receipts.iter().all(|r| r.is_acked()));
+    // 20 commits waited one ack delay together (the timer rounds up a millisecond), not 20
+    // in a row.
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(30) && waited < Duration::from_millis(60),
+        "{waited:?}"
+    );
+    b.flush(u64::MAX).await.unwrap();
+}
