@@ -5,7 +5,10 @@
 //! STARTTLS, reading responses (literals included) until the tagged status.
 //!
 //! The tests themselves are in `tests/imap.rs` (one binary); real clients (Python's imaplib,
-//! mbsync) are driven from there too.
+//! mbsync) are driven from there too. [`bench`] is the IMAP benchmark behind the `imap-bench`
+//! binary.
+
+pub mod bench;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -193,12 +196,15 @@ impl Client {
     /// Connects without TLS and reads the greeting.
     pub async fn plain(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        // Commands are small writes answered at once: Nagle's delay would dominate.
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
         Self::over(Box::new(tcp)).await
     }
 
     /// Connects with TLS, trusting the certificate at `ca`.
     pub async fn tls(addr: SocketAddr, ca: &Path) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
         let tls = tls_connector(ca)
             .connect(ServerName::try_from("localhost").expect("name"), tcp)
             .await

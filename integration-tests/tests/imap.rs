@@ -863,6 +863,8 @@ async fn slow_backend_reads_run_in_parallel() {
             error_rate: 0.0,
             stall_rate: 0.0,
             stall: Duration::ZERO,
+            ack: Duration::ZERO,
+            ack_jitter: Duration::ZERO,
         });
     })
     .await;
@@ -1271,4 +1273,56 @@ async fn shutdown_says_bye_and_keeps_every_acknowledged_message() {
     let mut c = s.login("alice").await;
     let r = c.ok("STATUS INBOX (MESSAGES)").await;
     assert!(r.has("MESSAGES 10"), "{r:?}");
+}
+
+/// The benchmark tool, seconds-long, so it keeps working: every phase against two servers
+/// side by side, with no protocol errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_smoke_runs_every_phase_side_by_side() {
+    use strata_integration_tests::bench::{self, Options, PHASES, Target, report};
+    let a = TestServer::start_with(|c| c.imap.max_connections_per_ip = 1000).await;
+    let b = TestServer::start_with(|c| c.imap.max_connections_per_ip = 1000).await;
+    let target = |name: &str, s: &TestServer| Target {
+        name: name.into(),
+        addr: s.imap_addr(),
+        tls_ca: None,
+        user: "alice".into(),
+        password: "alice-password".into(),
+        processes: vec![
+            std::fs::read_to_string("/proc/self/comm")
+                .unwrap()
+                .trim()
+                .to_string(),
+        ],
+    };
+    let targets = [target("one", &a), target("two", &b)];
+    let o = Options {
+        messages: 40,
+        connections: 4,
+        seed: 3,
+        repeats: 2,
+        random_bodies: 10,
+        mixed_clients: 4,
+        mixed_duration: Duration::from_millis(500),
+        idle_connections: 10,
+    };
+    let phases: Vec<String> = PHASES.iter().map(|p| p.to_string()).collect();
+    let results = bench::run(&targets, &phases, &o).await;
+    for (t, rs) in targets.iter().zip(&results) {
+        assert_eq!(rs.len(), PHASES.len());
+        for r in rs {
+            assert_eq!(r.errors, 0, "{} {}: {r:?}", t.name, r.phase);
+        }
+        let mixed = rs.iter().find(|r| r.phase == "mixed").unwrap();
+        assert!(
+            mixed.figure.as_ref().is_some_and(|f| f.1 > 0.0),
+            "{mixed:?}"
+        );
+        let append = rs.iter().find(|r| r.phase == "append-1").unwrap();
+        assert_eq!(append.samples.len(), 40);
+    }
+    let table = report::side_by_side("one", &results[0], "two", &results[1]);
+    assert_eq!(table.lines().count(), 2 + PHASES.len(), "{table}");
+    assert!(table.contains("| fetch-bodies |") && table.contains("(time ratio)"));
+    assert!(table.contains("(commands/s ratio)"));
 }

@@ -1,0 +1,401 @@
+//! `imap-bench`: measures IMAP servers with a deterministic synthetic corpus. `run` drives one
+//! or two servers phase by phase (two are alternated so their ratio holds on a noisy machine);
+//! without `--target` it starts Strata in this process. `sweep` starts Strata over the delay
+//! backend at several latencies. See docs/benchmarks.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use strata_integration_tests::TestServer;
+use strata_integration_tests::bench::{self, Options, PHASES, PhaseResult, Target, report};
+
+#[derive(Parser)]
+#[command(name = "imap-bench", about = "Measures IMAP servers side by side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the phases against one or two servers (or an in-process Strata).
+    Run(RunArgs),
+    /// Runs the phases against an in-process Strata over the delay backend at each latency.
+    Sweep(SweepArgs),
+}
+
+#[derive(Args, Clone)]
+struct Sizes {
+    /// Messages in the corpus.
+    #[arg(long, default_value_t = 2000)]
+    messages: u32,
+    /// Connections of the parallel APPEND phase.
+    #[arg(long, default_value_t = 8)]
+    connections: u32,
+    /// Samples per read phase.
+    #[arg(long, default_value_t = 10)]
+    repeats: u32,
+    /// Bodies per UID FETCH in fetch-bodies.
+    #[arg(long, default_value_t = 200)]
+    random_bodies: u32,
+    /// Clients of the mixed phase.
+    #[arg(long, default_value_t = 16)]
+    mixed_clients: u32,
+    /// Seconds of the mixed phase.
+    #[arg(long, default_value_t = 20)]
+    mixed_secs: u64,
+    /// Connections held in IDLE by idle-memory.
+    #[arg(long, default_value_t = 200)]
+    idle_connections: u32,
+    /// Corpus seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Phases to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    phases: Vec<String>,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Sizes {
+    fn options(&self) -> Options {
+        Options {
+            messages: self.messages,
+            connections: self.connections,
+            seed: self.seed,
+            repeats: self.repeats,
+            random_bodies: self.random_bodies,
+            mixed_clients: self.mixed_clients,
+            mixed_duration: Duration::from_secs(self.mixed_secs),
+            idle_connections: self.idle_connections,
+        }
+    }
+
+    fn phases(&self, default: &[&str]) -> Vec<String> {
+        if self.phases.is_empty() {
+            default.iter().map(|p| p.to_string()).collect()
+        } else {
+            self.phases.clone()
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A server as NAME=HOST:PORT (plain IMAP, or TLS with --tls-ca); give two to compare.
+    /// Without one, a `strata` process is started (login bench/bench), and with
+    /// `--with-strata` it is added as the first of two.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// Start a `strata` process and compare the one --target against it.
+    #[arg(long)]
+    with_strata: bool,
+    /// Login (the same on every target).
+    #[arg(long, default_value = "bench")]
+    user: String,
+    /// Password.
+    #[arg(long, default_value = "bench")]
+    password: String,
+    /// Connect with implicit TLS, trusting this certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The processes whose memory is a target's, as NAME=comm1,comm2 (for idle-memory).
+    #[arg(long = "processes")]
+    processes: Vec<String>,
+    #[command(flatten)]
+    sizes: Sizes,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Injected latencies in milliseconds (reads, and acks of writes), with 10% jitter.
+    #[arg(long, value_delimiter = ',', default_value = "0,5,20,50,100")]
+    latencies: Vec<u64>,
+    #[command(flatten)]
+    sizes: Sizes,
+}
+
+fn own_process_name() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/comm")
+        .map(|c| vec![c.trim().to_string()])
+        .unwrap_or_default()
+}
+
+async fn in_process_strata(latency_ms: u64, acked: bool) -> (TestServer, Target) {
+    let server = TestServer::start_with(|c| {
+        c.imap.tls = None;
+        c.imap.max_connections_per_ip = 10_000;
+        c.imap.max_connections = 10_000;
+        if acked {
+            c.storage.append_ack = strata_config::AppendAck::Acked;
+        }
+        if latency_ms > 0 {
+            let l = Duration::from_millis(latency_ms);
+            c.storage.delay = Some(strata_config::Delay {
+                seed: 1,
+                read: l,
+                read_jitter: l / 10,
+                write: Duration::ZERO,
+                write_jitter: Duration::ZERO,
+                error_rate: 0.0,
+                stall_rate: 0.0,
+                stall: Duration::ZERO,
+                ack: l,
+                ack_jitter: l / 10,
+            });
+        }
+    })
+    .await;
+    let target = Target {
+        name: "strata".into(),
+        addr: server.imap_addr(),
+        tls_ca: None,
+        user: "alice".into(),
+        password: "alice-password".into(),
+        processes: own_process_name(),
+    };
+    (server, target)
+}
+
+/// A `strata` server started as its own process (from the binary beside this one), so that its
+/// memory is measured apart from the benchmark's.
+struct Spawned {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_strata() -> (Spawned, Target) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("strata");
+    assert!(
+        exe.exists(),
+        "{} is missing: build it with `cargo build --release -p strata-server`",
+        exe.display()
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\nmax_connections = 100000\nmax_connections_per_ip = 100000\n",
+            data.display()
+        ),
+    )
+    .expect("config file");
+    let mut add = Command::new(&exe)
+        .args([
+            "--config",
+            config.to_str().expect("path"),
+            "user",
+            "add",
+            "bench",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("strata user add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"bench\n")
+        .expect("password");
+    assert!(add.wait().expect("user add").success());
+    let mut child = Command::new(&exe)
+        .args(["--config", config.to_str().expect("path"), "serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata serve");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).expect("server output") > 0,
+            "strata exited"
+        );
+        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
+            break a.parse().expect("address");
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let target = Target {
+        name: "strata".into(),
+        addr,
+        tls_ca: None,
+        user: "bench".into(),
+        password: "bench".into(),
+        processes: vec!["strata".into()],
+    };
+    (Spawned { child, _dir: dir }, target)
+}
+
+fn write_out(out: &Option<PathBuf>, text: &str) {
+    print!("{text}");
+    if let Some(path) = out {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("report file");
+        f.write_all(text.as_bytes()).expect("write report");
+    }
+}
+
+async fn run(args: RunArgs) {
+    let o = args.sizes.options();
+    let phases = args.sizes.phases(PHASES);
+    let mut keep = None;
+    let mut targets: Vec<Target> = Vec::new();
+    if args.targets.is_empty() || args.with_strata {
+        let (server, target) = spawn_strata();
+        keep = Some(server);
+        targets.push(target);
+    }
+    targets.extend(args.targets.iter().map(|spec| {
+        let (name, addr) = spec.split_once('=').expect("--target NAME=HOST:PORT");
+        let addr: SocketAddr = addr.parse().expect("--target NAME=HOST:PORT");
+        let processes = args
+            .processes
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, list)| list.split(',').map(str::to_string))
+            .collect();
+        Target {
+            name: name.to_string(),
+            addr,
+            tls_ca: args.tls_ca.clone(),
+            user: args.user.clone(),
+            password: args.password.clone(),
+            processes,
+        }
+    }));
+    let results = bench::run(&targets, &phases, &o).await;
+    let mut text = format!(
+        "\n### Run: {} messages (seed {}), {} APPEND connections, {} repeats, {} bodies per fetch, {} mixed clients for {} s, {} idle connections\n\n",
+        o.messages,
+        o.seed,
+        o.connections,
+        o.repeats,
+        o.random_bodies,
+        o.mixed_clients,
+        o.mixed_duration.as_secs(),
+        o.idle_connections
+    );
+    if targets.len() == 2 {
+        text.push_str(&report::side_by_side(
+            &targets[0].name,
+            &results[0],
+            &targets[1].name,
+            &results[1],
+        ));
+        text.push('\n');
+    }
+    for (t, r) in targets.iter().zip(&results) {
+        text.push_str(&report::table(&t.name, r));
+        text.push('\n');
+    }
+    write_out(&args.sizes.out, &text);
+    drop(keep);
+}
+
+async fn sweep(args: SweepArgs) {
+    let o = args.sizes.options();
+    let phases = args.sizes.phases(&[
+        "append-1",
+        "fetch-meta",
+        "fetch-envelope",
+        "fetch-bodystructure",
+        "fetch-headers",
+        "fetch-bodies",
+        "search-header",
+    ]);
+    // Per latency: the phases at soft-done, then APPEND again at acked.
+    let mut rows: Vec<(u64, Vec<PhaseResult>, Option<PhaseResult>)> = Vec::new();
+    for &l in &args.latencies {
+        let (mut server, target) = in_process_strata(l, false).await;
+        let results = bench::run(std::slice::from_ref(&target), &phases, &o).await;
+        let reads = server.server().backends.delay_stats();
+        server.stop().await;
+        eprintln!(
+            "latency {l} ms: backend saw {} reads, at most {} in flight",
+            reads.reads, reads.max_reads_in_flight
+        );
+        let acked = if phases.iter().any(|p| p == "append-1") {
+            let (mut server, target) = in_process_strata(l, true).await;
+            let r = bench::run(std::slice::from_ref(&target), &["append-1".to_string()], &o).await;
+            server.stop().await;
+            r.into_iter().next().and_then(|mut v| v.pop())
+        } else {
+            None
+        };
+        rows.push((l, results.into_iter().next().unwrap_or_default(), acked));
+    }
+    let mut text = format!(
+        "\n### Latency sweep: {} messages (seed {}), {} repeats, {} bodies per fetch; reads and acks delayed by the latency ±10%; soft-done is local\n\n| phase |",
+        o.messages, o.seed, o.repeats, o.random_bodies
+    );
+    for (l, _, _) in &rows {
+        text.push_str(&format!(" {l} ms |"));
+    }
+    text.push_str("\n|---|");
+    for _ in &rows {
+        text.push_str("---:|");
+    }
+    text.push('\n');
+    for (i, phase) in phases.iter().enumerate() {
+        let label = if phase == "append-1" {
+            "append-1 (answer at soft-done), p50 ms".to_string()
+        } else {
+            format!("{phase}, p50 ms")
+        };
+        text.push_str(&format!("| {label} |"));
+        for (_, r, _) in &rows {
+            let v = r
+                .get(i)
+                .map(|r| r.quantile(0.5).as_secs_f64() * 1000.0)
+                .unwrap_or(0.0);
+            text.push_str(&format!(" {v:.2} |"));
+        }
+        text.push('\n');
+    }
+    if rows.iter().any(|r| r.2.is_some()) {
+        text.push_str("| append-1 (answer at acked), p50 ms |");
+        for (_, _, a) in &rows {
+            let v = a
+                .as_ref()
+                .map(|r| r.quantile(0.5).as_secs_f64() * 1000.0)
+                .unwrap_or(0.0);
+            text.push_str(&format!(" {v:.2} |"));
+        }
+        text.push('\n');
+    }
+    write_out(&args.sizes.out, &text);
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    match Cli::parse().command {
+        Command::Run(a) => run(a).await,
+        Command::Sweep(a) => sweep(a).await,
+    }
+}
