@@ -73,3 +73,62 @@ pub fn side_by_side(a: &str, ra: &[PhaseResult], b: &str, rb: &[PhaseResult]) ->
     }
     s
 }
+
+/// The targets Strata is held to against the reference, each with what was measured.
+pub fn targets(strata: &[PhaseResult], reference: &[PhaseResult], name: &str) -> String {
+    let find = |rs: &[PhaseResult], p: &str| rs.iter().find(|r| r.phase == p).cloned();
+    let mut s = format!("| target (against {name}) | measured | met |\n|---|---|---|\n");
+    let mut row = |what: &str, measured: String, met: bool| {
+        let _ = writeln!(
+            s,
+            "| {what} | {measured} | {} |",
+            if met { "yes" } else { "no" }
+        );
+    };
+    for (phase, what) in [
+        ("append-1", "APPEND throughput on one connection ≥ 4×"),
+        ("append-n", "APPEND throughput on N connections ≥ 4×"),
+    ] {
+        if let (Some(a), Some(b)) = (find(strata, phase), find(reference, phase)) {
+            let x = b.total.as_secs_f64() / a.total.as_secs_f64().max(1e-9);
+            row(what, format!("{x:.2}×"), x >= 4.0);
+        }
+    }
+    for phase in [
+        "fetch-meta",
+        "fetch-envelope",
+        "fetch-bodystructure",
+        "fetch-headers",
+        "fetch-bodies",
+        "store",
+        "search-header",
+    ] {
+        if let (Some(a), Some(b)) = (find(strata, phase), find(reference, phase)) {
+            let x = a.total.as_secs_f64() / b.total.as_secs_f64().max(1e-9);
+            row(
+                &format!("{phase} time ≤ 0.5×"),
+                format!("{x:.2}×"),
+                x <= 0.5,
+            );
+        }
+    }
+    if let (Some(a), Some(b)) = (find(strata, "mixed"), find(reference, "mixed")) {
+        let (_, x) = ratio(&a, &b);
+        let errors = a.errors + b.errors;
+        row(
+            "mixed commands/s ≥ 1.5×, zero errors",
+            format!("{x:.2}×, {} + {} errors", a.errors, b.errors),
+            x >= 1.5 && errors == 0,
+        );
+    }
+    if let Some(a) = find(strata, "idle-memory")
+        && let Some((_, bytes)) = a.figure
+    {
+        row(
+            "memory per IDLE connection ≤ 64 KB",
+            format!("{:.1} KB", bytes / 1024.0),
+            bytes <= 64.0 * 1024.0,
+        );
+    }
+    s
+}

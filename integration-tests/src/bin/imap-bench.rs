@@ -302,6 +302,8 @@ async fn run(args: RunArgs) {
         o.idle_connections
     );
     if targets.len() == 2 {
+        text.push_str(&report::targets(&results[0], &results[1], &targets[1].name));
+        text.push('\n');
         text.push_str(&report::side_by_side(
             &targets[0].name,
             &results[0],

@@ -14,6 +14,8 @@ use imap_codec::imap_types::fetch::{
 use imap_codec::imap_types::sequence::SequenceSet;
 use strata_index::{ContentRecord, Flags, StoreOp, SystemFlags, Timestamp, Uid};
 
+use strata_mailstore::SYNCED_HEADERS;
+
 use crate::encode::Out;
 use crate::respond::Responder;
 use crate::session::{Next, Session};
@@ -421,6 +423,41 @@ pub(super) async fn fetch(
     Ok(Next::Continue)
 }
 
+/// Whether a section is answered from the header fields the index keeps: HEADER.FIELDS of the
+/// message itself naming only synced fields (what clients fetch to list a mailbox).
+fn from_index(spec: &SectionSpec) -> bool {
+    match spec {
+        SectionSpec::Fields {
+            part: None,
+            names,
+            keep: true,
+        } => names.iter().all(|n| {
+            SYNCED_HEADERS
+                .iter()
+                .any(|h| h.as_bytes().eq_ignore_ascii_case(n))
+        }),
+        _ => false,
+    }
+}
+
+/// The requested fields, in message order, from the index (see [`from_index`]).
+fn fields_from_index(c: &ContentRecord, names: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in &c.parsed.headers {
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
+        {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// The smallest byte range of the message that holds every requested section.
 fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<u64>> {
     let mut out: Option<Range<u64>> = None;
@@ -428,6 +465,9 @@ fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<u64>> {
         let Item::Section { spec, .. } = item else {
             continue;
         };
+        if from_index(spec) {
+            continue;
+        }
         let r = match structure::section_bytes(&c.parsed.structure, spec) {
             SectionBytes::Range(r) => r,
             SectionBytes::Fields { header, .. } => header,
@@ -443,6 +483,11 @@ fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<u64>> {
 
 /// A section's bytes, cut from `data`, which holds the message from offset `base`.
 fn section_data(c: &ContentRecord, spec: &SectionSpec, data: &[u8], base: u64) -> Vec<u8> {
+    if let SectionSpec::Fields { names, .. } = spec
+        && from_index(spec)
+    {
+        return fields_from_index(c, names);
+    }
     let cut = |r: Range<u64>| -> &[u8] {
         let s = (r.start.saturating_sub(base) as usize).min(data.len());
         let e = (r.end.saturating_sub(base) as usize).clamp(s, data.len());
