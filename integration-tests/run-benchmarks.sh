@@ -8,7 +8,9 @@ messages=${MESSAGES:-2000}
 sweep_messages=${SWEEP_MESSAGES:-300}
 port=${DOVECOT_PORT:-10143}
 
-cargo build --release -p strata-server -p strata-integration-tests --bin imap-bench
+# Two builds: a --bin filter would apply to both packages and skip the strata binary.
+cargo build --release -p strata-server
+cargo build --release -p strata-integration-tests --bin imap-bench
 integration-tests/dovecot/dovecot.sh start /tmp/strata-bench-dovecot "$port"
 trap 'integration-tests/dovecot/dovecot.sh stop /tmp/strata-bench-dovecot' EXIT
 

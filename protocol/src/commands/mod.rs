@@ -266,9 +266,11 @@ pub(crate) async fn sync_selected(s: &mut Session, expunges: bool, r: &mut Respo
     let mut recent = Vec::new();
     if !sel.read_only {
         let id = sel.id;
+        // Claims share fsyncs with other sessions' changes: every session that sees new mail
+        // claims, and a claim lost in a crash only shows \Recent once more.
         if let Ok((from, to)) = user
             .index()
-            .write(strata_index::Durability::Immediate, move |t| {
+            .write(strata_index::Durability::Grouped, move |t| {
                 t.claim_recent(id)
             })
             .await

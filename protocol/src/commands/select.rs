@@ -36,7 +36,7 @@ pub(super) async fn select(
             let id = rec.id;
             let (from, to) = user
                 .index()
-                .write(Durability::Immediate, move |t| t.claim_recent(id))
+                .write(Durability::Grouped, move |t| t.claim_recent(id))
                 .await?;
             view.with_entries(|e| {
                 e.iter()
