@@ -174,7 +174,7 @@ impl Default for Config {
                     root: data_dir.join("mail"),
                 },
                 append_ack: AppendAck::SoftDone,
-                read_concurrency: 16,
+                read_concurrency: 32,
                 delay: None,
             },
             index: Index {

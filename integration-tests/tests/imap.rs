@@ -895,7 +895,7 @@ async fn slow_backend_reads_run_in_parallel() {
     let after = stats();
     let reads = after.reads - before.reads;
     assert_eq!(reads, 100);
-    // 100 reads at 16 in flight are 7 round trips of 50 ms, not 100.
+    // 100 reads at 32 in flight are 4 round trips of 50 ms, not 100.
     let round_trips = reads.div_ceil(after.max_reads_in_flight);
     assert!(after.max_reads_in_flight >= 10, "{after:?}");
     assert!(round_trips <= 10, "{round_trips} round trips: {after:?}");

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
-use strata_index::{ContentRecord, SystemFlags, Timestamp, ViewEntry};
+use strata_index::{ContentRecord, MimePart, SystemFlags, Timestamp, ViewEntry};
 use strata_mailstore::{SYNCED_HEADERS, body_text, decode_header, parse_date};
 
 use crate::respond::Responder;
@@ -53,9 +53,30 @@ struct Candidate<'a> {
     entry: &'a ViewEntry,
     recent: bool,
     content: Option<&'a ContentRecord>,
-    raw: Option<&'a [u8]>,
-    /// Decoded text of the body, computed on first use.
+    /// The message's header block, when the criteria need bytes.
+    header: Option<&'a [u8]>,
+    /// Each text part with its MIME header (attachments are never read).
+    parts: &'a [bytes::Bytes],
+    /// Decoded text of the text parts, computed on first use.
     text: std::cell::OnceCell<String>,
+}
+
+/// The byte ranges a body search reads: the header block, then every text part (with its MIME
+/// header, so its transfer encoding and charset can be undone).
+fn search_ranges(root: &MimePart) -> Vec<std::ops::Range<u64>> {
+    fn text_parts(p: &MimePart, out: &mut Vec<std::ops::Range<u64>>) {
+        if !p.children.is_empty() {
+            for c in &p.children {
+                text_parts(c, out);
+            }
+        } else if p.media_type.eq_ignore_ascii_case(b"text") {
+            out.push(p.header_offset..p.end_offset);
+        }
+    }
+    let mut out = Vec::new();
+    out.push(0..root.body_offset);
+    text_parts(root, &mut out);
+    out
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
@@ -86,10 +107,9 @@ impl Candidate<'_> {
                 .map(|h| h.value.clone())
                 .collect();
         }
-        let Some(raw) = self.raw else {
+        let Some(header) = self.header else {
             return Vec::new();
         };
-        let header = &raw[..(c.parsed.structure.body_offset as usize).min(raw.len())];
         let mut out: Vec<Vec<u8>> = Vec::new();
         let mut current = false;
         for line in header.split_inclusive(|&b| b == b'\n') {
@@ -114,23 +134,35 @@ impl Candidate<'_> {
         if needle.is_empty() {
             return !values.is_empty();
         }
-        values
-            .iter()
-            .any(|v| contains_ci(v, needle) || contains_text(&decode_header(v), needle))
+        // Only encoded words need decoding; anything else matches (or not) as it stands.
+        values.iter().any(|v| {
+            contains_ci(v, needle)
+                || (!v.is_ascii() && contains_text(&String::from_utf8_lossy(v), needle))
+                || (contains_ci(v, b"=?") && contains_text(&decode_header(v), needle))
+        })
     }
 
     fn body_matches(&self, needle: &[u8], with_header: bool) -> bool {
-        let (Some(c), Some(raw)) = (self.content, self.raw) else {
-            return false;
-        };
-        let split = (c.parsed.structure.body_offset as usize).min(raw.len());
-        if with_header && contains_ci(&raw[..split], needle) {
+        if with_header && self.header.is_some_and(|h| contains_ci(h, needle)) {
             return true;
         }
-        if contains_ci(&raw[split..], needle) {
-            return true;
+        for part in self.parts {
+            let body_at = part
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |i| i + 4);
+            if contains_ci(&part[body_at..], needle) {
+                return true;
+            }
         }
-        contains_text(self.text.get_or_init(|| body_text(raw)), needle)
+        let text = self.text.get_or_init(|| {
+            self.parts
+                .iter()
+                .map(|p| body_text(p))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        contains_text(text, needle)
     }
 
     fn sent_date(&self) -> Option<NaiveDate> {
@@ -261,31 +293,48 @@ pub(super) async fn search(
     }
     let mut hits = Vec::new();
     if need.body {
+        // Header blocks and text parts only: attachments, most of the bytes, stay unread.
+        let ranges: Vec<Vec<std::ops::Range<u64>>> = contents
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .map(|c| search_ranges(&c.parsed.structure))
+                    .unwrap_or_default()
+            })
+            .collect();
         let reads = contents
             .iter()
-            .flatten()
-            .map(|c| (c.location.clone(), None))
+            .zip(&ranges)
+            .filter_map(|(c, rs)| Some((c.as_ref()?, rs)))
+            .flat_map(|(c, rs)| rs.iter().map(|r| (c.location.clone(), Some(r.clone()))))
             .collect();
         let mut bodies = user.bodies(reads);
         for (i, (seq, e)) in entries.iter().enumerate() {
             let Some(content) = contents[i].as_ref() else {
                 continue;
             };
-            let raw = match bodies.next().await {
-                Some(Ok(b)) => b,
-                Some(Err(e)) => {
-                    drop(bodies);
-                    super::store_error(r, tag, &e);
-                    return Ok(Next::Continue);
+            let mut got = Vec::with_capacity(ranges[i].len());
+            for _ in &ranges[i] {
+                match bodies.next().await {
+                    Some(Ok(b)) => got.push(b),
+                    Some(Err(e)) => {
+                        drop(bodies);
+                        super::store_error(r, tag, &e);
+                        return Ok(Next::Continue);
+                    }
+                    None => break,
                 }
-                None => break,
+            }
+            let Some((header, parts)) = got.split_first() else {
+                continue;
             };
             let c = Candidate {
                 seq: *seq,
                 entry: e,
                 recent: sel.recent.contains(&e.uid),
                 content: Some(content),
-                raw: Some(&raw),
+                header: Some(header),
+                parts,
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
@@ -299,7 +348,8 @@ pub(super) async fn search(
                 entry: e,
                 recent: sel.recent.contains(&e.uid),
                 content: contents.get(i).and_then(|c| c.as_ref()),
-                raw: None,
+                header: None,
+                parts: &[],
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
