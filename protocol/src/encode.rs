@@ -22,11 +22,16 @@ impl Out {
     pub fn string(&mut self, s: &[u8]) -> &mut Self {
         if s.len() <= 1024 && s.iter().all(|&b| quotable(b)) {
             self.buf.push(b'"');
-            for &b in s {
-                if b == b'"' || b == b'\\' {
-                    self.buf.push(b'\\');
+            // Most strings need no escapes: copy them whole.
+            if s.iter().any(|&b| b == b'"' || b == b'\\') {
+                for &b in s {
+                    if b == b'"' || b == b'\\' {
+                        self.buf.push(b'\\');
+                    }
+                    self.buf.push(b);
                 }
-                self.buf.push(b);
+            } else {
+                self.buf.extend_from_slice(s);
             }
             self.buf.push(b'"');
         } else {

@@ -81,8 +81,9 @@ impl<'w> Responder<'w> {
     /// Sends what is buffered if it is large.
     pub async fn flush_if_big(&mut self) -> std::io::Result<()> {
         if self.out.buf.len() >= FLUSH_AT {
-            let bytes = self.out.take();
-            self.w.write_all(&bytes).await?;
+            self.w.write_all(&self.out.buf).await?;
+            // Keep the allocation: a large FETCH fills it again and again.
+            self.out.buf.clear();
         }
         Ok(())
     }
