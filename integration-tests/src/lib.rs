@@ -319,6 +319,15 @@ impl Client {
         r
     }
 
+    /// APPENDs plain messages 1..=`count` (see [`plain_message`]) to `mailbox`, each of which
+    /// must succeed.
+    pub async fn fill(&mut self, mailbox: &str, count: u32, subject: &str) {
+        for i in 1..=count {
+            let r = self.append(mailbox, "", &plain_message(i, subject)).await;
+            assert!(r.is_ok(), "APPEND {i} to {mailbox}: {r:?}");
+        }
+    }
+
     /// APPENDs a message with a synchronizing literal; returns the reply.
     pub async fn append(&mut self, mailbox: &str, flags: &str, message: &[u8]) -> Reply {
         let tag = self.tag();

@@ -426,9 +426,7 @@ async fn append_and_fetch_every_item() {
 async fn store_flags_and_keywords() {
     let s = TestServer::start().await;
     let mut c = s.login("alice").await;
-    for i in 1..=3 {
-        c.append("INBOX", "", &plain_message(i, "s")).await;
-    }
+    c.fill("INBOX", 3, "s").await;
     c.ok("SELECT INBOX").await;
     let r = c.ok("STORE 1 +FLAGS (\\Seen \\Answered)").await;
     assert_eq!(
@@ -553,9 +551,7 @@ async fn search_every_key() {
 async fn copy_move_expunge_close_unselect() {
     let s = TestServer::start().await;
     let mut c = s.login("alice").await;
-    for i in 1..=5 {
-        c.append("INBOX", "", &plain_message(i, "m")).await;
-    }
+    c.fill("INBOX", 5, "m").await;
     c.ok("CREATE Keep").await;
     let r = c.ok("STATUS Keep (UIDVALIDITY)").await;
     let validity = r.untagged[0]
@@ -639,9 +635,7 @@ async fn copy_move_expunge_close_unselect() {
 async fn two_sessions_see_each_others_changes_when_the_rfc_allows() {
     let s = TestServer::start().await;
     let mut a = s.login("alice").await;
-    for i in 1..=3 {
-        a.append("INBOX", "", &plain_message(i, "x")).await;
-    }
+    a.fill("INBOX", 3, "x").await;
     let r = a.ok("SELECT INBOX").await;
     assert!(r.has("3 RECENT"));
     let mut b = s.login("alice").await;
@@ -869,9 +863,7 @@ async fn slow_backend_reads_run_in_parallel() {
     })
     .await;
     let mut c = s.login("alice").await;
-    for i in 1..=100 {
-        c.append("INBOX", "", &plain_message(i, "slow")).await;
-    }
+    c.fill("INBOX", 100, "slow").await;
     c.ok("SELECT INBOX").await;
     let stats = || s.server().backends.delay_stats();
     let before = stats();
@@ -1257,9 +1249,7 @@ async fn shutdown_says_bye_and_keeps_every_acknowledged_message() {
     idle.send_raw(b"i1 IDLE\r\n").await;
     assert!(idle.read_response().await.unwrap().starts_with('+'));
     let mut c = s.login("alice").await;
-    for i in 1..=10 {
-        c.append("INBOX", "", &plain_message(i, "kept")).await;
-    }
+    c.fill("INBOX", 10, "kept").await;
     s.stop().await;
     assert_eq!(
         c.read_response().await.as_deref(),
