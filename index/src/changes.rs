@@ -62,6 +62,8 @@ pub enum Change {
         mailbox: MailboxId,
         /// UID.
         uid: Uid,
+        /// Its content.
+        guid: Guid,
         /// Flags.
         flags: Flags,
         /// MODSEQ.

@@ -154,11 +154,11 @@ fn verify_inner(snap: &Snapshot) -> Result<CheckReport> {
         &mut |k, v| {
             let c: StoredContent = schema::decode(&path, Table::Contents, k, v)?;
             n_contents += 1;
-            let expected = refs.remove(&c.content.guid).unwrap_or(0);
-            if c.refs != expected || k != c.content.guid.0 {
+            let expected = refs.remove(&c.guid).unwrap_or(0);
+            if c.refs != expected || k != c.guid.0 {
                 problems.push(format!(
                     "content {} has {} references recorded and {expected} messages",
-                    c.content.guid, c.refs
+                    c.guid, c.refs
                 ));
             }
             Ok(ControlFlow::Continue(()))
@@ -208,7 +208,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         return Err(IndexError::corrupt(path, "the file is empty (zero length)"));
     }
     let db = guard(path, || {
-        let mut db = crate::open::builder(16 << 20)
+        let mut db = crate::open::builder(16 << 20, false)
             .open(path)
             .map_err(|e| IndexError::engine(path, e))?;
         match db.check_integrity() {

@@ -92,7 +92,7 @@ pub use open::RecoveryReport;
 pub use parsed::{Address, Disposition, Envelope, HeaderField, MimePart, Param, ParsedMessage};
 pub use readonly::ReadOnlyIndex;
 pub use repack::{Maintenance, MaintenanceOptions, RepackReport, disk_bytes, repack};
-pub use schema::{SCHEMA_VERSION, Table};
+pub use schema::{Parts, SCHEMA_VERSION, Table};
 pub use snapshot::Snapshot;
 pub use txn::{MAX_KEYWORDS, MAX_NAME_BYTES, Savepoint, StoreOutcome, Txn};
 pub use view::{MailboxView, ViewEntry};

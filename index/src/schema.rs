@@ -5,16 +5,19 @@
 //! order. Every value is `postcard(record) ‖ crc32(key ‖ postcard(record))`, so a damaged key or
 //! value is found on read instead of being answered.
 
+use std::ops::Bound;
 use std::path::Path;
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{IndexError, Result};
-use crate::model::{Guid, KeywordId, MailboxId, Modseq, Uid};
+use crate::model::{
+    BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, Uid,
+};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The oldest schema version this build can upgrade from.
 pub const OLDEST_UPGRADABLE: u32 = 1;
@@ -99,13 +102,135 @@ pub struct UserState {
 }
 
 /// A content record with the number of messages that refer to it; kept together so that an
-/// APPEND writes one row for its content.
+/// APPEND writes one row for its content. The parsed parts are encoded separately (each a
+/// postcard blob) so that a reader decodes only the part it answers from: FETCH ENVELOPE never
+/// decodes the MIME tree, and a reference-count change never decodes any of them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredContent {
     /// How many messages refer to it.
     pub refs: u32,
-    /// The record.
-    pub content: crate::model::ContentRecord,
+    /// Its id.
+    pub guid: Guid,
+    /// Size in octets.
+    pub size: u64,
+    /// Where the body is stored.
+    pub location: BodyLocation,
+    /// `postcard(Envelope)`.
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+    /// `postcard(MimePart)`.
+    #[serde(with = "serde_bytes")]
+    pub structure: Vec<u8>,
+    /// `postcard(Vec<HeaderField>)`.
+    #[serde(with = "serde_bytes")]
+    pub headers: Vec<u8>,
+    /// The preview.
+    pub preview: String,
+}
+
+/// [`StoredContent`] borrowed from the stored value, for readers that decode one part.
+#[derive(Deserialize)]
+pub(crate) struct StoredContentRef<'a> {
+    // Decoded for its position in the record; readers of one part do not need it.
+    pub _refs: u32,
+    pub guid: Guid,
+    pub size: u64,
+    pub location: BodyLocation,
+    #[serde(borrow)]
+    pub envelope: &'a [u8],
+    #[serde(borrow)]
+    pub structure: &'a [u8],
+    #[serde(borrow)]
+    pub headers: &'a [u8],
+    #[serde(borrow)]
+    pub preview: &'a str,
+}
+
+/// Which parsed parts of a content record a reader wants decoded; the others are left empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// The envelope.
+    pub envelope: bool,
+    /// The MIME structure (with offsets).
+    pub structure: bool,
+    /// The synced header fields.
+    pub headers: bool,
+    /// The preview.
+    pub preview: bool,
+}
+
+impl Parts {
+    /// Every part.
+    pub const ALL: Parts = Parts {
+        envelope: true,
+        structure: true,
+        headers: true,
+        preview: true,
+    };
+}
+
+impl StoredContent {
+    /// Encodes a content record's parts.
+    pub(crate) fn new(refs: u32, c: &ContentRecord) -> StoredContent {
+        StoredContent {
+            refs,
+            guid: c.guid,
+            size: c.size,
+            location: c.location.clone(),
+            envelope: blob(&c.parsed.envelope),
+            structure: blob(&c.parsed.structure),
+            headers: blob(&c.parsed.headers),
+            preview: c.parsed.preview.clone(),
+        }
+    }
+}
+
+impl StoredContentRef<'_> {
+    /// Decodes the wanted parts into a record; `path` names the file in errors.
+    pub(crate) fn record(&self, path: &Path, want: Parts) -> Result<ContentRecord> {
+        let part = |bytes: &[u8], what: &str| -> Result<()> {
+            Err(IndexError::corrupt(
+                path,
+                format!(
+                    "undecodable {what} of content {} ({} bytes)",
+                    self.guid,
+                    bytes.len()
+                ),
+            ))
+        };
+        let mut parsed = ParsedMessage::default();
+        if want.envelope {
+            match postcard::from_bytes(self.envelope) {
+                Ok(e) => parsed.envelope = e,
+                Err(_) => part(self.envelope, "envelope")?,
+            }
+        }
+        if want.structure {
+            match postcard::from_bytes(self.structure) {
+                Ok(s) => parsed.structure = s,
+                Err(_) => part(self.structure, "structure")?,
+            }
+        }
+        if want.headers {
+            match postcard::from_bytes(self.headers) {
+                Ok(h) => parsed.headers = h,
+                Err(_) => part(self.headers, "header fields")?,
+            }
+        }
+        if want.preview {
+            parsed.preview = self.preview.to_string();
+        }
+        Ok(ContentRecord {
+            guid: self.guid,
+            size: self.size,
+            location: self.location.clone(),
+            parsed,
+        })
+    }
+}
+
+fn blob<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("serializing into memory cannot fail")
 }
 
 pub(crate) fn mailbox_key(id: MailboxId) -> [u8; 4] {
@@ -223,4 +348,49 @@ pub(crate) struct Upgrade {
 /// The upgrade path, oldest first. Each entry takes a file one version forward; opening a file
 /// runs the entries from its version up to [`SCHEMA_VERSION`] in one transaction, so an
 /// interrupted upgrade leaves the old version intact.
-pub(crate) const UPGRADES: &[Upgrade] = &[];
+pub(crate) const UPGRADES: &[Upgrade] = &[Upgrade {
+    from: 1,
+    run: v1_split_contents,
+}];
+
+/// Version 1 kept a content record as one postcard value.
+#[derive(Deserialize)]
+struct StoredContentV1 {
+    refs: u32,
+    content: ContentRecord,
+}
+
+/// 1 → 2: content rows get their parsed parts as separate blobs.
+fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
+    let mut t = w
+        .open_table(Table::Contents.def())
+        .map_err(|e| IndexError::engine(path, e))?;
+    // In batches, since a table cannot be written while it is iterated, and a big mailbox's
+    // contents do not all fit in memory at once.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let mut rows = Vec::new();
+        {
+            let range = match &after {
+                Some(k) => t.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded)),
+                None => t.range::<&[u8]>(..),
+            }
+            .map_err(|e| IndexError::engine(path, e))?;
+            for row in range.take(1024) {
+                let (k, v) = row.map_err(|e| IndexError::engine(path, e))?;
+                let old: StoredContentV1 = decode(path, Table::Contents, k.value(), v.value())?;
+                let new = StoredContent::new(old.refs, &old.content);
+                rows.push((k.value().to_vec(), encode(k.value(), &new)));
+            }
+        }
+        let Some((last, _)) = rows.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (k, v) in rows {
+            t.insert(k.as_slice(), v.as_slice())
+                .map_err(|e| IndexError::engine(path, e))?;
+        }
+    }
+    Ok(())
+}

@@ -14,7 +14,7 @@ use crate::error::{IndexError, Result};
 use crate::model::{
     ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid,
 };
-use crate::schema::{Table, UserState};
+use crate::schema::{Parts, Table, UserState};
 use crate::store::{KeyRange, RawRead, Reader, RowFn, get_in, guard, len_in, scan_in};
 
 type RoTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
@@ -57,6 +57,18 @@ impl RawRead for Snapshot {
 
     fn len_raw(&self, t: Table) -> Result<u64> {
         len_in(&self.path, &self.tables[t as usize])
+    }
+
+    fn with_raw<R>(
+        &self,
+        t: Table,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let v = self.tables[t as usize]
+            .get(key)
+            .map_err(|e| IndexError::engine(&self.path, e))?;
+        v.map(|g| f(g.value())).transpose()
     }
 }
 
@@ -194,9 +206,13 @@ impl Snapshot {
 
     /// A message's content record: size, body location and parsed data.
     pub fn content(&self, guid: &Guid) -> Result<Option<ContentRecord>> {
-        guard(&self.path, || {
-            Ok(self.stored_content(guid)?.map(|s| s.content))
-        })
+        self.content_parts(guid, Parts::ALL)
+    }
+
+    /// A message's content record with only the `want`ed parsed parts decoded; the others are
+    /// left empty. FETCH ENVELOPE, for one, need not decode the MIME tree.
+    pub fn content_parts(&self, guid: &Guid, want: Parts) -> Result<Option<ContentRecord>> {
+        guard(&self.path, || Reader::content_parts(self, guid, want))
     }
 
     /// How many messages refer to a content record.

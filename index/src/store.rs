@@ -9,8 +9,10 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::changes::{ChangeKind, LogEntry};
 use crate::error::{IndexError, Result};
-use crate::model::{Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid};
-use crate::schema::{self, StoredContent, Table, UserState};
+use crate::model::{
+    ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid,
+};
+use crate::schema::{self, Parts, StoredContent, StoredContentRef, Table, UserState};
 
 /// A borrowed byte range over a table's keys.
 pub(crate) type KeyRange<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
@@ -28,6 +30,18 @@ pub(crate) trait RawRead {
     fn scan_raw(&self, t: Table, range: KeyRange<'_>, f: &mut RowFn<'_>) -> Result<()>;
     /// Number of rows in a table.
     fn len_raw(&self, t: Table) -> Result<u64>;
+    /// Calls `f` with one row's raw value, borrowed where the engine allows (no copy).
+    fn with_raw<R>(
+        &self,
+        t: Table,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>>
+    where
+        Self: Sized,
+    {
+        self.get_raw(t, key)?.map(|v| f(&v)).transpose()
+    }
 }
 
 pub(crate) fn get_in<T>(path: &Path, tbl: &T, key: &[u8]) -> Result<Option<Vec<u8>>>
@@ -205,6 +219,22 @@ pub(crate) trait Reader: RawRead {
 
     fn stored_content(&self, guid: &Guid) -> Result<Option<StoredContent>> {
         self.decoded(Table::Contents, schema::guid_key(guid))
+    }
+
+    /// A content record with only the wanted parsed parts decoded.
+    fn content_parts(&self, guid: &Guid, want: Parts) -> Result<Option<ContentRecord>>
+    where
+        Self: Sized,
+    {
+        let key = schema::guid_key(guid);
+        let path = self.path();
+        self.with_raw(Table::Contents, key, |raw| {
+            let body = schema::verify(path, Table::Contents, key, raw)?;
+            let stored: StoredContentRef<'_> = postcard::from_bytes(body).map_err(|e| {
+                IndexError::corrupt(path, format!("undecodable content {guid}: {e}"))
+            })?;
+            stored.record(path, want)
+        })
     }
 
     fn changes_since(

@@ -602,16 +602,13 @@ impl<'a, 't> Txn<'a, 't> {
         let size = msg.content.size;
         let stored = match self.stored_content(&guid)? {
             Some(mut existing) => {
-                if existing.content.size != size {
+                if existing.size != size {
                     return Err(IndexError::ContentMismatch(guid));
                 }
                 existing.refs += 1;
                 existing
             }
-            None => StoredContent {
-                refs: 1,
-                content: msg.content,
-            },
+            None => StoredContent::new(1, &msg.content),
         };
         let uid = rec.uid_next;
         if uid.0 == u32::MAX {
@@ -654,6 +651,7 @@ impl<'a, 't> Txn<'a, 't> {
         self.changes.push(Change::Appended {
             mailbox: rec.id,
             uid: message.uid,
+            guid: message.guid,
             flags: message.flags.clone(),
             modseq: m,
             size: message.size,
@@ -854,10 +852,10 @@ impl<'a, 't> Txn<'a, 't> {
         let mut stored = self
             .stored_content(&guid)?
             .ok_or(IndexError::NoSuchContent(guid))?;
-        if stored.content.location == location {
+        if stored.location == location {
             return Ok(());
         }
-        stored.content.location = location;
+        stored.location = location;
         self.put(Table::Contents, schema::guid_key(&guid), &stored)?;
         let m = self.log(MailboxId(0), Uid(0), ChangeKind::ContentMoved { guid })?;
         self.changes.push(Change::User { modseq: m });

@@ -10,13 +10,15 @@
 use std::sync::RwLock;
 
 use crate::changes::{Change, ChangeKind};
-use crate::model::{Flags, MailboxId, MessageRecord, Modseq, Timestamp, Uid};
+use crate::model::{Flags, Guid, MailboxId, MessageRecord, Modseq, Timestamp, Uid};
 
 /// One message in a view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewEntry {
     /// UID.
     pub uid: Uid,
+    /// Its content, so that a FETCH of parsed data skips the message row.
+    pub guid: Guid,
     /// Flags.
     pub flags: Flags,
     /// MODSEQ of its last change.
@@ -33,6 +35,7 @@ impl From<&MessageRecord> for ViewEntry {
     fn from(m: &MessageRecord) -> Self {
         ViewEntry {
             uid: m.uid,
+            guid: m.guid,
             flags: m.flags.clone(),
             modseq: m.modseq,
             size: m.size,
@@ -163,6 +166,7 @@ impl MailboxView {
             match c {
                 Change::Appended {
                     uid,
+                    guid,
                     flags,
                     modseq,
                     size,
@@ -173,6 +177,7 @@ impl MailboxView {
                     &mut st.entries,
                     ViewEntry {
                         uid: *uid,
+                        guid: *guid,
                         flags: flags.clone(),
                         modseq: *modseq,
                         size: *size,

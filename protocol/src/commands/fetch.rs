@@ -12,7 +12,7 @@ use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section,
 };
 use imap_codec::imap_types::sequence::SequenceSet;
-use strata_index::{ContentRecord, Flags, StoreOp, SystemFlags, Timestamp, Uid};
+use strata_index::{ContentRecord, Flags, Parts, StoreOp, SystemFlags, Timestamp, Uid};
 
 use strata_mailstore::SYNCED_HEADERS;
 
@@ -286,16 +286,18 @@ pub(super) async fn fetch(
             return Ok(Next::Continue);
         }
     };
+    let want = parts_of(&items);
+    // Only when bodies are read is every record needed up front (to plan the reads); otherwise
+    // each is decoded as its answer is written and freed at once.
+    let plan_content = items.iter().any(reads_body);
     let mut plan = Vec::with_capacity(targets.len());
     let mut missing = false;
     for (seq, u) in targets {
         let mut content = None;
-        if needs_content {
-            let rec = snap
-                .message(mailbox, u)
-                .ok()
-                .flatten()
-                .and_then(|m| snap.content(&m.guid).ok().flatten());
+        if needs_content && plan_content {
+            let rec = sel
+                .entry(u)
+                .and_then(|e| snap.content_parts(&e.guid, want).ok().flatten());
             if rec.is_none() {
                 // Expunged by another session; its number stays valid until we may say so.
                 missing = true;
@@ -324,11 +326,18 @@ pub(super) async fn fetch(
     let mut bodies = user.bodies(reads);
     let kw = sel.keywords.clone();
     let names = |k| kw.get(&k).cloned();
-    for p in &plan {
+    for p in &mut plan {
         let Some(entry) = sel.entry(p.uid) else {
             missing = true;
             continue;
         };
+        if needs_content && p.content.is_none() {
+            p.content = snap.content_parts(&entry.guid, want).ok().flatten();
+            if p.content.is_none() {
+                missing = true;
+                continue;
+            }
+        }
         let bytes = if p.read.is_some() {
             match bodies.next().await {
                 Some(Ok(b)) => Some(b),
@@ -411,6 +420,9 @@ pub(super) async fn fetch(
             o.flags(&entry.flags, &names, sel.recent.contains(&p.uid));
         }
         o.raw(")").crlf();
+        if !plan_content {
+            p.content = None;
+        }
         r.flush_if_big().await?;
     }
     drop(bodies);
@@ -421,6 +433,26 @@ pub(super) async fn fetch(
     };
     super::finish_selected(s, tag, None, text, false, r).await;
     Ok(Next::Continue)
+}
+
+/// The parsed parts of the content record that the items are answered from.
+fn parts_of(items: &[Item]) -> Parts {
+    let mut p = Parts::default();
+    for item in items {
+        match item {
+            Item::Envelope => p.envelope = true,
+            Item::Body | Item::BodyStructure => p.structure = true,
+            Item::Section { spec, .. } if from_index(spec) => p.headers = true,
+            Item::Section { .. } => p.structure = true,
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Whether an item needs bytes from the backend.
+fn reads_body(item: &Item) -> bool {
+    matches!(item, Item::Section { spec, .. } if !from_index(spec))
 }
 
 /// Whether a section is answered from the header fields the index keeps: HEADER.FIELDS of the

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
-use strata_index::{ContentRecord, MimePart, SystemFlags, Timestamp, ViewEntry};
+use strata_index::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
 use strata_mailstore::{SYNCED_HEADERS, body_text, decode_header, parse_date};
 
 use crate::respond::Responder;
@@ -273,23 +273,31 @@ pub(super) async fn search(
         .filter_map(|(i, u)| sel.entry(*u).map(|e| (i as u32 + 1, e)))
         .collect();
     let max_uid = sel.uids.last().map_or(0, |u| u.0);
-    let mut contents: Vec<Option<ContentRecord>> = Vec::new();
-    if need.content {
-        let snap = match user.snapshot() {
-            Ok(s) => s,
+    // Header criteria read the synced fields; a body search also needs the MIME tree to know
+    // which ranges to read.
+    let want = Parts {
+        headers: true,
+        structure: need.body,
+        ..Parts::default()
+    };
+    let snap = if need.content {
+        match user.snapshot() {
+            Ok(s) => Some(s),
             Err(e) => {
                 super::store_error(r, tag, &e);
                 return Ok(Next::Continue);
             }
-        };
-        for (_, e) in &entries {
-            contents.push(
-                snap.message(sel.id, e.uid)
-                    .ok()
-                    .flatten()
-                    .and_then(|m| snap.content(&m.guid).ok().flatten()),
-            );
         }
+    } else {
+        None
+    };
+    let content_of = |e: &ViewEntry| {
+        snap.as_ref()
+            .and_then(|snap| snap.content_parts(&e.guid, want).ok().flatten())
+    };
+    let mut contents: Vec<Option<ContentRecord>> = Vec::new();
+    if need.body {
+        contents = entries.iter().map(|(_, e)| content_of(e)).collect();
     }
     let mut hits = Vec::new();
     if need.body {
@@ -342,12 +350,14 @@ pub(super) async fn search(
             }
         }
     } else {
-        for (i, (seq, e)) in entries.iter().enumerate() {
+        for (seq, e) in &entries {
+            // Decoded one at a time and dropped after the match.
+            let content = if need.content { content_of(e) } else { None };
             let c = Candidate {
                 seq: *seq,
                 entry: e,
                 recent: sel.recent.contains(&e.uid),
-                content: contents.get(i).and_then(|c| c.as_ref()),
+                content: content.as_ref(),
                 header: None,
                 parts: &[],
                 text: Default::default(),
