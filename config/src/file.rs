@@ -79,6 +79,7 @@ struct RawDelay {
 #[serde(deny_unknown_fields)]
 struct RawIndex {
     group_commit_window_ms: Option<u64>,
+    flag_sync_delay_ms: Option<u64>,
     cache_mb: Option<u64>,
     repack_ratio: Option<f64>,
     log_retention: Option<u64>,
@@ -344,6 +345,9 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         group_commit_window: rx
             .group_commit_window_ms
             .map_or(dx.group_commit_window, Duration::from_millis),
+        flag_sync_delay: rx
+            .flag_sync_delay_ms
+            .map_or(dx.flag_sync_delay, Duration::from_millis),
         cache_bytes: p.positive("index.cache_mb", rx.cache_mb, dx.cache_bytes >> 20) << 20,
         repack_ratio,
         log_retention: rx.log_retention.unwrap_or(dx.log_retention),
@@ -352,6 +356,13 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         p.add(
             "index.group_commit_window_ms",
             "more than 1000 ms would hold every flag change that long",
+        );
+    }
+
+    if index.flag_sync_delay > Duration::from_secs(10) {
+        p.add(
+            "index.flag_sync_delay_ms",
+            "more than 10000 ms would risk that much of flag changes on a power loss",
         );
     }
 

@@ -135,6 +135,9 @@ pub struct Storage {
 pub struct Index {
     /// How long the writer may wait for more flag changes to share an fsync.
     pub group_commit_window: Duration,
+    /// How long a flag change may stay unfsynced after it is answered (zero: fsynced before
+    /// the answer). Messages and mailboxes are always fsynced first.
+    pub flag_sync_delay: Duration,
     /// Page cache per open index, in bytes.
     pub cache_bytes: u64,
     /// Repack a user's index when its file takes more than this many times its live data.
@@ -179,6 +182,7 @@ impl Default for Config {
             },
             index: Index {
                 group_commit_window: Duration::ZERO,
+                flag_sync_delay: Duration::from_millis(100),
                 cache_bytes: 64 << 20,
                 repack_ratio: 2.0,
                 log_retention: 1_000_000,

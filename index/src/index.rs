@@ -34,6 +34,11 @@ pub struct IndexOptions {
     /// session is itself waiting on the writer only adds latency (measured: 2 ms halved the
     /// group-committed flag rate).
     pub group_commit_window: Duration,
+    /// When set, [`Durability::Grouped`] writes (flag changes) are committed without an fsync,
+    /// visible at once, and made durable by the next durable commit or after this long, whichever
+    /// comes first; a crash loses at most this much of flag changes and never a message or a
+    /// mailbox. `None` fsyncs them before they are answered.
+    pub deferred_flags: Option<Duration>,
     /// Most write closures in one engine transaction.
     pub max_batch: usize,
     /// The engine's page cache for this user, in bytes.
@@ -50,6 +55,7 @@ impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
             group_commit_window: Duration::ZERO,
+            deferred_flags: None,
             max_batch: 4096,
             cache_bytes: 64 << 20,
             event_capacity: 4096,
@@ -66,7 +72,8 @@ pub enum Durability {
     /// changes, UID assignment).
     Immediate,
     /// Fsynced before the call returns, but the writer may wait up to the group-commit window so
-    /// that other sessions' changes share the fsync (flag changes).
+    /// that other sessions' changes share the fsync (flag changes); with
+    /// [`IndexOptions::deferred_flags`], durable within that delay instead.
     Grouped,
 }
 
@@ -90,8 +97,10 @@ enum Msg {
 /// Counters of the writer, for benchmarks and operators.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Engine transactions committed (one fsync each).
+    /// Engine transactions committed.
     pub commits: u64,
+    /// Of those, the durable ones (one fsync each); the rest were deferred flag changes.
+    pub fsyncs: u64,
     /// Write closures run.
     pub jobs: u64,
     /// How long the last repack swap held the writer, in microseconds.
@@ -109,12 +118,15 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Arc<CommitEvent>>,
     poison: Mutex<Option<String>>,
     commits: AtomicU64,
+    fsyncs: AtomicU64,
     jobs: AtomicU64,
     pub(crate) last_swap_hold_us: AtomicU64,
     pub(crate) repacks: AtomicU64,
     /// Set while a repack of this index runs (two would build the same copy file).
     pub(crate) repacking: AtomicBool,
     pub(crate) cache_bytes: usize,
+    /// Opened with no other process allowed (see [`crate::open::builder`]).
+    pub(crate) exclusive: bool,
 }
 
 impl Shared {
@@ -200,9 +212,10 @@ impl UserIndex {
     ) -> Result<(UserIndex, RecoveryReport)> {
         let path = path.as_ref().to_path_buf();
         let cache = opts.cache_bytes;
+        let exclusive = opts.deferred_flags.is_some();
         let p = path.clone();
         let (db, state, report) =
-            tokio::task::spawn_blocking(move || open::open_writable(&p, cache))
+            tokio::task::spawn_blocking(move || open::open_writable(&p, cache, exclusive))
                 .await
                 .map_err(|e| IndexError::Engine {
                     path: path.clone(),
@@ -224,11 +237,13 @@ impl UserIndex {
             events,
             poison: Mutex::new(None),
             commits: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
             last_swap_hold_us: AtomicU64::new(0),
             repacks: AtomicU64::new(0),
             repacking: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes,
+            exclusive,
         });
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let index = UserIndex {
@@ -267,6 +282,7 @@ impl UserIndex {
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             commits: self.shared.commits.load(Ordering::Relaxed),
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
             jobs: self.shared.jobs.load(Ordering::Relaxed),
             last_swap_hold_us: self.shared.last_swap_hold_us.load(Ordering::Relaxed),
             repacks: self.shared.repacks.load(Ordering::Relaxed),
@@ -516,13 +532,29 @@ async fn writer_loop(
 ) {
     let mut pending: Option<Msg> = None;
     let mut close_reply = None;
+    // When the oldest commit not yet fsynced was made (deferred flag changes).
+    let mut undurable_since: Option<tokio::time::Instant> = None;
     loop {
         let msg = match pending.take() {
             Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => break,
-            },
+            None => {
+                let flush_at = undurable_since.zip(opts.deferred_flags).map(|(t, d)| t + d);
+                let next = match flush_at {
+                    Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            flush_durable(&shared).await;
+                            undurable_since = None;
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
+                    Some(m) => m,
+                    None => break,
+                }
+            }
         };
         match msg {
             Msg::Job { job, grouped } => {
@@ -558,11 +590,19 @@ async fn writer_loop(
                 }
                 let sh = shared.clone();
                 let st = state.clone();
-                match tokio::task::spawn_blocking(move || commit_batch(&sh, st, jobs)).await {
+                let defer = all_grouped && opts.deferred_flags.is_some();
+                match tokio::task::spawn_blocking(move || commit_batch(&sh, st, jobs, defer)).await
+                {
                     Ok(Some(new_state)) => state = new_state,
                     Ok(None) => {}
                     Err(e) => shared.poison(format!("writer task failed: {e}")),
                 }
+                // A durable commit makes every earlier one durable too.
+                undurable_since = if defer {
+                    undurable_since.or_else(|| Some(tokio::time::Instant::now()))
+                } else {
+                    None
+                };
                 if let Some(m) = &opts.maintenance {
                     m.consider(&shared, &weak, state.live_bytes);
                 }
@@ -598,6 +638,9 @@ async fn writer_loop(
             }
         }
     }
+    if undurable_since.is_some() {
+        flush_durable(&shared).await;
+    }
     // Close the file now (snapshots still held keep their own handle), so that the index can be
     // opened again as soon as close() returns.
     let db = shared.replace_db(None);
@@ -608,9 +651,38 @@ async fn writer_loop(
     }
 }
 
+/// Makes every commit so far durable: an empty durable commit fsyncs the ones before it. A
+/// failure poisons the index, as a failed commit does.
+async fn flush_durable(shared: &Arc<Shared>) {
+    let sh = shared.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let path = sh.path.as_path();
+        let db = sh.db()?;
+        guard(path, || {
+            let mut wtxn = db.begin_write().map_err(|e| IndexError::engine(path, e))?;
+            wtxn.set_quick_repair(true);
+            wtxn.commit().map_err(|e| IndexError::engine(path, e))
+        })
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Err(e)) => shared.poison(e.to_string()),
+        Err(e) => shared.poison(format!("writer task failed: {e}")),
+    }
+}
+
 /// Runs a batch of write closures in one engine transaction and commits it. Returns the new user
 /// state, or `None` if the commit failed (the index is then poisoned).
-fn commit_batch(shared: &Shared, state: UserState, jobs: Vec<Job>) -> Option<UserState> {
+fn commit_batch(
+    shared: &Shared,
+    state: UserState,
+    jobs: Vec<Job>,
+    defer: bool,
+) -> Option<UserState> {
     let path = shared.path.as_path();
     let n_jobs = jobs.len() as u64;
     if let Some(e) = shared.poisoned() {
@@ -625,7 +697,12 @@ fn commit_batch(shared: &Shared, state: UserState, jobs: Vec<Job>) -> Option<Use
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
     let outcome = guard(path, || {
         let mut wtxn = db.begin_write().map_err(|e| IndexError::engine(path, e))?;
-        wtxn.set_quick_repair(true);
+        if defer {
+            wtxn.set_durability(redb::Durability::None)
+                .map_err(|e| IndexError::engine(path, e))?;
+        } else {
+            wtxn.set_quick_repair(true);
+        }
         let (new_state, changes) = {
             let mut tables = Tables::open(path, &wtxn)?;
             let mut txn = Txn::new(path, &mut tables, state);
@@ -651,6 +728,9 @@ fn commit_batch(shared: &Shared, state: UserState, jobs: Vec<Job>) -> Option<Use
     match outcome {
         Ok((new_state, changes)) => {
             shared.commits.fetch_add(1, Ordering::Relaxed);
+            if !defer {
+                shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
             shared.jobs.fetch_add(n_jobs, Ordering::Relaxed);
             if !changes.is_empty() {
                 let event = Arc::new(CommitEvent {

@@ -36,11 +36,17 @@ pub struct RecoveryReport {
     pub modseq: Modseq,
 }
 
-pub(crate) fn builder(cache_bytes: usize) -> redb::Builder {
+/// The engine's settings. `exclusive`: no other process may open the file while it is open
+/// for writing, which the engine requires for commits without an fsync (deferred flag
+/// changes); otherwise one writer process and `strata index check` may read alongside it.
+pub(crate) fn builder(cache_bytes: usize, exclusive: bool) -> redb::Builder {
     let mut b = Database::builder();
     b.set_cache_size(cache_bytes);
-    // One writer process; `strata index check` may read alongside it.
-    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b.set_concurrency_mode(if exclusive {
+        ConcurrencyMode::ExclusiveWriter
+    } else {
+        ConcurrencyMode::SingleWriter
+    });
     b
 }
 
@@ -111,6 +117,7 @@ fn create(path: &Path, cache_bytes: usize) -> Result<()> {
 pub(crate) fn open_writable(
     path: &Path,
     cache_bytes: usize,
+    exclusive: bool,
 ) -> Result<(Arc<Database>, UserState, RecoveryReport)> {
     let start = Instant::now();
     let created = match std::fs::metadata(path) {
@@ -134,7 +141,7 @@ pub(crate) fn open_writable(
     let repaired = Arc::new(AtomicBool::new(false));
     let flag = repaired.clone();
     let db = guard(path, || {
-        let mut b = builder(cache_bytes);
+        let mut b = builder(cache_bytes, exclusive);
         b.set_repair_callback(move |_| flag.store(true, Ordering::Relaxed));
         b.open(path).map_err(|e| IndexError::engine(path, e))
     })?;
@@ -168,7 +175,7 @@ pub(crate) fn open_read_only(path: &Path, cache_bytes: usize) -> Result<Arc<Read
         Err(e) => return Err(IndexError::io(path, e)),
     }
     let db = guard(path, || {
-        builder(cache_bytes)
+        builder(cache_bytes, false)
             .open_read_only(path)
             .map_err(|e| IndexError::engine(path, e))
     })?;

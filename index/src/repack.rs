@@ -346,7 +346,7 @@ fn swap(
     std::fs::rename(tmp, &path).map_err(|e| IndexError::io(&path, e))?;
     sync_dir(&path)?;
     let db = guard(&path, || {
-        open::builder(shared.cache_bytes)
+        open::builder(shared.cache_bytes, shared.exclusive)
             .open(&path)
             .map_err(|e| IndexError::engine(&path, e))
     });

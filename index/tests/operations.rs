@@ -163,6 +163,66 @@ async fn concurrent_flag_changes_share_fsyncs() {
     );
 }
 
+/// With deferred flag durability, a flag change is answered and visible without an fsync, one
+/// durable commit follows within the delay, and a close makes everything durable.
+#[tokio::test]
+async fn deferred_flag_changes_are_fsynced_within_the_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.redb");
+    let opts = IndexOptions {
+        deferred_flags: Some(std::time::Duration::from_millis(100)),
+        ..IndexOptions::default()
+    };
+    let (index, _) = UserIndex::open(&path, opts.clone()).await.unwrap();
+    let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap().id;
+    let uids = common::fill(&index, inbox, 0..20).await;
+    let before = index.stats();
+    for uid in &uids {
+        common::store_system(&index, inbox, vec![*uid], StoreOp::Add, SystemFlags::SEEN).await;
+    }
+    let after = index.stats();
+    assert_eq!(after.commits - before.commits, 20);
+    assert!(after.fsyncs - before.fsyncs <= 1, "{before:?} → {after:?}");
+    let seen = |s: &Snapshot| {
+        s.messages(inbox)
+            .unwrap()
+            .iter()
+            .filter(|m| m.flags.is_seen())
+            .count()
+    };
+    assert_eq!(seen(&index.snapshot().unwrap()), 20);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let flushed = index.stats();
+    assert_eq!(
+        flushed.fsyncs,
+        after.fsyncs + 1,
+        "one flush after the delay"
+    );
+    // An APPEND is durable at once, and carries the deferred changes with it.
+    common::store_system(
+        &index,
+        inbox,
+        vec![uids[0]],
+        StoreOp::Remove,
+        SystemFlags::SEEN,
+    )
+    .await;
+    common::fill(&index, inbox, 20..21).await;
+    assert_eq!(index.stats().fsyncs, flushed.fsyncs + 1);
+    common::store_system(
+        &index,
+        inbox,
+        vec![uids[1]],
+        StoreOp::Remove,
+        SystemFlags::SEEN,
+    )
+    .await;
+    index.close().await;
+    let (index, report) = UserIndex::open(&path, opts).await.unwrap();
+    assert!(!report.unclean_shutdown);
+    assert_eq!(seen(&index.snapshot().unwrap()), 18);
+}
+
 #[tokio::test]
 async fn store_with_unchanged_since_reports_conflicts() {
     let (_d, index) = open_new().await;

@@ -143,6 +143,7 @@ pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
             read_concurrency: cfg.storage.read_concurrency as usize,
             index: IndexOptions {
                 group_commit_window: cfg.index.group_commit_window,
+                deferred_flags: Some(cfg.index.flag_sync_delay).filter(|d| !d.is_zero()),
                 cache_bytes: cfg.index.cache_bytes as usize,
                 maintenance: Some(maintenance),
                 ..IndexOptions::default()
