@@ -20,6 +20,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,6 +42,22 @@ pub struct MaildirBackend {
 struct Inner {
     root: PathBuf,
     tmp_counter: AtomicU64,
+    /// `cur/` directory → its listing, for keys whose files carry other tools' flags.
+    listings: std::sync::Mutex<HashMap<PathBuf, Listing>>,
+}
+
+/// The names in one `cur/` directory by unique part, as of the directory's mtime.
+struct Listing {
+    mtime: SystemTime,
+    names: HashMap<String, String>,
+}
+
+fn mtime_of(dir: &Path) -> Result<Option<SystemTime>, BackendError> {
+    match std::fs::metadata(dir).and_then(|m| m.modified()) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", dir, e)),
+    }
 }
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> BackendError {
@@ -78,31 +95,88 @@ impl Inner {
         }
     }
 
-    /// The file holding `key`, wherever Maildir tools may have put it.
+    /// The file holding `key`, wherever Maildir tools may have put it. A name another tool
+    /// gave it (`<unique>:2,S`) is looked up in a listing of `cur/` kept while the directory's
+    /// mtime stays what it was, so that a commit does not read the whole directory per key.
     fn find(&self, key: &Key) -> Result<Option<PathBuf>, BackendError> {
+        self.find_in(key, false)
+    }
+
+    /// [`Self::find`]; `fresh` reads `cur/` again even if its listing looks current (reads do,
+    /// when the listing says a key is missing).
+    fn find_in(&self, key: &Key, fresh: bool) -> Result<Option<PathBuf>, BackendError> {
         let (dir, unique) = self.locate(key)?;
         let exact = dir.join("cur").join(format!("{unique}:2,"));
         if exact.exists() {
             return Ok(Some(exact));
         }
-        let fresh = dir.join("new").join(&unique);
-        if fresh.exists() {
-            return Ok(Some(fresh));
+        let delivered = dir.join("new").join(&unique);
+        if delivered.exists() {
+            return Ok(Some(delivered));
         }
         let cur = dir.join("cur");
+        let Some(mtime) = mtime_of(&cur)? else {
+            return Ok(None);
+        };
+        let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        if !fresh
+            && let Some(l) = listings.get(&cur)
+            && l.mtime == mtime
+        {
+            match l.names.get(&unique).map(|n| cur.join(n)) {
+                None => return Ok(None),
+                Some(p) if p.exists() => return Ok(Some(p)),
+                Some(_) => {} // renamed again within one mtime tick: read the directory
+            }
+        }
         let entries = match std::fs::read_dir(&cur) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &cur, e)),
         };
-        let prefix = format!("{unique}:");
+        // Listed under the mtime read before the scan: a change during it forces another.
+        let mut names = HashMap::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_err("reading", &cur, e))?;
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                return Ok(Some(entry.path()));
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((u, _)) = name.split_once(':') {
+                names.insert(u.to_string(), name.clone());
             }
         }
-        Ok(None)
+        let found = names.get(&unique).map(|n| cur.join(n));
+        listings.insert(cur, Listing { mtime, names });
+        Ok(found)
+    }
+
+    /// Keeps `cur/`'s listing current across this process's own change of one name (`None`:
+    /// removed), `before` being the directory's mtime just before it; a listing that was
+    /// already stale then is dropped, to be read again.
+    fn note(&self, cur: &Path, unique: &str, name: Option<String>, before: Option<SystemTime>) {
+        let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = listings.get_mut(cur) else {
+            return;
+        };
+        let after = mtime_of(cur).ok().flatten();
+        match (before, after) {
+            (Some(b), Some(a)) if b == l.mtime => {
+                match name {
+                    Some(n) => l.names.insert(unique.to_string(), n),
+                    None => l.names.remove(unique),
+                };
+                l.mtime = a;
+            }
+            _ => {
+                listings.remove(cur);
+            }
+        }
+    }
+
+    /// [`Self::find`] for a read, which re-reads `cur/` before it says a key is missing.
+    fn find_read(&self, key: &Key) -> Result<Option<PathBuf>, BackendError> {
+        match self.find(key)? {
+            Some(p) => Ok(Some(p)),
+            None => self.find_in(key, true),
+        }
     }
 
     /// Creates `dir/{tmp,new,cur}` if missing, durably.
@@ -213,7 +287,14 @@ impl Inner {
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (tmp, dest, replaced) in staged {
+            let cur = dest.parent().unwrap_or(Path::new("")).to_path_buf();
+            let before = mtime_of(&cur)?;
             std::fs::rename(&tmp, &dest).map_err(|e| io_err("renaming into", &dest, e))?;
+            if let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned())
+                && let Some((unique, _)) = name.split_once(':')
+            {
+                self.note(&cur, unique, Some(name.clone()), before);
+            }
             // Renaming a link onto another link of the same file does nothing and succeeds
             // (POSIX), leaving the staged link behind: a copy onto a key that already holds
             // those very bytes.
@@ -226,8 +307,19 @@ impl Inner {
             dirs.extend(dest.parent().map(Path::to_path_buf));
         }
         for path in deletes {
+            let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let before = mtime_of(&dir)?;
             match std::fs::remove_file(&path) {
-                Ok(()) => dirs.extend(path.parent().map(Path::to_path_buf)),
+                Ok(()) => {
+                    if let Some((unique, _)) = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.split_once(':'))
+                    {
+                        self.note(&dir, unique, None, before);
+                    }
+                    dirs.push(dir);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("removing", &path, e)),
             }
@@ -242,7 +334,7 @@ impl Inner {
 
     fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
         let path = self
-            .find(key)?
+            .find_read(key)?
             .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
         let mut f = std::fs::File::open(&path).map_err(|e| io_err("opening", &path, e))?;
         let mut out = Vec::new();
@@ -267,7 +359,7 @@ impl Inner {
 
     fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let path = self
-            .find(key)?
+            .find_read(key)?
             .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
         Ok(std::fs::metadata(&path)
             .map_err(|e| io_err("reading", &path, e))?
@@ -293,6 +385,7 @@ impl MaildirBackend {
         let inner = Inner {
             root: root.into(),
             tmp_counter: AtomicU64::new(0),
+            listings: std::sync::Mutex::new(HashMap::new()),
         };
         inner.ensure_maildir(&inner.root.clone())?;
         Ok(MaildirBackend {

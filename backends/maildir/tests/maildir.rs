@@ -102,6 +102,44 @@ async fn files_other_tools_delivered_or_renamed_are_found() {
     assert!(names(&root.join("new")).is_empty());
 }
 
+/// `cur/` is listed once and kept current across Strata's own commits; renames by other tools
+/// after that, even a second rename of the same file, are still found.
+#[tokio::test]
+async fn renames_after_the_listing_is_kept_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    for i in 0..50 {
+        b.commit(Batch::new().put(key(&format!("m{i}")), format!("body {i}")))
+            .await
+            .unwrap();
+    }
+    std::fs::rename(root.join("cur/m7:2,"), root.join("cur/m7:2,S")).unwrap();
+    assert_eq!(b.get(&key("m7"), None).await.unwrap(), "body 7");
+    // Listed now; more commits of our own keep the listing.
+    for i in 50..60 {
+        b.commit(Batch::new().put(key(&format!("m{i}")), format!("body {i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(b.get(&key("m7"), None).await.unwrap(), "body 7");
+    std::fs::rename(root.join("cur/m7:2,S"), root.join("cur/m7:2,RS")).unwrap();
+    std::fs::rename(root.join("cur/m55:2,"), root.join("cur/m55:2,F")).unwrap();
+    assert_eq!(b.get(&key("m7"), None).await.unwrap(), "body 7");
+    assert_eq!(b.size(&key("m55")).await.unwrap(), 7);
+    b.commit(Batch::new().delete(key("m7")).delete(key("m55")))
+        .await
+        .unwrap();
+    let left = names(&root.join("cur"));
+    assert_eq!(left.len(), 58);
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.starts_with("m7:") || n.starts_with("m55:"))
+    );
+    assert!(b.get(&key("m7"), None).await.is_err());
+}
+
 #[tokio::test]
 async fn keys_that_are_not_maildir_shaped_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
