@@ -438,15 +438,22 @@ async fn idle_memory(t: &Target, o: &Options) -> PhaseResult {
         res.figure = Some(("no process names given".into(), 0.0));
         return res;
     };
+    // Two equal steps; the second's growth is the marginal cost of a connection, without what
+    // the first connections pay once (the user's index and mailbox view, allocator pools).
     let mut conns = Vec::new();
-    for _ in 0..o.idle_connections {
-        let mut c = t.connect().await;
-        c.cmd(&format!("SELECT {BOX_ONE}")).await;
-        c.send_raw(b"i IDLE\r\n").await;
-        let _ = c.read_response().await;
-        conns.push(c);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut step = async || {
+        for _ in 0..o.idle_connections {
+            let mut c = t.connect().await;
+            c.cmd(&format!("SELECT {BOX_ONE}")).await;
+            c.send_raw(b"i IDLE\r\n").await;
+            let _ = c.read_response().await;
+            conns.push(c);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    step().await;
+    let before = t.rss().unwrap_or(before);
+    step().await;
     let after = t.rss().unwrap_or(before);
     for mut c in conns {
         c.send_raw(b"DONE\r\n").await;
