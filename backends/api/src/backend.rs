@@ -90,3 +90,39 @@ pub fn slice_range(data: Bytes, range: Option<Range<u64>>) -> Bytes {
         }
     }
 }
+
+/// A shared backend is a backend, so wrappers (delay, prefix) can hold one of any type.
+#[async_trait]
+impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        (**self).commit(batch).await
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        (**self).flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        (**self).get(key, range).await
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        (**self).size(key).await
+    }
+
+    fn get_many(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
+        (**self).get_many(reads, concurrency)
+    }
+}

@@ -35,6 +35,7 @@ pub mod conformance;
 mod error;
 mod key;
 mod memory;
+mod prefixed;
 mod receipt;
 
 pub use backend::{Backend, Capabilities, Read, slice_range};
@@ -42,4 +43,5 @@ pub use batch::{Batch, Op, Precondition};
 pub use error::{BackendError, ErrorKind, Retry};
 pub use key::{Key, MAX_KEY_BYTES};
 pub use memory::MemoryBackend;
+pub use prefixed::Prefixed;
 pub use receipt::{AckTracker, Receipt};

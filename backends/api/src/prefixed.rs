@@ -1,0 +1,137 @@
+//! One shared store seen by each user as a store of their own: every key is put under a fixed
+//! prefix (`alice/…`). A database or a bucket holds all users' bodies; the mail store still
+//! gets one backend per user.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::backend::{Backend, Capabilities, Read};
+use crate::batch::{Batch, Op, Precondition};
+use crate::error::BackendError;
+use crate::key::Key;
+use crate::receipt::Receipt;
+
+/// `inner` with every key under `prefix/`.
+pub struct Prefixed {
+    inner: Arc<dyn Backend>,
+    prefix: String,
+}
+
+impl Prefixed {
+    /// A view of `inner` under `prefix` (a valid key segment, such as a user name).
+    pub fn new(inner: Arc<dyn Backend>, prefix: &str) -> Result<Prefixed, BackendError> {
+        Key::new(prefix)?;
+        Ok(Prefixed {
+            inner,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn key(&self, k: &Key) -> Result<Key, BackendError> {
+        Key::new(format!("{}/{}", self.prefix, k.as_str()))
+    }
+}
+
+#[async_trait]
+impl Backend for Prefixed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        let mut out = Batch::new();
+        for p in batch.preconditions {
+            out.preconditions.push(match p {
+                Precondition::Absent(k) => Precondition::Absent(self.key(&k)?),
+                Precondition::Exists(k) => Precondition::Exists(self.key(&k)?),
+            });
+        }
+        for op in batch.ops {
+            out.ops.push(match op {
+                Op::Put { key, data } => Op::Put {
+                    key: self.key(&key)?,
+                    data,
+                },
+                Op::Delete { key } => Op::Delete {
+                    key: self.key(&key)?,
+                },
+                Op::Copy { from, to } => Op::Copy {
+                    from: self.key(&from)?,
+                    to: self.key(&to)?,
+                },
+            });
+        }
+        self.inner.commit(out).await
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.inner.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        self.inner.get(&self.key(key)?, range).await
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        self.inner.size(&self.key(key)?).await
+    }
+
+    fn get_many(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
+        let mut mapped = Vec::with_capacity(reads.len());
+        for r in reads {
+            match self.key(&r.key) {
+                Ok(key) => mapped.push(Read {
+                    key,
+                    range: r.range,
+                }),
+                Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+            }
+        }
+        self.inner.get_many(mapped, concurrency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryBackend;
+
+    #[tokio::test]
+    async fn users_under_one_store_do_not_see_each_other() {
+        let shared: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let alice = Prefixed::new(shared.clone(), "alice").unwrap();
+        let bob = Prefixed::new(shared.clone(), "bob").unwrap();
+        let k = Key::new(".INBOX/1").unwrap();
+        alice
+            .commit(Batch::new().put(k.clone(), "a"))
+            .await
+            .unwrap();
+        bob.commit(Batch::new().put(k.clone(), "b")).await.unwrap();
+        assert_eq!(alice.get(&k, None).await.unwrap(), "a");
+        assert_eq!(bob.get(&k, None).await.unwrap(), "b");
+        let full = Key::new("alice/.INBOX/1").unwrap();
+        assert_eq!(shared.get(&full, None).await.unwrap(), "a");
+        assert!(Prefixed::new(shared, "../x").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_prefixed_view_keeps_the_contract() {
+        crate::conformance::run_all(|| async {
+            let shared: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+            Arc::new(Prefixed::new(shared, "u").unwrap()) as Arc<dyn Backend>
+        })
+        .await;
+    }
+}
