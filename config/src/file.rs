@@ -51,7 +51,17 @@ struct RawStorage {
     append_ack: Option<String>,
     read_concurrency: Option<u32>,
     maildir: Option<RawMaildir>,
+    sql: Option<RawSql>,
     delay: Option<RawDelay>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSql {
+    url: Option<String>,
+    max_connections: Option<u32>,
+    chunk_kb: Option<u64>,
+    connect_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -89,6 +99,19 @@ struct RawIndex {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<String>,
+}
+
+/// Whether a URL names a database the SQL backend speaks.
+fn sql_scheme(url: &str) -> bool {
+    let scheme = url
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    matches!(
+        scheme.as_str(),
+        "sqlite" | "sqlite3" | "postgres" | "postgresql" | "mysql" | "mariadb"
+    ) && url.len() > scheme.len() + 1
 }
 
 /// Collects problems as (dotted key, message).
@@ -285,10 +308,58 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         .map_or_else(|| data_dir.join("mail"), |r| resolve(base, &r));
     let backend = match rs.backend.as_deref() {
         None | Some("maildir") => Backend::Maildir { root: maildir_root },
+        Some("sql") => {
+            let sql = rs.sql.unwrap_or_default();
+            let url = match sql.url {
+                Some(u) if sql_scheme(&u) => {
+                    // A relative SQLite path is relative to the configuration file.
+                    match u.strip_prefix("sqlite:").filter(|r| {
+                        !r.starts_with('/') && !r.starts_with("//") && !r.starts_with(':')
+                    }) {
+                        Some(rel) => format!("sqlite:{}", resolve(base, rel).display()),
+                        None => u,
+                    }
+                }
+                Some(u) => {
+                    p.add(
+                        "storage.sql.url",
+                        format!(
+                            "{:?} is not a database URL (sqlite:PATH, postgres://..., mysql://...)",
+                            u.split('@').next_back().unwrap_or_default()
+                        ),
+                    );
+                    String::new()
+                }
+                None => {
+                    p.add(
+                        "storage.sql.url",
+                        "backend \"sql\" needs the database's URL",
+                    );
+                    String::new()
+                }
+            };
+            let chunk_kb = p.positive("storage.sql.chunk_kb", sql.chunk_kb, 1024);
+            if chunk_kb > 16 * 1024 {
+                p.add(
+                    "storage.sql.chunk_kb",
+                    "more than 16384 (16 MiB) exceeds MySQL's default packet limit",
+                );
+            }
+            Backend::Sql {
+                url,
+                max_connections: p.positive("storage.sql.max_connections", sql.max_connections, 16),
+                chunk_bytes: chunk_kb << 10,
+                connect_timeout: Duration::from_millis(p.positive(
+                    "storage.sql.connect_timeout_ms",
+                    sql.connect_timeout_ms,
+                    10_000,
+                )),
+            }
+        }
         Some(other) => {
             p.add(
                 "storage.backend",
-                format!("{other:?} is not a backend this Strata has (\"maildir\")"),
+                format!("{other:?} is not a backend this Strata has (\"maildir\", \"sql\")"),
             );
             Backend::Maildir { root: maildir_root }
         }

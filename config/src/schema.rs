@@ -81,6 +81,17 @@ pub enum Backend {
         /// The directory holding one Maildir per user.
         root: PathBuf,
     },
+    /// One SQL database (SQLite, PostgreSQL, MySQL/MariaDB) for every user's bodies.
+    Sql {
+        /// `sqlite:/path`, `postgres://user:pass@host/db`, `mysql://user@host/db`.
+        url: String,
+        /// Connections in the pool.
+        max_connections: u32,
+        /// Largest row of body bytes, in bytes.
+        chunk_bytes: u64,
+        /// How long connecting may take.
+        connect_timeout: Duration,
+    },
 }
 
 /// When APPEND answers OK.

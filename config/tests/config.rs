@@ -145,3 +145,34 @@ fn a_missing_file_is_reported_by_name() {
         "{errs}"
     );
 }
+
+#[test]
+fn the_sql_backend_is_read_and_its_mistakes_name_the_line() {
+    let text =
+        "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:bodies.db\"\nchunk_kb = 64\n";
+    let c = parse(text, Path::new("/etc/strata"), None).unwrap();
+    match c.storage.backend {
+        Backend::Sql {
+            url, chunk_bytes, ..
+        } => {
+            assert_eq!(url, "sqlite:/etc/strata/bodies.db", "relative to the file");
+            assert_eq!(chunk_bytes, 64 << 10);
+        }
+        other => panic!("{other:?}"),
+    }
+    let text =
+        "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"ftp://secret@x/y\"\nchunk_kb = 0\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("storage.sql.url".to_string(), Some(4)),
+            ("storage.sql.chunk_kb".to_string(), Some(5)),
+        ]
+    );
+    assert!(!errs.to_string().contains("secret"), "{errs}");
+    let errs = parse("[storage]\nbackend = \"sql\"\n", Path::new("."), None).unwrap_err();
+    assert!(errs.to_string().contains("storage.sql.url"), "{errs}");
+}

@@ -4,20 +4,52 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use strata_backend_api::{Backend, BackendError, ErrorKind};
+use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_maildir::MaildirBackend;
+use strata_backend_sql::{SqlBackend, SqlOptions};
 use strata_config::{Backend as BackendConfig, Storage};
 use strata_mailstore::BackendFactory;
+
+/// A user's backend wrapped in injected latency.
+type Delayed = Arc<DelayBackend<Arc<dyn Backend>>>;
 
 /// The backends opened so far, by user.
 #[derive(Default)]
 pub struct Backends {
     open: Mutex<HashMap<String, Arc<dyn Backend>>>,
-    delayed: Mutex<Vec<Arc<DelayBackend<MaildirBackend>>>>,
+    delayed: Mutex<Vec<Delayed>>,
+    /// The store every user shares (SQL), each under a prefix of their name.
+    shared: Option<Arc<dyn Backend>>,
 }
 
 impl Backends {
+    /// Connects the stores that are shared by every user (an SQL database); a wrong URL,
+    /// wrong credentials or an unreachable server are errors here, at start.
+    pub async fn connect(storage: &Storage) -> Result<Backends, BackendError> {
+        let shared: Option<Arc<dyn Backend>> = match &storage.backend {
+            BackendConfig::Maildir { .. } => None,
+            BackendConfig::Sql {
+                url,
+                max_connections,
+                chunk_bytes,
+                connect_timeout,
+            } => {
+                let opts = SqlOptions {
+                    url: url.clone(),
+                    max_connections: *max_connections,
+                    chunk_bytes: *chunk_bytes as usize,
+                    connect_timeout: *connect_timeout,
+                };
+                Some(Arc::new(SqlBackend::connect(&opts).await?))
+            }
+        };
+        Ok(Backends {
+            shared,
+            ..Backends::default()
+        })
+    }
+
     /// The factory the mail store calls at each user's first login.
     pub fn factory(self: &Arc<Self>, storage: Storage) -> BackendFactory {
         let me = self.clone();
@@ -36,10 +68,23 @@ impl Backends {
                 format!("bad user name {user:?}"),
             ));
         }
-        let BackendConfig::Maildir { root } = &storage.backend;
-        let maildir = MaildirBackend::open(root.join(user))?;
+        let base: Arc<dyn Backend> = match (&storage.backend, &self.shared) {
+            (BackendConfig::Maildir { root }, _) => {
+                Arc::new(MaildirBackend::open(root.join(user))?)
+            }
+            (BackendConfig::Sql { .. }, Some(shared)) => {
+                Arc::new(Prefixed::new(shared.clone(), user)?)
+            }
+            (BackendConfig::Sql { .. }, None) => {
+                return Err(BackendError::new(
+                    "server",
+                    ErrorKind::Unavailable,
+                    "the SQL backend was not connected at start",
+                ));
+            }
+        };
         let backend: Arc<dyn Backend> = match &storage.delay {
-            None => Arc::new(maildir),
+            None => base,
             Some(d) => {
                 let cfg = DelayConfig {
                     seed: d.seed,
@@ -60,7 +105,7 @@ impl Backends {
                     },
                     ..DelayConfig::default()
                 };
-                let delayed = Arc::new(DelayBackend::new(maildir, cfg));
+                let delayed = Arc::new(DelayBackend::new(base, cfg));
                 self.delayed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -38,7 +38,11 @@ enum Command {
     /// Runs the IMAP server until SIGTERM or SIGINT.
     Serve,
     /// Checks the configuration and reports every problem with its key and line.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to the configured storage (database URL and credentials, schema).
+        #[arg(long)]
+        connect: bool,
+    },
     /// Manages accounts.
     User {
         #[command(subcommand)]
@@ -121,8 +125,9 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     };
     if let Some(d) = &cli.data_dir {
         // A maildir root left at its default follows the data directory.
-        let strata_config::Backend::Maildir { root } = &mut cfg.storage.backend;
-        if *root == cfg.data_dir.join("mail") {
+        if let strata_config::Backend::Maildir { root } = &mut cfg.storage.backend
+            && *root == cfg.data_dir.join("mail")
+        {
             *root = d.join("mail");
         }
         cfg.data_dir = d.clone();
@@ -203,7 +208,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve => serve(config(&cli)?)?,
-        Command::CheckConfig => {
+        Command::CheckConfig { connect } => {
             let cfg = config(&cli)?;
             let problems = strata_config::check_files(&cfg);
             if !problems.is_empty() {
@@ -214,6 +219,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // one is only made by the server, not by a check).
             if matches!(cfg.tls, strata_config::Tls::Files { .. }) {
                 strata_server::tls::server_config(&cfg.tls, &cfg.data_dir)?;
+            }
+            if *connect {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                runtime
+                    .block_on(strata_server::backends::Backends::connect(&cfg.storage))
+                    .context("storage")?;
+                println!("storage: reachable");
             }
             match &cli.config {
                 Some(p) => println!("{}: ok", p.display()),
@@ -282,14 +297,21 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
         std::fs::create_dir_all(cfg.data_dir.join("index"))?;
         let index = strata_server::index_path(&cfg.data_dir, user);
         let backend_root = match &cfg.storage.backend {
-            strata_config::Backend::Maildir { root } => root.join(user),
+            strata_config::Backend::Maildir { root } => Some(root.join(user)),
+            strata_config::Backend::Sql { .. } => None,
         };
+        if from.is_none() && backend_root.is_none() {
+            bail!(
+                "index rebuild reads the bodies of a Maildir backend; this configuration stores \
+                 them in SQL, which the index itself describes (restore the index from a backup)"
+            );
+        }
         if from.is_none()
             && let Some(aside) = strata_server::import::retire_index(&index).await?
         {
             println!("the old index is kept at {}", aside.display());
         }
-        let (store, _) = strata_server::serve::mailstore(cfg);
+        let (store, _) = strata_server::serve::mailstore(cfg).await?;
         let user_store = store.user(user).await?;
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -305,7 +327,8 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
                 strata_server::import::import_maildir(&user_store, path, &progress).await?
             }
             None => {
-                strata_server::import::adopt_maildir(&user_store, &backend_root, &progress).await?
+                let root = backend_root.as_ref().expect("checked above");
+                strata_server::import::adopt_maildir(&user_store, root, &progress).await?
             }
         };
         bar.finish_and_clear();

@@ -50,6 +50,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The storage backend could not be reached or set up.
+    #[error("storage: {0}")]
+    Storage(#[from] strata_backend_api::BackendError),
 }
 
 /// A running server.
@@ -124,15 +127,17 @@ struct Shared {
     conns: Arc<Connections>,
 }
 
-/// The mail store the configuration describes, and its backends. Starts the server-wide index
-/// maintenance worker, so it must run inside a tokio runtime.
-pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
+/// The mail store the configuration describes, and its backends (connected: a shared store
+/// that cannot be reached is an error here). Starts the server-wide index maintenance worker.
+pub async fn mailstore(
+    cfg: &Config,
+) -> Result<(Arc<Mailstore>, Arc<Backends>), strata_backend_api::BackendError> {
     let maintenance = Maintenance::spawn(MaintenanceOptions {
         sparse_ratio: cfg.index.repack_ratio,
         log_retention: Some(cfg.index.log_retention),
         ..MaintenanceOptions::default()
     });
-    let backends = Arc::new(Backends::default());
+    let backends = Arc::new(Backends::connect(&cfg.storage).await?);
     let store = Arc::new(Mailstore::new(
         MailstoreOptions {
             index_dir: cfg.data_dir.join("index"),
@@ -151,7 +156,7 @@ pub fn mailstore(cfg: &Config) -> (Arc<Mailstore>, Arc<Backends>) {
         },
         backends.factory(cfg.storage.clone()),
     ));
-    (store, backends)
+    Ok((store, backends))
 }
 
 /// Starts the IMAP service on the configured addresses (port 0 picks a free port).
@@ -163,7 +168,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     let index_dir = cfg.data_dir.join("index");
     std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
     let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
-    let (store, backends) = mailstore(&cfg);
+    let (store, backends) = mailstore(&cfg).await?;
     let auth = Arc::new(PasswordAuth::new(
         Arc::new(UserDb::new(cfg.data_dir.join("users"))),
         cfg.imap.max_failed_logins_per_ip,
