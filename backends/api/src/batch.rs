@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
 
 /// One write.
@@ -35,6 +36,33 @@ pub enum Precondition {
     Absent(Key),
     /// The key must exist.
     Exists(Key),
+}
+
+impl Precondition {
+    /// The key it is about.
+    pub fn key(&self) -> &Key {
+        match self {
+            Precondition::Absent(k) | Precondition::Exists(k) => k,
+        }
+    }
+
+    /// Whether it holds, given whether its key exists.
+    pub fn holds(&self, exists: bool) -> bool {
+        exists == matches!(self, Precondition::Exists(_))
+    }
+
+    /// The `Conflict` error of `backend` when it does not hold.
+    pub fn failed(&self, backend: &str) -> BackendError {
+        let why = match self {
+            Precondition::Absent(_) => "exists",
+            Precondition::Exists(_) => "is missing",
+        };
+        BackendError::new(
+            backend,
+            ErrorKind::Conflict,
+            format!("precondition failed on {}: it {why}", self.key()),
+        )
+    }
 }
 
 /// Operations applied in order and committed as one, also across a crash.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{Backend, Capabilities, slice_range};
-use crate::batch::{Batch, Op, Precondition};
+use crate::batch::{Batch, Op};
 use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
 use crate::receipt::{AckTracker, Receipt};
@@ -67,18 +67,8 @@ impl Backend for MemoryBackend {
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let mut objects = self.objects.write().unwrap_or_else(|p| p.into_inner());
         for p in &batch.preconditions {
-            let (key, want) = match p {
-                Precondition::Absent(k) => (k, false),
-                Precondition::Exists(k) => (k, true),
-            };
-            if objects.contains_key(key) != want {
-                return Err(self.err(
-                    ErrorKind::Conflict,
-                    format!(
-                        "precondition failed on {key}: it {}",
-                        if want { "is missing" } else { "exists" }
-                    ),
-                ));
+            if !p.holds(objects.contains_key(p.key())) {
+                return Err(p.failed("memory"));
             }
         }
         // Ops are applied to an overlay first, so a failing op leaves nothing behind.

@@ -25,8 +25,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Precondition,
-    Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt,
 };
 
 const NAME: &str = "maildir";
@@ -197,15 +196,8 @@ impl Inner {
 
     fn commit(&self, batch: Batch) -> Result<(), BackendError> {
         for p in &batch.preconditions {
-            let (key, want) = match p {
-                Precondition::Absent(k) => (k, false),
-                Precondition::Exists(k) => (k, true),
-            };
-            if self.find(key)?.is_some() != want {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("precondition failed on {key}"),
-                ));
+            if !p.holds(self.find(p.key())?.is_some()) {
+                return Err(p.failed(NAME));
             }
         }
         // What each key ends up as, resolving copies against earlier ops of the same batch.

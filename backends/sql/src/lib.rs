@@ -23,8 +23,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Precondition,
-    Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt,
 };
 
 pub use dialect::Dialect;
@@ -105,9 +104,9 @@ impl SqlBackend {
             })?;
         let backend = SqlBackend {
             db,
+            acks: AckTracker::new(name.clone()),
             name,
             chunk_bytes: opts.chunk_bytes.max(1),
-            acks: AckTracker::new(format!("sql-{}", dialect.name())),
             commit_lock: tokio::sync::Mutex::new(()),
         };
         backend.migrate().await?;
@@ -115,9 +114,13 @@ impl SqlBackend {
     }
 
     async fn open_pool(dialect: Dialect, opts: &SqlOptions) -> Result<Db, sqlx::Error> {
-        use sqlx::pool::PoolOptions;
         use std::str::FromStr;
-        let acquire = opts.connect_timeout.max(Duration::from_millis(100));
+        // The same pool settings for every driver.
+        fn pool<DB: sqlx::Database>(opts: &SqlOptions) -> sqlx::pool::PoolOptions<DB> {
+            sqlx::pool::PoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(opts.connect_timeout.max(Duration::from_millis(100)))
+        }
         Ok(match dialect {
             Dialect::Sqlite => {
                 // A crash must not lose a committed batch: WAL with a full sync on commit.
@@ -127,34 +130,16 @@ impl SqlBackend {
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10));
-                Db::Sqlite(
-                    PoolOptions::new()
-                        .max_connections(opts.max_connections.max(1))
-                        .acquire_timeout(acquire)
-                        .connect_with(o)
-                        .await?,
-                )
+                Db::Sqlite(pool(opts).connect_with(o).await?)
             }
             Dialect::Postgres => {
                 let o = sqlx::postgres::PgConnectOptions::from_str(&opts.url)?;
-                Db::Postgres(
-                    PoolOptions::new()
-                        .max_connections(opts.max_connections.max(1))
-                        .acquire_timeout(acquire)
-                        .connect_with(o)
-                        .await?,
-                )
+                Db::Postgres(pool(opts).connect_with(o).await?)
             }
             Dialect::MySql => {
                 let url = opts.url.replacen("mariadb:", "mysql:", 1);
                 let o = sqlx::mysql::MySqlConnectOptions::from_str(&url)?;
-                Db::MySql(
-                    PoolOptions::new()
-                        .max_connections(opts.max_connections.max(1))
-                        .acquire_timeout(acquire)
-                        .connect_with(o)
-                        .await?,
-                )
+                Db::MySql(pool(opts).connect_with(o).await?)
             }
         })
     }
@@ -226,24 +211,14 @@ impl Backend for SqlBackend {
         on_db!(self, pool, sql => {
             let mut tx = pool.begin().await.map_err(|e| self.dberr("beginning a batch", e))?;
             for p in &batch.preconditions {
-                let (key, want) = match p {
-                    Precondition::Absent(k) => (k, false),
-                    Precondition::Exists(k) => (k, true),
-                };
                 let found = sqlx::query(sql.exists)
-                    .bind(key.as_str())
+                    .bind(p.key().as_str())
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| self.dberr("checking a precondition", e))?
                     .is_some();
-                if found != want {
-                    return Err(self.err(
-                        ErrorKind::Conflict,
-                        format!(
-                            "precondition failed on {key}: it {}",
-                            if want { "is missing" } else { "exists" }
-                        ),
-                    ));
+                if !p.holds(found) {
+                    return Err(p.failed(&self.name));
                 }
             }
             for op in &batch.ops {
