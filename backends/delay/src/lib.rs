@@ -110,6 +110,8 @@ pub struct DelayBackend<B> {
     errors: AtomicU64,
     stalls: AtomicU64,
     bytes_read: AtomicU64,
+    /// The error rate now (`f64` bits): it can change while the wrapper serves.
+    error_rate: AtomicU64,
     /// Receipts of this wrapper when acks are delayed; `None` passes the inner ones through.
     acks: Option<Arc<AckTracker>>,
     /// In commit order: the wrapper's number, the inner receipt, when to ack at the earliest.
@@ -140,6 +142,7 @@ impl<B: Backend> DelayBackend<B> {
             inner,
             name,
             rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+            error_rate: AtomicU64::new(cfg.error_rate.to_bits()),
             cfg,
             reads: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -151,6 +154,12 @@ impl<B: Backend> DelayBackend<B> {
             acks,
             ack_queue: Mutex::new(None),
         }
+    }
+
+    /// Changes the share of operations that fail, from now on (an outage is a rate of 1).
+    pub fn set_error_rate(&self, rate: f64) {
+        self.error_rate
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// The wrapped backend.
@@ -185,7 +194,8 @@ impl<B: Backend> DelayBackend<B> {
             self.stalls.fetch_add(1, Ordering::Relaxed);
             wait += self.cfg.stall;
         }
-        let fail = self.cfg.error_rate > 0.0 && rng.random::<f64>() < self.cfg.error_rate;
+        let rate = f64::from_bits(self.error_rate.load(Ordering::Relaxed));
+        let fail = rate > 0.0 && rng.random::<f64>() < rate;
         (wait, fail)
     }
 

@@ -1,0 +1,429 @@
+//! # strata-backend-journal
+//!
+//! The staging journal: a local, append-only journal in front of a slow store (SQL, S3). A
+//! commit appends its batch to the journal and fsyncs it, one fsync for every commit waiting
+//! (group commit); the receipt returns then, at *soft-done*, and reads of those keys are served
+//! from the journal. An uploader pushes the batches to the store in order, several at once
+//! when they touch different keys, retrying with backoff, and the receipts resolve at *acked*.
+//! Acked batches leave the journal; a restart uploads again every batch not known to be acked
+//! (puts and deletes are idempotent, and a suffix replayed in order ends in the same state).
+//!
+//! The journal is bounded: when the store stays down and the journal reaches its bound,
+//! commits wait (back-pressure, logged) instead of queueing without end. After a failed write
+//! or fsync it refuses writes (poisoned) rather than answer for data it may not have.
+//!
+//! It is not a cache: keys leave it once acked, and reads of other keys go to the store.
+//! Copies are resolved to puts when journaled, so the store never needs the source later.
+
+mod format;
+mod replay;
+mod state;
+mod upload;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_backend_api::{Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt};
+use tokio::sync::{Mutex, oneshot};
+
+pub use state::JournalStats;
+use state::{Blob, Entry, Pending, Segment, Shared, State};
+use writer::{Job, Msg};
+
+/// How a journal is set up.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// Its directory (created if missing); one process at a time may use it.
+    pub dir: PathBuf,
+    /// Data bytes soft-done but not yet acked beyond which commits wait.
+    pub max_bytes: u64,
+    /// Size at which a new segment file is started.
+    pub segment_bytes: u64,
+    /// Batches uploaded at once.
+    pub uploads: usize,
+}
+
+impl JournalOptions {
+    /// Defaults for `dir`: 1 GiB bound, 64 MiB segments, 32 uploads at once.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalOptions {
+            dir: dir.into(),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            uploads: 32,
+        }
+    }
+}
+
+/// A store behind the staging journal.
+pub struct Journal {
+    shared: Arc<Shared>,
+    inner: Arc<dyn Backend>,
+    /// Held while a commit checks, numbers and queues its batch, so journal order is commit order.
+    order: Mutex<u64>,
+    writer: mpsc::Sender<Msg>,
+    max_bytes: u64,
+    waiting: AtomicBool,
+    /// Holds the directory's lock for as long as the journal is open.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `opts.dir` in front of `inner`, and starts uploading
+    /// every batch it finds not yet acked. Must be called inside a Tokio runtime.
+    pub async fn open(
+        inner: Arc<dyn Backend>,
+        opts: JournalOptions,
+    ) -> Result<Journal, BackendError> {
+        let name = format!("journal({})", inner.name());
+        let dir = opts.dir.clone();
+        let io = |what: &str, e: std::io::Error| {
+            BackendError::new(
+                name.clone(),
+                ErrorKind::Io,
+                format!("{what} {}: {e}", dir.display()),
+            )
+            .with_source(e)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(|e| io("cannot open the lock of", e))?;
+        if lock.try_lock().is_err() {
+            return Err(BackendError::new(
+                name,
+                ErrorKind::Unavailable,
+                format!(
+                    "journal {} is in use by another Strata process",
+                    dir.display()
+                ),
+            ));
+        }
+        let (found, active) = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let found = replay::scan(&dir)?;
+                let active = writer::create_segment(&dir, found.next_segment);
+                Ok::<_, BackendError>((found, active))
+            })
+            .await
+            .map_err(|e| BackendError::new(name.clone(), ErrorKind::Io, e.to_string()))??
+        };
+        let active = active.map_err(|e| io("cannot start a segment in", e))?;
+        let mut state = State {
+            acked_jseq: found.acked,
+            ..State::default()
+        };
+        for (path, max_jseq) in found.segments {
+            state.segments.push_back(Segment { path, max_jseq });
+        }
+        state.segments.push_back(Segment {
+            path: writer::segment_path(&dir, found.next_segment),
+            max_jseq: 0,
+        });
+        let replayed = found.batches.len() as u64;
+        let shared = Arc::new(Shared::new(
+            name.clone(),
+            dir.clone(),
+            State::default(),
+            replayed,
+        ));
+        for (jseq, ops) in found.batches {
+            let bytes = ops
+                .iter()
+                .map(|(_, b)| b.as_ref().map_or(0, Blob::len))
+                .sum();
+            for (key, blob) in &ops {
+                state.overlay.insert(
+                    key.clone(),
+                    Entry {
+                        jseq,
+                        blob: blob.clone(),
+                    },
+                );
+            }
+            state.pending_bytes += bytes;
+            state.queue.insert(
+                jseq,
+                Pending {
+                    receipt: shared.acks.issue().seq(),
+                    ops,
+                    bytes,
+                    since: Instant::now(),
+                    durable: true,
+                    uploading: false,
+                    done: false,
+                },
+            );
+        }
+        if replayed > 0 {
+            tracing::info!(
+                journal = %dir.display(),
+                batches = replayed,
+                bytes = state.pending_bytes,
+                "journal: uploading batches not yet acked by {} before the restart",
+                inner.name()
+            );
+        }
+        *shared.lock() = state;
+        shared.trim();
+        let (tx, rx) = mpsc::channel();
+        {
+            let shared = shared.clone();
+            let (next, seg) = (found.next_segment + 1, opts.segment_bytes.max(4096));
+            std::thread::Builder::new()
+                .name("strata-journal".into())
+                .spawn(move || writer::run(shared, rx, active, next, seg))
+                .map_err(|e| io("cannot start the writer thread of", e))?;
+        }
+        tokio::spawn(upload::run(
+            shared.clone(),
+            inner.clone(),
+            opts.uploads.max(1),
+            tx.clone(),
+        ));
+        Ok(Journal {
+            shared,
+            inner,
+            order: Mutex::new(found.max_jseq.max(found.acked) + 1),
+            writer: tx,
+            max_bytes: opts.max_bytes,
+            waiting: AtomicBool::new(false),
+            _lock: lock,
+        })
+    }
+
+    /// The lag and totals now.
+    pub fn stats(&self) -> JournalStats {
+        self.shared.stats()
+    }
+
+    /// The store behind the journal.
+    pub fn inner(&self) -> &Arc<dyn Backend> {
+        &self.inner
+    }
+
+    fn poisoned(&self) -> Result<(), BackendError> {
+        match &self.shared.lock().poisoned {
+            Some(why) => Err(self.shared.err(ErrorKind::Poisoned, why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// What the journal says of `key`: `Some(None)` deleted, `Some(Some(blob))` written,
+    /// `None` not in it (ask the store).
+    fn lookup(&self, key: &Key) -> Option<Option<Blob>> {
+        self.shared.lock().overlay.get(key).map(|e| e.blob.clone())
+    }
+
+    fn not_found(&self, key: &Key) -> BackendError {
+        self.shared
+            .err(ErrorKind::NotFound, format!("{key} does not exist"))
+    }
+
+    async fn exists(&self, key: &Key) -> Result<bool, BackendError> {
+        match self.lookup(key) {
+            Some(b) => Ok(b.is_some()),
+            None => match self.inner.size(key).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Waits while the journal holds more than its bound (and something is there to drain).
+    async fn wait_for_room(&self, bytes: u64) -> Result<(), BackendError> {
+        loop {
+            let room = self.shared.space.notified();
+            {
+                let st = self.shared.lock();
+                if st.queue.is_empty() || st.pending_bytes + bytes <= self.max_bytes {
+                    if self.waiting.swap(false, Ordering::Relaxed) {
+                        tracing::info!(journal = %self.shared.dir.display(), "journal below its bound again: commits go on");
+                    }
+                    return Ok(());
+                }
+                if !self.waiting.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        journal = %self.shared.dir.display(),
+                        batches = st.queue.len(),
+                        bytes = st.pending_bytes,
+                        bound = self.max_bytes,
+                        "journal full: {} has not acked enough; commits wait until it does",
+                        self.inner.name()
+                    );
+                }
+            }
+            self.poisoned()?;
+            room.await;
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.work.notify_one();
+    }
+}
+
+#[async_trait]
+impl Backend for Journal {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: true,
+            range_reads: true,
+            server_side_copy: false,
+            deferred_ack: true,
+        }
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        self.poisoned()?;
+        let mut next = self.order.lock().await;
+        for p in &batch.preconditions {
+            if !p.holds(self.exists(p.key()).await?) {
+                return Err(p.failed(self.name()));
+            }
+        }
+        // Copies become puts, read as the batch's earlier operations left the source.
+        let mut seen: HashMap<Key, Option<Bytes>> = HashMap::new();
+        let mut ops = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            match op {
+                Op::Put { key, data } => {
+                    seen.insert(key.clone(), Some(data.clone()));
+                    ops.push(Op::Put { key, data });
+                }
+                Op::Delete { key } => {
+                    seen.insert(key.clone(), None);
+                    ops.push(Op::Delete { key });
+                }
+                Op::Copy { from, to } => {
+                    let data = match seen.get(&from) {
+                        Some(Some(d)) => d.clone(),
+                        Some(None) => return Err(self.not_found(&from)),
+                        None => self.get(&from, None).await?,
+                    };
+                    seen.insert(to.clone(), Some(data.clone()));
+                    ops.push(Op::Put { key: to, data });
+                }
+            }
+        }
+        let bytes: u64 = Batch {
+            ops: ops.clone(),
+            preconditions: Vec::new(),
+        }
+        .data_bytes();
+        self.wait_for_room(bytes).await?;
+        self.poisoned()?;
+        let jseq = *next;
+        *next += 1;
+        let (record, places) = format::encode_batch(jseq, &ops);
+        let receipt = self.shared.acks.issue();
+        let mut puts = Vec::new();
+        let mut pending = Vec::with_capacity(ops.len());
+        {
+            let mut st = self.shared.lock();
+            for (op, place) in ops.into_iter().zip(places) {
+                let (key, blob) = match op {
+                    Op::Put { key, data } => {
+                        puts.push((key.clone(), place.unwrap_or_default()));
+                        (key, Some(Blob::Mem(data)))
+                    }
+                    Op::Delete { key } | Op::Copy { to: key, .. } => (key, None),
+                };
+                st.overlay.insert(
+                    key.clone(),
+                    Entry {
+                        jseq,
+                        blob: blob.clone(),
+                    },
+                );
+                pending.push((key, blob));
+            }
+            st.pending_bytes += bytes;
+            st.queue.insert(
+                jseq,
+                Pending {
+                    receipt: receipt.seq(),
+                    ops: pending,
+                    bytes,
+                    since: Instant::now(),
+                    durable: false,
+                    uploading: false,
+                    done: false,
+                },
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            jseq,
+            record,
+            puts,
+            reply,
+        };
+        if self.writer.send(Msg::Append(job)).is_err() {
+            return Err(self
+                .shared
+                .err(ErrorKind::Unavailable, "the journal's writer has stopped"));
+        }
+        drop(next);
+        match answer.await {
+            Ok(Ok(())) => Ok(receipt),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self
+                .shared
+                .err(ErrorKind::Unavailable, "the journal's writer has stopped")),
+        }
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.shared.acks.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        match self.lookup(key) {
+            Some(Some(blob)) => blob.read(range).await.map_err(|e| {
+                self.shared.err(
+                    ErrorKind::Io,
+                    format!("cannot read {key} from the journal: {e}"),
+                )
+            }),
+            Some(None) => Err(self.not_found(key)),
+            None => self.inner.get(key, range).await,
+        }
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        match self.lookup(key) {
+            Some(Some(blob)) => Ok(blob.len()),
+            Some(None) => Err(self.not_found(key)),
+            None => self.inner.size(key).await,
+        }
+    }
+}
