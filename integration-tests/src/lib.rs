@@ -9,6 +9,7 @@
 //! binary.
 
 pub mod bench;
+pub mod s3server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

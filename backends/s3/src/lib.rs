@@ -1,0 +1,428 @@
+//! # strata-backend-s3
+//!
+//! Message bodies as objects in an S3-compatible store (AWS S3, MinIO, Ceph RGW, Garage...),
+//! through aws-sdk-s3. One object per body, under `prefix` and a 4-hex-digit hash of the key,
+//! so that keys spread over the store's partitions. Range reads are ranged GETs; deletes go
+//! out as DeleteObjects of up to 1000 keys; copies are server-side. Requests in flight are
+//! bounded; the SDK retries 5xx, throttling and timeouts with backoff.
+//!
+//! S3 has no multi-object transaction: a batch is checked first (preconditions, copy sources)
+//! and then applied in waves of independent operations, so a crash can leave part of it. The
+//! server therefore always puts the staging journal (`strata-backend-journal`) in front of
+//! this backend; the journal makes a batch all-or-nothing and replays it after a crash.
+
+mod error;
+mod options;
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_smithy_http_client::tls;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use strata_backend_api::{
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt, Retry,
+};
+use tokio::sync::Semaphore;
+
+pub use options::S3Options;
+
+use error::s3_err;
+
+/// Most keys one DeleteObjects request may name.
+const DELETE_CHUNK: usize = 1000;
+
+/// A bucket (and prefix) of an S3-compatible store.
+pub struct S3Backend {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    name: String,
+    requests: Arc<Semaphore>,
+    acks: AckTracker,
+}
+
+impl std::fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Backend {
+    /// Builds the client and checks that the bucket is there and the credentials open it:
+    /// an unreachable endpoint, a missing bucket or wrong credentials are errors here.
+    pub async fn connect(opts: &S3Options) -> Result<S3Backend, BackendError> {
+        let name = format!(
+            "s3({}/{})",
+            opts.endpoint.as_deref().unwrap_or("aws"),
+            opts.bucket
+        );
+        if opts.bucket.is_empty() {
+            return Err(
+                BackendError::new(name, ErrorKind::Unavailable, "no bucket named")
+                    .with_retry(Retry::Never),
+            );
+        }
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let (Some(ak), Some(sk)) = (&opts.access_key, &opts.secret_key) {
+            loader =
+                loader.credentials_provider(Credentials::new(ak, sk, None, None, "strata-config"));
+        }
+        if let Some(ep) = &opts.endpoint {
+            loader = loader.endpoint_url(ep);
+        }
+        let sdk = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(opts.path_style)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(opts.attempts.max(1)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(opts.connect_timeout)
+                    .operation_attempt_timeout(opts.request_timeout)
+                    .build(),
+            )
+            // Many S3-compatible stores do not take the newer streaming checksums.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if sdk.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        let client = Client::from_conf(conf.build());
+        let backend = S3Backend {
+            client,
+            bucket: opts.bucket.clone(),
+            prefix: opts.prefix.clone(),
+            requests: Arc::new(Semaphore::new(opts.max_requests.max(1))),
+            acks: AckTracker::new(name.clone()),
+            name,
+        };
+        backend
+            .client
+            .head_bucket()
+            .bucket(&backend.bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = s3_err(
+                    &backend.name,
+                    &backend.bucket,
+                    &format!("bucket {}", backend.bucket),
+                    e,
+                );
+                if err.kind == ErrorKind::NotFound {
+                    err.kind = ErrorKind::Unavailable;
+                    err.message = format!("bucket {:?} does not exist", backend.bucket);
+                }
+                err.with_retry(Retry::Never)
+            })?;
+        Ok(backend)
+    }
+
+    /// The object key of `key`: prefix, a hash of the key, the key.
+    pub fn object_key(&self, key: &Key) -> String {
+        let h = crc32fast::hash(key.as_str().as_bytes()) & 0xffff;
+        format!("{}{h:04x}/{}", self.prefix, key.as_str())
+    }
+
+    fn err<E>(
+        &self,
+        what: String,
+        e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> BackendError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        s3_err(&self.name, &self.bucket, &what, e)
+    }
+
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed.
+        self.requests
+            .acquire()
+            .await
+            .expect("request semaphore closed")
+    }
+
+    /// The object's size, or `None` when it does not exist.
+    async fn head(&self, key: &Key) -> Result<Option<u64>, BackendError> {
+        let _p = self.permit().await;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) => {
+                let e = self.err(format!("HEAD {key}"), e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn put(&self, key: &Key, data: Bytes) -> Result<(), BackendError> {
+        let _p = self.permit().await;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .content_length(data.len() as i64)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| self.err(format!("PUT {key}"), e))?;
+        Ok(())
+    }
+
+    async fn copy(&self, from: &Key, to: &Key) -> Result<(), BackendError> {
+        let _p = self.permit().await;
+        // Keys are `[A-Za-z0-9._-+=,/]`; the copy source is a URL path, so escape the rest.
+        let source: String = format!("{}/{}", self.bucket, self.object_key(from))
+            .chars()
+            .map(|c| match c {
+                '+' => "%2B".to_string(),
+                '=' => "%3D".to_string(),
+                ',' => "%2C".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(to))
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| self.err(format!("COPY {from} to {to}"), e))?;
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<(), BackendError> {
+        for chunk in keys.chunks(DELETE_CHUNK) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(self.object_key(k)).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| BackendError::new(&self.name, ErrorKind::InvalidKey, e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| BackendError::new(&self.name, ErrorKind::InvalidKey, e.to_string()))?;
+            let _p = self.permit().await;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.err(format!("DELETE {} objects", chunk.len()), e))?;
+            if let Some(first) = out.errors().first() {
+                return Err(BackendError::new(
+                    &self.name,
+                    ErrorKind::Io,
+                    format!(
+                        "DELETE {}: {} ({}), and {} more",
+                        first.key().unwrap_or_default(),
+                        first.message().unwrap_or_default(),
+                        first.code().unwrap_or_default(),
+                        out.errors().len() - 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a batch before anything is written: preconditions, and that every copy's source
+    /// exists where the copy runs.
+    async fn check(&self, batch: &Batch) -> Result<(), BackendError> {
+        let heads = try_join_all(batch.preconditions.iter().map(|p| self.head(p.key()))).await?;
+        for (p, size) in batch.preconditions.iter().zip(heads) {
+            if !p.holds(size.is_some()) {
+                return Err(p.failed(&self.name));
+            }
+        }
+        let mut seen: HashMap<&Key, bool> = HashMap::new();
+        for op in &batch.ops {
+            match op {
+                Op::Put { key, .. } => {
+                    seen.insert(key, true);
+                }
+                Op::Delete { key } => {
+                    seen.insert(key, false);
+                }
+                Op::Copy { from, to } => {
+                    let exists = match seen.get(from) {
+                        Some(&e) => e,
+                        None => self.head(from).await?.is_some(),
+                    };
+                    if !exists {
+                        return Err(BackendError::new(
+                            &self.name,
+                            ErrorKind::NotFound,
+                            format!("copy source {from} does not exist"),
+                        ));
+                    }
+                    seen.insert(to, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies operations that touch different keys, all at once.
+    async fn wave(&self, ops: Vec<Op>) -> Result<(), BackendError> {
+        let mut deletes = Vec::new();
+        let mut writes = Vec::new();
+        for op in ops {
+            match op {
+                Op::Delete { key } => deletes.push(key),
+                other => writes.push(other),
+            }
+        }
+        let writes = try_join_all(writes.into_iter().map(|op| async move {
+            match op {
+                Op::Put { key, data } => self.put(&key, data).await,
+                Op::Copy { from, to } => self.copy(&from, &to).await,
+                Op::Delete { .. } => Ok(()),
+            }
+        }));
+        let (w, d) = tokio::join!(writes, self.delete_many(&deletes));
+        w?;
+        d
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: false,
+            range_reads: true,
+            server_side_copy: true,
+            deferred_ack: false,
+        }
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        self.check(&batch).await?;
+        // Operations run in waves; a key seen again starts a new wave, so order per key holds.
+        let mut wave = Vec::new();
+        let mut keys: HashSet<Key> = HashSet::new();
+        for op in batch.ops {
+            let touched: Vec<&Key> = match &op {
+                Op::Put { key, .. } | Op::Delete { key } => vec![key],
+                Op::Copy { from, to } => vec![from, to],
+            };
+            if touched.iter().any(|k| keys.contains(*k)) {
+                self.wave(std::mem::take(&mut wave)).await?;
+                keys.clear();
+            }
+            keys.extend(touched.into_iter().cloned());
+            wave.push(op);
+        }
+        self.wave(wave).await?;
+        // A PUT answered is durable in the store: soft-done and acked are one moment.
+        Ok(self.acks.issue_acked())
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.acks.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let header = match &range {
+            Some(r) if r.start >= r.end => {
+                return match self.head(key).await? {
+                    Some(_) => Ok(Bytes::new()),
+                    None => Err(BackendError::new(
+                        &self.name,
+                        ErrorKind::NotFound,
+                        format!("{key} does not exist"),
+                    )),
+                };
+            }
+            Some(r) => Some(format!("bytes={}-{}", r.start, r.end - 1)),
+            None => None,
+        };
+        let _p = self.permit().await;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .set_range(header)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                // A range past the end is empty, as the trait says, if the object exists.
+                let past_end = e.code() == Some("InvalidRange")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 416);
+                let e = self.err(format!("GET {key}"), e);
+                if past_end {
+                    drop(_p);
+                    return match self.head(key).await? {
+                        Some(_) => Ok(Bytes::new()),
+                        None => Err(e),
+                    };
+                }
+                return Err(e);
+            }
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            BackendError::new(
+                &self.name,
+                ErrorKind::Unavailable,
+                format!("GET {key}: {e}"),
+            )
+            .with_source(e)
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        self.head(key).await?.ok_or_else(|| {
+            BackendError::new(
+                &self.name,
+                ErrorKind::NotFound,
+                format!("{key} does not exist"),
+            )
+        })
+    }
+}
