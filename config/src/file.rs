@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::schema::{AppendAck, Backend, Config, Delay, PlaintextAuth, Tls};
+use crate::schema::{AppendAck, Backend, Config, Delay, Journal, PlaintextAuth, S3, Secret, Tls};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +52,35 @@ struct RawStorage {
     read_concurrency: Option<u32>,
     maildir: Option<RawMaildir>,
     sql: Option<RawSql>,
+    s3: Option<RawS3>,
+    journal: Option<RawJournal>,
     delay: Option<RawDelay>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    path_style: Option<bool>,
+    max_requests: Option<u32>,
+    attempts: Option<u32>,
+    connect_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    enabled: Option<bool>,
+    dir: Option<String>,
+    max_mb: Option<u64>,
+    segment_mb: Option<u64>,
+    uploads: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -356,10 +384,13 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
                 )),
             }
         }
+        Some("s3") => Backend::S3(s3(&mut p, rs.s3.unwrap_or_default())),
         Some(other) => {
             p.add(
                 "storage.backend",
-                format!("{other:?} is not a backend this Strata has (\"maildir\", \"sql\")"),
+                format!(
+                    "{other:?} is not a backend this Strata has (\"maildir\", \"sql\", \"s3\")"
+                ),
             );
             Backend::Maildir { root: maildir_root }
         }
@@ -388,7 +419,9 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
         ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
     });
+    let journal = journal(&mut p, rs.journal, &backend, &ds.journal, base, &data_dir);
     let storage = crate::schema::Storage {
+        journal,
         backend,
         append_ack,
         read_concurrency: p.positive(
@@ -459,6 +492,143 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         index,
         log,
     })
+}
+
+/// The `[storage.s3]` table, checked.
+fn s3(p: &mut Problems, r: RawS3) -> S3 {
+    let endpoint = match r.endpoint {
+        Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+            Some(e.trim_end_matches('/').to_string())
+        }
+        Some(e) => {
+            p.add(
+                "storage.s3.endpoint",
+                format!("{e:?} is not an http:// or https:// URL"),
+            );
+            None
+        }
+        None => None,
+    };
+    let bucket = match r.bucket {
+        Some(b) if valid_bucket(&b) => b,
+        Some(b) => {
+            p.add(
+                "storage.s3.bucket",
+                format!("{b:?} is not a bucket name (3 to 63 of a-z 0-9 . -)"),
+            );
+            String::new()
+        }
+        None => {
+            p.add("storage.s3.bucket", "backend \"s3\" needs a bucket");
+            String::new()
+        }
+    };
+    let mut prefix = r.prefix.unwrap_or_default();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    if prefix.starts_with('/')
+        || prefix.contains("//")
+        || prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
+    {
+        p.add(
+            "storage.s3.prefix",
+            format!("{prefix:?} must be segments of A-Z a-z 0-9 . _ - separated by /"),
+        );
+    }
+    let credentials = match (r.access_key, r.secret_key) {
+        (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Some((a, Secret(s))),
+        (None, None) => None,
+        (a, _) => {
+            let key = if a.as_deref().is_none_or(str::is_empty) {
+                "storage.s3.access_key"
+            } else {
+                "storage.s3.secret_key"
+            };
+            p.add(
+                key,
+                "access_key and secret_key go together: set both, or neither for the AWS environment's credentials",
+            );
+            None
+        }
+    };
+    S3 {
+        endpoint,
+        bucket,
+        prefix,
+        region: r.region.filter(|r| !r.is_empty()),
+        credentials,
+        path_style: r.path_style.unwrap_or(true),
+        max_requests: p.positive("storage.s3.max_requests", r.max_requests, 64),
+        attempts: p.positive("storage.s3.attempts", r.attempts, 4),
+        connect_timeout: Duration::from_millis(p.positive(
+            "storage.s3.connect_timeout_ms",
+            r.connect_timeout_ms,
+            5000,
+        )),
+        request_timeout: Duration::from_millis(p.positive(
+            "storage.s3.request_timeout_ms",
+            r.request_timeout_ms,
+            30_000,
+        )),
+    }
+}
+
+/// S3's bucket naming rules, the part every S3-compatible store shares.
+fn valid_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The `[storage.journal]` table, checked against the backend it fronts.
+fn journal(
+    p: &mut Problems,
+    r: Option<RawJournal>,
+    backend: &Backend,
+    d: &Journal,
+    base: &Path,
+    data_dir: &Path,
+) -> Journal {
+    let r = r.unwrap_or_default();
+    let slow = matches!(backend, Backend::Sql { .. } | Backend::S3(_));
+    let enabled = r.enabled.unwrap_or(slow);
+    match backend {
+        Backend::S3(_) if !enabled => p.add(
+            "storage.journal.enabled",
+            "the s3 backend needs the journal: S3 has no multi-object transaction",
+        ),
+        Backend::Maildir { .. } if enabled => p.add(
+            "storage.journal.enabled",
+            "the journal fronts slow stores (sql, s3); maildir already writes to local disk",
+        ),
+        _ => {}
+    }
+    let max_mb = p.positive("storage.journal.max_mb", r.max_mb, d.max_bytes >> 20);
+    let segment_mb = p.positive(
+        "storage.journal.segment_mb",
+        r.segment_mb,
+        d.segment_bytes >> 20,
+    );
+    if segment_mb > max_mb {
+        p.add(
+            "storage.journal.segment_mb",
+            format!("{segment_mb} is more than storage.journal.max_mb ({max_mb})"),
+        );
+    }
+    Journal {
+        enabled,
+        dir: r
+            .dir
+            .map_or_else(|| data_dir.join("journal"), |x| resolve(base, &x)),
+        max_bytes: max_mb << 20,
+        segment_bytes: segment_mb << 20,
+        uploads: p.positive("storage.journal.uploads", r.uploads, d.uploads),
+    }
 }
 
 /// Reads and parses a configuration file.

@@ -14,5 +14,6 @@ mod schema;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
-    AppendAck, Backend, Config, Delay, Imap, Index, Log, PlaintextAuth, Storage, Tls,
+    AppendAck, Backend, Config, Delay, Imap, Index, Journal, Log, PlaintextAuth, S3, Secret,
+    Storage, Tls,
 };

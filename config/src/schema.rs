@@ -92,6 +92,58 @@ pub enum Backend {
         /// How long connecting may take.
         connect_timeout: Duration,
     },
+    /// One bucket of an S3-compatible store for every user's bodies, behind the journal.
+    S3(S3),
+}
+
+/// An S3-compatible store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3 {
+    /// Endpoint URL; `None`: AWS itself.
+    pub endpoint: Option<String>,
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// Prepended to every object key; empty or ending in `/`.
+    pub prefix: String,
+    /// Region; `None`: from the AWS environment, else `us-east-1`.
+    pub region: Option<String>,
+    /// Access key id and secret; `None`: the AWS environment's credentials.
+    pub credentials: Option<(String, Secret)>,
+    /// Path-style URLs (most self-hosted stores need them).
+    pub path_style: bool,
+    /// Requests in flight at once.
+    pub max_requests: u32,
+    /// Attempts per request.
+    pub attempts: u32,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Time for one attempt of one request.
+    pub request_timeout: Duration,
+}
+
+/// A value kept out of logs and debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
+/// The staging journal in front of a slow store (SQL, S3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Journal {
+    /// Whether commits go through it (always for S3).
+    pub enabled: bool,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Bytes soft-done but not yet acked beyond which commits wait.
+    pub max_bytes: u64,
+    /// Segment file size.
+    pub segment_bytes: u64,
+    /// Batches uploaded at once.
+    pub uploads: u32,
 }
 
 /// When APPEND answers OK.
@@ -137,8 +189,10 @@ pub struct Storage {
     pub append_ack: AppendAck,
     /// Body reads in flight at once for one FETCH.
     pub read_concurrency: u32,
-    /// Injected latency and faults, if configured.
+    /// Injected latency and faults, if configured (around the store, behind the journal).
     pub delay: Option<Delay>,
+    /// The staging journal.
+    pub journal: Journal,
 }
 
 /// The per-user index.
@@ -190,6 +244,13 @@ impl Default for Config {
                 append_ack: AppendAck::SoftDone,
                 read_concurrency: 32,
                 delay: None,
+                journal: Journal {
+                    enabled: false,
+                    dir: data_dir.join("journal"),
+                    max_bytes: 1 << 30,
+                    segment_bytes: 64 << 20,
+                    uploads: 32,
+                },
             },
             index: Index {
                 group_commit_window: Duration::ZERO,

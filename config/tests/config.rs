@@ -176,3 +176,48 @@ fn the_sql_backend_is_read_and_its_mistakes_name_the_line() {
     let errs = parse("[storage]\nbackend = \"sql\"\n", Path::new("."), None).unwrap_err();
     assert!(errs.to_string().contains("storage.sql.url"), "{errs}");
 }
+
+#[test]
+fn s3_backend_and_its_journal_are_checked_with_lines() {
+    let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000/\"\nbucket = \"mail\"\nprefix = \"strata\"\naccess_key = \"AK\"\nsecret_key = \"SK\"\n[storage.journal]\nmax_mb = 256\n";
+    let c = parse(text, Path::new("/etc/strata"), None).unwrap();
+    let Backend::S3(s3) = &c.storage.backend else {
+        panic!("{:?}", c.storage.backend)
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(s3.prefix, "strata/");
+    assert_eq!(s3.credentials.as_ref().unwrap().0, "AK");
+    assert!(
+        !format!("{c:?}").contains("SK"),
+        "the secret stays out of debug output"
+    );
+    assert!(c.storage.journal.enabled, "s3 goes behind the journal");
+    assert_eq!(c.storage.journal.max_bytes, 256 << 20);
+    assert_eq!(c.storage.journal.dir, c.data_dir.join("journal"));
+
+    let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"ftp://x\"\nbucket = \"No_Such\"\naccess_key = \"AK\"\n[storage.journal]\nenabled = false\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("storage.s3.endpoint".to_string(), Some(4)),
+            ("storage.s3.bucket".to_string(), Some(5)),
+            ("storage.journal.enabled".to_string(), Some(8)),
+            ("storage.s3.secret_key".to_string(), None),
+        ]
+    );
+    let errs = parse("[storage]\nbackend = \"s3\"\n", Path::new("."), None).unwrap_err();
+    assert!(errs.to_string().contains("storage.s3.bucket"), "{errs}");
+    let errs = parse("[storage.journal]\nenabled = true\n", Path::new("."), None).unwrap_err();
+    assert!(
+        errs.to_string().contains("maildir already writes"),
+        "{errs}"
+    );
+    let c = parse("[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n[storage.journal]\nenabled = false\n", Path::new("."), None).unwrap();
+    assert!(
+        !c.storage.journal.enabled,
+        "sql may commit straight to the database"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod s3server;
+pub mod stores;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ pub struct TestServer {
     pub config: Config,
     /// The running server, until [`TestServer::stop`].
     pub running: Option<Running>,
+    /// The body store it runs on (`STRATA_TEST_BACKEND`).
+    pub store: stores::Store,
+    /// What the store needs kept alive (an S3 server, a scratch database).
+    pub resources: stores::Resources,
 }
 
 impl TestServer {
@@ -51,9 +56,8 @@ impl TestServer {
             data_dir: data_dir.clone(),
             ..Config::default()
         };
-        config.storage.backend = strata_config::Backend::Maildir {
-            root: data_dir.join("mail"),
-        };
+        let store = stores::Store::from_env();
+        let resources = stores::configure(store, &mut config, root.path()).await;
         config.imap.starttls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.tls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.failed_login_delay = Duration::from_millis(10);
@@ -71,6 +75,8 @@ impl TestServer {
             root,
             config,
             running: Some(running),
+            store,
+            resources,
         }
     }
 

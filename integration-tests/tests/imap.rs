@@ -714,60 +714,6 @@ async fn a_restart_loses_nothing() {
     restart_round_trip(&mut TestServer::start().await).await;
 }
 
-/// Runs one statement as the loopback server's admin.
-async fn admin_exec(admin: &str, sql: &str) {
-    use sqlx::Connection;
-    if admin.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-        sqlx::query(sql).execute(&mut c).await.unwrap();
-    } else {
-        let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
-        sqlx::query(sql).execute(&mut c).await.unwrap();
-    }
-}
-
-/// A database of its own on a loopback server, for one test: its name and URL.
-async fn scratch_database(admin: &str) -> (String, String) {
-    let name = format!("strata_it_{}_{}", std::process::id(), rand::random::<u32>());
-    admin_exec(admin, &format!("CREATE DATABASE {name}")).await;
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    (name, url)
-}
-
-fn sql_backend(url: String) -> strata_config::Backend {
-    strata_config::Backend::Sql {
-        url,
-        max_connections: 8,
-        chunk_bytes: 4096,
-        connect_timeout: Duration::from_secs(10),
-    }
-}
-
-/// Bodies in SQL (SQLite, PostgreSQL, MariaDB on loopback): the same session and restart as
-/// with Maildir, bodies chunked at 4 KiB so that multipart messages span chunks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_backends_serve_and_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, mysql) = (
-        "postgres://postgres@127.0.0.1:5432/test",
-        "mysql://root@127.0.0.1:3306/test",
-    );
-    let (pg_db, pg_url) = scratch_database(pg).await;
-    let (my_db, my_url) = scratch_database(mysql).await;
-    let urls = [
-        format!("sqlite:{}", dir.path().join("bodies.db").display()),
-        pg_url,
-        my_url,
-    ];
-    for url in urls {
-        let mut s = TestServer::start_with(|c| c.storage.backend = sql_backend(url.clone())).await;
-        restart_round_trip(&mut s).await;
-        s.stop().await;
-    }
-    admin_exec(pg, &format!("DROP DATABASE {pg_db} WITH (FORCE)")).await;
-    admin_exec(mysql, &format!("DROP DATABASE {my_db}")).await;
-}
-
 /// A database that cannot be reached stops the server at start with an error naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_an_error_at_start() {
@@ -789,6 +735,46 @@ async fn an_unreachable_database_is_an_error_at_start() {
         .err()
         .expect("no database there");
     assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+}
+
+/// S3 with wrong credentials or a missing bucket stops the server at start, saying which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_s3_credentials_or_bucket_are_errors_at_start() {
+    use strata_integration_tests::{s3server::S3Server, stores::s3_backend};
+    let root = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&root.path().join("s3"), "strata")
+        .await
+        .unwrap();
+    let mut cfg = strata_config::Config {
+        data_dir: root.path().join("data"),
+        ..strata_config::Config::default()
+    };
+    cfg.imap.starttls = Some("127.0.0.1:0".parse().unwrap());
+    cfg.imap.tls = None;
+    cfg.storage.journal.enabled = true;
+    let strata_config::Backend::S3(good) = s3_backend(&server) else {
+        unreachable!()
+    };
+    let mut bad = good.clone();
+    bad.credentials.as_mut().unwrap().1 = strata_config::Secret("not-the-secret".into());
+    cfg.storage.backend = strata_config::Backend::S3(bad);
+    let e = strata_server::serve::start(cfg.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("access denied"), "{e}");
+    assert!(!e.to_string().contains("not-the-secret"), "{e}");
+    let mut missing = good;
+    missing.bucket = "elsewhere".into();
+    cfg.storage.backend = strata_config::Backend::S3(missing);
+    let e = strata_server::serve::start(cfg)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains("\"elsewhere\" does not exist"),
+        "{e}"
+    );
 }
 
 async fn restart_round_trip(s: &mut TestServer) {
@@ -1224,6 +1210,8 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
     assert_eq!((report.folders, report.messages), (2, 10));
     drop(user);
     store.close_idle().await;
+    // The store holds the journal's lock until it goes.
+    drop(store);
 
     s.restart().await;
     let mut c = s.login("alice").await;
@@ -1253,6 +1241,11 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
         c.ok("FETCH 1:* (BODY.PEEK[])").await.untagged.len()
     };
 
+    // Rebuild: the index goes aside; every body the backend holds is found again. Only a
+    // Maildir can be read back without its index (SQL and S3 keys are the index's to name).
+    if s.store != strata_integration_tests::stores::Store::Maildir {
+        return;
+    }
     // Rebuild: the index goes aside; every body the backend holds is found again.
     s.stop().await;
     let index = strata_server::index_path(&s.data_dir, "alice");
@@ -1270,6 +1263,7 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
     assert_eq!(report.messages, 11, "{report:?}");
     drop(user);
     store.close_idle().await;
+    drop(store);
     s.restart().await;
     let mut c = s.login("alice").await;
     c.ok("SELECT INBOX").await;

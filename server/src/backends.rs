@@ -1,17 +1,21 @@
 //! Wiring the configured storage to the mail store: one backend per user, opened once and
-//! reused, wrapped in the delay backend when the configuration asks for injected latency.
+//! reused. A store shared by every user (SQL, S3) is connected at start, wrapped in the delay
+//! backend when the configuration injects latency, and put behind the staging journal; each
+//! user sees it under a prefix of their name. A Maildir is opened per user.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
+use strata_backend_journal::{Journal, JournalOptions, JournalStats};
 use strata_backend_maildir::MaildirBackend;
+use strata_backend_s3::{S3Backend, S3Options};
 use strata_backend_sql::{SqlBackend, SqlOptions};
-use strata_config::{Backend as BackendConfig, Storage};
+use strata_config::{Backend as BackendConfig, Delay, S3, Storage};
 use strata_mailstore::BackendFactory;
 
-/// A user's backend wrapped in injected latency.
+/// A backend wrapped in injected latency.
 type Delayed = Arc<DelayBackend<Arc<dyn Backend>>>;
 
 /// The backends opened so far, by user.
@@ -19,35 +23,122 @@ type Delayed = Arc<DelayBackend<Arc<dyn Backend>>>;
 pub struct Backends {
     open: Mutex<HashMap<String, Arc<dyn Backend>>>,
     delayed: Mutex<Vec<Delayed>>,
-    /// The store every user shares (SQL), each under a prefix of their name.
+    /// The store every user shares (SQL, S3), each under a prefix of their name.
     shared: Option<Arc<dyn Backend>>,
+    /// The journal in front of the shared store, when there is one.
+    journal: Option<Arc<Journal>>,
+}
+
+/// The S3 backend's options from the configuration.
+pub fn s3_options(c: &S3) -> S3Options {
+    let mut o = S3Options::new(c.bucket.clone());
+    o.endpoint = c.endpoint.clone();
+    o.prefix = c.prefix.clone();
+    o.region = c.region.clone();
+    if let Some((ak, sk)) = &c.credentials {
+        o.access_key = Some(ak.clone());
+        o.secret_key = Some(sk.0.clone());
+    }
+    o.path_style = c.path_style;
+    o.max_requests = c.max_requests as usize;
+    o.attempts = c.attempts;
+    o.connect_timeout = c.connect_timeout;
+    o.request_timeout = c.request_timeout;
+    o
+}
+
+/// Connects the store every user shares (none for Maildir): a wrong URL, wrong credentials,
+/// a missing bucket or an unreachable server are errors here.
+pub async fn reach(storage: &Storage) -> Result<Option<Arc<dyn Backend>>, BackendError> {
+    Ok(match &storage.backend {
+        BackendConfig::Maildir { .. } => None,
+        BackendConfig::Sql {
+            url,
+            max_connections,
+            chunk_bytes,
+            connect_timeout,
+        } => {
+            let opts = SqlOptions {
+                url: url.clone(),
+                max_connections: *max_connections,
+                chunk_bytes: *chunk_bytes as usize,
+                connect_timeout: *connect_timeout,
+            };
+            Some(Arc::new(SqlBackend::connect(&opts).await?))
+        }
+        BackendConfig::S3(c) => Some(Arc::new(S3Backend::connect(&s3_options(c)).await?)),
+    })
+}
+
+fn delay_config(d: &Delay) -> DelayConfig {
+    DelayConfig {
+        seed: d.seed,
+        read: Latency {
+            fixed: d.read,
+            jitter: d.read_jitter,
+        },
+        write: Latency {
+            fixed: d.write,
+            jitter: d.write_jitter,
+        },
+        error_rate: d.error_rate,
+        stall_rate: d.stall_rate,
+        stall: d.stall,
+        ack: Latency {
+            fixed: d.ack,
+            jitter: d.ack_jitter,
+        },
+        ..DelayConfig::default()
+    }
 }
 
 impl Backends {
-    /// Connects the stores that are shared by every user (an SQL database); a wrong URL,
-    /// wrong credentials or an unreachable server are errors here, at start.
+    /// Connects the shared store and opens the journal in front of it (uploading whatever a
+    /// previous run left unacked).
     pub async fn connect(storage: &Storage) -> Result<Backends, BackendError> {
-        let shared: Option<Arc<dyn Backend>> = match &storage.backend {
-            BackendConfig::Maildir { .. } => None,
-            BackendConfig::Sql {
-                url,
-                max_connections,
-                chunk_bytes,
-                connect_timeout,
-            } => {
-                let opts = SqlOptions {
-                    url: url.clone(),
-                    max_connections: *max_connections,
-                    chunk_bytes: *chunk_bytes as usize,
-                    connect_timeout: *connect_timeout,
-                };
-                Some(Arc::new(SqlBackend::connect(&opts).await?))
-            }
+        let backends = Backends::default();
+        let Some(store) = reach(storage).await? else {
+            return Ok(backends);
+        };
+        let store = backends.delayed(store, storage);
+        let (shared, journal) = if storage.journal.enabled {
+            let j = &storage.journal;
+            let opts = JournalOptions {
+                dir: j.dir.clone(),
+                max_bytes: j.max_bytes,
+                segment_bytes: j.segment_bytes,
+                uploads: j.uploads as usize,
+            };
+            let journal = Arc::new(Journal::open(store, opts).await?);
+            (journal.clone() as Arc<dyn Backend>, Some(journal))
+        } else {
+            (store, None)
         };
         Ok(Backends {
-            shared,
-            ..Backends::default()
+            shared: Some(shared),
+            journal,
+            ..backends
         })
+    }
+
+    /// `store` in the configured latency injection, if any (kept for its statistics).
+    fn delayed(&self, store: Arc<dyn Backend>, storage: &Storage) -> Arc<dyn Backend> {
+        match &storage.delay {
+            None => store,
+            Some(d) => {
+                let delayed = Arc::new(DelayBackend::new(store, delay_config(d)));
+                self.delayed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(delayed.clone());
+                delayed
+            }
+        }
+    }
+
+    /// The journal's lag and totals, when there is a journal.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.journal.as_ref().map(|j| j.stats())
     }
 
     /// The factory the mail store calls at each user's first login.
@@ -68,49 +159,18 @@ impl Backends {
                 format!("bad user name {user:?}"),
             ));
         }
-        let base: Arc<dyn Backend> = match (&storage.backend, &self.shared) {
+        let backend: Arc<dyn Backend> = match (&storage.backend, &self.shared) {
             (BackendConfig::Maildir { root }, _) => {
-                Arc::new(MaildirBackend::open(root.join(user))?)
+                let maildir: Arc<dyn Backend> = Arc::new(MaildirBackend::open(root.join(user))?);
+                self.delayed(maildir, storage)
             }
-            (BackendConfig::Sql { .. }, Some(shared)) => {
-                Arc::new(Prefixed::new(shared.clone(), user)?)
-            }
-            (BackendConfig::Sql { .. }, None) => {
+            (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
+            (_, None) => {
                 return Err(BackendError::new(
                     "server",
                     ErrorKind::Unavailable,
-                    "the SQL backend was not connected at start",
+                    "the shared store was not connected at start",
                 ));
-            }
-        };
-        let backend: Arc<dyn Backend> = match &storage.delay {
-            None => base,
-            Some(d) => {
-                let cfg = DelayConfig {
-                    seed: d.seed,
-                    read: Latency {
-                        fixed: d.read,
-                        jitter: d.read_jitter,
-                    },
-                    write: Latency {
-                        fixed: d.write,
-                        jitter: d.write_jitter,
-                    },
-                    error_rate: d.error_rate,
-                    stall_rate: d.stall_rate,
-                    stall: d.stall,
-                    ack: Latency {
-                        fixed: d.ack,
-                        jitter: d.ack_jitter,
-                    },
-                    ..DelayConfig::default()
-                };
-                let delayed = Arc::new(DelayBackend::new(base, cfg));
-                self.delayed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(delayed.clone());
-                delayed
             }
         };
         open.insert(user.to_string(), backend.clone());

@@ -226,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .build()
                     .context("starting the runtime")?;
                 runtime
-                    .block_on(strata_server::backends::Backends::connect(&cfg.storage))
+                    .block_on(strata_server::backends::reach(&cfg.storage))
                     .context("storage")?;
                 println!("storage: reachable");
             }
@@ -298,12 +298,12 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
         let index = strata_server::index_path(&cfg.data_dir, user);
         let backend_root = match &cfg.storage.backend {
             strata_config::Backend::Maildir { root } => Some(root.join(user)),
-            strata_config::Backend::Sql { .. } => None,
+            strata_config::Backend::Sql { .. } | strata_config::Backend::S3(_) => None,
         };
         if from.is_none() && backend_root.is_none() {
             bail!(
                 "index rebuild reads the bodies of a Maildir backend; this configuration stores \
-                 them in SQL, which the index itself describes (restore the index from a backup)"
+                 them in SQL or S3, which the index itself describes (restore the index from a backup)"
             );
         }
         if from.is_none()

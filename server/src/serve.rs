@@ -257,13 +257,28 @@ impl Running {
                 "connections still open at the shutdown deadline"
             );
         }
-        for user in self.store.open_users() {
-            if let Err(e) = user.flush().await {
-                tracing::warn!(user = user.name(), error = %e, "flush at shutdown failed");
+        // The journal is durable: what the store has not acked by the deadline is uploaded
+        // at the next start, so a store that is down does not hold the shutdown.
+        let flush = async {
+            for user in self.store.open_users() {
+                if let Err(e) = user.flush().await {
+                    tracing::warn!(user = user.name(), error = %e, "flush at shutdown failed");
+                }
             }
-        }
-        for backend in self.backends.all() {
-            let _ = backend.flush(u64::MAX).await;
+            for backend in self.backends.all() {
+                let _ = backend.flush(u64::MAX).await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, flush)
+            .await
+            .is_err()
+            && let Some(lag) = self.backends.journal_stats()
+        {
+            tracing::warn!(
+                batches = lag.pending_batches,
+                bytes = lag.pending_bytes,
+                "the store has not acked everything by the shutdown deadline; the journal keeps it for the next start"
+            );
         }
         self.store.close_idle().await;
         tracing::info!("stopped");

@@ -1,0 +1,169 @@
+//! Which body store a test server runs on. The whole IMAP suite runs once per store:
+//! `STRATA_TEST_BACKEND` is `maildir` (the default), `sqlite`, `postgres`, `mariadb` or `s3`.
+//! PostgreSQL and MariaDB are the loopback servers (a scratch database per test server,
+//! dropped after); S3 is an s3s-fs server started in the test process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::Connection;
+use strata_config::{Backend, Config, S3, Secret};
+
+use crate::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+
+/// The loopback PostgreSQL, as its admin.
+pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The loopback MariaDB, as its admin.
+pub const MARIADB_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// A body store for tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// A Maildir per user.
+    Maildir,
+    /// SQLite in the data directory.
+    Sqlite,
+    /// A scratch database on the loopback PostgreSQL.
+    Postgres,
+    /// A scratch database on the loopback MariaDB.
+    Mariadb,
+    /// A bucket of an S3 server in the test process.
+    S3,
+}
+
+impl Store {
+    /// The store `STRATA_TEST_BACKEND` names (Maildir when unset).
+    pub fn from_env() -> Store {
+        match std::env::var("STRATA_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("" | "maildir") => Store::Maildir,
+            Ok("sqlite") => Store::Sqlite,
+            Ok("postgres") => Store::Postgres,
+            Ok("mariadb") => Store::Mariadb,
+            Ok("s3") => Store::S3,
+            Ok(other) => panic!(
+                "STRATA_TEST_BACKEND={other:?}: expected maildir, sqlite, postgres, mariadb or s3"
+            ),
+        }
+    }
+}
+
+/// What a test server's store needs kept alive, and cleaned up after.
+#[derive(Default)]
+pub struct Resources {
+    /// The S3 server.
+    pub s3: Option<S3Server>,
+    /// A scratch database: its admin URL and name.
+    pub database: Option<(String, String)>,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.database.take() {
+            let drop = if admin.starts_with("postgres") {
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            } else {
+                format!("DROP DATABASE IF EXISTS {name}")
+            };
+            // Drop runs inside the test's runtime, so the statement gets a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    rt.block_on(admin_exec(&admin, &drop));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs one statement as a loopback server's admin.
+pub async fn admin_exec(admin: &str, sql: &str) {
+    if admin.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("PostgreSQL on loopback");
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .expect("admin statement");
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(admin)
+            .await
+            .expect("MariaDB on loopback");
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .expect("admin statement");
+    }
+}
+
+/// A database of its own on a loopback server: its name and URL.
+pub async fn scratch_database(admin: &str) -> (String, String) {
+    let name = format!("strata_it_{}_{}", std::process::id(), rand::random::<u32>());
+    admin_exec(admin, &format!("CREATE DATABASE {name}")).await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').expect("admin URL").0);
+    (name, url)
+}
+
+/// An SQL backend at `url`, with 4 KiB chunks so that bodies span several.
+pub fn sql_backend(url: String) -> Backend {
+    Backend::Sql {
+        url,
+        max_connections: 8,
+        chunk_bytes: 4096,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The S3 backend on `server`'s `strata` bucket.
+pub fn s3_backend(server: &S3Server) -> Backend {
+    Backend::S3(S3 {
+        endpoint: Some(server.endpoint()),
+        bucket: "strata".into(),
+        prefix: "bodies/".into(),
+        region: Some("us-east-1".into()),
+        credentials: Some((ACCESS_KEY.into(), Secret(SECRET_KEY.into()))),
+        path_style: true,
+        max_requests: 64,
+        attempts: 4,
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Points `config` at `store`, creating what it needs under `root`.
+pub async fn configure(store: Store, config: &mut Config, root: &Path) -> Resources {
+    let mut res = Resources::default();
+    config.storage.backend = match store {
+        Store::Maildir => Backend::Maildir {
+            root: config.data_dir.join("mail"),
+        },
+        Store::Sqlite => sql_backend(format!(
+            "sqlite:{}",
+            config.data_dir.join("bodies.db").display()
+        )),
+        Store::Postgres | Store::Mariadb => {
+            let admin = if store == Store::Postgres {
+                POSTGRES_ADMIN
+            } else {
+                MARIADB_ADMIN
+            };
+            let (name, url) = scratch_database(admin).await;
+            res.database = Some((admin.to_string(), name));
+            sql_backend(url)
+        }
+        Store::S3 => {
+            let server = S3Server::start(&root.join("s3"), "strata")
+                .await
+                .expect("S3 server on loopback");
+            let backend = s3_backend(&server);
+            res.s3 = Some(server);
+            backend
+        }
+    };
+    config.storage.journal.enabled = store != Store::Maildir;
+    config.storage.journal.dir = config.data_dir.join("journal");
+    res
+}
