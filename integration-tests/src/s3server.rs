@@ -63,6 +63,8 @@ impl S3Server {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((socket, _)) = accepted else { continue };
+                        // Headers and body go out in separate writes; Nagle would hold the body.
+                        let _ = socket.set_nodelay(true);
                         let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                         conns.spawn(async move {
                             let _ = conn.await;
