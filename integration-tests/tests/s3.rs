@@ -9,22 +9,21 @@ use std::time::Duration;
 use strata_backend_api::{Backend, Batch, ErrorKind, Key, conformance};
 use strata_backend_journal::{Journal, JournalOptions};
 use strata_backend_s3::{S3Backend, S3Options};
-use strata_integration_tests::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use strata_integration_tests::s3server::S3Server;
+use strata_integration_tests::stores::s3_backend;
 use tempfile::TempDir;
 
 fn k(s: &str) -> Key {
     Key::new(s).unwrap()
 }
 
+/// The options the server would use for the test S3 server, under `prefix`.
 fn options(server: &S3Server, prefix: &str) -> S3Options {
-    let mut o = S3Options::new("strata");
-    o.endpoint = Some(server.endpoint());
+    let strata_config::Backend::S3(cfg) = s3_backend(server) else {
+        unreachable!("an S3 backend")
+    };
+    let mut o = strata_server::backends::s3_options(&cfg);
     o.prefix = prefix.to_string();
-    o.region = Some("us-east-1".into());
-    o.access_key = Some(ACCESS_KEY.into());
-    o.secret_key = Some(SECRET_KEY.into());
-    o.connect_timeout = Duration::from_secs(2);
-    o.request_timeout = Duration::from_secs(5);
     o
 }
 
@@ -190,7 +189,7 @@ async fn an_outage_loses_nothing_and_the_lag_drains() {
 /// reads the bodies from the journal; when S3 is back the lag drains and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_keeps_working_through_an_s3_outage() {
-    use strata_integration_tests::{TestServer, stores::s3_backend};
+    use strata_integration_tests::TestServer;
     let root = TempDir::new().unwrap();
     let mut s3 = S3Server::start(root.path(), "strata").await.unwrap();
     let backend = s3_backend(&s3);

@@ -21,7 +21,6 @@ mod state;
 mod upload;
 mod writer;
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -310,35 +309,32 @@ impl Backend for Journal {
                 return Err(p.failed(self.name()));
             }
         }
-        // Copies become puts, read as the batch's earlier operations left the source.
-        let mut seen: HashMap<Key, Option<Bytes>> = HashMap::new();
-        let mut ops = Vec::with_capacity(batch.ops.len());
+        // Copies become puts, read as the batch's earlier operations left the source; a batch
+        // without copies (every APPEND) passes through untouched.
+        let mut ops: Vec<Op> = Vec::with_capacity(batch.ops.len());
         for op in batch.ops {
-            match op {
-                Op::Put { key, data } => {
-                    seen.insert(key.clone(), Some(data.clone()));
-                    ops.push(Op::Put { key, data });
-                }
-                Op::Delete { key } => {
-                    seen.insert(key.clone(), None);
-                    ops.push(Op::Delete { key });
-                }
-                Op::Copy { from, to } => {
-                    let data = match seen.get(&from) {
-                        Some(Some(d)) => d.clone(),
-                        Some(None) => return Err(self.not_found(&from)),
-                        None => self.get(&from, None).await?,
-                    };
-                    seen.insert(to.clone(), Some(data.clone()));
-                    ops.push(Op::Put { key: to, data });
-                }
-            }
+            let Op::Copy { from, to } = op else {
+                ops.push(op);
+                continue;
+            };
+            let earlier = ops.iter().rev().find_map(|o| match o {
+                Op::Put { key, data } if *key == from => Some(Some(data.clone())),
+                Op::Delete { key } if *key == from => Some(None),
+                _ => None,
+            });
+            let data = match earlier {
+                Some(Some(d)) => d,
+                Some(None) => return Err(self.not_found(&from)),
+                None => self.get(&from, None).await?,
+            };
+            ops.push(Op::Put { key: to, data });
         }
-        let bytes: u64 = Batch {
-            ops: ops.clone(),
+        let ops = Batch {
+            ops,
             preconditions: Vec::new(),
-        }
-        .data_bytes();
+        };
+        let bytes = ops.data_bytes();
+        let ops = ops.ops;
         self.wait_for_room(bytes).await?;
         self.poisoned()?;
         let jseq = *next;
