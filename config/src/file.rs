@@ -1,6 +1,7 @@
 //! Reading the TOML file: syntax and types through serde (unknown keys refused), then every
 //! value checked, with all problems reported together, each with its key and line.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::schema::{AppendAck, Backend, Config, Delay, Journal, PlaintextAuth, S3, Secret, Tls};
+use crate::schema::{
+    AppendAck, Backend, Config, Delay, Journal, PlaintextAuth, S3, Secret, Store, Tls,
+};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +20,7 @@ struct RawConfig {
     imap: Option<RawImap>,
     tls: Option<RawTls>,
     storage: Option<RawStorage>,
+    stores: Option<BTreeMap<String, RawStore>>,
     index: Option<RawIndex>,
     log: Option<RawLog>,
 }
@@ -47,9 +51,23 @@ struct RawTls {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
+    name: Option<String>,
+    id: Option<u16>,
     backend: Option<String>,
     append_ack: Option<String>,
     read_concurrency: Option<u32>,
+    maildir: Option<RawMaildir>,
+    sql: Option<RawSql>,
+    s3: Option<RawS3>,
+    journal: Option<RawJournal>,
+    delay: Option<RawDelay>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    id: Option<u16>,
+    backend: Option<String>,
     maildir: Option<RawMaildir>,
     sql: Option<RawSql>,
     s3: Option<RawS3>,
@@ -330,71 +348,6 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
 
     let rs = raw.storage.unwrap_or_default();
     let ds = &defaults.storage;
-    let maildir_root = rs
-        .maildir
-        .and_then(|m| m.root)
-        .map_or_else(|| data_dir.join("mail"), |r| resolve(base, &r));
-    let backend = match rs.backend.as_deref() {
-        None | Some("maildir") => Backend::Maildir { root: maildir_root },
-        Some("sql") => {
-            let sql = rs.sql.unwrap_or_default();
-            let url = match sql.url {
-                Some(u) if sql_scheme(&u) => {
-                    // A relative SQLite path is relative to the configuration file.
-                    match u.strip_prefix("sqlite:").filter(|r| {
-                        !r.starts_with('/') && !r.starts_with("//") && !r.starts_with(':')
-                    }) {
-                        Some(rel) => format!("sqlite:{}", resolve(base, rel).display()),
-                        None => u,
-                    }
-                }
-                Some(u) => {
-                    p.add(
-                        "storage.sql.url",
-                        format!(
-                            "{:?} is not a database URL (sqlite:PATH, postgres://..., mysql://...)",
-                            u.split('@').next_back().unwrap_or_default()
-                        ),
-                    );
-                    String::new()
-                }
-                None => {
-                    p.add(
-                        "storage.sql.url",
-                        "backend \"sql\" needs the database's URL",
-                    );
-                    String::new()
-                }
-            };
-            let chunk_kb = p.positive("storage.sql.chunk_kb", sql.chunk_kb, 1024);
-            if chunk_kb > 16 * 1024 {
-                p.add(
-                    "storage.sql.chunk_kb",
-                    "more than 16384 (16 MiB) exceeds MySQL's default packet limit",
-                );
-            }
-            Backend::Sql {
-                url,
-                max_connections: p.positive("storage.sql.max_connections", sql.max_connections, 16),
-                chunk_bytes: chunk_kb << 10,
-                connect_timeout: Duration::from_millis(p.positive(
-                    "storage.sql.connect_timeout_ms",
-                    sql.connect_timeout_ms,
-                    10_000,
-                )),
-            }
-        }
-        Some("s3") => Backend::S3(s3(&mut p, rs.s3.unwrap_or_default())),
-        Some(other) => {
-            p.add(
-                "storage.backend",
-                format!(
-                    "{other:?} is not a backend this Strata has (\"maildir\", \"sql\", \"s3\")"
-                ),
-            );
-            Backend::Maildir { root: maildir_root }
-        }
-    };
     let append_ack = match rs.append_ack.as_deref() {
         None => ds.append_ack,
         Some("soft-done") => AppendAck::SoftDone,
@@ -407,30 +360,57 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
             ds.append_ack
         }
     };
-    let delay = rs.delay.map(|d| Delay {
-        seed: d.seed.unwrap_or(0),
-        read: Duration::from_millis(d.read_ms.unwrap_or(0)),
-        read_jitter: Duration::from_millis(d.read_jitter_ms.unwrap_or(0)),
-        write: Duration::from_millis(d.write_ms.unwrap_or(0)),
-        write_jitter: Duration::from_millis(d.write_jitter_ms.unwrap_or(0)),
-        error_rate: p.rate("storage.delay.error_rate", d.error_rate),
-        stall_rate: p.rate("storage.delay.stall_rate", d.stall_rate),
-        stall: Duration::from_millis(d.stall_ms.unwrap_or(5000)),
-        ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
-        ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
-    });
-    let journal = journal(&mut p, rs.journal, &backend, &ds.journal, base, &data_dir);
-    let storage = crate::schema::Storage {
-        journal,
-        backend,
-        append_ack,
-        read_concurrency: p.positive(
-            "storage.read_concurrency",
-            rs.read_concurrency,
-            ds.read_concurrency,
-        ),
-        delay,
+    let read_concurrency = p.positive(
+        "storage.read_concurrency",
+        rs.read_concurrency,
+        ds.read_concurrency,
+    );
+    let main_name = rs.name.clone().unwrap_or_else(|| ds.main.name.clone());
+    if !valid_store_name(&main_name) {
+        p.add(
+            "storage.name",
+            format!("{main_name:?} is not a store name (1 to 32 of a-z 0-9 _ -)"),
+        );
+    }
+    let main_raw = RawStore {
+        id: Some(rs.id.unwrap_or(ds.main.id)),
+        backend: rs.backend,
+        maildir: rs.maildir,
+        sql: rs.sql,
+        s3: rs.s3,
+        journal: rs.journal,
+        delay: rs.delay,
     };
+    let ctx = StoreContext {
+        base,
+        data_dir: &data_dir,
+        journal: &ds.main.journal,
+    };
+    let main = store(&mut p, &ctx, "storage", main_name, main_raw);
+    let mut others = Vec::new();
+    for (name, raw_store) in raw.stores.unwrap_or_default() {
+        let key = format!("stores.{name}");
+        if !valid_store_name(&name) {
+            p.add(
+                &key,
+                format!("{name:?} is not a store name (1 to 32 of a-z 0-9 _ -)"),
+            );
+        }
+        if raw_store.id.is_none() {
+            p.add(
+                &key,
+                "needs an id: the number the index records for bodies in this store",
+            );
+        }
+        others.push(store(&mut p, &ctx, &key, name, raw_store));
+    }
+    let storage = crate::schema::Storage {
+        main,
+        others,
+        append_ack,
+        read_concurrency,
+    };
+    check_distinct(&mut p, &storage);
 
     let rx = raw.index.unwrap_or_default();
     let dx = &defaults.index;
@@ -494,15 +474,173 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
     })
 }
 
-/// The `[storage.s3]` table, checked.
-fn s3(p: &mut Problems, r: RawS3) -> S3 {
+/// What every store's defaults come from.
+struct StoreContext<'a> {
+    base: &'a Path,
+    data_dir: &'a Path,
+    journal: &'a Journal,
+}
+
+/// Store names: short, and safe in journal directory names and on the command line.
+fn valid_store_name(n: &str) -> bool {
+    (1..=32).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// One store's table (`[storage]` or `[stores.NAME]`, named by `pfx`), checked.
+fn store(p: &mut Problems, ctx: &StoreContext, pfx: &str, name: String, rs: RawStore) -> Store {
+    let key = |k: &str| format!("{pfx}.{k}");
+    let maildir_root = rs
+        .maildir
+        .and_then(|m| m.root)
+        .map_or_else(|| ctx.data_dir.join("mail"), |r| resolve(ctx.base, &r));
+    let backend = match rs.backend.as_deref() {
+        None | Some("maildir") => Backend::Maildir { root: maildir_root },
+        Some("sql") => sql(p, pfx, ctx.base, rs.sql.unwrap_or_default()),
+        Some("s3") => Backend::S3(s3(p, pfx, rs.s3.unwrap_or_default())),
+        Some(other) => {
+            p.add(
+                &key("backend"),
+                format!(
+                    "{other:?} is not a backend this Strata has (\"maildir\", \"sql\", \"s3\")"
+                ),
+            );
+            Backend::Maildir { root: maildir_root }
+        }
+    };
+    let delay = rs.delay.map(|d| Delay {
+        seed: d.seed.unwrap_or(0),
+        read: Duration::from_millis(d.read_ms.unwrap_or(0)),
+        read_jitter: Duration::from_millis(d.read_jitter_ms.unwrap_or(0)),
+        write: Duration::from_millis(d.write_ms.unwrap_or(0)),
+        write_jitter: Duration::from_millis(d.write_jitter_ms.unwrap_or(0)),
+        error_rate: p.rate(&key("delay.error_rate"), d.error_rate),
+        stall_rate: p.rate(&key("delay.stall_rate"), d.stall_rate),
+        stall: Duration::from_millis(d.stall_ms.unwrap_or(5000)),
+        ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
+        ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
+    });
+    // The main store's journal keeps its historical directory; others get their own.
+    let journal_dir = if pfx == "storage" {
+        ctx.data_dir.join("journal")
+    } else {
+        ctx.data_dir.join(format!("journal-{name}"))
+    };
+    let journal = journal(p, pfx, rs.journal, &backend, ctx, journal_dir);
+    Store {
+        name,
+        id: rs.id.unwrap_or(0),
+        backend,
+        delay,
+        journal,
+    }
+}
+
+/// Stores must differ in name, id, journal directory and the place they keep bodies: two
+/// stores over one place would delete each other's bodies in a migration.
+fn check_distinct(p: &mut Problems, storage: &crate::schema::Storage) {
+    let key = |s: &Store| {
+        if std::ptr::eq(s, &storage.main) {
+            "storage".to_string()
+        } else {
+            format!("stores.{}", s.name)
+        }
+    };
+    let all: Vec<&Store> = storage.stores().collect();
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[..i] {
+            let clash = if a.name == b.name {
+                Some(format!("has the same name as {}", key(b)))
+            } else if a.id == b.id {
+                Some(format!("has the same id ({}) as {}", a.id, key(b)))
+            } else if a.journal.enabled && b.journal.enabled && a.journal.dir == b.journal.dir {
+                Some(format!("shares its journal directory with {}", key(b)))
+            } else if same_place(&a.backend, &b.backend) {
+                Some(format!("keeps bodies in the same place as {}", key(b)))
+            } else {
+                None
+            };
+            // One clash per store is enough to act on.
+            if let Some(msg) = clash {
+                p.add(&key(a), msg);
+                break;
+            }
+        }
+    }
+}
+
+fn same_place(a: &Backend, b: &Backend) -> bool {
+    match (a, b) {
+        (Backend::Maildir { root: x }, Backend::Maildir { root: y }) => x == y,
+        (Backend::Sql { url: x, .. }, Backend::Sql { url: y, .. }) => x == y,
+        (Backend::S3(x), Backend::S3(y)) => {
+            x.endpoint == y.endpoint
+                && x.bucket == y.bucket
+                && (x.prefix.starts_with(&y.prefix) || y.prefix.starts_with(&x.prefix))
+        }
+        _ => false,
+    }
+}
+
+/// The `sql` backend's table, checked.
+fn sql(p: &mut Problems, pfx: &str, base: &Path, sql: RawSql) -> Backend {
+    let key = |k: &str| format!("{pfx}.sql.{k}");
+    let url = match sql.url {
+        Some(u) if sql_scheme(&u) => {
+            // A relative SQLite path is relative to the configuration file.
+            match u
+                .strip_prefix("sqlite:")
+                .filter(|r| !r.starts_with('/') && !r.starts_with("//") && !r.starts_with(':'))
+            {
+                Some(rel) => format!("sqlite:{}", resolve(base, rel).display()),
+                None => u,
+            }
+        }
+        Some(u) => {
+            p.add(
+                &key("url"),
+                format!(
+                    "{:?} is not a database URL (sqlite:PATH, postgres://..., mysql://...)",
+                    u.split('@').next_back().unwrap_or_default()
+                ),
+            );
+            String::new()
+        }
+        None => {
+            p.add(&key("url"), "backend \"sql\" needs the database's URL");
+            String::new()
+        }
+    };
+    let chunk_kb = p.positive(&key("chunk_kb"), sql.chunk_kb, 1024);
+    if chunk_kb > 16 * 1024 {
+        p.add(
+            &key("chunk_kb"),
+            "more than 16384 (16 MiB) exceeds MySQL's default packet limit",
+        );
+    }
+    Backend::Sql {
+        url,
+        max_connections: p.positive(&key("max_connections"), sql.max_connections, 16),
+        chunk_bytes: chunk_kb << 10,
+        connect_timeout: Duration::from_millis(p.positive(
+            &key("connect_timeout_ms"),
+            sql.connect_timeout_ms,
+            10_000,
+        )),
+    }
+}
+
+/// The `s3` backend's table, checked.
+fn s3(p: &mut Problems, pfx: &str, r: RawS3) -> S3 {
+    let key = |k: &str| format!("{pfx}.s3.{k}");
     let endpoint = match r.endpoint {
         Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
             Some(e.trim_end_matches('/').to_string())
         }
         Some(e) => {
             p.add(
-                "storage.s3.endpoint",
+                &key("endpoint"),
                 format!("{e:?} is not an http:// or https:// URL"),
             );
             None
@@ -513,13 +651,13 @@ fn s3(p: &mut Problems, r: RawS3) -> S3 {
         Some(b) if valid_bucket(&b) => b,
         Some(b) => {
             p.add(
-                "storage.s3.bucket",
+                &key("bucket"),
                 format!("{b:?} is not a bucket name (3 to 63 of a-z 0-9 . -)"),
             );
             String::new()
         }
         None => {
-            p.add("storage.s3.bucket", "backend \"s3\" needs a bucket");
+            p.add(&key("bucket"), "backend \"s3\" needs a bucket");
             String::new()
         }
     };
@@ -534,7 +672,7 @@ fn s3(p: &mut Problems, r: RawS3) -> S3 {
             .any(|c| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
     {
         p.add(
-            "storage.s3.prefix",
+            &key("prefix"),
             format!("{prefix:?} must be segments of A-Z a-z 0-9 . _ - separated by /"),
         );
     }
@@ -542,13 +680,13 @@ fn s3(p: &mut Problems, r: RawS3) -> S3 {
         (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Some((a, Secret(s))),
         (None, None) => None,
         (a, _) => {
-            let key = if a.as_deref().is_none_or(str::is_empty) {
-                "storage.s3.access_key"
+            let which = if a.as_deref().is_none_or(str::is_empty) {
+                "access_key"
             } else {
-                "storage.s3.secret_key"
+                "secret_key"
             };
             p.add(
-                key,
+                &key(which),
                 "access_key and secret_key go together: set both, or neither for the AWS environment's credentials",
             );
             None
@@ -561,15 +699,15 @@ fn s3(p: &mut Problems, r: RawS3) -> S3 {
         region: r.region.filter(|r| !r.is_empty()),
         credentials,
         path_style: r.path_style.unwrap_or(true),
-        max_requests: p.positive("storage.s3.max_requests", r.max_requests, 64),
-        attempts: p.positive("storage.s3.attempts", r.attempts, 4),
+        max_requests: p.positive(&key("max_requests"), r.max_requests, 64),
+        attempts: p.positive(&key("attempts"), r.attempts, 4),
         connect_timeout: Duration::from_millis(p.positive(
-            "storage.s3.connect_timeout_ms",
+            &key("connect_timeout_ms"),
             r.connect_timeout_ms,
             5000,
         )),
         request_timeout: Duration::from_millis(p.positive(
-            "storage.s3.request_timeout_ms",
+            &key("request_timeout_ms"),
             r.request_timeout_ms,
             30_000,
         )),
@@ -585,49 +723,45 @@ fn valid_bucket(b: &str) -> bool {
         && b.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// The `[storage.journal]` table, checked against the backend it fronts.
+/// A store's `journal` table, checked against the backend it fronts.
 fn journal(
     p: &mut Problems,
+    pfx: &str,
     r: Option<RawJournal>,
     backend: &Backend,
-    d: &Journal,
-    base: &Path,
-    data_dir: &Path,
+    ctx: &StoreContext,
+    default_dir: PathBuf,
 ) -> Journal {
+    let key = |k: &str| format!("{pfx}.journal.{k}");
+    let d = ctx.journal;
     let r = r.unwrap_or_default();
     let slow = matches!(backend, Backend::Sql { .. } | Backend::S3(_));
     let enabled = r.enabled.unwrap_or(slow);
     match backend {
         Backend::S3(_) if !enabled => p.add(
-            "storage.journal.enabled",
+            &key("enabled"),
             "the s3 backend needs the journal: S3 has no multi-object transaction",
         ),
         Backend::Maildir { .. } if enabled => p.add(
-            "storage.journal.enabled",
+            &key("enabled"),
             "the journal fronts slow stores (sql, s3); maildir already writes to local disk",
         ),
         _ => {}
     }
-    let max_mb = p.positive("storage.journal.max_mb", r.max_mb, d.max_bytes >> 20);
-    let segment_mb = p.positive(
-        "storage.journal.segment_mb",
-        r.segment_mb,
-        d.segment_bytes >> 20,
-    );
+    let max_mb = p.positive(&key("max_mb"), r.max_mb, d.max_bytes >> 20);
+    let segment_mb = p.positive(&key("segment_mb"), r.segment_mb, d.segment_bytes >> 20);
     if segment_mb > max_mb {
         p.add(
-            "storage.journal.segment_mb",
-            format!("{segment_mb} is more than storage.journal.max_mb ({max_mb})"),
+            &key("segment_mb"),
+            format!("{segment_mb} is more than {} ({max_mb})", key("max_mb")),
         );
     }
     Journal {
         enabled,
-        dir: r
-            .dir
-            .map_or_else(|| data_dir.join("journal"), |x| resolve(base, &x)),
+        dir: r.dir.map_or(default_dir, |x| resolve(ctx.base, &x)),
         max_bytes: max_mb << 20,
         segment_bytes: segment_mb << 20,
-        uploads: p.positive("storage.journal.uploads", r.uploads, d.uploads),
+        uploads: p.positive(&key("uploads"), r.uploads, d.uploads),
     }
 }
 

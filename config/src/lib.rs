@@ -15,5 +15,5 @@ pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
     AppendAck, Backend, Config, Delay, Imap, Index, Journal, Log, PlaintextAuth, S3, Secret,
-    Storage, Tls,
+    Storage, Store, Tls,
 };

@@ -180,19 +180,46 @@ pub struct Delay {
     pub ack_jitter: Duration,
 }
 
-/// Where bodies are stored.
+/// One body store: a backend, with its latency injection and journal. Every body's location
+/// in the index names its store by `id`, so an id never changes meaning.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Storage {
-    /// The store.
+pub struct Store {
+    /// Its name (`main` by default for `[storage]`, the table's key for `[stores.NAME]`).
+    pub name: String,
+    /// The id the index records for bodies in it.
+    pub id: u16,
+    /// The backend.
     pub backend: Backend,
-    /// When APPEND answers.
-    pub append_ack: AppendAck,
-    /// Body reads in flight at once for one FETCH.
-    pub read_concurrency: u32,
     /// Injected latency and faults, if configured (around the store, behind the journal).
     pub delay: Option<Delay>,
     /// The staging journal.
     pub journal: Journal,
+}
+
+/// Where bodies are stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Storage {
+    /// The store new bodies go to (`[storage]`).
+    pub main: Store,
+    /// Other stores that still hold bodies (`[stores.NAME]`): read from, and sources or
+    /// targets of `strata migrate`.
+    pub others: Vec<Store>,
+    /// When APPEND answers.
+    pub append_ack: AppendAck,
+    /// Body reads in flight at once for one FETCH.
+    pub read_concurrency: u32,
+}
+
+impl Storage {
+    /// Every store, the main one first.
+    pub fn stores(&self) -> impl Iterator<Item = &Store> {
+        std::iter::once(&self.main).chain(&self.others)
+    }
+
+    /// The store called `name`.
+    pub fn named(&self, name: &str) -> Option<&Store> {
+        self.stores().find(|s| s.name == name)
+    }
 }
 
 /// The per-user index.
@@ -238,19 +265,24 @@ impl Default for Config {
             },
             tls: Tls::SelfSigned,
             storage: Storage {
-                backend: Backend::Maildir {
-                    root: data_dir.join("mail"),
+                main: Store {
+                    name: "main".into(),
+                    id: 0,
+                    backend: Backend::Maildir {
+                        root: data_dir.join("mail"),
+                    },
+                    delay: None,
+                    journal: Journal {
+                        enabled: false,
+                        dir: data_dir.join("journal"),
+                        max_bytes: 1 << 30,
+                        segment_bytes: 64 << 20,
+                        uploads: 32,
+                    },
                 },
+                others: Vec::new(),
                 append_ack: AppendAck::SoftDone,
                 read_concurrency: 32,
-                delay: None,
-                journal: Journal {
-                    enabled: false,
-                    dir: data_dir.join("journal"),
-                    max_bytes: 1 << 30,
-                    segment_bytes: 64 << 20,
-                    uploads: 32,
-                },
             },
             index: Index {
                 group_commit_window: Duration::ZERO,

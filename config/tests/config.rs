@@ -13,6 +13,16 @@ fn the_example_file_is_valid_and_states_the_defaults() {
 }
 
 #[test]
+fn the_docker_compose_configuration_is_valid() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/strata.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let c = parse(&text, Path::new("/etc/strata"), Some(&file)).unwrap();
+    assert!(matches!(c.storage.main.backend, Backend::S3(_)));
+    assert!(c.storage.main.journal.enabled);
+    assert_eq!(c.storage.named("pg").map(|s| s.id), Some(2));
+}
+
+#[test]
 fn an_empty_file_means_the_defaults() {
     assert_eq!(parse("", Path::new("."), None).unwrap(), Config::default());
 }
@@ -49,13 +59,13 @@ cache_mb = 8
         }
     );
     assert_eq!(
-        c.storage.backend,
+        c.storage.main.backend,
         Backend::Maildir {
             root: "/srv/strata/data/mail".into()
         }
     );
     assert_eq!(c.storage.append_ack, AppendAck::Acked);
-    let d = c.storage.delay.unwrap();
+    let d = c.storage.main.delay.unwrap();
     assert_eq!((d.read.as_millis(), d.error_rate), (50, 0.25));
     assert_eq!(c.index.cache_bytes, 8 << 20);
 }
@@ -151,7 +161,7 @@ fn the_sql_backend_is_read_and_its_mistakes_name_the_line() {
     let text =
         "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:bodies.db\"\nchunk_kb = 64\n";
     let c = parse(text, Path::new("/etc/strata"), None).unwrap();
-    match c.storage.backend {
+    match c.storage.main.backend {
         Backend::Sql {
             url, chunk_bytes, ..
         } => {
@@ -181,8 +191,8 @@ fn the_sql_backend_is_read_and_its_mistakes_name_the_line() {
 fn s3_backend_and_its_journal_are_checked_with_lines() {
     let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000/\"\nbucket = \"mail\"\nprefix = \"strata\"\naccess_key = \"AK\"\nsecret_key = \"SK\"\n[storage.journal]\nmax_mb = 256\n";
     let c = parse(text, Path::new("/etc/strata"), None).unwrap();
-    let Backend::S3(s3) = &c.storage.backend else {
-        panic!("{:?}", c.storage.backend)
+    let Backend::S3(s3) = &c.storage.main.backend else {
+        panic!("{:?}", c.storage.main.backend)
     };
     assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     assert_eq!(s3.prefix, "strata/");
@@ -191,9 +201,9 @@ fn s3_backend_and_its_journal_are_checked_with_lines() {
         !format!("{c:?}").contains("SK"),
         "the secret stays out of debug output"
     );
-    assert!(c.storage.journal.enabled, "s3 goes behind the journal");
-    assert_eq!(c.storage.journal.max_bytes, 256 << 20);
-    assert_eq!(c.storage.journal.dir, c.data_dir.join("journal"));
+    assert!(c.storage.main.journal.enabled, "s3 goes behind the journal");
+    assert_eq!(c.storage.main.journal.max_bytes, 256 << 20);
+    assert_eq!(c.storage.main.journal.dir, c.data_dir.join("journal"));
 
     let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"ftp://x\"\nbucket = \"No_Such\"\naccess_key = \"AK\"\n[storage.journal]\nenabled = false\n";
     let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
@@ -217,7 +227,58 @@ fn s3_backend_and_its_journal_are_checked_with_lines() {
     );
     let c = parse("[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n[storage.journal]\nenabled = false\n", Path::new("."), None).unwrap();
     assert!(
-        !c.storage.journal.enabled,
+        !c.storage.main.journal.enabled,
         "sql may commit straight to the database"
     );
+}
+
+#[test]
+fn other_stores_are_named_numbered_and_kept_apart() {
+    let text = "[storage]\nid = 1\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n\n[stores.old]\nid = 0\nbackend = \"maildir\"\n\n[stores.cold]\nid = 7\nbackend = \"s3\"\n[stores.cold.s3]\nbucket = \"cold-mail\"\n";
+    let c = parse(text, Path::new("/etc/strata"), None).unwrap();
+    assert_eq!(
+        (c.storage.main.name.as_str(), c.storage.main.id),
+        ("main", 1)
+    );
+    let names: Vec<(&str, u16)> = c
+        .storage
+        .stores()
+        .map(|s| (s.name.as_str(), s.id))
+        .collect();
+    assert_eq!(names, [("main", 1), ("cold", 7), ("old", 0)]);
+    let old = c.storage.named("old").unwrap();
+    assert_eq!(
+        old.backend,
+        Backend::Maildir {
+            root: c.data_dir.join("mail")
+        },
+        "an old Maildir defaults to where the main one was"
+    );
+    let cold = c.storage.named("cold").unwrap();
+    assert!(cold.journal.enabled);
+    assert_eq!(cold.journal.dir, c.data_dir.join("journal-cold"));
+
+    let text = "[storage]\nbackend = \"maildir\"\n\n[stores.old]\nid = 2\nbackend = \"maildir\"\n[stores.Bad]\nid = 0\nbackend = \"sql\"\n[stores.Bad.sql]\nurl = \"ftp://x\"\n[stores.noid]\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("stores.old".to_string(), Some(4)),
+            ("stores.Bad".to_string(), Some(7)),
+            ("stores.Bad".to_string(), Some(7)),
+            ("stores.Bad.sql.url".to_string(), Some(11)),
+            ("stores.noid".to_string(), Some(12)),
+            ("stores.noid".to_string(), Some(12)),
+        ],
+        "{errs}"
+    );
+    let text = errs.to_string();
+    assert!(text.contains("needs an id"), "{text}");
+    assert!(
+        text.contains("keeps bodies in the same place as storage"),
+        "{text}"
+    );
+    assert!(text.contains("same id (0) as storage"), "{text}");
 }

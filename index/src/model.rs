@@ -56,6 +56,23 @@ impl fmt::Display for Guid {
     }
 }
 
+impl std::str::FromStr for Guid {
+    type Err = String;
+
+    /// Reads the 32 hex digits [`fmt::Display`] writes.
+    fn from_str(s: &str) -> Result<Guid, String> {
+        let bad = || format!("{s:?} is not 32 hex digits");
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut g = [0u8; 16];
+        for (i, b) in g.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Guid(g))
+    }
+}
+
 impl fmt::Debug for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Guid({self})")

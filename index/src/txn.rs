@@ -862,6 +862,24 @@ impl<'a, 't> Txn<'a, 't> {
         Ok(())
     }
 
+    /// Records that a content's body moved from `from` to `to`, if the content still exists and
+    /// is still at `from`; returns whether it did (a migration racing an expunge or another
+    /// move).
+    pub fn relocate_body(
+        &mut self,
+        guid: Guid,
+        from: &BodyLocation,
+        to: BodyLocation,
+    ) -> Result<bool> {
+        match self.stored_content(&guid)? {
+            Some(stored) if stored.location == *from => {
+                self.set_body_location(guid, to)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Writes raw rows from a diff or a copy; used by repack catch-up and backup import.
     pub(crate) fn apply_raw(&mut self, t: Table, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.write_raw(t, key, value)

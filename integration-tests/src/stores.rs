@@ -136,7 +136,7 @@ pub fn s3_backend(server: &S3Server) -> Backend {
 /// Points `config` at `store`, creating what it needs under `root`.
 pub async fn configure(store: Store, config: &mut Config, root: &Path) -> Resources {
     let mut res = Resources::default();
-    config.storage.backend = match store {
+    config.storage.main.backend = match store {
         Store::Maildir => Backend::Maildir {
             root: config.data_dir.join("mail"),
         },
@@ -163,7 +163,7 @@ pub async fn configure(store: Store, config: &mut Config, root: &Path) -> Resour
             backend
         }
     };
-    config.storage.journal.enabled = store != Store::Maildir;
-    config.storage.journal.dir = config.data_dir.join("journal");
+    config.storage.main.journal.enabled = store != Store::Maildir;
+    config.storage.main.journal.dir = config.data_dir.join("journal");
     res
 }

@@ -724,7 +724,7 @@ async fn an_unreachable_database_is_an_error_at_start() {
     };
     cfg.imap.starttls = Some("127.0.0.1:0".parse().unwrap());
     cfg.imap.tls = None;
-    cfg.storage.backend = strata_config::Backend::Sql {
+    cfg.storage.main.backend = strata_config::Backend::Sql {
         url: "postgres://postgres@127.0.0.1:9/test".into(),
         max_connections: 2,
         chunk_bytes: 4096,
@@ -751,13 +751,13 @@ async fn wrong_s3_credentials_or_bucket_are_errors_at_start() {
     };
     cfg.imap.starttls = Some("127.0.0.1:0".parse().unwrap());
     cfg.imap.tls = None;
-    cfg.storage.journal.enabled = true;
+    cfg.storage.main.journal.enabled = true;
     let strata_config::Backend::S3(good) = s3_backend(&server) else {
         unreachable!()
     };
     let mut bad = good.clone();
     bad.credentials.as_mut().unwrap().1 = strata_config::Secret("not-the-secret".into());
-    cfg.storage.backend = strata_config::Backend::S3(bad);
+    cfg.storage.main.backend = strata_config::Backend::S3(bad);
     let e = strata_server::serve::start(cfg.clone())
         .await
         .err()
@@ -766,7 +766,7 @@ async fn wrong_s3_credentials_or_bucket_are_errors_at_start() {
     assert!(!e.to_string().contains("not-the-secret"), "{e}");
     let mut missing = good;
     missing.bucket = "elsewhere".into();
-    cfg.storage.backend = strata_config::Backend::S3(missing);
+    cfg.storage.main.backend = strata_config::Backend::S3(missing);
     let e = strata_server::serve::start(cfg)
         .await
         .err()
@@ -914,7 +914,7 @@ async fn bad_input_gets_a_clear_answer_and_the_connection_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_reads_run_in_parallel() {
     let s = TestServer::start_with(|c| {
-        c.storage.delay = Some(strata_config::Delay {
+        c.storage.main.delay = Some(strata_config::Delay {
             seed: 7,
             read: Duration::from_millis(50),
             read_jitter: Duration::from_millis(5),

@@ -194,9 +194,9 @@ async fn imap_keeps_working_through_an_s3_outage() {
     let mut s3 = S3Server::start(root.path(), "strata").await.unwrap();
     let backend = s3_backend(&s3);
     let s = TestServer::start_with(|c| {
-        c.storage.backend = backend;
-        c.storage.journal.enabled = true;
-        c.storage.journal.dir = c.data_dir.join("journal");
+        c.storage.main.backend = backend;
+        c.storage.main.journal.enabled = true;
+        c.storage.main.journal.dir = c.data_dir.join("journal");
     })
     .await;
     let mut c = s.login("alice").await;

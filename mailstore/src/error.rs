@@ -27,6 +27,9 @@ pub enum StoreError {
     /// An operation the mailbox does not allow (deleting INBOX, deleting a parent...).
     #[error("{0}")]
     NotAllowed(String),
+    /// A migration between stores could not run or go on.
+    #[error("migration: {0}")]
+    Migration(String),
     /// The message has been expunged by another session.
     #[error("message was expunged")]
     Expunged,

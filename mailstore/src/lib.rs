@@ -7,19 +7,24 @@
 //!   fetches and part ranges never read the body again.
 //! - [`Mailstore`] hands out one [`UserStore`] per user (shared by that user's sessions): mailbox
 //!   create/delete/rename with RFC 3501's rules, APPEND (body to the backend, then the index, as
-//!   the [`AckPolicy`] says), expunge (index, then bodies), concurrent ordered body reads.
+//!   the [`AckPolicy`] says), expunge (index, then bodies), concurrent ordered body reads from
+//!   whichever store ([`BodyStores`]) holds each body, and migration of bodies between stores.
 //! - [`names`] checks and splits mailbox names and matches LIST patterns.
 //!
 //! It is not an IMAP implementation (no wire types, no sessions) and not a body store.
 
+mod bodies;
 mod error;
 pub mod names;
 mod parse;
+mod relocate;
 mod store;
 mod text;
 
+pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
 pub use parse::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
+pub use relocate::{RelocateOptions, RelocateReport};
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions,
     UserStore,

@@ -12,14 +12,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use strata_backend_api::{Backend, BackendError, Batch, Key, Read};
+use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key};
 use strata_index::{
     BodyLocation, ContentRecord, Durability, Flags, Guid, IndexOptions, KeywordId, MailboxId,
-    MailboxRecord, NewMailbox, NewMessage, RecoveryReport, Snapshot, SpecialUse, StoreId,
+    MailboxRecord, NewMailbox, NewMessage, Parts, RecoveryReport, Snapshot, SpecialUse, StoreId,
     Timestamp, Uid, UserIndex,
 };
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
+use crate::bodies::{BodyRead, BodyStores};
 use crate::error::{Result, StoreError};
 use crate::names::join_name;
 
@@ -33,9 +34,9 @@ pub enum AckPolicy {
     Acked,
 }
 
-/// Opens the backend that holds one user's bodies.
+/// Opens the stores that hold one user's bodies.
 pub type BackendFactory =
-    Arc<dyn Fn(&str) -> std::result::Result<Arc<dyn Backend>, BackendError> + Send + Sync>;
+    Arc<dyn Fn(&str) -> std::result::Result<BodyStores, BackendError> + Send + Sync>;
 
 /// How the mail store runs.
 #[derive(Clone)]
@@ -99,7 +100,7 @@ impl Mailstore {
         if let Some(u) = self.live(user) {
             return Ok(u);
         }
-        let backend = (self.backends)(user)?;
+        let stores = (self.backends)(user)?;
         let path = self.opts.index_dir.join(format!("{user}.redb"));
         let (index, report) = UserIndex::open(&path, self.opts.index.clone()).await?;
         tracing::info!(
@@ -112,7 +113,10 @@ impl Mailstore {
         let store = Arc::new(UserStore {
             name: user.to_string(),
             index,
-            backend,
+            stores,
+            moves: self.opts.index_dir.join(format!("{user}.moving")),
+            relocating: RwLock::new(()),
+            migration: AsyncMutex::new(()),
             append_ack: self.opts.append_ack,
             read_concurrency: self.opts.read_concurrency.max(1),
             report,
@@ -182,11 +186,19 @@ pub struct Adopted {
     pub internal_date: Timestamp,
 }
 
-/// One user's mail: the index and the backend holding the bodies.
+/// One user's mail: the index and the stores holding the bodies.
 pub struct UserStore {
     name: String,
     index: UserIndex,
-    backend: Arc<dyn Backend>,
+    pub(crate) stores: BodyStores,
+    /// The intent file of a migration in progress (see `relocate`).
+    pub(crate) moves: PathBuf,
+    // Expunges hold it shared from their snapshot to their body deletes, a migration holds it
+    // exclusively while it switches locations: an expunge never deletes a body's old copy
+    // while its new one leaks.
+    pub(crate) relocating: RwLock<()>,
+    // One migration per user at a time.
+    pub(crate) migration: AsyncMutex<()>,
     append_ack: AckPolicy,
     read_concurrency: usize,
     report: RecoveryReport,
@@ -203,9 +215,14 @@ impl UserStore {
         &self.index
     }
 
-    /// The backend holding the user's bodies.
+    /// The store new bodies go to.
     pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+        self.stores.main()
+    }
+
+    /// Every store the user's bodies may be in.
+    pub fn stores(&self) -> &BodyStores {
+        &self.stores
     }
 
     /// What opening the index found.
@@ -306,6 +323,8 @@ impl UserStore {
             )));
         }
         let guids: Vec<Guid> = snap.messages(rec.id)?.iter().map(|m| m.guid).collect();
+        let _moving = self.relocating.read().await;
+        let snap = self.snapshot()?;
         self.index.delete_mailbox(rec.id).await?;
         self.release_bodies(&snap, guids).await;
         Ok(())
@@ -418,7 +437,7 @@ impl UserStore {
                     guid,
                     size,
                     location: BodyLocation {
-                        store: StoreId(0),
+                        store: self.stores.main_id(),
                         key,
                     },
                     parsed,
@@ -427,7 +446,7 @@ impl UserStore {
                 internal_date: date,
             });
         }
-        let receipt = self.backend.commit(batch).await?;
+        let receipt = self.stores.main().commit(batch).await?;
         if self.append_ack == AckPolicy::Acked {
             receipt.acked().await?;
         }
@@ -445,7 +464,7 @@ impl UserStore {
                     guid: Guid(rand::random()),
                     size: a.raw.len() as u64,
                     location: BodyLocation {
-                        store: StoreId(0),
+                        store: self.stores.main_id(),
                         key: a.key,
                     },
                     parsed: crate::parse(&a.raw),
@@ -460,6 +479,7 @@ impl UserStore {
     /// Expunges `uids` from a mailbox and deletes bodies no longer referenced; returns the UIDs
     /// expunged.
     pub async fn expunge(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
+        let _moving = self.relocating.read().await;
         let snap = self.snapshot()?;
         let mut guids = Vec::new();
         for &uid in &uids {
@@ -475,52 +495,74 @@ impl UserStore {
     /// Deletes the bodies of `guids` whose content records are gone from the index.
     async fn release_bodies(&self, before: &Snapshot, guids: Vec<Guid>) {
         let Ok(now) = self.snapshot() else { return };
-        let mut batch = Batch::new();
-        let mut any = false;
+        let mut gone = Vec::new();
         for g in guids {
             if matches!(now.content(&g), Ok(None))
-                && let Ok(Some(c)) = before.content(&g)
-                && let Ok(key) = Key::new(c.location.key)
+                && let Ok(Some(c)) = before.content_parts(&g, Parts::default())
             {
-                batch = batch.delete(key);
-                any = true;
+                gone.push(c.location);
             }
         }
-        if any && let Err(e) = self.backend.commit(batch).await {
+        if let Err(e) = self.delete_bodies(gone).await {
             // The index no longer refers to these bodies; a failed delete leaks space, not mail.
             tracing::warn!(user = %self.name, error = %e, "could not delete expunged bodies");
         }
     }
 
-    /// Reads bodies (or byte ranges of them) concurrently, answering in request order.
-    pub fn bodies(
-        &self,
-        reads: Vec<(BodyLocation, Option<std::ops::Range<u64>>)>,
-    ) -> BoxStream<'_, Result<Bytes>> {
-        let mut keyed = Vec::with_capacity(reads.len());
-        let mut bad = None;
-        for (loc, range) in reads {
-            match Key::new(loc.key) {
-                Ok(key) => keyed.push(Read { key, range }),
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
+    /// Deletes bodies, one batch per store; returns once every store has them soft-done.
+    pub(crate) async fn delete_bodies(&self, locations: Vec<BodyLocation>) -> Result<()> {
+        let mut per_store: Vec<(StoreId, Batch)> = Vec::new();
+        for loc in locations {
+            let key = Key::new(loc.key)?;
+            match per_store.iter_mut().find(|(id, _)| *id == loc.store) {
+                Some((_, batch)) => *batch = std::mem::take(batch).delete(key),
+                None => per_store.push((loc.store, Batch::new().delete(key))),
             }
         }
-        if let Some(e) = bad {
-            return futures::stream::once(async move { Err(StoreError::Backend(e)) }).boxed();
+        for (id, batch) in per_store {
+            self.stores.get(id)?.commit(batch).await?;
         }
-        self.backend
-            .get_many(keyed, self.read_concurrency)
-            .map(|r| r.map_err(StoreError::from))
+        Ok(())
+    }
+
+    /// Reads bodies (or byte ranges of them) concurrently, answering in request order.
+    pub fn bodies(&self, reads: Vec<BodyRead>) -> BoxStream<'_, Result<Bytes>> {
+        futures::stream::iter(reads)
+            .map(move |r| self.read_body(r))
+            .buffered(self.read_concurrency)
             .boxed()
     }
 
-    /// Waits until every body written so far is acked by the store (shutdown).
+    async fn read_body(&self, r: BodyRead) -> Result<Bytes> {
+        match self.read_at(&r.location, r.range.clone()).await {
+            Err(StoreError::Backend(e)) if e.kind == ErrorKind::NotFound => {
+                // A migration may have moved it since the caller's snapshot: read it where the
+                // index says it is now.
+                let now = self.snapshot()?.content_parts(&r.guid, Parts::default())?;
+                match now {
+                    Some(c) if c.location != r.location => self.read_at(&c.location, r.range).await,
+                    _ => Err(e.into()),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn read_at(
+        &self,
+        loc: &BodyLocation,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes> {
+        let key = Key::new(loc.key.clone())?;
+        Ok(self.stores.get(loc.store)?.get(&key, range).await?)
+    }
+
+    /// Waits until every body written so far is acked by its store (shutdown).
     pub async fn flush(&self) -> Result<()> {
         // Flushing is bounded by the last receipt issued, so this means "everything so far".
-        self.backend.flush(u64::MAX).await?;
+        for (_, b) in self.stores.all() {
+            b.flush(u64::MAX).await?;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
-//! Wiring the configured storage to the mail store: one backend per user, opened once and
-//! reused. A store shared by every user (SQL, S3) is connected at start, wrapped in the delay
-//! backend when the configuration injects latency, and put behind the staging journal; each
-//! user sees it under a prefix of their name. A Maildir is opened per user.
+//! Wiring the configured stores to the mail store. A store shared by every user (SQL, S3) is
+//! connected at start, wrapped in the delay backend when the configuration injects latency, and
+//! put behind its staging journal; each user sees it under a prefix of their name. A Maildir is
+//! opened per user. Every user gets every configured store, keyed by its id, so bodies are
+//! read wherever the index says they are while new ones go to the main store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,21 +13,28 @@ use strata_backend_journal::{Journal, JournalOptions, JournalStats};
 use strata_backend_maildir::MaildirBackend;
 use strata_backend_s3::{S3Backend, S3Options};
 use strata_backend_sql::{SqlBackend, SqlOptions};
-use strata_config::{Backend as BackendConfig, Delay, S3, Storage};
-use strata_mailstore::BackendFactory;
+use strata_config::{Backend as BackendConfig, Delay, S3, Storage, Store};
+use strata_index::StoreId;
+use strata_mailstore::{BackendFactory, BodyStores};
 
 /// A backend wrapped in injected latency.
 type Delayed = Arc<DelayBackend<Arc<dyn Backend>>>;
 
-/// The backends opened so far, by user.
-#[derive(Default)]
-pub struct Backends {
-    open: Mutex<HashMap<String, Arc<dyn Backend>>>,
-    delayed: Mutex<Vec<Delayed>>,
+/// One configured store, connected.
+struct Connected {
+    cfg: Store,
     /// The store every user shares (SQL, S3), each under a prefix of their name.
     shared: Option<Arc<dyn Backend>>,
     /// The journal in front of the shared store, when there is one.
     journal: Option<Arc<Journal>>,
+}
+
+/// The configured stores, and each user's view of them opened so far.
+#[derive(Default)]
+pub struct Backends {
+    stores: Vec<Connected>,
+    open: Mutex<HashMap<String, BodyStores>>,
+    delayed: Mutex<Vec<Delayed>>,
 }
 
 /// The S3 backend's options from the configuration.
@@ -47,10 +55,10 @@ pub fn s3_options(c: &S3) -> S3Options {
     o
 }
 
-/// Connects the store every user shares (none for Maildir): a wrong URL, wrong credentials,
+/// Connects a store every user shares (none for Maildir): a wrong URL, wrong credentials,
 /// a missing bucket or an unreachable server are errors here.
-pub async fn reach(storage: &Storage) -> Result<Option<Arc<dyn Backend>>, BackendError> {
-    Ok(match &storage.backend {
+pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
+    Ok(match &store.backend {
         BackendConfig::Maildir { .. } => None,
         BackendConfig::Sql {
             url,
@@ -93,16 +101,32 @@ fn delay_config(d: &Delay) -> DelayConfig {
 }
 
 impl Backends {
-    /// Connects the shared store and opens the journal in front of it (uploading whatever a
-    /// previous run left unacked).
+    /// Connects every shared store and opens the journal in front of each (uploading whatever
+    /// a previous run left unacked). An error names the store.
     pub async fn connect(storage: &Storage) -> Result<Backends, BackendError> {
-        let backends = Backends::default();
-        let Some(store) = reach(storage).await? else {
-            return Ok(backends);
+        let mut backends = Backends::default();
+        for cfg in storage.stores() {
+            let connected = backends.connect_one(cfg).await.map_err(|mut e| {
+                e.message = format!("store {:?}: {}", cfg.name, e.message);
+                e
+            })?;
+            backends.stores.push(connected);
+        }
+        Ok(backends)
+    }
+
+    async fn connect_one(&self, cfg: &Store) -> Result<Connected, BackendError> {
+        let mut connected = Connected {
+            cfg: cfg.clone(),
+            shared: None,
+            journal: None,
         };
-        let store = backends.delayed(store, storage);
-        let (shared, journal) = if storage.journal.enabled {
-            let j = &storage.journal;
+        let Some(store) = reach(cfg).await? else {
+            return Ok(connected);
+        };
+        let store = self.delayed(store, cfg.delay.as_ref());
+        if cfg.journal.enabled {
+            let j = &cfg.journal;
             let opts = JournalOptions {
                 dir: j.dir.clone(),
                 max_bytes: j.max_bytes,
@@ -110,20 +134,17 @@ impl Backends {
                 uploads: j.uploads as usize,
             };
             let journal = Arc::new(Journal::open(store, opts).await?);
-            (journal.clone() as Arc<dyn Backend>, Some(journal))
+            connected.shared = Some(journal.clone());
+            connected.journal = Some(journal);
         } else {
-            (store, None)
-        };
-        Ok(Backends {
-            shared: Some(shared),
-            journal,
-            ..backends
-        })
+            connected.shared = Some(store);
+        }
+        Ok(connected)
     }
 
     /// `store` in the configured latency injection, if any (kept for its statistics).
-    fn delayed(&self, store: Arc<dyn Backend>, storage: &Storage) -> Arc<dyn Backend> {
-        match &storage.delay {
+    fn delayed(&self, store: Arc<dyn Backend>, delay: Option<&Delay>) -> Arc<dyn Backend> {
+        match delay {
             None => store,
             Some(d) => {
                 let delayed = Arc::new(DelayBackend::new(store, delay_config(d)));
@@ -136,18 +157,42 @@ impl Backends {
         }
     }
 
-    /// The journal's lag and totals, when there is a journal.
+    /// The main store's journal lag and totals, when it has a journal.
     pub fn journal_stats(&self) -> Option<JournalStats> {
-        self.journal.as_ref().map(|j| j.stats())
+        self.stores
+            .first()
+            .and_then(|s| s.journal.as_ref())
+            .map(|j| j.stats())
+    }
+
+    /// Every journal's lag, by store name.
+    pub fn journals(&self) -> Vec<(String, JournalStats)> {
+        self.stores
+            .iter()
+            .filter_map(|s| Some((s.cfg.name.clone(), s.journal.as_ref()?.stats())))
+            .collect()
+    }
+
+    /// The id of the store called `name`.
+    pub fn store_id(&self, name: &str) -> Option<StoreId> {
+        self.stores
+            .iter()
+            .find(|s| s.cfg.name == name)
+            .map(|s| StoreId(s.cfg.id))
+    }
+
+    /// The configured stores' names, the main one first.
+    pub fn store_names(&self) -> Vec<String> {
+        self.stores.iter().map(|s| s.cfg.name.clone()).collect()
     }
 
     /// The factory the mail store calls at each user's first login.
-    pub fn factory(self: &Arc<Self>, storage: Storage) -> BackendFactory {
+    pub fn factory(self: &Arc<Self>) -> BackendFactory {
         let me = self.clone();
-        Arc::new(move |user: &str| me.open(&storage, user))
+        Arc::new(move |user: &str| me.open(user))
     }
 
-    fn open(&self, storage: &Storage, user: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    fn open(&self, user: &str) -> Result<BodyStores, BackendError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = open.get(user) {
             return Ok(b.clone());
@@ -159,22 +204,32 @@ impl Backends {
                 format!("bad user name {user:?}"),
             ));
         }
-        let backend: Arc<dyn Backend> = match (&storage.backend, &self.shared) {
-            (BackendConfig::Maildir { root }, _) => {
-                let maildir: Arc<dyn Backend> = Arc::new(MaildirBackend::open(root.join(user))?);
-                self.delayed(maildir, storage)
-            }
-            (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
-            (_, None) => {
-                return Err(BackendError::new(
-                    "server",
-                    ErrorKind::Unavailable,
-                    "the shared store was not connected at start",
-                ));
-            }
-        };
-        open.insert(user.to_string(), backend.clone());
-        Ok(backend)
+        let mut views = Vec::with_capacity(self.stores.len());
+        for s in &self.stores {
+            let view: Arc<dyn Backend> = match (&s.cfg.backend, &s.shared) {
+                (BackendConfig::Maildir { root }, _) => {
+                    let maildir: Arc<dyn Backend> =
+                        Arc::new(MaildirBackend::open(root.join(user))?);
+                    self.delayed(maildir, s.cfg.delay.as_ref())
+                }
+                (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
+                (_, None) => {
+                    return Err(BackendError::new(
+                        "server",
+                        ErrorKind::Unavailable,
+                        format!("store {:?} was not connected at start", s.cfg.name),
+                    ));
+                }
+            };
+            views.push((StoreId(s.cfg.id), view));
+        }
+        let mut views = views.into_iter();
+        let (main, backend) = views.next().ok_or_else(|| {
+            BackendError::new("server", ErrorKind::Unavailable, "no store is configured")
+        })?;
+        let stores = views.fold(BodyStores::new(main, backend), |b, (id, v)| b.with(id, v));
+        open.insert(user.to_string(), stores.clone());
+        Ok(stores)
     }
 
     /// What the delay backends have seen, summed (reads and commits) and maximised (reads in
@@ -204,7 +259,7 @@ impl Backends {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .flat_map(|b| b.all().map(|(_, b)| b.clone()).collect::<Vec<_>>())
             .collect()
     }
 }

@@ -3,14 +3,17 @@
 //! The server side of Strata that is not the IMAP protocol itself: the account database
 //! ([`users`], argon2id hashes), TLS ([`tls`]: configured files or a self-signed certificate
 //! made once and reused), password checks with per-address limits ([`auth`]), the wiring of
-//! configured storage to the mail store ([`backends`]), the IMAP service ([`serve`]:
-//! listeners, connection limits, graceful shutdown), and Maildir import and index rebuild
+//! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
+//! listeners, connection limits, graceful shutdown), the admin control socket ([`control`]),
+//! migration of bodies between stores ([`migrate`]), and Maildir import and index rebuild
 //! ([`maildir_scan`], [`import`]). The only crate that opens sockets.
 
 pub mod auth;
 pub mod backends;
+pub mod control;
 pub mod import;
 pub mod maildir_scan;
+pub mod migrate;
 pub mod serve;
 pub mod tls;
 pub mod users;

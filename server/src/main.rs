@@ -58,6 +58,24 @@ enum Command {
         #[command(subcommand)]
         action: IndexAction,
     },
+    /// Moves users' message bodies to another configured store (`[storage]` or
+    /// `[stores.NAME]`), batch by batch: copied, acked there, switched in the index, then
+    /// deleted from where they were. Through the running server when there is one (users keep
+    /// working); safe to interrupt and run again.
+    Migrate {
+        /// The store to move bodies to, by name (`main` is `[storage]` unless it sets a name).
+        #[arg(long)]
+        to: String,
+        /// The account.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        user: Option<String>,
+        /// Every account with mail.
+        #[arg(long)]
+        all: bool,
+        /// Bodies per batch (each batch is acked by the target before the index switches).
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
+        batch: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,7 +143,7 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     };
     if let Some(d) = &cli.data_dir {
         // A maildir root left at its default follows the data directory.
-        if let strata_config::Backend::Maildir { root } = &mut cfg.storage.backend
+        if let strata_config::Backend::Maildir { root } = &mut cfg.storage.main.backend
             && *root == cfg.data_dir.join("mail")
         {
             *root = d.join("mail");
@@ -225,10 +243,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .enable_all()
                     .build()
                     .context("starting the runtime")?;
-                runtime
-                    .block_on(strata_server::backends::reach(&cfg.storage))
-                    .context("storage")?;
-                println!("storage: reachable");
+                for store in cfg.storage.stores() {
+                    runtime
+                        .block_on(strata_server::backends::reach(store))
+                        .with_context(|| format!("store {:?}", store.name))?;
+                    println!("store {:?}: reachable", store.name);
+                }
             }
             match &cli.config {
                 Some(p) => println!("{}: ok", p.display()),
@@ -244,6 +264,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import {
             source: ImportSource::Maildir { path, user },
         } => fill(&config(&cli)?, user, Some(path))?,
+        Command::Migrate {
+            to,
+            user,
+            all,
+            batch,
+        } => {
+            let cfg = config(&cli)?;
+            let users = match (user, all) {
+                (Some(u), false) => {
+                    strata_server::users::check_name(u)?;
+                    strata_server::migrate::Users::One(u.clone())
+                }
+                _ => strata_server::migrate::Users::All,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let opts = strata_mailstore::RelocateOptions {
+                batch: usize::from(*batch),
+                ..Default::default()
+            };
+            let last = runtime.block_on(strata_server::migrate::run(
+                &cfg,
+                to,
+                users,
+                &opts,
+                &mut |line| {
+                    println!("{line}");
+                    true
+                },
+            ))?;
+            println!("{last}");
+        }
         Command::User { action } => {
             let cfg = config(&cli)?;
             let db = UserDb::new(cfg.data_dir.join("users"));
@@ -296,7 +350,7 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
     runtime.block_on(async {
         std::fs::create_dir_all(cfg.data_dir.join("index"))?;
         let index = strata_server::index_path(&cfg.data_dir, user);
-        let backend_root = match &cfg.storage.backend {
+        let backend_root = match &cfg.storage.main.backend {
             strata_config::Backend::Maildir { root } => Some(root.join(user)),
             strata_config::Backend::Sql { .. } | strata_config::Backend::S3(_) => None,
         };

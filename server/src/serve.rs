@@ -67,6 +67,7 @@ pub struct Running {
     pub store: Arc<Mailstore>,
     shutdown: watch::Sender<bool>,
     conns: Arc<Connections>,
+    control: std::path::PathBuf,
 }
 
 /// Connection counts, total and per address.
@@ -154,7 +155,7 @@ pub async fn mailstore(
                 ..IndexOptions::default()
             },
         },
-        backends.factory(cfg.storage.clone()),
+        backends.factory(),
     ));
     Ok((store, backends))
 }
@@ -205,6 +206,15 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
             }
         }
     });
+    let control = crate::control::bind(&cfg.data_dir)
+        .await
+        .map_err(dir_err(&crate::control::socket_path(&cfg.data_dir)))?;
+    tokio::spawn(crate::control::serve(
+        control,
+        store.clone(),
+        backends.clone(),
+        rx.clone(),
+    ));
     let mut running = Running {
         imap: None,
         imaps: None,
@@ -212,6 +222,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         store,
         shutdown,
         conns,
+        control: crate::control::socket_path(&cfg.data_dir),
     };
     for (addr, implicit) in [(cfg.imap.starttls, false), (cfg.imap.tls, true)] {
         let Some(addr) = addr else { continue };
@@ -281,6 +292,7 @@ impl Running {
             );
         }
         self.store.close_idle().await;
+        let _ = std::fs::remove_file(&self.control);
         tracing::info!("stopped");
     }
 }

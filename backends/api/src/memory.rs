@@ -44,6 +44,12 @@ impl MemoryBackend {
         self.reads.load(Ordering::Relaxed)
     }
 
+    /// The keys it holds, in order.
+    pub fn keys(&self) -> Vec<Key> {
+        let objects = self.objects.read().unwrap_or_else(|p| p.into_inner());
+        objects.keys().cloned().collect()
+    }
+
     fn err(&self, kind: ErrorKind, message: String) -> BackendError {
         BackendError::new("memory", kind, message)
     }

@@ -134,7 +134,7 @@ async fn in_process_strata(latency_ms: u64, acked: bool) -> (TestServer, Target)
         }
         if latency_ms > 0 {
             let l = Duration::from_millis(latency_ms);
-            c.storage.delay = Some(strata_config::Delay {
+            c.storage.main.delay = Some(strata_config::Delay {
                 seed: 1,
                 read: l,
                 read_jitter: l / 10,
@@ -331,8 +331,13 @@ async fn sweep(args: SweepArgs) {
         "fetch-bodies",
         "search-header",
     ]);
-    // Per latency: the phases at soft-done, then APPEND again at acked.
-    let mut rows: Vec<(u64, Vec<PhaseResult>, Option<PhaseResult>)> = Vec::new();
+    // Per latency: the phases at soft-done, then the APPEND phases again at acked.
+    let appends: Vec<String> = phases
+        .iter()
+        .filter(|p| p.starts_with("append-"))
+        .cloned()
+        .collect();
+    let mut rows: Vec<(u64, Vec<PhaseResult>, Vec<PhaseResult>)> = Vec::new();
     for &l in &args.latencies {
         let (mut server, target) = in_process_strata(l, false).await;
         let results = bench::run(std::slice::from_ref(&target), &phases, &o).await;
@@ -342,19 +347,19 @@ async fn sweep(args: SweepArgs) {
             "latency {l} ms: backend saw {} reads, at most {} in flight",
             reads.reads, reads.max_reads_in_flight
         );
-        let acked = if phases.iter().any(|p| p == "append-1") {
-            let (mut server, target) = in_process_strata(l, true).await;
-            let r = bench::run(std::slice::from_ref(&target), &["append-1".to_string()], &o).await;
-            server.stop().await;
-            r.into_iter().next().and_then(|mut v| v.pop())
+        let acked = if appends.is_empty() {
+            Vec::new()
         } else {
-            None
+            let (mut server, target) = in_process_strata(l, true).await;
+            let r = bench::run(std::slice::from_ref(&target), &appends, &o).await;
+            server.stop().await;
+            r.into_iter().next().unwrap_or_default()
         };
         rows.push((l, results.into_iter().next().unwrap_or_default(), acked));
     }
     let mut text = format!(
-        "\n### Latency sweep: {} messages (seed {}), {} repeats, {} bodies per fetch; reads and acks delayed by the latency ±10%; soft-done is local\n\n| phase |",
-        o.messages, o.seed, o.repeats, o.random_bodies
+        "\n### Latency sweep: {} messages (seed {}), {} repeats, {} bodies per fetch, {} connections for append-n; reads and acks delayed by the latency ±10%; soft-done is local\n\n| phase |",
+        o.messages, o.seed, o.repeats, o.random_bodies, o.connections
     );
     for (l, _, _) in &rows {
         text.push_str(&format!(" {l} ms |"));
@@ -364,30 +369,26 @@ async fn sweep(args: SweepArgs) {
         text.push_str("---:|");
     }
     text.push('\n');
+    let p50 = |r: Option<&PhaseResult>| {
+        r.map(|r| r.quantile(0.5).as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
     for (i, phase) in phases.iter().enumerate() {
-        let label = if phase == "append-1" {
-            "append-1 (answer at soft-done), p50 ms".to_string()
+        let label = if phase.starts_with("append-") {
+            format!("{phase} (answer at soft-done), p50 ms")
         } else {
             format!("{phase}, p50 ms")
         };
         text.push_str(&format!("| {label} |"));
         for (_, r, _) in &rows {
-            let v = r
-                .get(i)
-                .map(|r| r.quantile(0.5).as_secs_f64() * 1000.0)
-                .unwrap_or(0.0);
-            text.push_str(&format!(" {v:.2} |"));
+            text.push_str(&format!(" {:.2} |", p50(r.get(i))));
         }
         text.push('\n');
     }
-    if rows.iter().any(|r| r.2.is_some()) {
-        text.push_str("| append-1 (answer at acked), p50 ms |");
+    for (i, phase) in appends.iter().enumerate() {
+        text.push_str(&format!("| {phase} (answer at acked), p50 ms |"));
         for (_, _, a) in &rows {
-            let v = a
-                .as_ref()
-                .map(|r| r.quantile(0.5).as_secs_f64() * 1000.0)
-                .unwrap_or(0.0);
-            text.push_str(&format!(" {v:.2} |"));
+            text.push_str(&format!(" {:.2} |", p50(a.get(i))));
         }
         text.push('\n');
     }

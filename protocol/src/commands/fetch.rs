@@ -14,7 +14,7 @@ use imap_codec::imap_types::fetch::{
 use imap_codec::imap_types::sequence::SequenceSet;
 use strata_index::{ContentRecord, Flags, Parts, StoreOp, SystemFlags, Timestamp, Uid};
 
-use strata_mailstore::SYNCED_HEADERS;
+use strata_mailstore::{BodyRead, SYNCED_HEADERS};
 
 use crate::encode::Out;
 use crate::respond::Responder;
@@ -320,7 +320,11 @@ pub(super) async fn fetch(
             let c = p.content.as_ref()?;
             let range = p.read.clone()?;
             let whole = range.start == 0 && range.end >= c.size;
-            Some((c.location.clone(), if whole { None } else { Some(range) }))
+            Some(BodyRead {
+                guid: c.guid,
+                location: c.location.clone(),
+                range: if whole { None } else { Some(range) },
+            })
         })
         .collect();
     let mut bodies = user.bodies(reads);

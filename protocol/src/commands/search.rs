@@ -8,7 +8,7 @@ use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 use strata_index::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
-use strata_mailstore::{SYNCED_HEADERS, body_text, decode_header, parse_date};
+use strata_mailstore::{BodyRead, SYNCED_HEADERS, body_text, decode_header, parse_date};
 
 use crate::respond::Responder;
 use crate::selected::{Selected, ranges};
@@ -314,7 +314,13 @@ pub(super) async fn search(
             .iter()
             .zip(&ranges)
             .filter_map(|(c, rs)| Some((c.as_ref()?, rs)))
-            .flat_map(|(c, rs)| rs.iter().map(|r| (c.location.clone(), Some(r.clone()))))
+            .flat_map(|(c, rs)| {
+                rs.iter().map(|r| BodyRead {
+                    guid: c.guid,
+                    location: c.location.clone(),
+                    range: Some(r.clone()),
+                })
+            })
             .collect();
         let mut bodies = user.bodies(reads);
         for (i, (seq, e)) in entries.iter().enumerate() {

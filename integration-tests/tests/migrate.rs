@@ -1,0 +1,263 @@
+//! `strata migrate`: a user's bodies move from Maildir to S3 through the running server's
+//! control socket while the user keeps reading and writing, and a migration killed with SIGKILL
+//! again and again, run once more, ends with every body in the target and none left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use strata_config::{Backend, Config, Store};
+use strata_integration_tests::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use strata_integration_tests::stores::s3_backend;
+use strata_integration_tests::{Client, Reply, TestServer, plain_message};
+
+/// Message files under a Maildir root (bodies, not the folder skeleton).
+fn maildir_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d == "cur" || d == "new")
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
+/// The FETCH responses of a reply.
+fn fetched(r: &Reply) -> Vec<&str> {
+    r.untagged
+        .iter()
+        .filter(|l| l.contains(" FETCH "))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The bodies of every message of `mailbox`, by UID, as one reply text.
+async fn all_bodies(c: &mut Client, mailbox: &str) -> String {
+    c.ok(&format!("EXAMINE {mailbox}")).await;
+    let r = c.ok("UID FETCH 1:* (BODY.PEEK[])").await;
+    fetched(&r).join("\n")
+}
+
+/// The main store on Maildir (id 0), as before a migration.
+fn on_maildir(c: &mut Config) {
+    c.storage.main.backend = Backend::Maildir {
+        root: c.data_dir.join("mail"),
+    };
+    c.storage.main.journal.enabled = false;
+}
+
+/// After: new bodies go to S3 (id 1); the Maildir stays as store `old` (id 0).
+fn on_s3_with_old_maildir(c: &mut Config, s3: &S3Server) {
+    let old = Store {
+        name: "old".into(),
+        ..c.storage.main.clone()
+    };
+    c.storage.main.id = 1;
+    c.storage.main.backend = s3_backend(s3);
+    c.storage.main.journal.enabled = true;
+    c.storage.main.journal.dir = c.data_dir.join("journal");
+    c.storage.others = vec![old];
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_moves_from_maildir_to_s3_while_reading_and_writing() {
+    let mut t = TestServer::start_with(on_maildir).await;
+    let mut c = t.login("alice").await;
+    c.fill("INBOX", 150, "before").await;
+    c.ok("CREATE Work").await;
+    c.fill("Work", 30, "work").await;
+    c.ok("SELECT INBOX").await;
+    c.ok("COPY 1:20 Work").await;
+    c.ok("STORE 5 +FLAGS (\\Flagged)").await;
+    let inbox = all_bodies(&mut c, "INBOX").await;
+    let work = all_bodies(&mut c, "Work").await;
+    assert_eq!(inbox.matches("body of message").count(), 150);
+    drop(c);
+    let mail = t.data_dir.join("mail");
+    assert_eq!(maildir_files(&mail).len(), 180);
+
+    t.stop().await;
+    let s3 = S3Server::start(&t.root.path().join("s3"), "strata")
+        .await
+        .unwrap();
+    on_s3_with_old_maildir(&mut t.config, &s3);
+    t.restart().await;
+
+    // Before the migration, old bodies are read from the Maildir, new ones go to S3.
+    let mut c = t.login("alice").await;
+    assert_eq!(all_bodies(&mut c, "INBOX").await, inbox);
+    c.ok("SELECT INBOX").await;
+    let r = c
+        .append("INBOX", "\\Seen", &plain_message(999, "during"))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(maildir_files(&mail).len(), 180);
+
+    // A second session of the same user reads every body again and again meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = t.login("alice").await;
+    let reading = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            reader.ok("EXAMINE INBOX").await;
+            while !stop.load(Ordering::SeqCst) || rounds == 0 {
+                let r = reader.cmd("FETCH 1:* (BODY.PEEK[])").await;
+                assert!(r.is_ok(), "a FETCH during the migration failed: {r:?}");
+                assert_eq!(fetched(&r).len(), 151);
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut lines = Vec::new();
+    let done = strata_server::control::request(&t.data_dir, "migrate main alice 16", &mut |l| {
+        lines.push(l.to_string())
+    })
+    .await
+    .unwrap()
+    .expect("the running server answers on its control socket");
+    stop.store(true, Ordering::SeqCst);
+    let rounds = reading.await.unwrap();
+    assert!(done.contains("180/180 moved"), "{done}");
+    assert!(!lines.is_empty());
+    assert!(rounds >= 1);
+
+    assert!(
+        maildir_files(&mail).is_empty(),
+        "the Maildir keeps nothing: {:?}",
+        maildir_files(&mail)
+    );
+    // Flags, copies and bodies as before, all read from S3 now.
+    assert_eq!(all_bodies(&mut c, "Work").await, work);
+    let now = all_bodies(&mut c, "INBOX").await;
+    assert!(now.starts_with(&inbox), "old bodies unchanged");
+    assert!(now.contains("body of message 999"));
+    let r = c.ok("FETCH 5 (FLAGS)").await;
+    assert!(r.has("\\Flagged"), "{r:?}");
+
+    // Again: nothing to do. A store nobody configured: an error naming the ones there are.
+    let again = strata_server::control::request(&t.data_dir, "migrate main alice", &mut |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.contains("0/0 moved"), "{again}");
+    let err = strata_server::control::request(&t.data_dir, "migrate tape alice", &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no store is named \"tape\"") && err.contains("main, old"),
+        "{err}"
+    );
+    let err = strata_server::control::request(&t.data_dir, "migrate main ../x", &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a user name"), "{err}");
+
+    // After a restart, with the Maildir store still configured but empty, all is in place.
+    t.restart().await;
+    let mut c = t.login("alice").await;
+    assert_eq!(all_bodies(&mut c, "Work").await, work);
+    t.stop().await;
+}
+
+fn config_text(root: &Path, s3: &S3Server) -> String {
+    format!(
+        r#"data_dir = "{data}"
+[imap]
+starttls = "127.0.0.1:0"
+tls = ""
+[storage]
+name = "s3"
+id = 1
+backend = "s3"
+[storage.s3]
+endpoint = "{endpoint}"
+bucket = "strata"
+prefix = "bodies/"
+region = "us-east-1"
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[storage.delay]
+write_ms = 60
+read_ms = 5
+[stores.old]
+id = 0
+backend = "maildir"
+[log]
+level = "warn"
+"#,
+        data = root.join("data").display(),
+        endpoint = s3.endpoint(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_killed_again_and_again_finishes_and_loses_nothing() {
+    let mut t = TestServer::start_with(on_maildir).await;
+    let mut c = t.login("alice").await;
+    for i in 1..=300 {
+        let r = c
+            .append("INBOX", "", &plain_message(i, &format!("kill {i}")))
+            .await;
+        assert!(r.is_ok());
+    }
+    let before = all_bodies(&mut c, "INBOX").await;
+    drop(c);
+    t.stop().await;
+    let mail = t.data_dir.join("mail");
+    assert_eq!(maildir_files(&mail).len(), 300);
+
+    let s3 = S3Server::start(&t.root.path().join("s3"), "strata")
+        .await
+        .unwrap();
+    let cfg_path = t.root.path().join("strata.toml");
+    std::fs::write(&cfg_path, config_text(t.root.path(), &s3)).unwrap();
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_migrate-config"))
+            .args([cfg_path.to_str().unwrap(), "s3", "alice", "--batch", "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("migration process")
+    };
+    let mut interrupted = 0;
+    for round in 0..5u64 {
+        let mut child = migrate();
+        tokio::time::sleep(Duration::from_millis(250 + 170 * round)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let left = maildir_files(&mail).len();
+        if left > 0 && left < 300 {
+            interrupted += 1;
+        }
+    }
+    assert!(interrupted >= 2, "the kills landed mid-way");
+    let out = migrate().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("0 damaged"), "{text}");
+    assert!(maildir_files(&mail).is_empty(), "{text}");
+    assert!(!t.data_dir.join("index").join("alice.moving").exists());
+
+    // The server on the same configuration answers every body, from S3.
+    t.config = strata_config::load(&cfg_path).unwrap();
+    t.restart().await;
+    let mut c = t.login("alice").await;
+    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
+    t.stop().await;
+}

@@ -1,0 +1,319 @@
+//! Moving one user's bodies to another store (`strata migrate`) while the user's sessions go
+//! on. Bodies are read from where they are (concurrently), written to the target in batches
+//! that must be acked there, switched in the index, and only then deleted from the source.
+//!
+//! Before a batch touches anything, an intent file (`<index_dir>/<user>.moving`) lists both
+//! locations of each of its bodies. At any moment the index refers to exactly one of the two
+//! (or neither, once expunged), so after an interruption the other one is garbage: the next
+//! run deletes every listed location the index does not refer to, then starts over. Nothing
+//! the index refers to is ever deleted, and nothing is left behind.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_backend_api::{Batch, ErrorKind, Key};
+use strata_index::{BodyLocation, Durability, Guid, Parts, Snapshot, StoreId};
+
+use crate::bodies::BodyRead;
+use crate::error::{Result, StoreError};
+use crate::store::UserStore;
+
+/// How a migration batches its work.
+#[derive(Clone, Debug)]
+pub struct RelocateOptions {
+    /// Bodies per batch.
+    pub batch: usize,
+    /// Bytes per batch (a batch holds at least one body).
+    pub batch_bytes: u64,
+}
+
+impl Default for RelocateOptions {
+    fn default() -> Self {
+        RelocateOptions {
+            batch: 128,
+            batch_bytes: 32 << 20,
+        }
+    }
+}
+
+/// How far a migration has come.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelocateReport {
+    /// Bodies that were elsewhere when it started.
+    pub total: u64,
+    /// Bodies moved.
+    pub moved: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bodies expunged (or moved by someone else) while it ran.
+    pub skipped: u64,
+    /// Bodies left where they are because their size is not what the index recorded (each is
+    /// logged with its key).
+    pub damaged: u64,
+    /// Leftovers of an interrupted run, deleted first.
+    pub cleaned: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+/// One body to move.
+struct Move {
+    guid: Guid,
+    from: BodyLocation,
+    size: u64,
+}
+
+impl UserStore {
+    /// Moves every body of this user that is not in store `to` there; `progress` sees the
+    /// report after each batch and stops the move by returning false. Safe to interrupt at any
+    /// point (a crash included) and to run again.
+    pub async fn relocate(
+        &self,
+        to: StoreId,
+        opts: &RelocateOptions,
+        progress: &mut (dyn FnMut(&RelocateReport) -> bool + Send),
+    ) -> Result<RelocateReport> {
+        let started = Instant::now();
+        let Ok(_one) = self.migration.try_lock() else {
+            return Err(StoreError::Migration(format!(
+                "a migration of {} is already running",
+                self.name()
+            )));
+        };
+        let target = self.stores.get(to)?.clone();
+        let mut report = RelocateReport {
+            cleaned: self.finish_interrupted().await?,
+            ..RelocateReport::default()
+        };
+        let todo = elsewhere(&self.snapshot()?, to)?;
+        report.total = todo.len() as u64;
+        let mut rest = todo.as_slice();
+        while !rest.is_empty() && progress(&report) {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < opts.batch.max(1) && (n == 0 || bytes < opts.batch_bytes) {
+                bytes += rest[n].size;
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let intents: Vec<(Guid, BodyLocation)> = chunk
+                .iter()
+                .flat_map(|m| {
+                    [
+                        (m.guid, m.from.clone()),
+                        (
+                            m.guid,
+                            BodyLocation {
+                                store: to,
+                                key: m.from.key.clone(),
+                            },
+                        ),
+                    ]
+                })
+                .collect();
+            write_intents(&self.moves, &intents)?;
+
+            let reads = chunk
+                .iter()
+                .map(|m| BodyRead {
+                    guid: m.guid,
+                    location: m.from.clone(),
+                    range: None,
+                })
+                .collect();
+            let read: Vec<Result<bytes::Bytes>> = self.bodies(reads).collect().await;
+            let mut batch = Batch::new();
+            let mut copied = Vec::with_capacity(chunk.len());
+            for (m, body) in chunk.iter().zip(read) {
+                match body {
+                    Ok(b) if b.len() as u64 == m.size => {
+                        batch = batch.put(Key::new(m.from.key.clone())?, b);
+                        copied.push(m);
+                    }
+                    Ok(b) => {
+                        tracing::warn!(
+                            user = self.name(),
+                            key = m.from.key,
+                            store = m.from.store.0,
+                            actual = b.len(),
+                            expected = m.size,
+                            "body not migrated: its size is not what the index recorded"
+                        );
+                        report.damaged += 1;
+                    }
+                    Err(StoreError::Backend(e)) if e.kind == ErrorKind::NotFound => {
+                        if self.snapshot()?.content_refs(&m.guid)? == 0 {
+                            // Expunged since the plan was made.
+                            report.skipped += 1;
+                        } else {
+                            tracing::warn!(
+                                user = self.name(),
+                                key = m.from.key,
+                                store = m.from.store.0,
+                                "body not migrated: its store does not have it"
+                            );
+                            report.damaged += 1;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !copied.is_empty() {
+                target.commit(batch).await?.acked().await?;
+            }
+            let switches: Vec<(Guid, BodyLocation, BodyLocation)> = copied
+                .iter()
+                .map(|m| {
+                    let new = BodyLocation {
+                        store: to,
+                        key: m.from.key.clone(),
+                    };
+                    (m.guid, m.from.clone(), new)
+                })
+                .collect();
+            let switched = {
+                let _exclusive = self.relocating.write().await;
+                self.index()
+                    .write(Durability::Immediate, move |t| {
+                        switches
+                            .into_iter()
+                            .map(|(g, from, new)| t.relocate_body(g, &from, new))
+                            .collect::<strata_index::Result<Vec<bool>>>()
+                    })
+                    .await?
+            };
+            for (m, ok) in copied.iter().zip(switched) {
+                if ok {
+                    report.moved += 1;
+                    report.bytes += m.size;
+                } else {
+                    report.skipped += 1;
+                }
+            }
+            self.collect(&intents).await?;
+            clear_intents(&self.moves)?;
+            report.elapsed = started.elapsed();
+        }
+        report.elapsed = started.elapsed();
+        progress(&report);
+        Ok(report)
+    }
+
+    /// Deletes what an interrupted migration left behind; returns how many locations it
+    /// deleted.
+    async fn finish_interrupted(&self) -> Result<u64> {
+        let intents = match std::fs::read_to_string(&self.moves) {
+            Ok(text) => parse_intents(&self.moves, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(intent_error(&self.moves, e)),
+        };
+        let n = self.collect(&intents).await?;
+        clear_intents(&self.moves)?;
+        tracing::info!(
+            user = self.name(),
+            deleted = n,
+            "cleaned up after an interrupted migration"
+        );
+        Ok(n)
+    }
+
+    /// Deletes every listed location the index does not refer to; returns how many.
+    async fn collect(&self, intents: &[(Guid, BodyLocation)]) -> Result<u64> {
+        // Shared: an expunge between this snapshot and the deletes would delete one copy and
+        // leave the other.
+        let _moving = self.relocating.read().await;
+        let snap = self.snapshot()?;
+        let mut garbage = Vec::new();
+        for (guid, loc) in intents {
+            let live = snap.content_parts(guid, Parts::default())?;
+            if live.is_none_or(|c| c.location != *loc) {
+                garbage.push(loc.clone());
+            }
+        }
+        let n = garbage.len() as u64;
+        self.delete_bodies(garbage).await?;
+        Ok(n)
+    }
+}
+
+/// Every content whose body is not in `to`, in key order (bodies of one folder together).
+fn elsewhere(snap: &Snapshot, to: StoreId) -> Result<Vec<Move>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for mb in snap.mailboxes()? {
+        for m in snap.messages(mb.id)? {
+            if !seen.insert(m.guid) {
+                continue;
+            }
+            if let Some(c) = snap.content_parts(&m.guid, Parts::default())?
+                && c.location.store != to
+            {
+                out.push(Move {
+                    guid: m.guid,
+                    from: c.location,
+                    size: c.size,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.from.key.cmp(&b.from.key));
+    Ok(out)
+}
+
+/// Writes the intent file and makes it durable before any body is touched.
+fn write_intents(path: &Path, intents: &[(Guid, BodyLocation)]) -> Result<()> {
+    let mut text = String::new();
+    for (g, loc) in intents {
+        text.push_str(&format!("{g}\t{}\t{}\n", loc.store.0, loc.key));
+    }
+    let tmp = path.with_extension("moving.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| intent_error(path, e))
+}
+
+fn clear_intents(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(intent_error(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn parse_intents(path: &Path, text: &str) -> Result<Vec<(Guid, BodyLocation)>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut f = line.splitn(3, '\t');
+        let parsed = (|| {
+            let guid: Guid = f.next()?.parse().ok()?;
+            let store = StoreId(f.next()?.parse().ok()?);
+            let key = f.next()?.to_string();
+            Some((guid, BodyLocation { store, key }))
+        })();
+        match parsed {
+            Some(p) => out.push(p),
+            None => {
+                return Err(StoreError::Migration(format!(
+                    "{} line {}: not \"guid<TAB>store<TAB>key\" (the file lists the body copies of an interrupted migration)",
+                    path.display(),
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn intent_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Migration(format!("intent file {}: {e}", path.display()))
+}

@@ -1,0 +1,178 @@
+//! The control socket, `<data_dir>/control.sock` (mode 0600): admin commands that must run
+//! inside the server, because it holds the users' indexes and the journals' locks. Today it
+//! carries `migrate`. It is not a remote admin API: it is a Unix socket for the server's own
+//! account.
+//!
+//! The protocol is lines: the client sends one request (`migrate STORE USER [BATCH]`, USER
+//! `*` for everyone, BATCH bodies per batch); the server answers progress lines starting with `. `, then one final line, `ok
+//! ...` or `error ...`. A client that goes away stops the work after the batch in flight.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_mailstore::{Mailstore, RelocateOptions};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::backends::Backends;
+use crate::migrate::{Users, migrate, progress_line};
+
+/// The socket's file name in the data directory.
+pub const SOCKET: &str = "control.sock";
+
+/// The control socket of the server running on `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+/// Binds the socket, refusing when another server answers on it (a stale file from a crash is
+/// replaced).
+pub async fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if UnixStream::connect(&path).await.is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "another Strata server answers on {}: one server per data directory",
+                path.display()
+            ),
+        ));
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the socket until shutdown.
+pub async fn serve(
+    listener: UnixListener,
+    store: Arc<Mailstore>,
+    backends: Arc<Backends>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((conn, _)) => {
+                tokio::spawn(session(
+                    conn,
+                    store.clone(),
+                    backends.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn session(
+    conn: UnixStream,
+    store: Arc<Mailstore>,
+    backends: Arc<Backends>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (read, mut write) = conn.into_split();
+    let mut request = String::new();
+    let mut reader = BufReader::new(read);
+    if reader.read_line(&mut request).await.is_err() {
+        return;
+    }
+    let words: Vec<&str> = request.split_whitespace().collect();
+    let mut opts = RelocateOptions::default();
+    let (to, user) = match words.as_slice() {
+        ["migrate", to, user] => (to.to_string(), *user),
+        ["migrate", to, user, batch] if batch.parse::<usize>().is_ok_and(|b| b > 0) => {
+            opts.batch = batch.parse().unwrap_or(opts.batch);
+            (to.to_string(), *user)
+        }
+        _ => {
+            let _ = write
+                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all)\n")
+                .await;
+            return;
+        }
+    };
+    let users = match user {
+        "*" => Users::All,
+        u if crate::users::check_name(u).is_ok() => Users::One(u.to_string()),
+        u => {
+            let _ = write
+                .write_all(format!("error {u:?} is not a user name\n").as_bytes())
+                .await;
+            return;
+        }
+    };
+    tracing::info!(request = request.trim_end(), "control request");
+    // Progress goes through a channel so that a slow client never holds the migration.
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let work = tokio::spawn(async move {
+        let mut out = move |line: String| !*shutdown.borrow() && tx.send(line).is_ok();
+        migrate(&store, &backends, &to, users, &opts, &mut out).await
+    });
+    let mut client_gone = false;
+    while let Some(line) = rx.recv().await {
+        if !client_gone
+            && write
+                .write_all(format!(". {line}\n").as_bytes())
+                .await
+                .is_err()
+        {
+            // Dropping the receiver makes the next progress call say stop.
+            client_gone = true;
+            rx.close();
+        }
+    }
+    let last = match work.await {
+        Ok(Ok(r)) => format!("ok {}\n", progress_line("total", &r)),
+        Ok(Err(e)) => format!("error {e:#}\n"),
+        Err(e) => format!("error the migration task failed: {e}\n"),
+    };
+    let _ = write.write_all(last.as_bytes()).await;
+}
+
+/// Sends one request to the server on `data_dir` and hands each progress line to `line`;
+/// returns the final line's text after `ok`, or an error with the text after `error`.
+/// `Ok(None)` when no server answers on the socket.
+pub async fn request(
+    data_dir: &Path,
+    text: &str,
+    line: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Option<String>> {
+    let mut conn = match UnixStream::connect(socket_path(data_dir)).await {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => anyhow::bail!("{}: {e}", socket_path(data_dir).display()),
+    };
+    conn.write_all(format!("{text}\n").as_bytes()).await?;
+    let mut lines = BufReader::new(conn).lines();
+    while let Some(l) = lines.next_line().await? {
+        if let Some(p) = l.strip_prefix(". ") {
+            line(p);
+        } else if let Some(ok) = l.strip_prefix("ok") {
+            return Ok(Some(ok.trim_start().to_string()));
+        } else if let Some(err) = l.strip_prefix("error ") {
+            anyhow::bail!("{err}");
+        }
+    }
+    anyhow::bail!("the server closed the control connection without an answer")
+}
