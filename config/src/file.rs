@@ -386,7 +386,8 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         data_dir: &data_dir,
         journal: &ds.main.journal,
     };
-    let main = store(&mut p, &ctx, "storage", main_name, main_raw);
+    let main_journal = data_dir.join("journal");
+    let main = store(&mut p, &ctx, "storage", main_name, main_raw, main_journal);
     let mut others = Vec::new();
     for (name, raw_store) in raw.stores.unwrap_or_default() {
         let key = format!("stores.{name}");
@@ -402,7 +403,9 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
                 "needs an id: the number the index records for bodies in this store",
             );
         }
-        others.push(store(&mut p, &ctx, &key, name, raw_store));
+        // Each other store gets a journal directory of its own.
+        let journal_dir = data_dir.join(format!("journal-{name}"));
+        others.push(store(&mut p, &ctx, &key, name, raw_store, journal_dir));
     }
     let storage = crate::schema::Storage {
         main,
@@ -489,7 +492,15 @@ fn valid_store_name(n: &str) -> bool {
 }
 
 /// One store's table (`[storage]` or `[stores.NAME]`, named by `pfx`), checked.
-fn store(p: &mut Problems, ctx: &StoreContext, pfx: &str, name: String, rs: RawStore) -> Store {
+/// `journal_dir` is where its journal goes unless the table says otherwise.
+fn store(
+    p: &mut Problems,
+    ctx: &StoreContext,
+    pfx: &str,
+    name: String,
+    rs: RawStore,
+    journal_dir: PathBuf,
+) -> Store {
     let key = |k: &str| format!("{pfx}.{k}");
     let maildir_root = rs
         .maildir
@@ -521,12 +532,6 @@ fn store(p: &mut Problems, ctx: &StoreContext, pfx: &str, name: String, rs: RawS
         ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
         ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
     });
-    // The main store's journal keeps its historical directory; others get their own.
-    let journal_dir = if pfx == "storage" {
-        ctx.data_dir.join("journal")
-    } else {
-        ctx.data_dir.join(format!("journal-{name}"))
-    };
     let journal = journal(p, pfx, rs.journal, &backend, ctx, journal_dir);
     Store {
         name,

@@ -82,6 +82,15 @@ impl S3Server {
         format!("http://{}", self.addr)
     }
 
+    /// The body of a configuration file's `s3` table pointing at this server's `strata` bucket
+    /// under `prefix`.
+    pub fn toml_table(&self, prefix: &str) -> String {
+        format!(
+            "endpoint = \"{}\"\nbucket = \"strata\"\nprefix = \"{prefix}\"\nregion = \"us-east-1\"\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n",
+            self.endpoint()
+        )
+    }
+
     /// Stops listening and drops every connection: the store is down.
     pub async fn stop(&mut self) {
         if let Some(t) = self.task.take() {

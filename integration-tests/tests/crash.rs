@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_integration_tests::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use strata_integration_tests::s3server::S3Server;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 
@@ -22,20 +22,14 @@ tls = ""
 backend = "s3"
 append_ack = "soft-done"
 [storage.s3]
-endpoint = "{endpoint}"
-bucket = "strata"
-prefix = "crash/"
-region = "us-east-1"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-[storage.delay]
+{s3}[storage.delay]
 write_ms = 50
 read_ms = 50
 [log]
 level = "warn"
 "#,
         data = root.join("data").display(),
-        endpoint = s3.endpoint(),
+        s3 = s3.toml_table("crash/"),
     )
 }
 

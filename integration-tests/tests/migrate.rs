@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use strata_config::{Backend, Config, Store};
-use strata_integration_tests::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use strata_integration_tests::s3server::S3Server;
 use strata_integration_tests::stores::s3_backend;
 use strata_integration_tests::{Client, Reply, TestServer, plain_message};
 
@@ -186,13 +186,7 @@ name = "s3"
 id = 1
 backend = "s3"
 [storage.s3]
-endpoint = "{endpoint}"
-bucket = "strata"
-prefix = "bodies/"
-region = "us-east-1"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-[storage.delay]
+{s3}[storage.delay]
 write_ms = 60
 read_ms = 5
 [stores.old]
@@ -202,7 +196,7 @@ backend = "maildir"
 level = "warn"
 "#,
         data = root.join("data").display(),
-        endpoint = s3.endpoint(),
+        s3 = s3.toml_table("bodies/"),
     )
 }
 

@@ -54,6 +54,13 @@ async fn fill(user: &UserStore, n: usize) {
     user.index().copy(inbox, copied, sent).await.unwrap();
 }
 
+/// `n` messages (and copies) of user `u`, written while `old` was the main store.
+async fn written_to_old(dir: &std::path::Path, old: &Arc<MemoryBackend>, n: usize) {
+    let before = mailstore(dir, BodyStores::new(OLD, old.clone()));
+    fill(&before.user("u").await.unwrap(), n).await;
+    before.close_idle().await;
+}
+
 /// Every message's body, read through the user store, checked against what was appended.
 async fn check_all(user: &UserStore, want_store: StoreId) -> usize {
     let snap = user.snapshot().unwrap();
@@ -91,11 +98,7 @@ async fn bodies_move_to_the_target_and_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
     let old = Arc::new(MemoryBackend::new());
     let new = Arc::new(MemoryBackend::new());
-    {
-        let before = mailstore(dir.path(), BodyStores::new(OLD, old.clone()));
-        fill(&before.user("u").await.unwrap(), 300).await;
-        before.close_idle().await;
-    }
+    written_to_old(dir.path(), &old, 300).await;
     assert_eq!(old.keys().len(), 300);
     // The store new bodies go to changes; the old one is still read from.
     let after = mailstore(
@@ -176,11 +179,7 @@ async fn an_expunge_racing_the_move_loses_and_leaks_nothing() {
             ..DelayConfig::default()
         },
     ));
-    {
-        let before = mailstore(dir.path(), BodyStores::new(OLD, old.clone()));
-        fill(&before.user("u").await.unwrap(), 400).await;
-        before.close_idle().await;
-    }
+    written_to_old(dir.path(), &old, 400).await;
     let after = mailstore(dir.path(), BodyStores::new(NEW, new).with(OLD, old.clone()));
     let user = after.user("u").await.unwrap();
     let snap = user.snapshot().unwrap();
@@ -234,11 +233,7 @@ async fn leftovers_of_an_interrupted_run_are_deleted_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let old = Arc::new(MemoryBackend::new());
     let new = Arc::new(MemoryBackend::new());
-    {
-        let before = mailstore(dir.path(), BodyStores::new(OLD, old.clone()));
-        fill(&before.user("u").await.unwrap(), 20).await;
-        before.close_idle().await;
-    }
+    written_to_old(dir.path(), &old, 20).await;
     let after = mailstore(
         dir.path(),
         BodyStores::new(NEW, new.clone()).with(OLD, old.clone()),
