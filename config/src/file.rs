@@ -747,10 +747,6 @@ fn journal(
             &key("enabled"),
             "the s3 backend needs the journal: S3 has no multi-object transaction",
         ),
-        Backend::Maildir { .. } if enabled => p.add(
-            &key("enabled"),
-            "the journal fronts slow stores (sql, s3); maildir already writes to local disk",
-        ),
         _ => {}
     }
     let max_mb = p.positive(&key("max_mb"), r.max_mb, d.max_bytes >> 20);

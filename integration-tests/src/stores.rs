@@ -1,5 +1,6 @@
 //! Which body store a test server runs on. The whole IMAP suite runs once per store:
-//! `STRATA_TEST_BACKEND` is `maildir` (the default), `sqlite`, `postgres`, `mariadb` or `s3`.
+//! `STRATA_TEST_BACKEND` is `maildir` (the default), `maildir-journal` (Maildir behind the
+//! staging journal), `sqlite`, `postgres`, `mariadb` or `s3`.
 //! PostgreSQL and MariaDB are the loopback servers (a scratch database per test server,
 //! dropped after); S3 is an s3s-fs server started in the test process.
 
@@ -21,6 +22,8 @@ pub const MARIADB_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
 pub enum Store {
     /// A Maildir per user.
     Maildir,
+    /// Every user's Maildir behind the staging journal.
+    MaildirJournal,
     /// SQLite in the data directory.
     Sqlite,
     /// A scratch database on the loopback PostgreSQL.
@@ -36,12 +39,14 @@ impl Store {
     pub fn from_env() -> Store {
         match std::env::var("STRATA_TEST_BACKEND").as_deref() {
             Err(_) | Ok("" | "maildir") => Store::Maildir,
+            Ok("maildir-journal") => Store::MaildirJournal,
             Ok("sqlite") => Store::Sqlite,
             Ok("postgres") => Store::Postgres,
             Ok("mariadb") => Store::Mariadb,
             Ok("s3") => Store::S3,
             Ok(other) => panic!(
-                "STRATA_TEST_BACKEND={other:?}: expected maildir, sqlite, postgres, mariadb or s3"
+                "STRATA_TEST_BACKEND={other:?}: expected maildir, maildir-journal, sqlite, postgres, \
+                 mariadb or s3"
             ),
         }
     }
@@ -137,7 +142,7 @@ pub fn s3_backend(server: &S3Server) -> Backend {
 pub async fn configure(store: Store, config: &mut Config, root: &Path) -> Resources {
     let mut res = Resources::default();
     config.storage.main.backend = match store {
-        Store::Maildir => Backend::Maildir {
+        Store::Maildir | Store::MaildirJournal => Backend::Maildir {
             root: config.data_dir.join("mail"),
         },
         Store::Sqlite => sql_backend(format!(

@@ -1,7 +1,8 @@
 //! Wiring the configured stores to the mail store. A store shared by every user (SQL, S3) is
 //! connected at start, wrapped in the delay backend when the configuration injects latency, and
 //! put behind its staging journal; each user sees it under a prefix of their name. A Maildir is
-//! opened per user. Every user gets every configured store, keyed by its id, so bodies are
+//! opened per user, unless it is configured behind the journal: then every user's Maildir is
+//! one store, like a database. Every user gets every configured store, keyed by its id, so bodies are
 //! read wherever the index says they are while new ones go to the main store.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
-use strata_backend_maildir::MaildirBackend;
+use strata_backend_maildir::{MaildirBackend, MaildirTree};
 use strata_backend_s3::{S3Backend, S3Options};
 use strata_backend_sql::{SqlBackend, SqlOptions};
 use strata_config::{Backend as BackendConfig, Delay, S3, Storage, Store};
@@ -121,8 +122,13 @@ impl Backends {
             shared: None,
             journal: None,
         };
-        let Some(store) = reach(cfg).await? else {
-            return Ok(connected);
+        let store = match (&cfg.backend, cfg.journal.enabled) {
+            // A Maildir behind the journal is every user's Maildir as one store.
+            (BackendConfig::Maildir { root }, true) => Arc::new(MaildirTree::open(root)?),
+            _ => match reach(cfg).await? {
+                Some(store) => store,
+                None => return Ok(connected),
+            },
         };
         let store = self.delayed(store, cfg.delay.as_ref());
         if cfg.journal.enabled {
@@ -163,6 +169,16 @@ impl Backends {
             .first()
             .and_then(|s| s.journal.as_ref())
             .map(|j| j.stats())
+    }
+
+    /// Waits until every journal has written all it holds to its store.
+    pub async fn drain_journals(&self) -> Result<(), BackendError> {
+        for s in &self.stores {
+            if let Some(j) = &s.journal {
+                j.flush(u64::MAX).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Every journal's lag, by store name.
@@ -207,12 +223,12 @@ impl Backends {
         let mut views = Vec::with_capacity(self.stores.len());
         for s in &self.stores {
             let view: Arc<dyn Backend> = match (&s.cfg.backend, &s.shared) {
-                (BackendConfig::Maildir { root }, _) => {
+                (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
+                (BackendConfig::Maildir { root }, None) => {
                     let maildir: Arc<dyn Backend> =
                         Arc::new(MaildirBackend::open(root.join(user))?);
                     self.delayed(maildir, s.cfg.delay.as_ref())
                 }
-                (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
                 (_, None) => {
                     return Err(BackendError::new(
                         "server",

@@ -365,7 +365,11 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
         {
             println!("the old index is kept at {}", aside.display());
         }
-        let (store, _) = strata_server::serve::mailstore(cfg).await?;
+        let (store, backends) = strata_server::serve::mailstore(cfg).await?;
+        if from.is_none() {
+            // A rebuild reads the Maildir's files: first write out what a journal still holds.
+            backends.drain_journals().await?;
+        }
         let user_store = store.user(user).await?;
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

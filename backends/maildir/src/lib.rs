@@ -13,6 +13,9 @@
 //! location only after its commit returned, never points at a file that is not there.
 //!
 //! It does not keep message flags in file names: flags live in Strata's index.
+//!
+//! [`MaildirTree`] is every user's Maildir under one root as one backend, for the staging
+//! journal to front.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Seek, SeekFrom, Write as _};
@@ -27,6 +30,10 @@ use bytes::Bytes;
 use strata_backend_api::{
     AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt,
 };
+
+mod tree;
+
+pub use tree::MaildirTree;
 
 const NAME: &str = "maildir";
 

@@ -1,0 +1,159 @@
+//! Every user's Maildir under one root, as one backend: a key is `<user>/<maildir key>`, and
+//! `<root>/<user>` is that user's Maildir++ tree. This is what lets the staging journal front
+//! Maildir the way it fronts a shared database or bucket (each user sees it through
+//! `Prefixed`), so that one fdatasync of the journal answers concurrent APPENDs of every user
+//! while the files are written behind it. It is not a second layout: the files are exactly
+//! those [`MaildirBackend`] writes for that user alone.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_backend_api::{
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Precondition,
+    Receipt,
+};
+
+use crate::{MaildirBackend, NAME, err};
+
+/// The Maildirs of all users under one root.
+pub struct MaildirTree {
+    root: PathBuf,
+    users: Mutex<HashMap<String, Arc<MaildirBackend>>>,
+    acks: AckTracker,
+}
+
+/// A key's user and the key inside that user's Maildir.
+fn split(key: &Key) -> Result<(&str, Key), BackendError> {
+    match key.as_str().split_once('/') {
+        Some((user, rest)) => Ok((user, Key::new(rest)?)),
+        None => Err(err(
+            ErrorKind::InvalidKey,
+            format!("{key}: a key of the Maildir tree is <user>/<maildir key>"),
+        )),
+    }
+}
+
+impl MaildirTree {
+    /// The tree at `root` (created if missing); each user's Maildir is opened when first used.
+    pub fn open(root: impl Into<PathBuf>) -> Result<MaildirTree, BackendError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| crate::io_err("creating", &root, e))?;
+        Ok(MaildirTree {
+            root,
+            users: Mutex::new(HashMap::new()),
+            acks: AckTracker::new(NAME),
+        })
+    }
+
+    /// The root of the tree.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    fn user(&self, name: &str) -> Result<Arc<MaildirBackend>, BackendError> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = users.get(name) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(MaildirBackend::open(self.root.join(name))?);
+        users.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// `batch` cut into one batch per user, in the order users first appear.
+    fn per_user(batch: Batch) -> Result<Vec<(String, Batch)>, BackendError> {
+        let mut out: Vec<(String, Batch)> = Vec::new();
+        let slot = |user: &str, out: &mut Vec<(String, Batch)>| -> usize {
+            match out.iter().position(|(u, _)| u == user) {
+                Some(i) => i,
+                None => {
+                    out.push((user.to_string(), Batch::new()));
+                    out.len() - 1
+                }
+            }
+        };
+        for p in batch.preconditions {
+            let (user, p) = match &p {
+                Precondition::Absent(k) => {
+                    let (u, k) = split(k)?;
+                    (u.to_string(), Precondition::Absent(k))
+                }
+                Precondition::Exists(k) => {
+                    let (u, k) = split(k)?;
+                    (u.to_string(), Precondition::Exists(k))
+                }
+            };
+            let i = slot(&user, &mut out);
+            out[i].1.preconditions.push(p);
+        }
+        for op in batch.ops {
+            let (user, op) = match op {
+                Op::Put { key, data } => {
+                    let (u, key) = split(&key)?;
+                    (u.to_string(), Op::Put { key, data })
+                }
+                Op::Delete { key } => {
+                    let (u, key) = split(&key)?;
+                    (u.to_string(), Op::Delete { key })
+                }
+                Op::Copy { from, to } => {
+                    let (u, from) = split(&from)?;
+                    let (v, to) = split(&to)?;
+                    if u != v {
+                        return Err(err(
+                            ErrorKind::Unsupported,
+                            format!("copy between users' Maildirs ({u} to {v})"),
+                        ));
+                    }
+                    (u.to_string(), Op::Copy { from, to })
+                }
+            };
+            let i = slot(&user, &mut out);
+            out[i].1.ops.push(op);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Backend for MaildirTree {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: false,
+            range_reads: true,
+            server_side_copy: true,
+            deferred_ack: false,
+        }
+    }
+
+    /// Each user's part of the batch is one Maildir commit; a batch spanning users (only an
+    /// admin tool writes one) is applied user by user, like the files of one Maildir batch.
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        for (user, part) in Self::per_user(batch)? {
+            self.user(&user)?.commit(part).await?;
+        }
+        Ok(self.acks.issue_acked())
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.acks.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let (user, key) = split(key)?;
+        self.user(user)?.get(&key, range).await
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let (user, key) = split(key)?;
+        self.user(user)?.size(&key).await
+    }
+}
