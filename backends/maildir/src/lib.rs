@@ -37,6 +37,14 @@ pub use tree::MaildirTree;
 
 const NAME: &str = "maildir";
 
+/// Not atomic against crashes (see above); ranges and copies (hard links) are the file system's.
+const CAPABILITIES: Capabilities = Capabilities {
+    atomic_batch: false,
+    range_reads: true,
+    server_side_copy: true,
+    deferred_ack: false,
+};
+
 /// The Maildir backend.
 pub struct MaildirBackend {
     inner: Arc<Inner>,
@@ -417,12 +425,7 @@ impl Backend for MaildirBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            atomic_batch: false,
-            range_reads: true,
-            server_side_copy: true,
-            deferred_ack: false,
-        }
+        CAPABILITIES
     }
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {

@@ -17,7 +17,7 @@ use strata_backend_api::{
     Receipt,
 };
 
-use crate::{MaildirBackend, NAME, err};
+use crate::{CAPABILITIES, MaildirBackend, NAME, err};
 
 /// The Maildirs of all users under one root.
 pub struct MaildirTree {
@@ -126,12 +126,7 @@ impl Backend for MaildirTree {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            atomic_batch: false,
-            range_reads: true,
-            server_side_copy: true,
-            deferred_ack: false,
-        }
+        CAPABILITIES
     }
 
     /// Each user's part of the batch is one Maildir commit; a batch spanning users (only an
