@@ -68,6 +68,11 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     conns: Arc<Connections>,
     control: std::path::PathBuf,
+    /// What every listener and connection holds; the last reference is this one at the end of
+    /// a shutdown, so the stores (and their journals' locks) are released when it returns.
+    shared: Arc<Shared>,
+    /// The listeners, the index sweeper and the control socket, which end at shutdown.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Connection counts, total and per address.
@@ -194,7 +199,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     // Indexes no session uses are closed now and then, releasing their memory and file.
     let sweeper_store = store.clone();
     let mut sweeper_stop = rx.clone();
-    tokio::spawn(async move {
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_INDEX_SWEEP) => {}
@@ -205,16 +211,16 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
                 tracing::debug!(closed, "closed indexes no session uses");
             }
         }
-    });
+    }));
     let control = crate::control::bind(&cfg.data_dir)
         .await
         .map_err(dir_err(&crate::control::socket_path(&cfg.data_dir)))?;
-    tokio::spawn(crate::control::serve(
+    tasks.push(tokio::spawn(crate::control::serve(
         control,
         store.clone(),
         backends.clone(),
         rx.clone(),
-    ));
+    )));
     let mut running = Running {
         imap: None,
         imaps: None,
@@ -223,6 +229,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         shutdown,
         conns,
         control: crate::control::socket_path(&cfg.data_dir),
+        shared: shared.clone(),
+        tasks,
     };
     for (addr, implicit) in [(cfg.imap.starttls, false), (cfg.imap.tls, true)] {
         let Some(addr) = addr else { continue };
@@ -238,7 +246,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         } else {
             running.imap = Some(local);
         }
-        tokio::spawn(accept_loop(listener, implicit, shared.clone(), rx.clone()));
+        let accept = tokio::spawn(accept_loop(listener, implicit, shared.clone(), rx.clone()));
+        running.tasks.push(accept);
     }
     Ok(running)
 }
@@ -292,6 +301,22 @@ impl Running {
             );
         }
         self.store.close_idle().await;
+        // Wait for every task to let go of the stores, so that the journal's directory lock is
+        // free once shutdown returns (a restart in the same process opens it again).
+        let released = async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+            while Arc::strong_count(&self.shared) > 1 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, released)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a task still holds the stores at the shutdown deadline");
+        }
         let _ = std::fs::remove_file(&self.control);
         tracing::info!("stopped");
     }
