@@ -978,6 +978,17 @@ async fn slow_backend_reads_run_in_parallel() {
         "read {read} bytes of a {} byte message",
         big.len()
     );
+
+    // Large literals go out byte for byte, in their place among the other items.
+    let r = c
+        .ok("FETCH 101 (BODY.PEEK[] UID BODY.PEEK[]<1000.200000>)")
+        .await;
+    let whole = String::from_utf8(big.clone()).unwrap();
+    let line = &r.untagged[0];
+    let head = format!("101 FETCH (BODY[] {{{}}}\r\n{whole} UID ", big.len());
+    let tail = format!(" BODY[]<1000> {{200000}}\r\n{})", &whole[1000..201_000]);
+    assert!(line.starts_with(&head), "{}", &line[..200]);
+    assert!(line.ends_with(&tail), "{}", &line[line.len() - 200..]);
 }
 
 fn tool(name: &str) -> bool {
