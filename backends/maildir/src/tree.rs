@@ -49,11 +49,6 @@ impl MaildirTree {
         })
     }
 
-    /// The root of the tree.
-    pub fn root(&self) -> &std::path::Path {
-        &self.root
-    }
-
     fn user(&self, name: &str) -> Result<Arc<MaildirBackend>, BackendError> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = users.get(name) {
@@ -129,8 +124,8 @@ impl Backend for MaildirTree {
         CAPABILITIES
     }
 
-    /// Each user's part of the batch is one Maildir commit; a batch spanning users (only an
-    /// admin tool writes one) is applied user by user, like the files of one Maildir batch.
+    /// Each user's part of the batch is one Maildir commit. Users write through `Prefixed`,
+    /// so a batch holds one user's keys; one spanning users is applied user by user.
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         for (user, part) in Self::per_user(batch)? {
             self.user(&user)?.commit(part).await?;
