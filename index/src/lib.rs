@@ -89,7 +89,9 @@ pub use model::{
     Modseq, NewMailbox, NewMessage, SpecialUse, StoreId, StoreOp, SystemFlags, Timestamp, Uid,
 };
 pub use open::RecoveryReport;
-pub use parsed::{Address, Disposition, Envelope, HeaderField, MimePart, Param, ParsedMessage};
+pub use parsed::{
+    Address, Disposition, Envelope, HeaderField, MAX_STORED_DEPTH, MimePart, Param, ParsedMessage,
+};
 pub use readonly::ReadOnlyIndex;
 pub use repack::{Maintenance, MaintenanceOptions, RepackReport, disk_bytes, repack};
 pub use schema::{Parts, SCHEMA_VERSION, Table};

@@ -5,7 +5,17 @@
 //! Header-derived strings are raw octets as they appear in the message (after unfolding), since
 //! headers may carry 8-bit data; decoding is the protocol layer's business.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The deepest MIME tree the index decodes. Strata's parser stops nesting at 100 levels; a
+/// record nested deeper (written before that limit existed) is refused rather than decoded with
+/// a recursion the record chooses.
+pub const MAX_STORED_DEPTH: usize = 128;
+
+/// The message of the decoding error a too-deep tree gives (see [`MAX_STORED_DEPTH`]).
+pub(crate) const TOO_DEEP: &str = "MIME tree nested too deeply";
 
 /// A string of raw header octets.
 pub type Octets = Vec<u8>;
@@ -119,7 +129,57 @@ pub struct MimePart {
     /// For message/rfc822: the envelope of the enclosed message (its structure is `children[0]`).
     pub enclosed: Option<Box<Envelope>>,
     /// Sub-parts of a multipart, or the enclosed message's root part.
+    #[serde(deserialize_with = "bounded_children")]
     pub children: Vec<MimePart>,
+}
+
+thread_local! {
+    // How many `children` lists are being decoded on this thread, one inside the other.
+    static DECODE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Decodes a part's children, refusing trees deeper than [`MAX_STORED_DEPTH`].
+fn bounded_children<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MimePart>, D::Error> {
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DECODE_DEPTH.with(|c| c.set(c.get() - 1));
+        }
+    }
+    let depth = DECODE_DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let _level = Level;
+    if depth > MAX_STORED_DEPTH {
+        return Err(serde::de::Error::custom(TOO_DEEP));
+    }
+    Vec::<MimePart>::deserialize(d)
+}
+
+impl MimePart {
+    /// Every part of the tree with its depth (the root is 0), parent before children, in
+    /// order; iterative, so a tree's shape never decides the stack's depth.
+    pub fn walk(&self) -> impl Iterator<Item = (usize, &MimePart)> {
+        let mut stack = vec![(0, self)];
+        std::iter::from_fn(move || {
+            let (depth, p) = stack.pop()?;
+            stack.extend(p.children.iter().rev().map(|c| (depth + 1, c)));
+            Some((depth, p))
+        })
+    }
+
+    /// What stands for a tree that cannot be decoded because it is nested deeper than
+    /// [`MAX_STORED_DEPTH`]: one opaque part covering the whole message, so that the message
+    /// can still be fetched whole.
+    pub fn opaque(size: u64) -> MimePart {
+        MimePart {
+            media_type: b"application".to_vec(),
+            subtype: b"octet-stream".to_vec(),
+            end_offset: size,
+            ..MimePart::default()
+        }
+    }
 }
 
 /// A header field kept for clients that sync headers (`BODY.PEEK[HEADER.FIELDS (...)]`).

@@ -15,6 +15,7 @@ use crate::error::{IndexError, Result};
 use crate::model::{
     BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, Uid,
 };
+use crate::parsed::{MAX_STORED_DEPTH, MimePart};
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -208,6 +209,14 @@ impl StoredContentRef<'_> {
         if want.structure {
             match postcard::from_bytes(self.structure) {
                 Ok(s) => parsed.structure = s,
+                // Written before the parser bounded nesting: readable whole, as one part.
+                Err(postcard::Error::SerdeDeCustom) => {
+                    tracing::warn!(
+                        content = %self.guid,
+                        "MIME tree nested deeper than {MAX_STORED_DEPTH} levels; answered as one part"
+                    );
+                    parsed.structure = MimePart::opaque(self.size);
+                }
                 Err(_) => part(self.structure, "structure")?,
             }
         }

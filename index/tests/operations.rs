@@ -610,3 +610,29 @@ async fn read_only_open_follows_the_writer_and_a_second_writer_is_told_who_holds
     }
     assert!(err.to_string().contains("u.redb"));
 }
+
+#[tokio::test]
+async fn a_stored_mime_tree_nested_too_deeply_is_read_as_one_part() {
+    let (_d, index) = open_new().await;
+    let mb = index.create_mailbox(common::top("A")).await.unwrap().id;
+    // As a parser without a depth limit would have recorded a hostile message.
+    let mut m = common::message(1, SystemFlags::empty());
+    let mut deep = MimePart::default();
+    for _ in 0..(MAX_STORED_DEPTH * 4) {
+        deep = MimePart {
+            media_type: b"multipart".to_vec(),
+            subtype: b"mixed".to_vec(),
+            children: vec![deep],
+            ..MimePart::default()
+        };
+    }
+    m.content.parsed.structure = deep;
+    let size = m.content.size;
+    let guid = m.content.guid;
+    index.append(mb, vec![m]).await.unwrap();
+    let snap = index.snapshot().unwrap();
+    let c = snap.content(&guid).unwrap().unwrap();
+    assert_eq!(c.parsed.structure, MimePart::opaque(size));
+    assert_eq!(c.parsed.envelope, common::content(1).parsed.envelope);
+    strata_index::verify(&snap).unwrap();
+}
