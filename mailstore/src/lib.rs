@@ -2,9 +2,10 @@
 //!
 //! Mail semantics over Strata's index and backends:
 //!
-//! - [`parse`] runs once per message, at APPEND, and turns a raw message into the
+//! - [`parse`] ([`mime`]) runs once per message, at APPEND, and turns a raw message into the
 //!   [`strata_index::ParsedMessage`] the index keeps, so that ENVELOPE, BODYSTRUCTURE, header
-//!   fetches and part ranges never read the body again.
+//!   fetches and part ranges never read the body again; its limits bound what any message
+//!   costs.
 //! - [`Mailstore`] hands out one [`UserStore`] per user (shared by that user's sessions): mailbox
 //!   create/delete/rename with RFC 3501's rules, APPEND (body to the backend, then the index, as
 //!   the [`AckPolicy`] says), expunge (index, then bodies), concurrent ordered body reads from
@@ -15,18 +16,18 @@
 
 mod bodies;
 mod error;
+pub mod mime;
 pub mod names;
-mod parse;
 mod relocate;
 mod store;
 mod text;
 
 pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
-pub use parse::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
+pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use relocate::{RelocateOptions, RelocateReport};
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions,
     UserStore,
 };
-pub use text::{body_text, decode_header, parse_date};
+pub use text::{decode_header, parse_date};

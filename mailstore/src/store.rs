@@ -430,8 +430,8 @@ impl UserStore {
             let date = m.internal_date.unwrap_or_else(Timestamp::now);
             let key = body_key(&folder, &guid, date);
             let size = m.raw.len() as u64;
-            let parsed = crate::parse(&m.raw);
-            batch = batch.put(Key::new(key.clone())?, m.raw);
+            let (raw, parsed) = parse_off_thread(m.raw).await;
+            batch = batch.put(Key::new(key.clone())?, raw);
             news.push(NewMessage {
                 content: ContentRecord {
                     guid,
@@ -583,6 +583,27 @@ fn folder_segment(path: &[String], id: MailboxId) -> String {
         format!(".{}", path.join("."))
     } else {
         format!(".m{id}")
+    }
+}
+
+/// Messages at least this large are parsed on a blocking thread, so that one large APPEND
+/// does not hold up the other sessions on its worker; smaller ones cost less than the hand-off.
+const PARSE_OFF_THREAD_BYTES: usize = 1 << 20;
+
+/// Parses a message, on a blocking thread when it is large.
+async fn parse_off_thread(raw: Vec<u8>) -> (Vec<u8>, strata_index::ParsedMessage) {
+    if raw.len() < PARSE_OFF_THREAD_BYTES {
+        let parsed = crate::parse(&raw);
+        return (raw, parsed);
+    }
+    match tokio::task::spawn_blocking(move || {
+        let parsed = crate::parse(&raw);
+        (raw, parsed)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

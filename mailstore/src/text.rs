@@ -1,8 +1,7 @@
-//! Decoding for search: header values with RFC 2047 encoded words, message text with transfer
-//! encodings and charsets undone, and Date headers. SEARCH matches what a person reads, not the
-//! wire bytes.
+//! Decoding for search: header values with RFC 2047 encoded words, and Date headers. SEARCH
+//! matches what a person reads, not the wire bytes (text parts: [`crate::mime::part_text`]).
 
-use mail_parser::{MessageParser, PartType};
+use mail_parser::MessageParser;
 
 /// A header value with encoded words decoded (`=?UTF-8?B?...?=` becomes text).
 pub fn decode_header(raw: &[u8]) -> String {
@@ -15,21 +14,6 @@ pub fn decode_header(raw: &[u8]) -> String {
         .parse_headers(&msg)
         .and_then(|m| m.subject().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
-}
-
-/// The decoded text of every text part of a message (plain and HTML), joined by newlines.
-pub fn body_text(raw: &[u8]) -> String {
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return String::from_utf8_lossy(raw).into_owned();
-    };
-    let mut out = String::new();
-    for part in &msg.parts {
-        if let PartType::Text(t) | PartType::Html(t) = &part.body {
-            out.push_str(t);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// A Date header as (UNIX seconds, offset in minutes).
@@ -48,10 +32,6 @@ mod tests {
     #[test]
     fn encoded_words_and_dates_decode() {
         assert_eq!(decode_header(b"=?UTF-8?B?w6l0w6k=?= plain"), "été plain");
-        assert_eq!(
-            body_text(b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n").trim(),
-            "hello"
-        );
         let (t, off) = parse_date(b"Tue, 1 Jul 2003 10:52:37 +0200").unwrap();
         assert_eq!((t, off), (1057049557, 120));
     }

@@ -1,6 +1,7 @@
 //! Parsing at APPEND: envelope, MIME structure with offsets, synced headers, preview.
 
 use strata_index::{Address, MimePart};
+use strata_mailstore::mime::{MAX_DEPTH, MAX_PARTS};
 use strata_mailstore::parse;
 
 fn s(v: &Option<Vec<u8>>) -> &str {
@@ -96,14 +97,14 @@ fn a_plain_message_gives_its_envelope_structure_headers_and_preview() {
 }
 
 #[test]
-fn encoded_words_stay_encoded_and_non_ascii_names_are_encoded() {
+fn encoded_words_stay_as_written_and_8bit_names_are_encoded() {
     let raw = "From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n\
 Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\
 To: Renée <renee@example.fr>\r\n\r\nhi\r\n"
         .as_bytes();
     let p = parse(raw);
     assert_eq!(s(&p.envelope.subject), "=?utf-8?q?Gr=C3=BC=C3=9Fe?=");
-    assert_eq!(s(&p.envelope.from[0].name), "=?utf-8?b?SsO2cmc=?=");
+    assert_eq!(s(&p.envelope.from[0].name), "=?utf-8?q?J=C3=B6rg?=");
     assert_eq!(s(&p.envelope.to[0].name), "=?utf-8?b?UmVuw6ll?=");
 }
 
@@ -173,7 +174,8 @@ fn multipart_trees_keep_every_part_with_its_offsets() {
     );
     assert_eq!(alt.children.len(), 2);
     assert_eq!(body(MIXED, &alt.children[0]), "See the attachment.");
-    assert_eq!(alt.children[0].lines, Some(1));
+    // The CRLF before a boundary is the boundary's: the body has no line break.
+    assert_eq!(alt.children[0].lines, Some(0));
     assert_eq!(alt.children[1].subtype, b"html");
     assert_eq!(body(MIXED, &alt.children[1]), "<p>See the attachment.</p>");
 
@@ -228,4 +230,91 @@ fn odd_input_never_panics_and_still_gives_a_structure() {
     let p = parse(b"Subject: lf only\n\nbody\n");
     assert_eq!(s(&p.envelope.subject), "lf only");
     assert_eq!(body(b"Subject: lf only\n\nbody\n", &p.structure), "body\n");
+}
+
+/// The deepest any part of `p` is nested, and the number of parts.
+fn depth_and_parts(p: &MimePart) -> (usize, usize) {
+    p.walk()
+        .fold((0, 0), |(d, n), (depth, _)| (d.max(depth), n + 1))
+}
+
+/// Runs `f` on a thread with a small stack: a walk whose depth followed the message's would
+/// overflow it.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn nested_multiparts(levels: usize) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for i in 0..levels {
+        raw.extend_from_slice(
+            format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                .as_bytes(),
+        );
+    }
+    raw.extend_from_slice(b"Content-Type: text/plain\r\n\r\nthe bottom\r\n");
+    for i in (0..levels).rev() {
+        raw.extend_from_slice(format!("--b{i}--\r\n").as_bytes());
+    }
+    raw
+}
+
+#[test]
+fn deep_multipart_nesting_is_cut_at_the_limit_without_recursion() {
+    for levels in [1_500, 10_000] {
+        let raw = nested_multiparts(levels);
+        let p = on_small_stack(move || parse(&raw));
+        let (depth, _) = depth_and_parts(&p.structure);
+        assert_eq!(depth, MAX_DEPTH - 1, "{levels} levels");
+        let deepest = p
+            .structure
+            .walk()
+            .find(|(d, _)| *d == MAX_DEPTH - 1)
+            .unwrap()
+            .1;
+        assert_eq!(
+            (deepest.media_type.as_slice(), deepest.subtype.as_slice()),
+            (&b"application"[..], &b"octet-stream"[..]),
+            "a container past the limit is one opaque part"
+        );
+        assert!(deepest.children.is_empty());
+    }
+}
+
+#[test]
+fn deep_message_rfc822_nesting_is_cut_at_the_limit_without_recursion() {
+    let mut raw = Vec::new();
+    for i in 0..2_000 {
+        raw.extend_from_slice(
+            format!("Subject: level {i}\r\nContent-Type: message/rfc822\r\n\r\n").as_bytes(),
+        );
+    }
+    raw.extend_from_slice(b"Subject: bottom\r\n\r\nbody\r\n");
+    let p = on_small_stack(move || parse(&raw));
+    let (depth, parts) = depth_and_parts(&p.structure);
+    assert_eq!(depth, MAX_DEPTH - 1);
+    assert_eq!(parts, MAX_DEPTH);
+    assert_eq!(s(&p.envelope.subject), "level 0");
+    assert_eq!(
+        s(&p.structure.enclosed.as_ref().unwrap().subject),
+        "level 1"
+    );
+}
+
+#[test]
+fn the_number_of_parts_is_bounded() {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for _ in 0..30_000 {
+        raw.extend_from_slice(b"--b\r\n\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+    let p = parse(&raw);
+    let (_, parts) = depth_and_parts(&p.structure);
+    assert_eq!(parts, MAX_PARTS);
+    assert_eq!(p.structure.end_offset, raw.len() as u64);
 }

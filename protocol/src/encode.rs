@@ -40,11 +40,19 @@ impl Out {
         self
     }
 
-    /// Appends a literal.
+    /// Appends a literal. RFC 3501's literals exclude NUL (CHAR8), so NUL bytes are sent as
+    /// 0x80, as mature servers do; the length stays the same.
     pub fn literal(&mut self, s: &[u8]) -> &mut Self {
         self.buf
             .extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        self.buf.extend_from_slice(s);
+        match memchr::memchr(0, s) {
+            None => self.buf.extend_from_slice(s),
+            Some(first) => {
+                self.buf.extend_from_slice(&s[..first]);
+                self.buf
+                    .extend(s[first..].iter().map(|&b| if b == 0 { 0x80 } else { b }));
+            }
+        }
         self
     }
 

@@ -67,46 +67,76 @@ fn is_message(p: &MimePart) -> bool {
         && !p.children.is_empty()
 }
 
-/// Writes BODYSTRUCTURE (`extended`) or BODY (RFC 3501 7.4.2).
-pub fn body_structure(o: &mut Out, p: &MimePart, extended: bool) {
-    o.raw("(");
-    if is_multipart(p) {
-        for c in &p.children {
-            body_structure(o, c, extended);
-        }
-        o.raw(" ");
-        o.string(&p.subtype);
-        if extended {
-            o.raw(" ");
-            params(o, &p.params, false);
-            o.raw(" ");
-            tail(o, p);
-        }
-    } else {
-        o.string(&p.media_type).raw(" ");
-        o.string(&p.subtype).raw(" ");
-        params(o, &p.params, p.media_type.eq_ignore_ascii_case(b"text"));
-        o.raw(" ");
-        o.nstring(p.id.as_deref()).raw(" ");
-        o.nstring(p.description.as_deref()).raw(" ");
-        o.string(p.encoding.as_deref().unwrap_or(b"7BIT")).raw(" ");
-        o.num(p.end_offset.saturating_sub(p.body_offset));
-        if is_message(p) {
-            o.raw(" ");
-            envelope(o, p.enclosed.as_deref().unwrap_or(&Envelope::default()));
-            o.raw(" ");
-            body_structure(o, &p.children[0], extended);
-            o.raw(" ").num(p.lines.unwrap_or(0));
-        } else if p.media_type.eq_ignore_ascii_case(b"text") {
-            o.raw(" ").num(p.lines.unwrap_or(0));
-        }
-        if extended {
-            o.raw(" ");
-            o.nstring(p.md5.as_deref()).raw(" ");
-            tail(o, p);
+/// Writes BODYSTRUCTURE (`extended`) or BODY (RFC 3501 7.4.2). Iterative: a tree's depth
+/// never decides the depth of the call stack.
+pub fn body_structure(o: &mut Out, root: &MimePart, extended: bool) {
+    enum Task<'p> {
+        Part(&'p MimePart),
+        /// After a multipart's children: its subtype and extension data.
+        MultipartEnd(&'p MimePart),
+        /// After an enclosed message's structure: the line count and extension data.
+        MessageEnd(&'p MimePart),
+    }
+    let mut stack = vec![Task::Part(root)];
+    while let Some(task) = stack.pop() {
+        match task {
+            Task::Part(p) if is_multipart(p) => {
+                o.raw("(");
+                stack.push(Task::MultipartEnd(p));
+                stack.extend(p.children.iter().rev().map(Task::Part));
+            }
+            Task::Part(p) => {
+                let text = p.media_type.eq_ignore_ascii_case(b"text");
+                o.raw("(");
+                o.string(&p.media_type).raw(" ");
+                o.string(&p.subtype).raw(" ");
+                params(o, &p.params, text);
+                o.raw(" ");
+                o.nstring(p.id.as_deref()).raw(" ");
+                o.nstring(p.description.as_deref()).raw(" ");
+                o.string(p.encoding.as_deref().unwrap_or(b"7BIT")).raw(" ");
+                o.num(p.end_offset.saturating_sub(p.body_offset));
+                if is_message(p) {
+                    o.raw(" ");
+                    envelope(o, p.enclosed.as_deref().unwrap_or(&Envelope::default()));
+                    o.raw(" ");
+                    stack.push(Task::MessageEnd(p));
+                    stack.push(Task::Part(&p.children[0]));
+                    continue;
+                }
+                if text {
+                    o.raw(" ").num(p.lines.unwrap_or(0));
+                }
+                leaf_extension(o, p, extended);
+                o.raw(")");
+            }
+            Task::MultipartEnd(p) => {
+                o.raw(" ");
+                o.string(&p.subtype);
+                if extended {
+                    o.raw(" ");
+                    params(o, &p.params, false);
+                    o.raw(" ");
+                    tail(o, p);
+                }
+                o.raw(")");
+            }
+            Task::MessageEnd(p) => {
+                o.raw(" ").num(p.lines.unwrap_or(0));
+                leaf_extension(o, p, extended);
+                o.raw(")");
+            }
         }
     }
-    o.raw(")");
+}
+
+// MD5, then what every part kind ends with.
+fn leaf_extension(o: &mut Out, p: &MimePart, extended: bool) {
+    if extended {
+        o.raw(" ");
+        o.nstring(p.md5.as_deref()).raw(" ");
+        tail(o, p);
+    }
 }
 
 // Disposition, language and location, common to both part kinds.
@@ -144,13 +174,11 @@ fn tail(o: &mut Out, p: &MimePart) {
     o.nstring(p.location.as_deref());
 }
 
-fn params(o: &mut Out, ps: &[strata_index::Param], default_charset: bool) {
-    if ps.is_empty() {
-        if default_charset {
-            o.raw("(\"charset\" \"us-ascii\")");
-        } else {
-            o.raw("NIL");
-        }
+/// A parameter list; a text part without a charset says `us-ascii`, its default (RFC 2045 5.2).
+fn params(o: &mut Out, ps: &[strata_index::Param], text: bool) {
+    let add_charset = text && !ps.iter().any(|p| p.name.eq_ignore_ascii_case(b"charset"));
+    if ps.is_empty() && !add_charset {
+        o.raw("NIL");
         return;
     }
     o.raw("(");
@@ -160,29 +188,46 @@ fn params(o: &mut Out, ps: &[strata_index::Param], default_charset: bool) {
         }
         o.string(&p.name).raw(" ").string(&p.value);
     }
+    if add_charset {
+        if !ps.is_empty() {
+            o.raw(" ");
+        }
+        o.raw("\"charset\" \"us-ascii\"");
+    }
     o.raw(")");
 }
 
-/// The part at a part path (`BODY[1.2]`), following RFC 3501: part 1 of a single-part message is
-/// its body, and the parts of a message/rfc822 part are those of the enclosed message.
+/// The part at a part path (`BODY[1.2]`), as RFC 3501 6.4.5 numbers them: the numbers index
+/// the parts of a multipart; a message that is not multipart has only a part 1, its body; and
+/// the numbers after a message/rfc822 part's number index the enclosed message the same way.
+/// So for a message whose own type is message/rfc822, `1` is the whole enclosed message.
 pub fn find_part<'p>(root: &'p MimePart, path: &[u32]) -> Option<&'p MimePart> {
-    let mut cur = root;
+    // The message the next number counts in, or the part reached.
+    let mut message = root;
+    let mut cur: Option<&MimePart> = None;
     for &n in path {
-        let n = n as usize;
-        if n == 0 {
+        let n = usize::try_from(n).ok()?.checked_sub(1)?;
+        let container = match cur {
+            None => message,
+            Some(p) if is_message(p) => {
+                message = &p.children[0];
+                message
+            }
+            Some(p) if is_multipart(p) => {
+                cur = Some(p.children.get(n)?);
+                continue;
+            }
+            Some(_) => return None,
+        };
+        cur = Some(if is_multipart(container) {
+            container.children.get(n)?
+        } else if n == 0 {
+            container
+        } else {
             return None;
-        }
-        // A message/rfc822 part's numbering continues inside the enclosed message.
-        if is_message(cur) {
-            cur = &cur.children[0];
-        }
-        if is_multipart(cur) {
-            cur = cur.children.get(n - 1)?;
-        } else if n != 1 {
-            return None;
-        }
+        });
     }
-    Some(cur)
+    cur
 }
 
 /// What a section's bytes are made of.
@@ -219,11 +264,8 @@ fn message_at<'p>(root: &'p MimePart, part: Option<&[u32]>) -> Option<&'p MimePa
 pub fn section_bytes(root: &MimePart, section: &SectionSpec) -> SectionBytes {
     match section {
         SectionSpec::Full => SectionBytes::Range(0..root.end_offset),
+        // A message/rfc822 part's body is the whole enclosed message, header included.
         SectionSpec::Part(path) => match find_part(root, path) {
-            // BODY[1] of a message/rfc822 part is its whole body, enclosed message included.
-            Some(p) if is_multipart(p) && !path.is_empty() => {
-                SectionBytes::Range(p.body_offset..p.end_offset)
-            }
             Some(p) => SectionBytes::Range(p.body_offset..p.end_offset),
             None => SectionBytes::Empty,
         },

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 use strata_index::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
-use strata_mailstore::{BodyRead, SYNCED_HEADERS, body_text, decode_header, parse_date};
+use strata_mailstore::mime::{part_text, search_text};
+use strata_mailstore::{BodyRead, SYNCED_HEADERS, decode_header, parse_date};
 
 use crate::respond::Responder;
 use crate::selected::{Selected, ranges};
@@ -55,28 +56,37 @@ struct Candidate<'a> {
     content: Option<&'a ContentRecord>,
     /// The message's header block, when the criteria need bytes.
     header: Option<&'a [u8]>,
-    /// Each text part with its MIME header (attachments are never read).
+    /// The body of each text part (attachments are never read), with the part.
     parts: &'a [bytes::Bytes],
+    text_parts: Vec<&'a MimePart>,
     /// Decoded text of the text parts, computed on first use.
     text: std::cell::OnceCell<String>,
 }
 
-/// The byte ranges a body search reads: the header block, then every text part (with its MIME
-/// header, so its transfer encoding and charset can be undone).
+/// The text parts a body search reads (attachments are never read).
+fn text_parts(root: &MimePart) -> Vec<&MimePart> {
+    root.walk()
+        .map(|(_, p)| p)
+        .filter(|p| p.children.is_empty() && p.media_type.eq_ignore_ascii_case(b"text"))
+        .collect()
+}
+
+/// The byte ranges a body search reads: the header block, then the body of every text part.
 fn search_ranges(root: &MimePart) -> Vec<std::ops::Range<u64>> {
-    fn text_parts(p: &MimePart, out: &mut Vec<std::ops::Range<u64>>) {
-        if !p.children.is_empty() {
-            for c in &p.children {
-                text_parts(c, out);
-            }
-        } else if p.media_type.eq_ignore_ascii_case(b"text") {
-            out.push(p.header_offset..p.end_offset);
-        }
-    }
-    let mut out = Vec::new();
-    out.push(0..root.body_offset);
-    text_parts(root, &mut out);
-    out
+    std::iter::once(0..root.body_offset)
+        .chain(text_parts(root).iter().map(|p| p.body_offset..p.end_offset))
+        .collect()
+}
+
+/// Header fields whose value is an address list.
+const ADDRESS_FIELDS: &[&str] = &["From", "To", "Cc", "Bcc", "Sender", "Reply-To"];
+
+/// A header value with its line breaks removed.
+fn unfold(v: &[u8]) -> Vec<u8> {
+    v.iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect()
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
@@ -134,11 +144,20 @@ impl Candidate<'_> {
         if needle.is_empty() {
             return !values.is_empty();
         }
+        let address = ADDRESS_FIELDS.iter().any(|a| a.eq_ignore_ascii_case(name));
         // Only encoded words need decoding; anything else matches (or not) as it stands.
+        // Addresses also match as `name <mailbox@host>`, whatever comments and routes the
+        // sender wrote around them.
         values.iter().any(|v| {
             contains_ci(v, needle)
                 || (!v.is_ascii() && contains_text(&String::from_utf8_lossy(v), needle))
                 || (contains_ci(v, b"=?") && contains_text(&decode_header(v), needle))
+                || (address && {
+                    let plain = search_text(&unfold(v));
+                    contains_ci(&plain, needle)
+                        || (contains_ci(&plain, b"=?")
+                            && contains_text(&decode_header(&plain), needle))
+                })
         })
     }
 
@@ -146,19 +165,14 @@ impl Candidate<'_> {
         if with_header && self.header.is_some_and(|h| contains_ci(h, needle)) {
             return true;
         }
-        for part in self.parts {
-            let body_at = part
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(0, |i| i + 4);
-            if contains_ci(&part[body_at..], needle) {
-                return true;
-            }
+        if self.parts.iter().any(|p| contains_ci(p, needle)) {
+            return true;
         }
         let text = self.text.get_or_init(|| {
             self.parts
                 .iter()
-                .map(|p| body_text(p))
+                .zip(&self.text_parts)
+                .map(|(body, p)| part_text(body, p))
                 .collect::<Vec<_>>()
                 .join("\n")
         });
@@ -349,6 +363,7 @@ pub(super) async fn search(
                 content: Some(content),
                 header: Some(header),
                 parts,
+                text_parts: text_parts(&content.parsed.structure),
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
@@ -366,6 +381,7 @@ pub(super) async fn search(
                 content: content.as_ref(),
                 header: None,
                 parts: &[],
+                text_parts: Vec::new(),
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
