@@ -35,10 +35,15 @@ struct RawImap {
     max_connections_per_ip: Option<u32>,
     max_command_bytes: Option<u32>,
     max_literal_bytes: Option<u64>,
+    max_command_bytes_before_login: Option<u32>,
+    max_literal_bytes_before_login: Option<u32>,
     login_timeout_secs: Option<u64>,
+    command_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     failed_login_delay_ms: Option<u64>,
     max_failed_logins_per_ip: Option<u32>,
+    max_failed_logins_per_account: Option<u32>,
+    max_login_checks_per_ip: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,10 +291,25 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
             ri.max_literal_bytes,
             di.max_literal_bytes,
         ),
+        max_command_bytes_before_login: p.positive(
+            "imap.max_command_bytes_before_login",
+            ri.max_command_bytes_before_login,
+            di.max_command_bytes_before_login,
+        ),
+        max_literal_bytes_before_login: p.positive(
+            "imap.max_literal_bytes_before_login",
+            ri.max_literal_bytes_before_login,
+            di.max_literal_bytes_before_login,
+        ),
         login_timeout: Duration::from_secs(p.positive(
             "imap.login_timeout_secs",
             ri.login_timeout_secs,
             di.login_timeout.as_secs(),
+        )),
+        command_timeout: Duration::from_secs(p.positive(
+            "imap.command_timeout_secs",
+            ri.command_timeout_secs,
+            di.command_timeout.as_secs(),
         )),
         idle_timeout: Duration::from_secs(p.positive(
             "imap.idle_timeout_secs",
@@ -304,6 +324,16 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
             "imap.max_failed_logins_per_ip",
             ri.max_failed_logins_per_ip,
             di.max_failed_logins_per_ip,
+        ),
+        max_failed_logins_per_account: p.positive(
+            "imap.max_failed_logins_per_account",
+            ri.max_failed_logins_per_account,
+            di.max_failed_logins_per_account,
+        ),
+        max_login_checks_per_ip: p.positive(
+            "imap.max_login_checks_per_ip",
+            ri.max_login_checks_per_ip,
+            di.max_login_checks_per_ip,
         ),
     };
     if imap.starttls.is_none() && imap.tls.is_none() {

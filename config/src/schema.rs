@@ -49,14 +49,27 @@ pub struct Imap {
     pub max_command_bytes: u32,
     /// Largest literal, in bytes: bigger APPENDs are refused with `[TOOBIG]`.
     pub max_literal_bytes: u64,
-    /// How long a connection may stay idle before it logs in.
+    /// Longest command line before login: what a client that has not logged in may make the
+    /// server hold.
+    pub max_command_bytes_before_login: u32,
+    /// Largest literal before login (a user name or a password).
+    pub max_literal_bytes_before_login: u32,
+    /// How long a connection has to log in, from when it was accepted.
     pub login_timeout: Duration,
+    /// How long a command may take to arrive once it has begun (plus a second per 64 KiB of
+    /// literal it announces).
+    pub command_timeout: Duration,
     /// How long a logged-in connection may stay idle (IDLE excepted, as RFC 2177 allows).
     pub idle_timeout: Duration,
     /// Delay before answering a failed login.
     pub failed_login_delay: Duration,
     /// Failed logins from one IP address per minute before it is refused for a minute.
     pub max_failed_logins_per_ip: u32,
+    /// Failed logins for one account name per minute, from anywhere, before logins to it are
+    /// refused for a minute.
+    pub max_failed_logins_per_account: u32,
+    /// Password checks in progress at once for one IP address.
+    pub max_login_checks_per_ip: u32,
 }
 
 /// Certificates.
@@ -258,10 +271,15 @@ impl Default for Config {
                 max_connections_per_ip: 50,
                 max_command_bytes: 64 * 1024,
                 max_literal_bytes: 64 << 20,
+                max_command_bytes_before_login: 8 * 1024,
+                max_literal_bytes_before_login: 8 * 1024,
                 login_timeout: Duration::from_secs(60),
+                command_timeout: Duration::from_secs(120),
                 idle_timeout: Duration::from_secs(30 * 60),
                 failed_login_delay: Duration::from_secs(2),
                 max_failed_logins_per_ip: 10,
+                max_failed_logins_per_account: 20,
+                max_login_checks_per_ip: 2,
             },
             tls: Tls::SelfSigned,
             storage: Storage {

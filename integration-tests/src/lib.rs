@@ -9,6 +9,7 @@
 //! binary.
 
 pub mod bench;
+pub mod process;
 pub mod s3server;
 pub mod stores;
 
@@ -122,6 +123,20 @@ impl TestServer {
         self.data_dir.join("tls").join("self-signed.pem")
     }
 
+    /// Waits until the server counts exactly `n` open connections (it lets go of a closed
+    /// one a moment after the client sees the close).
+    pub async fn wait_for_connections(&self, n: u32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.running().open_connections() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} connections open, not {n}",
+                self.running().open_connections()
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Shuts the server down gracefully.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
@@ -204,6 +219,18 @@ impl Client {
     pub async fn plain(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         // Commands are small writes answered at once: Nagle's delay would dominate.
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
+        Self::over(Box::new(tcp)).await
+    }
+
+    /// Connects without TLS from the loopback address `source` (any of 127.0.0.0/8), so that
+    /// tests can be several clients' addresses.
+    pub async fn plain_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .expect("bind the source address");
+        let tcp = socket.connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("TCP_NODELAY");
         Self::over(Box::new(tcp)).await
     }

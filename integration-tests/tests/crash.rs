@@ -2,12 +2,11 @@
 //! S3 that answers 50 ms late, and is killed with SIGKILL in the middle, again and again.
 //! After it restarts, every APPEND that was answered OK is there, and ends up in the store.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use strata_integration_tests::process::ServerProcess;
 use strata_integration_tests::s3server::S3Server;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
@@ -33,24 +32,9 @@ level = "warn"
     )
 }
 
-/// Starts the server process; returns it and its STARTTLS port.
-fn spawn(config: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_serve-config"))
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("server process");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the server says where it listens");
-    let port = line
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (child, port)
+/// Starts the server process.
+fn spawn(config: &Path) -> ServerProcess {
+    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_serve-config")), config)
 }
 
 fn message(id: &str) -> String {
@@ -124,14 +108,14 @@ async fn sigkill_during_appends_to_slow_s3_loses_no_acknowledged_message() {
         .unwrap();
     let acked = Arc::new(Mutex::new(Vec::new()));
     for round in 0..6 {
-        let (mut child, port) = spawn(&cfg_path);
+        let mut server = spawn(&cfg_path);
+        let port = server.port;
         let clients: Vec<_> = (0..4)
             .map(|c| tokio::spawn(append_until_killed(port, c, round, acked.clone())))
             .collect();
         // Kill at a different moment each round, while APPENDs and uploads are in flight.
         tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        server.kill();
         for c in clients {
             c.await.unwrap();
         }
@@ -157,8 +141,8 @@ async fn sigkill_during_appends_to_slow_s3_loses_no_acknowledged_message() {
     assert!(journal_bytes > 0, "nothing was in flight at the last kill");
 
     // Restarted: every acknowledged message is there, bodies included.
-    let (mut child, port) = spawn(&cfg_path);
-    let mut c = strata_integration_tests::Client::plain(([127, 0, 0, 1], port).into()).await;
+    let server = spawn(&cfg_path);
+    let mut c = strata_integration_tests::Client::plain(([127, 0, 0, 1], server.port).into()).await;
     c.ok("LOGIN alice alice-password").await;
     c.ok("SELECT INBOX").await;
     let r = c
@@ -187,8 +171,6 @@ async fn sigkill_during_appends_to_slow_s3_loses_no_acknowledged_message() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(missing.is_empty(), "never reached the store: {missing:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 /// Every object file under the bucket, concatenated.

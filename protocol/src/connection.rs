@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer, LineEnding};
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, LineEnding};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::core::LiteralMode;
@@ -12,20 +12,51 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 
 use crate::commands;
+use crate::framing::{Framer, Sizes, Skipped};
 use crate::respond::Responder;
 use crate::session::{Next, Session, State};
 
-/// Limits on what a client may send, and how long it may stay silent.
+/// Limits on what a client may send, and how long it may take.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Longest command line (without literals), in bytes.
+    /// Longest command line (without literals), in bytes, once logged in.
     pub max_command_bytes: u32,
-    /// Largest literal, in bytes.
+    /// Largest literal, in bytes, once logged in.
     pub max_literal_bytes: u32,
-    /// Silence allowed before login.
+    /// Longest command line before login: a client that has not logged in holds little.
+    pub max_command_bytes_before_login: u32,
+    /// Largest literal before login (a user name or password).
+    pub max_literal_bytes_before_login: u32,
+    /// How long after connecting a client has to log in, however busy it keeps the line.
     pub login_timeout: Duration,
+    /// How long a command may take to arrive once it has begun (one more second for each
+    /// [`LITERAL_BYTES_PER_SECOND`] it announces), so a trickle cannot hold a connection.
+    pub command_timeout: Duration,
     /// Silence allowed after login (IDLE is exempt).
     pub idle_timeout: Duration,
+}
+
+/// The slowest a literal may arrive before its command times out (64 KiB/s).
+pub const LITERAL_BYTES_PER_SECOND: u64 = 64 * 1024;
+
+impl Limits {
+    fn sizes(&self, authenticated: bool) -> Sizes {
+        if authenticated {
+            Sizes {
+                line: self.max_command_bytes,
+                literal: self.max_literal_bytes,
+            }
+        } else {
+            Sizes {
+                line: self
+                    .max_command_bytes_before_login
+                    .min(self.max_command_bytes),
+                literal: self
+                    .max_literal_bytes_before_login
+                    .min(self.max_literal_bytes),
+            }
+        }
+    }
 }
 
 /// Why [`run`] returned.
@@ -38,7 +69,7 @@ pub enum Exit {
     StartTls,
     /// The server is shutting down; BYE was sent.
     Shutdown,
-    /// The client was silent too long; BYE was sent.
+    /// The client was silent, or slow, too long; BYE was sent.
     TimedOut,
 }
 
@@ -64,6 +95,13 @@ enum Event {
     Changed,
 }
 
+/// Which clock ran out.
+enum Deadline {
+    Login,
+    Command,
+    Idle,
+}
+
 /// Serves `session` over `stream` until it ends.
 pub async fn run<S>(
     stream: &mut S,
@@ -74,19 +112,20 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let max_message = limits
-        .max_command_bytes
-        .saturating_add(limits.max_literal_bytes)
-        .saturating_add(limits.max_command_bytes);
-    let mut frag = Fragmentizer::new(max_message);
+    let authenticated = |s: &Session| !matches!(s.state, State::NotAuthenticated);
+    let mut framer = Framer::new(limits.sizes(authenticated(session)));
+    let login_deadline = session.connected_at + limits.login_timeout;
     // Small enough that idle connections stay cheap; large reads just take more turns.
     let mut buf = vec![0u8; 16 * 1024];
     let mut mode = Mode::Command;
     let mut refused: Option<&'static str> = None;
     let mut events: Option<broadcast::Receiver<_>> = None;
+    // When the command being received began, and the extra time its literals earn.
+    let mut command_since: Option<Instant> = None;
+    let mut literal_time = Duration::ZERO;
     loop {
         // Read until one whole message (line plus literals) is in.
-        let fragment = frag.progress();
+        let fragment = framer.progress();
         match fragment {
             Some(FragmentInfo::Line {
                 start,
@@ -94,27 +133,36 @@ where
                 announcement,
                 ending,
             }) => {
+                let max_line = framer.sizes().line as usize;
+                let frag = &mut framer.frag;
                 if ending == LineEnding::Lf {
                     frag.poison_message();
                     refused.get_or_insert("lines must end with CRLF");
                 }
-                if end - start > limits.max_command_bytes as usize {
+                if end - start > max_line {
                     frag.poison_message();
                     refused.get_or_insert("command line too long");
                 }
                 if let Some(ann) = announcement {
+                    let max_literal = framer.sizes().literal;
+                    let frag = &mut framer.frag;
                     let mut w = Responder::new(stream);
                     if !matches!(mode, Mode::Command) {
                         frag.poison_message();
                         refused.get_or_insert("literal not allowed here");
-                    } else if ann.length > limits.max_literal_bytes {
+                    } else if ann.length > max_literal {
                         let tag = frag
                             .decode_tag()
                             .map(|t| t.as_ref().to_string())
                             .unwrap_or_else(|| "*".into());
                         let why = format!(
-                            "literal of {} bytes is larger than the limit of {}",
-                            ann.length, limits.max_literal_bytes
+                            "literal of {} bytes is larger than the limit of {max_literal}{}",
+                            ann.length,
+                            if authenticated(session) {
+                                ""
+                            } else {
+                                " before login"
+                            }
                         );
                         if ann.mode == LiteralMode::Sync {
                             // The client waits for "+": refuse now, and it sends nothing more.
@@ -122,30 +170,81 @@ where
                             w.flush().await?;
                             frag.skip_message();
                             refused = None;
+                            command_since = None;
+                            literal_time = Duration::ZERO;
                             continue;
                         }
                         // LITERAL+: the data comes anyway; it is read and dropped.
                         frag.poison_message();
                         refused = Some("TOOBIG");
-                    } else if ann.mode == LiteralMode::Sync && refused.is_none() {
-                        w.continuation("Ready for literal data");
-                        w.flush().await?;
+                    } else {
+                        literal_time +=
+                            Duration::from_secs(u64::from(ann.length) / LITERAL_BYTES_PER_SECOND);
+                        if ann.mode == LiteralMode::Sync && refused.is_none() {
+                            w.continuation("Ready for literal data");
+                            w.flush().await?;
+                        }
                     }
                 }
             }
             Some(FragmentInfo::Literal { .. }) => {}
             None => {
-                let timeout = match (&mode, &session.state) {
-                    (Mode::Idle, _) => None,
-                    (_, State::NotAuthenticated) => Some(limits.login_timeout),
-                    _ => Some(limits.idle_timeout),
+                // An overlong line is dropped now, not when its CRLF comes.
+                framer.overlong();
+                framer.idle_point();
+                let now = Instant::now();
+                let partial = framer.receiving();
+                if partial {
+                    command_since.get_or_insert(now);
+                } else {
+                    command_since = None;
+                    literal_time = Duration::ZERO;
+                }
+                let (deadline, which) = if !authenticated(session) {
+                    (Some(login_deadline), Deadline::Login)
+                } else if let Some(since) = command_since {
+                    (
+                        Some(since + limits.command_timeout + literal_time),
+                        Deadline::Command,
+                    )
+                } else if matches!(mode, Mode::Idle) {
+                    (None, Deadline::Idle)
+                } else {
+                    (Some(now + limits.idle_timeout), Deadline::Idle)
                 };
-                match wait(stream, &mut buf, timeout, shutdown, events.as_mut()).await {
-                    Event::Data(n) => frag.enqueue_bytes(&buf[..n]),
+                match wait(stream, &mut buf, deadline, shutdown, events.as_mut()).await {
+                    Event::Data(n) => {
+                        if let Skipped::Done(o) = framer.feed(&buf[..n]) {
+                            let mut w = Responder::new(stream);
+                            match std::mem::replace(&mut mode, Mode::Command) {
+                                Mode::Command => {
+                                    let tag = o.tag.unwrap_or_else(|| "*".into());
+                                    w.tagged_bad(&tag, Some("TOOBIG"), "command line too long");
+                                }
+                                Mode::Authenticate => {
+                                    let tag =
+                                        session.pending_auth.take().unwrap_or_else(|| "*".into());
+                                    w.tagged_bad(&tag, Some("TOOBIG"), "response line too long");
+                                }
+                                Mode::Idle => {
+                                    events = None;
+                                    commands::finish_idle(session, false, &mut w).await;
+                                }
+                            }
+                            w.flush().await?;
+                            refused = None;
+                            command_since = None;
+                            literal_time = Duration::ZERO;
+                        }
+                    }
                     Event::Eof => return Ok(Exit::Closed),
                     Event::Timeout => {
                         let mut w = Responder::new(stream);
-                        w.untagged("BYE autologout: idle for too long");
+                        w.untagged(match which {
+                            Deadline::Login => "BYE login took too long",
+                            Deadline::Command => "BYE command took too long to arrive",
+                            Deadline::Idle => "BYE autologout: idle for too long",
+                        });
                         w.flush().await?;
                         return Ok(Exit::TimedOut);
                     }
@@ -164,9 +263,12 @@ where
                 continue;
             }
         }
+        let frag = &mut framer.frag;
         if !frag.is_message_complete() {
             continue;
         }
+        command_since = None;
+        literal_time = Duration::ZERO;
         let mut w = Responder::new(stream);
         match mode {
             Mode::Command => {
@@ -195,6 +297,8 @@ where
                             "command"
                         );
                         w.flush().await?;
+                        // Logging in lifts the limits, from the next command on.
+                        framer.set_sizes(limits.sizes(authenticated(session)));
                         match next {
                             Next::Continue => {}
                             Next::Close => return Ok(Exit::Closed),
@@ -261,7 +365,7 @@ where
 async fn wait<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut [u8],
-    timeout: Option<Duration>,
+    deadline: Option<Instant>,
     shutdown: &mut watch::Receiver<bool>,
     events: Option<&mut broadcast::Receiver<std::sync::Arc<strata_index::CommitEvent>>>,
 ) -> Event {
@@ -269,8 +373,8 @@ async fn wait<S: AsyncRead + Unpin>(
         return Event::Shutdown;
     }
     let sleep = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
+        match deadline {
+            Some(t) => tokio::time::sleep_until(t.into()).await,
             None => std::future::pending().await,
         }
     };

@@ -12,12 +12,13 @@
 mod commands;
 mod connection;
 pub mod encode;
+mod framing;
 mod respond;
 mod selected;
 mod session;
 pub mod structure;
 
-pub use connection::{Exit, Limits, greeting, run};
+pub use connection::{Exit, LITERAL_BYTES_PER_SECOND, Limits, greeting, run};
 pub use respond::Responder;
 pub use selected::Selected;
 pub use session::{Authenticator, Next, Session, SessionOptions, State};

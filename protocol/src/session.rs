@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -77,6 +77,8 @@ pub struct Session {
     pub(crate) idle_tag: Option<String>,
     /// Failed logins on this connection (logged; the per-address limit is the server's).
     pub(crate) failed_logins: u32,
+    /// When the connection was accepted: the login deadline runs from here.
+    pub(crate) connected_at: Instant,
 }
 
 impl Session {
@@ -91,6 +93,7 @@ impl Session {
             pending_auth: None,
             idle_tag: None,
             failed_logins: 0,
+            connected_at: Instant::now(),
         }
     }
 

@@ -1,8 +1,10 @@
-//! Password checks for IMAP sessions over the user database, with the per-address failed-login
-//! limit: after too many failures from one address in a window, logins from it are refused
-//! without checking the password until the window passes.
+//! Password checks for IMAP sessions over the user database, behind the login limits: failures
+//! per address and per account name over a window, and checks in progress per address (more
+//! wait their turn). A check is counted before it runs, so guesses sent in parallel cannot get
+//! past a limit, and a successful login does not clear what failed before it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,14 +14,25 @@ use strata_protocol::Authenticator;
 
 use crate::users::UserDb;
 
-/// How long failures from one address are remembered.
+/// How long failures are remembered, from the first one.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The limits the server applies to logins.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginLimits {
+    /// Failed logins from one address per window.
+    pub failures_per_ip: u32,
+    /// Failed logins for one account name per window, from anywhere.
+    pub failures_per_account: u32,
+    /// Checks in progress at once for one address; more wait.
+    pub checks_per_ip: u32,
+}
 
 /// The server's [`Authenticator`].
 pub struct PasswordAuth {
     checks: std::sync::mpsc::SyncSender<Check>,
-    max_failures: u32,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    limits: LoginLimits,
+    counts: Mutex<Counts>,
 }
 
 /// One password to check, and where the answer goes.
@@ -29,14 +42,74 @@ struct Check {
     reply: tokio::sync::oneshot::Sender<Result<bool, crate::users::UserError>>,
 }
 
+/// Failures and checks in progress of one address or one account.
+#[derive(Default)]
+struct Counter {
+    failures: u32,
+    in_flight: u32,
+    /// When the first failure of the window was.
+    since: Option<Instant>,
+    /// An address's turns to check (accounts have none).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Counter {
+    fn expire(&mut self, now: Instant) {
+        if self
+            .since
+            .is_some_and(|s| now.duration_since(s) >= FAILURE_WINDOW)
+        {
+            self.failures = 0;
+            self.since = None;
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.failures == 0
+            && self.in_flight == 0
+            && self.gate.as_ref().is_none_or(|g| Arc::strong_count(g) == 1)
+    }
+
+    fn fail(&mut self, now: Instant) {
+        self.failures += 1;
+        self.since.get_or_insert(now);
+    }
+}
+
+/// The counters, by address and by a keyed hash of the account name (so that names a client
+/// makes up cost a few bytes each, whatever their length).
+#[derive(Default)]
+struct Counts {
+    ips: HashMap<IpAddr, Counter>,
+    accounts: HashMap<u64, Counter>,
+    hasher: RandomState,
+    /// Calls since the maps were last swept of idle counters.
+    since_sweep: u32,
+}
+
+impl Counts {
+    fn sweep(&mut self, now: Instant) {
+        self.since_sweep += 1;
+        if self.since_sweep < 256 {
+            return;
+        }
+        self.since_sweep = 0;
+        for c in self.ips.values_mut().chain(self.accounts.values_mut()) {
+            c.expire(now);
+        }
+        self.ips.retain(|_, c| !c.idle());
+        self.accounts.retain(|_, c| !c.idle());
+    }
+}
+
 impl PasswordAuth {
-    /// Checks against `db`, refusing an address after `max_failures` failures in the window.
+    /// Checks against `db` within `limits`.
     ///
     /// Checks run on one thread per core and no more: argon2 takes tens of MiB per check, and
     /// each thread's allocator keeps what it freed, so a pool of any size (the blocking pool
     /// grows to hundreds) would hold that much per thread, and a login flood would check
     /// passwords on every thread at once.
-    pub fn new(db: Arc<UserDb>, max_failures: u32) -> Self {
+    pub fn new(db: Arc<UserDb>, limits: LoginLimits) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(1024);
         let rx = Arc::new(Mutex::new(rx));
@@ -57,26 +130,94 @@ impl PasswordAuth {
         }
         PasswordAuth {
             checks: tx,
-            max_failures,
-            failures: Mutex::new(HashMap::new()),
+            limits,
+            counts: Mutex::new(Counts::default()),
         }
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An address's turns to check.
+    fn gate(&self, peer: IpAddr) -> Arc<tokio::sync::Semaphore> {
+        let turns = self.limits.checks_per_ip as usize;
+        self.counts()
+            .ips
+            .entry(peer)
+            .or_default()
+            .gate
+            .get_or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(turns)))
+            .clone()
+    }
+
+    /// Counts a check about to run, or says why it may not.
+    fn begin(&self, peer: IpAddr, account: u64) -> Result<(), String> {
+        let now = Instant::now();
+        let mut c = self.counts();
+        c.sweep(now);
+        let l = self.limits;
+        let ip = c.ips.entry(peer).or_default();
+        ip.expire(now);
+        if ip.failures + ip.in_flight >= l.failures_per_ip {
+            return Err("too many failed logins from this address; try again later".into());
+        }
+        let acct = c.accounts.entry(account).or_default();
+        acct.expire(now);
+        if acct.failures + acct.in_flight >= l.failures_per_account {
+            return Err("too many failed logins for this account; try again later".into());
+        }
+        acct.in_flight += 1;
+        c.ips.get_mut(&peer).expect("just inserted").in_flight += 1;
+        Ok(())
+    }
+
+    /// Ends a counted check; a failure stays counted for the window.
+    fn end(&self, peer: IpAddr, account: u64, failed: bool) {
+        let now = Instant::now();
+        let mut c = self.counts();
+        let Counts { ips, accounts, .. } = &mut *c;
+        for counter in [ips.get_mut(&peer), accounts.get_mut(&account)]
+            .into_iter()
+            .flatten()
+        {
+            counter.in_flight -= 1;
+            if failed {
+                counter.fail(now);
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Authenticator for PasswordAuth {
     async fn verify(&self, user: &str, password: &[u8], peer: IpAddr) -> Result<bool, String> {
-        {
-            let mut f = self.failures();
-            f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-            if f.get(&peer).is_some_and(|(n, _)| *n >= self.max_failures) {
-                return Err("too many failed logins from this address; try again later".into());
+        let account = self.counts().hasher.hash_one(user.as_bytes());
+        // One address checks a few passwords at a time; the others wait their turn.
+        let _turn = self
+            .gate(peer)
+            .acquire_owned()
+            .await
+            .map_err(|_| "password checks are closed".to_string())?;
+        self.begin(peer, account)?;
+        // Counted until the answer, whatever happens to this task meanwhile.
+        struct Counted<'a> {
+            auth: &'a PasswordAuth,
+            peer: IpAddr,
+            account: u64,
+            failed: bool,
+        }
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.auth.end(self.peer, self.account, self.failed);
             }
         }
+        let mut counted = Counted {
+            auth: self,
+            peer,
+            account,
+            failed: false,
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let check = Check {
             user: user.to_string(),
@@ -92,13 +233,78 @@ impl Authenticator for PasswordAuth {
             .await
             .map_err(|_| "password check failed".to_string())?
             .map_err(|e| format!("user database unavailable: {e}"))?;
-        let mut f = self.failures();
-        if ok {
-            f.remove(&peer);
-        } else {
-            let e = f.entry(peer).or_insert((0, Instant::now()));
-            e.0 += 1;
-        }
+        counted.failed = !ok;
         Ok(ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(limits: LoginLimits) -> (tempfile::TempDir, PasswordAuth) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::new(dir.path().join("users"));
+        db.add("alice", "right").unwrap();
+        (dir, PasswordAuth::new(Arc::new(db), limits))
+    }
+
+    const LIMITS: LoginLimits = LoginLimits {
+        failures_per_ip: 3,
+        failures_per_account: 5,
+        checks_per_ip: 2,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_limited_per_address_and_a_success_does_not_clear_them() {
+        let (_d, a) = auth(LIMITS);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(a.verify("alice", b"wrong", ip).await, Ok(false));
+        }
+        assert!(
+            a.verify("alice", b"right", ip).await.is_err(),
+            "refused now"
+        );
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(a.verify("alice", b"right", other).await, Ok(true));
+        // The success from elsewhere changed nothing for the first address.
+        assert!(a.verify("alice", b"right", ip).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_are_counted_before_they_are_checked() {
+        let (_d, a) = auth(LIMITS);
+        let a = Arc::new(a);
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let tries: Vec<_> = (0..50)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(
+                    async move { a.verify("alice", format!("guess{i}").as_bytes(), ip).await },
+                )
+            })
+            .collect();
+        let mut checked = 0;
+        for t in tries {
+            if t.await.unwrap().is_ok() {
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3, "{checked} of 50 parallel guesses were checked");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_limited_per_account_across_addresses() {
+        let (_d, a) = auth(LIMITS);
+        for i in 0..5u8 {
+            let ip = IpAddr::from([198, 51, 100, i]);
+            assert_eq!(a.verify("alice", b"wrong", ip).await, Ok(false));
+        }
+        let fresh = IpAddr::from([203, 0, 113, 1]);
+        let refused = a.verify("alice", b"right", fresh).await.unwrap_err();
+        assert!(refused.contains("account"), "{refused}");
+        // Other accounts are not affected.
+        assert_eq!(a.verify("bob", b"x", fresh).await, Ok(false));
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::PasswordAuth;
+use crate::auth::{LoginLimits, PasswordAuth};
 use crate::backends::Backends;
 use crate::users::UserDb;
 
@@ -177,13 +177,20 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     let (store, backends) = mailstore(&cfg).await?;
     let auth = Arc::new(PasswordAuth::new(
         Arc::new(UserDb::new(cfg.data_dir.join("users"))),
-        cfg.imap.max_failed_logins_per_ip,
+        LoginLimits {
+            failures_per_ip: cfg.imap.max_failed_logins_per_ip,
+            failures_per_account: cfg.imap.max_failed_logins_per_account,
+            checks_per_ip: cfg.imap.max_login_checks_per_ip,
+        },
     ));
     let limits = Limits {
         max_command_bytes: cfg.imap.max_command_bytes,
         max_literal_bytes: u32::try_from(cfg.imap.max_literal_bytes)
             .unwrap_or(u32::MAX - (1 << 20)),
+        max_command_bytes_before_login: cfg.imap.max_command_bytes_before_login,
+        max_literal_bytes_before_login: cfg.imap.max_literal_bytes_before_login,
         login_timeout: cfg.imap.login_timeout,
+        command_timeout: cfg.imap.command_timeout,
         idle_timeout: cfg.imap.idle_timeout,
     };
     let conns = Arc::new(Connections::default());
@@ -253,6 +260,11 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
 }
 
 impl Running {
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> u32 {
+        self.conns.total.load(Ordering::SeqCst)
+    }
+
     /// A receiver that turns true when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
@@ -390,8 +402,10 @@ async fn connection(
         peer: peer.ip(),
     };
     let mut session = Session::new(opts, shared.store.clone(), shared.auth.clone());
+    // Handshakes count against the login deadline too: a client cannot stall one forever.
+    let login_deadline = tokio::time::Instant::now() + imap.login_timeout;
     if implicit {
-        let handshake = tokio::time::timeout(imap.login_timeout, shared.tls.accept(tcp)).await;
+        let handshake = tokio::time::timeout_at(login_deadline, shared.tls.accept(tcp)).await;
         let mut tls = handshake.map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
         serve(&mut tls, &mut session, shared, &mut shutdown).await?;
         let _ = tls.shutdown().await;
@@ -402,7 +416,8 @@ async fn connection(
         return Ok(());
     }
     // Bytes the client pipelined after STARTTLS were read in plaintext and are dropped.
-    let mut tls = shared.tls.accept(tcp).await?;
+    let handshake = tokio::time::timeout_at(login_deadline, shared.tls.accept(tcp)).await;
+    let mut tls = handshake.map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     let o = session.options_mut();
     o.tls_active = true;
     o.starttls_available = false;
