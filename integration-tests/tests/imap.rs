@@ -434,8 +434,11 @@ async fn store_flags_and_keywords() {
         vec!["1 FETCH (FLAGS (\\Answered \\Seen \\Recent))".to_string()]
     );
     let r = c.ok("STORE 1:2 FLAGS (\\Flagged $Label1)").await;
+    // A keyword new to the user is announced first (RFC 3501 7.2.6).
+    assert!(r.untagged[0].starts_with("FLAGS ("), "{r:?}");
+    assert!(r.untagged[1].starts_with("OK [PERMANENTFLAGS ("), "{r:?}");
     assert!(
-        r.untagged[0].contains("(\\Flagged \\Recent $Label1)"),
+        r.untagged[2].contains("(\\Flagged \\Recent $Label1)"),
         "{r:?}"
     );
     let r = c.ok("STORE 1 -FLAGS (\\Flagged)").await;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use strata_index::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
 
+use crate::encode::SYSTEM_FLAGS;
 use crate::respond::Responder;
 
 /// A session's selected mailbox.
@@ -35,17 +36,27 @@ pub struct Selected {
 }
 
 impl Selected {
-    /// A session's state for a freshly selected mailbox.
+    /// A session's state for a freshly selected mailbox: the view's messages up to (not
+    /// including) `upto`, those in the `recent` range being `\Recent` for it.
     pub fn new(
         id: MailboxId,
         read_only: bool,
         uid_validity: u32,
         view: Arc<MailboxView>,
-        recent: BTreeSet<Uid>,
+        upto: Option<Uid>,
+        recent: (Uid, Uid),
         keywords: HashMap<KeywordId, String>,
     ) -> Self {
-        let (uids, synced) =
-            view.with_entries(|e| (e.iter().map(|e| e.uid).collect(), view.modseq()));
+        let below = |u: Uid| upto.is_none_or(|limit| u < limit);
+        let (uids, recent, synced) = view.with_entries(|e| {
+            let uids: Vec<Uid> = e.iter().map(|e| e.uid).filter(|u| below(*u)).collect();
+            let recent = uids
+                .iter()
+                .copied()
+                .filter(|u| *u >= recent.0 && *u < recent.1)
+                .collect();
+            (uids, recent, view.modseq())
+        });
         Selected {
             id,
             read_only,
@@ -56,6 +67,37 @@ impl Selected {
             synced,
             reported: HashMap::new(),
             keywords,
+        }
+    }
+
+    /// The FLAGS and PERMANENTFLAGS responses: the system flags and the user's keywords.
+    pub(crate) fn write_flag_lists(&self, r: &mut Responder<'_>) {
+        let mut names: Vec<&str> = SYSTEM_FLAGS.iter().map(|(_, n)| *n).collect();
+        let mut kw: Vec<&String> = self.keywords.values().collect();
+        kw.sort();
+        names.extend(kw.iter().map(|k| k.as_str()));
+        r.untagged(&format!("FLAGS ({})", names.join(" ")));
+        if self.read_only {
+            r.untagged("OK [PERMANENTFLAGS ()] read-only mailbox");
+        } else {
+            r.untagged(&format!(
+                "OK [PERMANENTFLAGS ({} \\*)] flags permitted",
+                names.join(" ")
+            ));
+        }
+    }
+
+    /// Takes the user's keyword names as they are now; when one is new, tells the client the
+    /// flags it may now see (RFC 3501 7.2.6) before anything that shows it.
+    pub(crate) fn set_keywords(
+        &mut self,
+        keywords: HashMap<KeywordId, String>,
+        r: &mut Responder<'_>,
+    ) {
+        let new = keywords.keys().any(|k| !self.keywords.contains_key(k));
+        self.keywords = keywords;
+        if new {
+            self.write_flag_lists(r);
         }
     }
 

@@ -135,7 +135,9 @@ impl Session {
     /// The greeting's capability list.
     pub fn capabilities(&self) -> String {
         let mut caps = String::from("IMAP4rev1");
-        if self.opts.starttls_available && !self.opts.tls_active {
+        let logged_in = !matches!(self.state, State::NotAuthenticated);
+        // STARTTLS is for before login, on a connection not yet encrypted (RFC 3501 6.2.1).
+        if self.opts.starttls_available && !self.opts.tls_active && !logged_in {
             caps.push_str(" STARTTLS");
         }
         let auth_ok = self.opts.tls_active || self.opts.plaintext_auth;
@@ -161,10 +163,16 @@ impl Session {
     ) -> std::io::Result<Next> {
         let tag = cmd.tag.as_ref().to_string();
         if !allowed(&self.state, &cmd.body) {
-            let why = match self.state {
-                State::NotAuthenticated => "log in first",
-                State::Authenticated => "select a mailbox first",
-                _ => "not allowed now",
+            use CommandBody as C;
+            let before_login = matches!(
+                cmd.body,
+                C::StartTLS | C::Authenticate { .. } | C::Login { .. }
+            );
+            let why = match (&self.state, before_login) {
+                (State::NotAuthenticated, _) => "is not allowed before login",
+                (_, true) => "is only allowed before login",
+                (State::Authenticated, false) => "needs a selected mailbox",
+                _ => "is not allowed now",
             };
             r.tagged_bad(&tag, None, &format!("{} {why}", cmd.body.name()));
             return Ok(Next::Continue);

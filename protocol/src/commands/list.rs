@@ -1,7 +1,7 @@
 //! LIST and LSUB (RFC 3501 6.3.8, 6.3.9) with CHILDREN (RFC 3348) and SPECIAL-USE (RFC 6154)
 //! attributes.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use strata_index::SpecialUse;
@@ -49,16 +49,34 @@ pub(super) fn list(
         all.sort_by(|a, b| a.0.cmp(&b.0));
         if lsub {
             let existing: HashSet<&str> = all.iter().map(|m| m.0.as_str()).collect();
-            for name in snap.subscriptions()? {
-                if names::matches_pattern(&name, &full) {
+            let subscribed = snap.subscriptions()?;
+            let is_subscribed: HashSet<&str> = subscribed.iter().map(String::as_str).collect();
+            let mut found: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+            for name in &subscribed {
+                if names::matches_pattern(name, &full) {
                     let attrs = if existing.contains(name.as_str()) {
                         vec![]
                     } else {
                         vec!["\\Noselect"]
                     };
-                    out.push((name, attrs));
+                    found.insert(name.clone(), attrs);
+                    continue;
+                }
+                // RFC 3501 6.3.9: with "%", a parent of a subscribed name that the pattern
+                // matches is listed, \Noselect, even though only the child is subscribed.
+                if !full.contains('%') {
+                    continue;
+                }
+                for (i, _) in name.match_indices(DELIMITER) {
+                    let parent = &name[..i];
+                    if !is_subscribed.contains(parent) && names::matches_pattern(parent, &full) {
+                        found
+                            .entry(parent.to_string())
+                            .or_insert_with(|| vec!["\\Noselect"]);
+                    }
                 }
             }
+            out.extend(found);
         } else {
             for (name, special, has_children) in all {
                 if !names::matches_pattern(&name, &full) {

@@ -257,7 +257,7 @@ pub(crate) async fn sync_selected(s: &mut Session, expunges: bool, r: &mut Respo
     if let Ok(kw) = user.snapshot().and_then(|snap| Ok(snap.keywords()?))
         && kw.len() != sel.keywords.len()
     {
-        sel.keywords = kw.into_iter().collect();
+        sel.set_keywords(kw.into_iter().collect(), r);
     }
     let arrived = sel.sync(r, expunges);
     if arrived.is_empty() {

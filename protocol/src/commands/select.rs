@@ -1,11 +1,10 @@
 //! SELECT and EXAMINE (RFC 3501 6.3.1, 6.3.2).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use imap_codec::imap_types::mailbox::Mailbox;
-use strata_index::{Durability, KeywordId};
+use strata_index::{Durability, KeywordId, Uid};
 
-use crate::encode::SYSTEM_FLAGS;
 use crate::respond::Responder;
 use crate::selected::Selected;
 use crate::session::{Next, Session, State};
@@ -30,45 +29,41 @@ pub(super) async fn select(
         let rec = user.find(&snap, &path)?;
         let keywords: HashMap<KeywordId, String> = snap.keywords()?.into_iter().collect();
         let view = user.index().view(rec.id).await?;
-        let recent = if read_only {
-            BTreeSet::new()
+        // Which UIDs are \Recent here, and the last UID this session starts with.
+        let (recent, upto) = if read_only {
+            // EXAMINE sees which messages are recent but takes nothing from other sessions
+            // (RFC 3501 6.3.2).
+            ((rec.first_recent_uid, Uid(u32::MAX)), None)
         } else {
             let id = rec.id;
             let (from, to) = user
                 .index()
                 .write(Durability::Grouped, move |t| t.claim_recent(id))
                 .await?;
-            view.with_entries(|e| {
-                e.iter()
-                    .map(|e| e.uid)
-                    .filter(|u| *u >= from && *u < to)
-                    .collect()
-            })
+            // Mail that arrives after the claim is not this session's yet: it is reported
+            // (and claimed) at the next sync, so exactly one session sees it as recent.
+            ((from, to), Some(to))
         };
-        Ok::<_, strata_mailstore::StoreError>((rec, view, recent, keywords))
+        Ok::<_, strata_mailstore::StoreError>((rec, view, recent, upto, keywords))
     }
     .await;
-    let (rec, view, recent, keywords) = match result {
+    let (rec, view, recent, upto, keywords) = match result {
         Ok(v) => v,
         Err(e) => {
             super::store_error(r, tag, &e);
             return Ok(Next::Continue);
         }
     };
-    let sel = Selected::new(rec.id, read_only, rec.uid_validity, view, recent, keywords);
-    let mut names: Vec<&str> = SYSTEM_FLAGS.iter().map(|(_, n)| *n).collect();
-    let mut kw: Vec<&String> = sel.keywords.values().collect();
-    kw.sort();
-    names.extend(kw.iter().map(|k| k.as_str()));
-    r.untagged(&format!("FLAGS ({})", names.join(" ")));
-    if read_only {
-        r.untagged("OK [PERMANENTFLAGS ()] read-only mailbox");
-    } else {
-        r.untagged(&format!(
-            "OK [PERMANENTFLAGS ({} \\*)] flags permitted",
-            names.join(" ")
-        ));
-    }
+    let sel = Selected::new(
+        rec.id,
+        read_only,
+        rec.uid_validity,
+        view,
+        upto,
+        recent,
+        keywords,
+    );
+    sel.write_flag_lists(r);
     r.untagged(&format!("{} EXISTS", sel.exists()));
     r.untagged(&format!("{} RECENT", sel.recent.len()));
     let first_unseen = sel

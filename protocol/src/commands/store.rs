@@ -83,7 +83,7 @@ pub(super) async fn store(
         .map(|k| k.into_iter().collect())
         .unwrap_or_default();
     let sel = s.selected_mut().expect("selected");
-    sel.keywords = keywords;
+    sel.set_keywords(keywords, r);
     for (u, _, modseq) in &outcome.changed {
         sel.reported(*u, *modseq);
     }
