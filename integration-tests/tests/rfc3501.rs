@@ -183,3 +183,61 @@ async fn starttls_is_offered_only_where_it_can_work() {
     let r = upgraded.ok("CAPABILITY").await;
     assert!(!r.has("STARTTLS"), "{r:?}");
 }
+
+/// Message files in alice's Maildir.
+fn alice_files(s: &TestServer) -> usize {
+    s.files()
+        .iter()
+        .filter(|f| {
+            let f = f.to_string_lossy();
+            f.contains("mail/alice/") && f.contains("/cur/")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_expunged_by_another_session_stays_readable_until_it_is_reported() {
+    let s = TestServer::start().await;
+    let mut a = s.login("alice").await;
+    for n in 0..3 {
+        a.append("INBOX", "", &message(n)).await;
+    }
+    a.ok("SELECT INBOX").await;
+    let mut b = s.login("alice").await;
+    b.ok("SELECT INBOX").await;
+    let files = alice_files(&s);
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = b.ok("EXPUNGE").await;
+    assert!(r.has("1 EXPUNGE"), "{r:?}");
+    // A has not been told: message 1 is still its message 1, with its data (RFC 2180 4.1).
+    let r = a.ok("FETCH 1 (UID FLAGS ENVELOPE BODY[])").await;
+    assert!(r.has("message 0") && r.has("body 0"), "{r:?}");
+    assert!(!r.has("EXPUNGE"), "FETCH may not report EXPUNGE: {r:?}");
+    assert_eq!(alice_files(&s), files, "the body waits for A");
+    // Told now; then the body goes.
+    let r = a.ok("NOOP").await;
+    assert!(r.has("1 EXPUNGE"), "{r:?}");
+    assert_eq!(alice_files(&s), files - 1, "the body went once A was told");
+    // A session that selects after the expunge never saw it, and waits for nothing.
+    let mut c = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("EXPUNGE").await;
+    a.ok("NOOP").await;
+    c.ok("NOOP").await;
+    assert_eq!(alice_files(&s), files - 2);
+    // A session that goes away without being told lets the body go too.
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("EXPUNGE").await;
+    a.ok("NOOP").await;
+    drop(c);
+    s.wait_for_connections(2).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alice_files(&s) != files - 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the last body stayed"
+        );
+        tokio::task::yield_now().await;
+    }
+}

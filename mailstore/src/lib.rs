@@ -16,6 +16,7 @@
 
 mod bodies;
 mod error;
+mod graves;
 pub mod mime;
 pub mod names;
 mod relocate;
@@ -27,7 +28,7 @@ pub use error::{Result, StoreError};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use relocate::{RelocateOptions, RelocateReport};
 pub use store::{
-    AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, Mailstore, MailstoreOptions,
-    UserStore,
+    AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,
+    MailstoreOptions, UserStore, Watch,
 };
 pub use text::{decode_header, parse_date};

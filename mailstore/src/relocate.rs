@@ -229,7 +229,8 @@ impl UserStore {
         let mut garbage = Vec::new();
         for (guid, loc) in intents {
             let live = snap.content_parts(guid, Parts::default())?;
-            if live.is_none_or(|c| c.location != *loc) {
+            // An expunged message a session may still read keeps the copy it names.
+            if live.is_none_or(|c| c.location != *loc) && !self.graves.holds(loc) {
                 garbage.push(loc.clone());
             }
         }

@@ -15,13 +15,14 @@ use futures::stream::{BoxStream, StreamExt};
 use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key};
 use strata_index::{
     BodyLocation, ContentRecord, Durability, Flags, Guid, IndexOptions, KeywordId, MailboxId,
-    MailboxRecord, NewMailbox, NewMessage, Parts, RecoveryReport, Snapshot, SpecialUse, StoreId,
-    Timestamp, Uid, UserIndex,
+    MailboxRecord, Modseq, NewMailbox, NewMessage, Parts, RecoveryReport, Snapshot, SpecialUse,
+    StoreId, Timestamp, Uid, UserIndex, ViewEntry,
 };
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use crate::bodies::{BodyRead, BodyStores};
 use crate::error::{Result, StoreError};
+use crate::graves::{Grave, Graves, Mark};
 use crate::names::join_name;
 
 /// When APPEND may answer OK.
@@ -120,6 +121,7 @@ impl Mailstore {
             append_ack: self.opts.append_ack,
             read_concurrency: self.opts.read_concurrency.max(1),
             report,
+            graves: Graves::default(),
         });
         store.ensure_default_mailboxes().await?;
         self.map().insert(user.to_string(), store.clone());
@@ -151,6 +153,8 @@ impl Mailstore {
         for u in idle {
             // Removed from the map while only the map held it: nobody else can hold it now.
             if let Ok(u) = Arc::try_unwrap(u) {
+                // No session is left to name an expunged message.
+                u.release_graves().await;
                 u.index.close().await;
                 closed += 1;
             }
@@ -202,6 +206,41 @@ pub struct UserStore {
     append_ack: AckPolicy,
     read_concurrency: usize,
     report: RecoveryReport,
+    /// Expunged messages sessions may still name (RFC 2180 4.1).
+    pub(crate) graves: Graves,
+}
+
+/// At most this many expunged messages are kept for sessions not yet told (per user); past
+/// it the oldest go, and a FETCH of them answers without their data.
+pub const MAX_GRAVES: usize = 10_000;
+
+/// A session's watch over its selected mailbox: while it lasts, messages expunged by others
+/// stay readable for the session until it has told its client (see [`UserStore::expunged`]).
+pub struct Watch {
+    user: Arc<UserStore>,
+    mark: Option<Arc<Mark>>,
+}
+
+impl Watch {
+    /// The session has told its client of every expunge up to `modseq`.
+    pub fn told(&self, modseq: Modseq) {
+        if let Some(m) = &self.mark {
+            Graves::told(m, modseq);
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.mark = None;
+        // The session is gone: what only it could name can go too.
+        if self.user.graves.any()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let user = self.user.clone();
+            rt.spawn(async move { user.release_graves().await });
+        }
+    }
 }
 
 impl UserStore {
@@ -477,19 +516,79 @@ impl UserStore {
     }
 
     /// Expunges `uids` from a mailbox and deletes bodies no longer referenced; returns the UIDs
-    /// expunged.
-    pub async fn expunge(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
-        let _moving = self.relocating.read().await;
+    /// expunged. Sessions that still number them keep reading them until told (see
+    /// [`UserStore::watch`]); their bodies go then.
+    pub async fn expunge(self: &Arc<Self>, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
+        // Held from the snapshot to the burial: no migration switches a location in between,
+        // so each grave names the copy that is left.
+        let moving = self.relocating.read().await;
         let snap = self.snapshot()?;
-        let mut guids = Vec::new();
+        let mut dying = Vec::new();
         for &uid in &uids {
-            if let Some(m) = snap.message(mailbox, uid)? {
-                guids.push(m.guid);
+            if let Some(m) = snap.message(mailbox, uid)?
+                && let Some(c) = snap.content_parts(&m.guid, Parts::ALL)?
+            {
+                dying.push((ViewEntry::from(&m), c));
             }
         }
         let done = self.index.expunge(mailbox, uids).await?;
-        self.release_bodies(&snap, guids).await;
+        let modseq = self.snapshot()?.modseq();
+        self.graves.bury(
+            dying
+                .into_iter()
+                .filter(|(e, _)| done.contains(&e.uid))
+                .map(|(entry, content)| Grave {
+                    mailbox,
+                    entry,
+                    content,
+                    modseq,
+                })
+                .collect(),
+            MAX_GRAVES,
+        );
+        drop(moving);
+        self.release_graves().await;
         Ok(done)
+    }
+
+    /// Starts a session's watch over `mailbox`, before it takes its view (see [`Watch`]).
+    pub fn watch(self: &Arc<Self>, mailbox: MailboxId) -> Watch {
+        Watch {
+            user: self.clone(),
+            mark: Some(self.graves.watch(mailbox)),
+        }
+    }
+
+    /// A message expunged by another session that a watching session may still name: its
+    /// entry and content as they were.
+    pub fn expunged(&self, mailbox: MailboxId, uid: Uid) -> Option<(ViewEntry, ContentRecord)> {
+        self.graves.find(mailbox, uid)
+    }
+
+    /// Deletes the bodies of expunged messages every session has been told of (and whose
+    /// content no other message shares).
+    pub async fn release_graves(&self) {
+        let gone = self.graves.released();
+        if gone.is_empty() {
+            return;
+        }
+        // Shared: a migration must not switch a body's location between this snapshot and
+        // the deletes.
+        let _moving = self.relocating.read().await;
+        let Ok(now) = self.snapshot() else { return };
+        let mut locations: Vec<BodyLocation> = Vec::new();
+        for g in gone {
+            if matches!(now.content(&g.content.guid), Ok(None))
+                && !locations.contains(&g.content.location)
+                && !self.graves.holds(&g.content.location)
+            {
+                locations.push(g.content.location);
+            }
+        }
+        if let Err(e) = self.delete_bodies(locations).await {
+            // The index no longer refers to these bodies; a failed delete leaks space, not mail.
+            tracing::warn!(user = %self.name, error = %e, "could not delete expunged bodies");
+        }
     }
 
     /// Deletes the bodies of `guids` whose content records are gone from the index.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use strata_index::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
+use strata_mailstore::Watch;
 
 use crate::encode::SYSTEM_FLAGS;
 use crate::respond::Responder;
@@ -33,11 +34,15 @@ pub struct Selected {
     reported: HashMap<Uid, Modseq>,
     /// Keyword names by id, for the flags the client sees.
     pub(crate) keywords: HashMap<KeywordId, String>,
+    /// Keeps what others expunge readable until this session has told its client.
+    watch: Watch,
 }
 
 impl Selected {
     /// A session's state for a freshly selected mailbox: the view's messages up to (not
-    /// including) `upto`, those in the `recent` range being `\Recent` for it.
+    /// including) `upto`, those in the `recent` range being `\Recent` for it. `watch` was
+    /// started before the view was taken.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: MailboxId,
         read_only: bool,
@@ -46,6 +51,7 @@ impl Selected {
         upto: Option<Uid>,
         recent: (Uid, Uid),
         keywords: HashMap<KeywordId, String>,
+        watch: Watch,
     ) -> Self {
         let below = |u: Uid| upto.is_none_or(|limit| u < limit);
         let (uids, recent, synced) = view.with_entries(|e| {
@@ -57,6 +63,8 @@ impl Selected {
                 .collect();
             (uids, recent, view.modseq())
         });
+        // Its numbering is as of `synced`: nothing expunged before then is in it.
+        watch.told(synced);
         Selected {
             id,
             read_only,
@@ -67,6 +75,7 @@ impl Selected {
             synced,
             reported: HashMap::new(),
             keywords,
+            watch,
         }
     }
 
@@ -225,6 +234,9 @@ impl Selected {
         }
         self.synced = self.synced.max(modseq);
         self.reported.clear();
+        if expunges {
+            self.watch.told(modseq);
+        }
         arrived
     }
 

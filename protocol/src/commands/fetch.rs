@@ -295,9 +295,12 @@ pub(super) async fn fetch(
     for (seq, u) in targets {
         let mut content = None;
         if needs_content && plan_content {
-            let rec = sel
-                .entry(u)
-                .and_then(|e| snap.content_parts(&e.guid, want).ok().flatten());
+            // A message another session expunged is still this session's to read until it
+            // has been told (RFC 2180 4.1).
+            let rec = match sel.entry(u) {
+                Some(e) => snap.content_parts(&e.guid, want).ok().flatten(),
+                None => user.expunged(mailbox, u).map(|(_, c)| c),
+            };
             if rec.is_none() {
                 // Expunged by another session; its number stays valid until we may say so.
                 missing = true;
@@ -331,12 +334,21 @@ pub(super) async fn fetch(
     let kw = sel.keywords.clone();
     let names = |k| kw.get(&k).cloned();
     for p in &mut plan {
-        let Some(entry) = sel.entry(p.uid) else {
-            missing = true;
-            continue;
+        let (entry, buried) = match sel.entry(p.uid) {
+            Some(e) => (e, None),
+            None => match user.expunged(mailbox, p.uid) {
+                Some((e, c)) => (e, Some(c)),
+                None => {
+                    missing = true;
+                    continue;
+                }
+            },
         };
         if needs_content && p.content.is_none() {
-            p.content = snap.content_parts(&entry.guid, want).ok().flatten();
+            p.content = match buried {
+                Some(c) => Some(c),
+                None => snap.content_parts(&entry.guid, want).ok().flatten(),
+            };
             if p.content.is_none() {
                 missing = true;
                 continue;

@@ -260,6 +260,11 @@ pub(crate) async fn sync_selected(s: &mut Session, expunges: bool, r: &mut Respo
         sel.set_keywords(kw.into_iter().collect(), r);
     }
     let arrived = sel.sync(r, expunges);
+    if expunges {
+        // What this session has now reported may be the last thing an expunged body waited for.
+        user.release_graves().await;
+    }
+    let Some(sel) = s.selected_mut() else { return };
     if arrived.is_empty() {
         return;
     }

@@ -28,6 +28,8 @@ pub(super) async fn select(
         let snap = user.snapshot()?;
         let rec = user.find(&snap, &path)?;
         let keywords: HashMap<KeywordId, String> = snap.keywords()?.into_iter().collect();
+        // Before the view: an expunge from now on waits for this session to report it.
+        let watch = user.watch(rec.id);
         let view = user.index().view(rec.id).await?;
         // Which UIDs are \Recent here, and the last UID this session starts with.
         let (recent, upto) = if read_only {
@@ -44,10 +46,10 @@ pub(super) async fn select(
             // (and claimed) at the next sync, so exactly one session sees it as recent.
             ((from, to), Some(to))
         };
-        Ok::<_, strata_mailstore::StoreError>((rec, view, recent, upto, keywords))
+        Ok::<_, strata_mailstore::StoreError>((rec, view, recent, upto, keywords, watch))
     }
     .await;
-    let (rec, view, recent, upto, keywords) = match result {
+    let (rec, view, recent, upto, keywords, watch) = match result {
         Ok(v) => v,
         Err(e) => {
             super::store_error(r, tag, &e);
@@ -62,6 +64,7 @@ pub(super) async fn select(
         upto,
         recent,
         keywords,
+        watch,
     );
     sel.write_flag_lists(r);
     r.untagged(&format!("{} EXISTS", sel.exists()));
