@@ -17,6 +17,7 @@
 mod bodies;
 mod error;
 mod graves;
+mod labels;
 pub mod mime;
 pub mod names;
 mod relocate;

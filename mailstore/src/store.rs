@@ -122,8 +122,10 @@ impl Mailstore {
             read_concurrency: self.opts.read_concurrency.max(1),
             report,
             graves: Graves::default(),
+            folders: Mutex::new(HashMap::new()),
         });
         store.ensure_default_mailboxes().await?;
+        crate::labels::spawn(&store);
         self.map().insert(user.to_string(), store.clone());
         Ok(store)
     }
@@ -208,6 +210,8 @@ pub struct UserStore {
     report: RecoveryReport,
     /// Expunged messages sessions may still name (RFC 2180 4.1).
     pub(crate) graves: Graves,
+    /// The folder each mailbox's new bodies go to, once decided (cleared when names change).
+    folders: Mutex<HashMap<MailboxId, String>>,
 }
 
 /// At most this many expunged messages are kept for sessions not yet told (per user); past
@@ -417,6 +421,8 @@ impl UserStore {
                 Ok(())
             })
             .await?;
+        // Paths changed: each folder is decided again from the new ones.
+        self.folders().clear();
         Ok(())
     }
 
@@ -457,10 +463,7 @@ impl UserStore {
         let rec = snap
             .mailbox(mailbox)?
             .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
-        let folder = snap
-            .path_of(mailbox)?
-            .map(|p| folder_segment(&p, mailbox))
-            .unwrap_or_default();
+        let folder = self.folder_of(&snap, mailbox)?;
         drop(snap);
         let mut batch = Batch::new();
         let mut news = Vec::with_capacity(messages.len());
@@ -549,6 +552,42 @@ impl UserStore {
         drop(moving);
         self.release_graves().await;
         Ok(done)
+    }
+
+    /// The folder new bodies of `mailbox` go to: the one its path names, unless bodies of
+    /// another mailbox are there (it had this name before a RENAME), then the one its id
+    /// names; so no two mailboxes ever share a folder. Decided once per mailbox and process.
+    pub(crate) fn folder_of(&self, snap: &Snapshot, mailbox: MailboxId) -> Result<String> {
+        if let Some(f) = self.folders().get(&mailbox) {
+            return Ok(f.clone());
+        }
+        let Some(path) = snap.path_of(mailbox)? else {
+            return Ok(id_folder(mailbox));
+        };
+        let mut folder = folder_segment(&path, mailbox);
+        if !folder.is_empty() {
+            let prefix = format!("{folder}/");
+            'scan: for mb in snap.mailboxes()? {
+                if mb.id == mailbox {
+                    continue;
+                }
+                for m in snap.messages(mb.id)? {
+                    if let Some(c) = snap.content_parts(&m.guid, Parts::default())?
+                        && c.location.store == self.stores.main_id()
+                        && c.location.key.starts_with(&prefix)
+                    {
+                        folder = id_folder(mailbox);
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        self.folders().insert(mailbox, folder.clone());
+        Ok(folder)
+    }
+
+    fn folders(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, String>> {
+        self.folders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a session's watch over `mailbox`, before it takes its view (see [`Watch`]).
@@ -666,23 +705,29 @@ impl UserStore {
     }
 }
 
-/// The backend folder a mailbox's new bodies go to: Maildir++ style (`.Sent`, `.a.b`) when every
-/// component is a plain name, `.m<id>` otherwise; INBOX is the root.
+/// The backend folder a mailbox's bodies go to by its path: Maildir++ style (`.Sent`, `.a.b`)
+/// when every component is a plain name (starting with a letter or digit), `.=<id>` otherwise,
+/// which no plain name can be; INBOX is the root.
 fn folder_segment(path: &[String], id: MailboxId) -> String {
     if path.len() == 1 && path[0] == "INBOX" {
         return String::new();
     }
     let plain = path.iter().all(|p| {
-        !p.is_empty()
-            && p.len() <= 64
+        p.len() <= 64
+            && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-+=,".contains(&b))
     });
     if plain {
         format!(".{}", path.join("."))
     } else {
-        format!(".m{id}")
+        id_folder(id)
     }
+}
+
+/// The folder named after a mailbox's id.
+fn id_folder(id: MailboxId) -> String {
+    format!(".={id}")
 }
 
 /// Messages at least this large are parsed on a blocking thread, so that one large APPEND
@@ -726,8 +771,11 @@ mod tests {
         assert_eq!(folder_segment(&["INBOX".into()], id), "");
         assert_eq!(folder_segment(&["Sent".into()], id), ".Sent");
         assert_eq!(folder_segment(&["a".into(), "b".into()], id), ".a.b");
-        assert_eq!(folder_segment(&["x y".into()], id), ".m7");
-        assert_eq!(folder_segment(&["a.b".into()], id), ".m7");
+        assert_eq!(folder_segment(&["x y".into()], id), ".=7");
+        assert_eq!(folder_segment(&["a.b".into()], id), ".=7");
+        // No plain name can be another mailbox's id folder.
+        assert_eq!(folder_segment(&["=7".into()], MailboxId(8)), ".=8");
+        assert_eq!(folder_segment(&["m7".into()], MailboxId(8)), ".m7");
         let k = body_key(
             ".Sent",
             &Guid([1; 16]),

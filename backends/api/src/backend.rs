@@ -9,6 +9,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::batch::Batch;
 use crate::error::BackendError;
 use crate::key::Key;
+use crate::label::Label;
 use crate::receipt::Receipt;
 
 /// What a backend can do natively.
@@ -22,6 +23,8 @@ pub struct Capabilities {
     pub server_side_copy: bool,
     /// Soft-done and acked can be different moments (a slow store behind a local journal).
     pub deferred_ack: bool,
+    /// Keeps [`Label`]s where other mail programs read them ([`Backend::set_labels`]).
+    pub labels: bool,
 }
 
 /// One read of [`Backend::get_many`].
@@ -63,6 +66,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// An object's size.
     async fn size(&self, key: &Key) -> Result<u64, BackendError>;
+
+    /// Sets the labels of stored objects, for a store that keeps them
+    /// ([`Capabilities::labels`]); others ignore them. A key that is not (or no longer) stored
+    /// is skipped: labels follow the index, never the other way round.
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        let _ = labels;
+        Ok(())
+    }
 
     /// Reads many objects with at most `concurrency` reads in flight, yielding the answers in
     /// request order, so that a FETCH of many bodies costs a few round trips, not one each.
@@ -116,6 +127,10 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         (**self).size(key).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        (**self).set_labels(labels).await
     }
 
     fn get_many(

@@ -56,6 +56,48 @@ async fn put_then_get_returns_the_bytes(b: Arc<dyn Backend>) -> Outcome {
     Ok(())
 }
 
+async fn labels_never_change_what_is_read(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(
+        Batch::new()
+            .put(k(".a/1700000000.x"), "labelled")
+            .put(k("top"), "t"),
+    )
+    .await
+    .map_err(fail)?;
+    let label = |flags: &str, kw: &[&str]| crate::Label {
+        flags: flags.into(),
+        keywords: kw.iter().map(|s| s.to_string()).collect(),
+    };
+    b.set_labels(vec![
+        (k(".a/1700000000.x"), label("FS", &["$Important"])),
+        (k("top"), label("T", &[])),
+        (k(".a/never-stored"), label("S", &[])),
+    ])
+    .await
+    .map_err(fail)?;
+    ensure!(
+        read(&b, ".a/1700000000.x").await? == "labelled",
+        "bytes changed"
+    );
+    ensure!(read(&b, "top").await? == "t", "bytes changed");
+    missing(&b, ".a/never-stored").await?;
+    // Labelled again, then replaced and deleted as any object.
+    b.set_labels(vec![(k(".a/1700000000.x"), label("", &[]))])
+        .await
+        .map_err(fail)?;
+    b.commit(Batch::new().put(k(".a/1700000000.x"), "again"))
+        .await
+        .map_err(fail)?;
+    ensure!(
+        read(&b, ".a/1700000000.x").await? == "again",
+        "not replaced"
+    );
+    b.commit(Batch::new().delete(k(".a/1700000000.x")))
+        .await
+        .map_err(fail)?;
+    missing(&b, ".a/1700000000.x").await
+}
+
 async fn a_put_replaces_what_was_there(b: Arc<dyn Backend>) -> Outcome {
     b.commit(Batch::new().put(k("x"), "one"))
         .await
@@ -392,6 +434,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("random_batches_match_a_map", |b| {
         Box::pin(random_batches_match_a_map(b))
+    }),
+    ("labels_never_change_what_is_read", |b| {
+        Box::pin(labels_never_change_what_is_read(b))
     }),
 ];
 

@@ -67,6 +67,7 @@ impl Backend for MemoryBackend {
             range_reads: true,
             server_side_copy: true,
             deferred_ack: false,
+            labels: false,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::backend::{Backend, Capabilities, Read};
 use crate::batch::{Batch, Op, Precondition};
 use crate::error::BackendError;
 use crate::key::Key;
+use crate::label::Label;
 use crate::receipt::Receipt;
 
 /// `inner` with every key under `prefix/`.
@@ -74,6 +75,14 @@ impl Backend for Prefixed {
 
     async fn flush(&self, seq: u64) -> Result<(), BackendError> {
         self.inner.flush(seq).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        let labels = labels
+            .into_iter()
+            .map(|(k, l)| Ok((self.key(&k)?, l)))
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        self.inner.set_labels(labels).await
     }
 
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Receipt,
 };
 
 /// Latency of one kind of operation.
@@ -298,5 +298,10 @@ impl<B: Backend> Backend for DelayBackend<B> {
         let _flight = self.start_read();
         self.delay(Kind::Read).await?;
         self.inner.size(key).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        self.delay(Kind::Write).await?;
+        self.inner.set_labels(labels).await
     }
 }

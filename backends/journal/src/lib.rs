@@ -30,7 +30,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use strata_backend_api::{Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt};
+use strata_backend_api::{
+    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op, Receipt,
+};
 use tokio::sync::{Mutex, oneshot};
 
 pub use state::JournalStats;
@@ -298,6 +300,7 @@ impl Backend for Journal {
             range_reads: true,
             server_side_copy: false,
             deferred_ack: true,
+            labels: self.inner.capabilities().labels,
         }
     }
 
@@ -421,5 +424,11 @@ impl Backend for Journal {
             Some(None) => Err(self.not_found(key)),
             None => self.inner.size(key).await,
         }
+    }
+
+    /// Labels go straight to the store: a key still in the journal is not there yet and is
+    /// skipped (labels are a copy of the index's flags, set again at the next change).
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        self.inner.set_labels(labels).await
     }
 }

@@ -12,7 +12,12 @@
 //! applied: `Capabilities::atomic_batch` is false, and the index, which records a body's
 //! location only after its commit returned, never points at a file that is not there.
 //!
-//! It does not keep message flags in file names: flags live in Strata's index.
+//! Flags live in Strata's index; a copy of them is kept where other Maildir programs read
+//! flags, in the file name (`<unique>:2,FRS` plus Dovecot's keyword letters, named in each
+//! Maildir's `dovecot-keywords`), by [`Backend::set_labels`]. A file's modification time is the
+//! delivery time its unique name starts with (Strata's keys start with the INTERNALDATE), as
+//! Maildir programs read it. So a tree can be read back into an index with its flags,
+//! keywords and dates.
 //!
 //! [`MaildirTree`] is every user's Maildir under one root as one backend, for the staging
 //! journal to front.
@@ -28,7 +33,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op, Receipt,
 };
 
 mod tree;
@@ -43,6 +48,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     range_reads: true,
     server_side_copy: true,
     deferred_ack: false,
+    labels: true,
 };
 
 /// The Maildir backend.
@@ -269,12 +275,12 @@ impl Inner {
                             .join("tmp")
                             .join(format!("{unique}.{}.{n}", std::process::id()));
                         match f {
-                            Final::Data(data) => write_synced(&tmp, data)?,
+                            Final::Data(data) => write_synced(&tmp, data, delivered_at(&unique))?,
                             Final::LinkOf(src) => {
                                 if std::fs::hard_link(src, &tmp).is_err() {
                                     let data = std::fs::read(src)
                                         .map_err(|e| io_err("reading", src, e))?;
-                                    write_synced(&tmp, &data)?;
+                                    write_synced(&tmp, &data, delivered_at(&unique))?;
                                 }
                             }
                             Final::Gone => unreachable!("handled above"),
@@ -374,10 +380,146 @@ impl Inner {
     }
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), BackendError> {
+/// Writes a file and fsyncs it; its modification time is `mtime` when given.
+fn write_synced(path: &Path, data: &[u8], mtime: Option<SystemTime>) -> Result<(), BackendError> {
     let mut f = std::fs::File::create(path).map_err(|e| io_err("creating", path, e))?;
     f.write_all(data).map_err(|e| io_err("writing", path, e))?;
+    if let Some(t) = mtime {
+        f.set_modified(t).map_err(|e| io_err("dating", path, e))?;
+    }
     f.sync_all().map_err(|e| io_err("syncing", path, e))
+}
+
+/// The delivery time a Maildir unique name starts with (`1700000000.…`), if it does.
+fn delivered_at(unique: &str) -> Option<SystemTime> {
+    let digits = unique.split('.').next()?;
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(digits.parse().ok()?))
+}
+
+/// A Maildir's `dovecot-keywords`: keyword `n` is the letter `a + n` in file names.
+struct Keywords {
+    names: Vec<String>,
+    changed: bool,
+}
+
+/// Maildir file names have room for 26 keyword letters.
+const KEYWORD_LETTERS: usize = 26;
+
+impl Keywords {
+    fn read(dir: &Path) -> Keywords {
+        let mut names: Vec<String> = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(dir.join("dovecot-keywords")) {
+            for line in text.lines() {
+                let Some((n, name)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<usize>() else { continue };
+                if n < KEYWORD_LETTERS && !name.is_empty() {
+                    if names.len() <= n {
+                        names.resize(n + 1, String::new());
+                    }
+                    names[n] = name.to_string();
+                }
+            }
+        }
+        Keywords {
+            names,
+            changed: false,
+        }
+    }
+
+    /// The letter of `name`, given one if it has none and a letter is free.
+    fn letter(&mut self, name: &str) -> Option<char> {
+        let i = match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                let i = match self.names.iter().position(String::is_empty) {
+                    Some(free) => free,
+                    None if self.names.len() < KEYWORD_LETTERS => {
+                        self.names.push(String::new());
+                        self.names.len() - 1
+                    }
+                    None => return None,
+                };
+                self.names[i] = name.to_string();
+                self.changed = true;
+                i
+            }
+        };
+        Some((b'a' + i as u8) as char)
+    }
+
+    /// Writes the file if letters were given out (atomically: tmp, fsync, rename).
+    fn save(&self, dir: &Path) -> Result<(), BackendError> {
+        if !self.changed {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for (i, n) in self.names.iter().enumerate() {
+            if !n.is_empty() {
+                text.push_str(&format!("{i} {n}\n"));
+            }
+        }
+        let tmp = dir
+            .join("tmp")
+            .join(format!("dovecot-keywords.{}", std::process::id()));
+        write_synced(&tmp, text.as_bytes(), None)?;
+        let path = dir.join("dovecot-keywords");
+        std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming into", &path, e))?;
+        sync_dir(dir)
+    }
+}
+
+impl Inner {
+    /// Renames each stored key's file to carry its label; keys not stored are skipped.
+    fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        // Letters first, and the keyword files written, so no name uses a letter no file names.
+        let mut keywords: HashMap<PathBuf, Keywords> = HashMap::new();
+        let mut renames = Vec::with_capacity(labels.len());
+        for (key, label) in labels {
+            let (dir, unique) = self.locate(&key)?;
+            let kw = keywords
+                .entry(dir.clone())
+                .or_insert_with(|| Keywords::read(&dir));
+            let mut info: Vec<char> = label
+                .flags
+                .chars()
+                .filter(|c| "DFRST".contains(*c))
+                .collect();
+            info.extend(label.keywords.iter().filter_map(|k| kw.letter(k)));
+            info.sort_unstable();
+            info.dedup();
+            renames.push((key, dir, unique, info.into_iter().collect::<String>()));
+        }
+        for (dir, kw) in &keywords {
+            if kw.changed {
+                self.ensure_maildir(dir)?;
+                kw.save(dir)?;
+            }
+        }
+        for (key, dir, unique, info) in renames {
+            let Some(path) = self.find(&key)? else {
+                continue;
+            };
+            let name = format!("{unique}:2,{info}");
+            let cur = dir.join("cur");
+            let dest = cur.join(&name);
+            if path == dest {
+                continue;
+            }
+            let before = mtime_of(&cur)?;
+            match std::fs::rename(&path, &dest) {
+                Ok(()) => self.note(&cur, &unique, Some(name), before),
+                // Deleted meanwhile: nothing to label.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("renaming", &path, e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackendError> {
@@ -446,5 +588,14 @@ impl Backend for MaildirBackend {
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let key = key.clone();
         self.blocking(move |inner| inner.size(&key)).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        // Serialised with commits: a commit's renames and a label's rename never cross.
+        let _serial = self.commit_lock.lock().await;
+        self.blocking(move |inner| inner.set_labels(labels)).await
     }
 }

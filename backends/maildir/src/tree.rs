@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Precondition,
-    Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op,
+    Precondition, Receipt,
 };
 
 use crate::{CAPABILITIES, MaildirBackend, NAME, err};
@@ -145,5 +145,20 @@ impl Backend for MaildirTree {
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let (user, key) = split(key)?;
         self.user(user)?.size(&key).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        let mut per_user: Vec<(String, Vec<(Key, Label)>)> = Vec::new();
+        for (key, label) in labels {
+            let (user, key) = split(&key)?;
+            match per_user.iter_mut().find(|(u, _)| u == user) {
+                Some((_, v)) => v.push((key, label)),
+                None => per_user.push((user.to_string(), vec![(key, label)])),
+            }
+        }
+        for (user, labels) in per_user {
+            self.user(&user)?.set_labels(labels).await?;
+        }
+        Ok(())
     }
 }

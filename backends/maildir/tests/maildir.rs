@@ -178,3 +178,66 @@ async fn copying_a_key_onto_itself_leaves_nothing_in_tmp() {
     assert_eq!(names(&root.join("cur")), ["m:2,", "n:2,"]);
     assert_eq!(b.get(&key("m"), None).await.unwrap(), "body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_flag_letters_and_keyword_letters_and_dates_are_mtimes() {
+    use strata_backend_api::Label;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    b.commit(
+        Batch::new()
+            .put(key(".Work/1600000000.G1.strata"), "one")
+            .put(key(".Work/1600000001.G2.strata"), "two"),
+    )
+    .await
+    .unwrap();
+    let work = root.join(".Work");
+    let mtime = std::fs::metadata(work.join("cur/1600000000.G1.strata:2,"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        mtime,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000),
+        "a file's time is the delivery time its name starts with"
+    );
+    let label = |flags: &str, kw: &[&str]| Label {
+        flags: flags.into(),
+        keywords: kw.iter().map(|s| s.to_string()).collect(),
+    };
+    b.set_labels(vec![
+        (
+            key(".Work/1600000000.G1.strata"),
+            label("SF", &["$Important", "$Later"]),
+        ),
+        (key(".Work/1600000001.G2.strata"), label("R", &["$Later"])),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        names(&work.join("cur")),
+        ["1600000000.G1.strata:2,FSab", "1600000001.G2.strata:2,Rb"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("dovecot-keywords")).unwrap(),
+        "0 $Important\n1 $Later\n"
+    );
+    // Found under its new name, and labelled again as flags change.
+    assert_eq!(
+        b.get(&key(".Work/1600000000.G1.strata"), None)
+            .await
+            .unwrap(),
+        "one"
+    );
+    b.set_labels(vec![(
+        key(".Work/1600000000.G1.strata"),
+        label("", &["$Later"]),
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        names(&work.join("cur")),
+        ["1600000000.G1.strata:2,b", "1600000001.G2.strata:2,Rb"]
+    );
+}

@@ -335,6 +335,7 @@ impl Backend for S3Backend {
             range_reads: true,
             server_side_copy: true,
             deferred_ack: false,
+            labels: false,
         }
     }
 

@@ -202,6 +202,7 @@ impl Backend for SqlBackend {
             range_reads: true,
             server_side_copy: true,
             deferred_ack: false,
+            labels: false,
         }
     }
 
