@@ -38,6 +38,13 @@ pub enum IndexError {
         /// Who holds it, as recorded in the owner file beside it.
         holder: String,
     },
+    /// The file was not closed cleanly (the process holding it was killed) and only a writer
+    /// can recover it: opening it for writing does, in milliseconds.
+    #[error("index file {path} needs recovery after an unclean shutdown; opening it for writing recovers it")]
+    NeedsRecovery {
+        /// The index file.
+        path: PathBuf,
+    },
     /// An I/O error reading or writing the file.
     #[error("I/O error on index file {path}: {source}")]
     Io {
@@ -155,6 +162,9 @@ impl IndexError {
             redb::Error::ValueTooLarge(n) => {
                 IndexError::corrupt(path, format!("value of {n} bytes is too large"))
             }
+            redb::Error::RepairAborted => IndexError::NeedsRecovery {
+                path: path.to_path_buf(),
+            },
             redb::Error::DatabaseAlreadyOpen => IndexError::Locked {
                 path: path.to_path_buf(),
                 holder: crate::owner::describe_holder(path),

@@ -93,7 +93,9 @@ enum ImportSource {
 
 #[derive(Subcommand)]
 enum IndexAction {
-    /// Checks every row and invariant of a user's index, read-only (works while the server runs).
+    /// Checks every row and invariant of a user's index. Read-only beside a running server
+    /// (see README for when it can read an index the server has open); with the server stopped,
+    /// an index a crash left unclean is recovered first.
     Check {
         /// The account.
         #[arg(long)]
@@ -416,7 +418,13 @@ fn index_check(cfg: &Config, user: &str) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let index = strata_index::ReadOnlyIndex::open(&path)?;
+    let index = match strata_index::ReadOnlyIndex::open(&path) {
+        Err(strata_index::IndexError::NeedsRecovery { .. }) => {
+            recover(cfg, &path, user)?;
+            strata_index::ReadOnlyIndex::open(&path)?
+        }
+        other => other?,
+    };
     let report = index.verify()?;
     println!(
         "{}: ok: {} mailboxes, {} messages, {} contents, {} change-log entries, MODSEQ {}",
@@ -428,6 +436,40 @@ fn index_check(cfg: &Config, user: &str) -> anyhow::Result<()> {
         report.modseq
     );
     Ok(())
+}
+
+/// Recovers an index left by a process that was killed, by opening it for writing as the
+/// server would; if a server has it open, says what to do instead.
+fn recover(cfg: &Config, path: &std::path::Path, user: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let opts = strata_index::IndexOptions {
+            cache_bytes: cfg.index.cache_bytes as usize,
+            ..Default::default()
+        };
+        match strata_index::UserIndex::open(path, opts).await {
+            Ok((index, report)) => {
+                println!(
+                    "{}: recovered after an unclean shutdown in {:.1} ms",
+                    path.display(),
+                    report.duration.as_secs_f64() * 1000.0
+                );
+                index.close().await;
+                Ok(())
+            }
+            Err(strata_index::IndexError::Locked { holder, .. }) => bail!(
+                "{}: cannot be read now: {holder} has it open for writing, and a reader can \
+                 open it beside its writer only with [index] flag_sync_delay_ms = 0. The server \
+                 closes an index 5 minutes after its last session, and at shutdown: run \
+                 `strata index check --user {user}` again then, or stop the server first.",
+                path.display()
+            ),
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 fn main() -> ExitCode {

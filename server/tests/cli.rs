@@ -288,3 +288,51 @@ fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
     let _ = BufReader::new(conn).read_to_string(&mut rest);
     assert!(rest.contains("* BYE server shutting down"), "{rest:?}");
 }
+
+#[test]
+fn index_check_recovers_an_index_a_killed_server_left() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "alice-password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--data-dir", d, "--imap", "127.0.0.1:0", "--imaps", "off", "serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
+            addr = Some(a.to_string());
+        }
+        line.clear();
+    }
+    let mut conn = std::net::TcpStream::connect(addr.expect("the server prints its address")).unwrap();
+    conn.write_all(b"a LOGIN alice alice-password\r\nb SELECT INBOX\r\n").unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("b OK") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Killed with the index open: it is left unclean.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("recovered after an unclean shutdown"), "{stdout}");
+    assert!(stdout.contains("ok: 6 mailboxes"), "{stdout}");
+    // And it is clean now.
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("recovered"), "{}", text(&out.stdout));
+}
