@@ -152,6 +152,85 @@ struct RawLog {
     level: Option<String>,
 }
 
+/// Reads the file into the raw structure. A key serde refuses (unknown, or holding a value of
+/// the wrong type) is recorded against its dotted key and taken out, and the rest read again,
+/// so that every such problem is reported at once with all the others. Only a syntax error
+/// stops it.
+fn raw_config(text: &str) -> Result<(RawConfig, Vec<(String, String)>), toml::de::Error> {
+    let mut doc: toml_edit::DocumentMut = match text.parse() {
+        Ok(d) => d,
+        Err(_) => return toml::from_str::<RawConfig>(text).map(|r| (r, Vec::new())),
+    };
+    let mut refused = Vec::new();
+    loop {
+        let current = doc.to_string();
+        let e = match toml::from_str::<RawConfig>(&current) {
+            Ok(raw) => return Ok((raw, refused)),
+            Err(e) => e,
+        };
+        let parsed = toml_edit::Document::parse(current.clone()).ok();
+        let path = e
+            .span()
+            .zip(parsed.as_ref())
+            .and_then(|(span, d)| key_at(d.as_table(), span.start));
+        let Some(path) = path.filter(|p| remove_key(&mut doc, p)) else {
+            // Nothing to take out: report it as it is, against no key.
+            refused.push((String::new(), e.message().to_string()));
+            return Ok((RawConfig::default(), refused));
+        };
+        refused.push((path.join("."), e.message().to_string()));
+    }
+}
+
+/// The dotted path of the innermost key whose name or value holds byte `offset`.
+fn key_at(table: &toml_edit::Table, offset: usize) -> Option<Vec<String>> {
+    let within = |s: Option<std::ops::Range<usize>>| s.is_some_and(|s| s.contains(&offset));
+    for (name, item) in table.iter() {
+        let key_span = table.key(name).and_then(toml_edit::Key::span);
+        let deeper = match item {
+            toml_edit::Item::Table(t) => key_at(t, offset),
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
+                key_at(&t.clone().into_table(), offset)
+            }
+            _ => None,
+        };
+        if let Some(mut rest) = deeper {
+            rest.insert(0, name.to_string());
+            return Some(rest);
+        }
+        if within(key_span) || within(item.span()) {
+            return Some(vec![name.to_string()]);
+        }
+    }
+    None
+}
+
+/// Takes the key at `path` out of the document; whether it was there.
+fn remove_key(doc: &mut toml_edit::DocumentMut, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut table: &mut dyn toml_edit::TableLike = doc.as_table_mut();
+    for part in parents {
+        match table.get_mut(part).and_then(|i| i.as_table_like_mut()) {
+            Some(t) => table = t,
+            None => return false,
+        }
+    }
+    table.remove(last).is_some()
+}
+
+/// Whether a tracing filter directive is one Strata's logging takes as meant: a level, or a
+/// `target=level`. A bare word is taken by the filter as a target and would silence the rest.
+fn log_directive(d: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level = |l: &str| LEVELS.iter().any(|v| v.eq_ignore_ascii_case(l.trim()));
+    match d.split_once('=') {
+        Some((target, l)) => !target.trim().is_empty() && level(l),
+        None => level(d),
+    }
+}
+
 /// Whether a URL names a database the SQL backend speaks.
 fn sql_scheme(url: &str) -> bool {
     let scheme = url
@@ -229,7 +308,18 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 /// Parses a configuration text. Relative paths in it are taken from `base` (the file's
 /// directory); `file` names the file in errors.
 pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = match toml::from_str(text) {
+    parse_checked(text, base, file, false)
+}
+
+/// [`parse`], also checking that the files the configuration names can be read (`check_fs`),
+/// so that those problems come with the others, each with its line.
+fn parse_checked(
+    text: &str,
+    base: &Path,
+    file: Option<&Path>,
+    check_fs: bool,
+) -> Result<Config, ConfigErrors> {
+    let (raw, refused) = match raw_config(text) {
         Ok(r) => r,
         Err(e) => {
             let line = e.span().map(|s| line_of(text, s.start));
@@ -241,7 +331,7 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
             }]));
         }
     };
-    let mut p = Problems::default();
+    let mut p = Problems(refused);
     let defaults = Config::default();
     let data_dir = match raw.data_dir.as_deref() {
         Some("") => {
@@ -357,10 +447,17 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
         RawTls {
             cert: Some(c),
             key: Some(k),
-        } if !c.is_empty() && !k.is_empty() => Tls::Files {
-            cert: resolve(base, &c),
-            key: resolve(base, &k),
-        },
+        } if !c.is_empty() && !k.is_empty() => {
+            let (cert, key) = (resolve(base, &c), resolve(base, &k));
+            if check_fs {
+                for (name, path) in [("tls.cert", &cert), ("tls.key", &key)] {
+                    if let Err(e) = std::fs::File::open(path) {
+                        p.add(name, format!("cannot read {}: {e}", path.display()));
+                    }
+                }
+            }
+            Tls::Files { cert, key }
+        }
         RawTls {
             cert: Some(c),
             key: Some(k),
@@ -489,6 +586,16 @@ pub fn parse(text: &str, base: &Path, file: Option<&Path>) -> Result<Config, Con
                 p.add("log.level", "must not be empty");
                 defaults.log.level.clone()
             }
+            Some(l) if !l.split(',').all(log_directive) => {
+                p.add(
+                    "log.level",
+                    format!(
+                        "{l:?} is not a level (off, error, warn, info, debug, trace) or a list of \
+                         them and target=level directives (\"strata=debug,info\")"
+                    ),
+                );
+                defaults.log.level.clone()
+            }
             Some(l) => l,
             None => defaults.log.level.clone(),
         },
@@ -532,6 +639,22 @@ fn store(
     journal_dir: PathBuf,
 ) -> Store {
     let key = |k: &str| format!("{pfx}.{k}");
+    // A table for another backend than the one chosen is a mistake, not a spare.
+    let chosen = rs.backend.as_deref().unwrap_or("maildir");
+    for (table, present) in [
+        ("maildir", rs.maildir.is_some()),
+        ("sql", rs.sql.is_some()),
+        ("s3", rs.s3.is_some()),
+    ] {
+        if present && table != chosen && ["maildir", "sql", "s3"].contains(&chosen) {
+            p.add(
+                &key(table),
+                format!(
+                    "is set, but {pfx}.backend is {chosen:?}; remove it or set backend = {table:?}"
+                ),
+            );
+        }
+    }
     let maildir_root = rs
         .maildir
         .and_then(|m| m.root)
@@ -810,7 +933,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse(&text, base, Some(path))
+    parse_checked(&text, base, Some(path), true)
 }
 
 /// Problems that need the filesystem: certificate files that cannot be read. For

@@ -287,3 +287,81 @@ fn other_stores_are_named_numbered_and_kept_apart() {
     );
     assert!(text.contains("same id (0) as storage"), "{text}");
 }
+
+#[test]
+fn every_refused_key_is_reported_at_once_with_its_key_and_line() {
+    let text = "[imap]\n\
+startls = \"127.0.0.1:1\"\n\
+max_connections = -3\n\
+login_timeout_secs = \"soon\"\n\
+[index]\n\
+cache_mb = 8\n\
+bogus = true\n\
+[log]\n\
+level = \"verbose\"\n\
+[storage]\n\
+backend = \"maildir\"\n\
+[storage.sql]\n\
+url = \"sqlite:x.db\"\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("bad.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("imap.startls".to_string(), Some(2)),
+            ("imap.max_connections".to_string(), Some(3)),
+            ("imap.login_timeout_secs".to_string(), Some(4)),
+            ("index.bogus".to_string(), Some(7)),
+            ("log.level".to_string(), Some(9)),
+            ("storage.sql".to_string(), Some(12)),
+        ],
+        "{errs}"
+    );
+    let shown = errs.to_string();
+    assert!(
+        shown.contains("bad.toml:3: imap.max_connections: invalid value"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("bad.toml:9: log.level: \"verbose\" is not a level"),
+        "{shown}"
+    );
+    for good in [
+        "debug",
+        "strata=debug,info",
+        "warn,strata_server=trace",
+        "OFF",
+    ] {
+        let text = format!("[log]\nlevel = \"{good}\"\n");
+        assert!(parse(&text, Path::new("."), None).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn load_reports_unreadable_certificates_with_their_lines_among_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    std::fs::write(
+        &path,
+        "[imap]\nmax_connections = 0\n[tls]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n",
+    )
+    .unwrap();
+    let errs = load(&path).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("imap.max_connections".to_string(), Some(2)),
+            ("tls.cert".to_string(), Some(4)),
+            ("tls.key".to_string(), Some(5)),
+        ],
+        "{errs}"
+    );
+    assert!(
+        errs.to_string()
+            .contains("strata.toml:4: tls.cert: cannot read"),
+        "{errs}"
+    );
+}

@@ -40,7 +40,9 @@ pub enum IndexError {
     },
     /// The file was not closed cleanly (the process holding it was killed) and only a writer
     /// can recover it: opening it for writing does, in milliseconds.
-    #[error("index file {path} needs recovery after an unclean shutdown; opening it for writing recovers it")]
+    #[error(
+        "index file {path} needs recovery after an unclean shutdown; opening it for writing recovers it"
+    )]
     NeedsRecovery {
         /// The index file.
         path: PathBuf,

@@ -86,7 +86,7 @@ impl S3Server {
     /// under `prefix`.
     pub fn toml_table(&self, prefix: &str) -> String {
         format!(
-            "endpoint = \"{}\"\nbucket = \"strata\"\nprefix = \"{prefix}\"\nregion = \"us-east-1\"\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n",
+            "endpoint = \"{}\"\nbucket = \"strata\"\nprefix = \"{prefix}\"\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n",
             self.endpoint()
         )
     }

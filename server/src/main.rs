@@ -167,6 +167,12 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
             };
         }
     }
+    if cfg.imap.starttls.is_none() && cfg.imap.tls.is_none() {
+        bail!(
+            "both listeners are off (--imap and --imaps, or imap.starttls and imap.tls): \
+             the server would accept no connection"
+        );
+    }
     Ok(cfg)
 }
 
@@ -472,11 +478,27 @@ fn recover(cfg: &Config, path: &std::path::Path, user: &str) -> anyhow::Result<(
     })
 }
 
+/// An error with its causes, each said once: many errors already name their cause.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("strata: {}", report(&e));
             ExitCode::FAILURE
         }
     }

@@ -218,10 +218,12 @@ impl UserDb {
         self.write(&entries)
     }
 
-    /// Account names, in the order they were added.
+    /// Every account name, sorted.
     pub fn list(&self) -> Result<Vec<String>> {
         let _lock = self.lock()?;
-        Ok(self.read()?.into_iter().map(|e| e.name).collect())
+        let mut names: Vec<String> = self.read()?.into_iter().map(|e| e.name).collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Whether `password` is `name`'s. An unknown name costs a hash too, so that timing does

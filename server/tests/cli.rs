@@ -301,7 +301,15 @@ fn index_check_recovers_an_index_a_killed_server_left() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["--data-dir", d, "--imap", "127.0.0.1:0", "--imaps", "off", "serve"])
+        .args([
+            "--data-dir",
+            d,
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            "off",
+            "serve",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -314,8 +322,10 @@ fn index_check_recovers_an_index_a_killed_server_left() {
         }
         line.clear();
     }
-    let mut conn = std::net::TcpStream::connect(addr.expect("the server prints its address")).unwrap();
-    conn.write_all(b"a LOGIN alice alice-password\r\nb SELECT INBOX\r\n").unwrap();
+    let mut conn =
+        std::net::TcpStream::connect(addr.expect("the server prints its address")).unwrap();
+    conn.write_all(b"a LOGIN alice alice-password\r\nb SELECT INBOX\r\n")
+        .unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     while !seen.contains("b OK") {
@@ -329,10 +339,56 @@ fn index_check_recovers_an_index_a_killed_server_left() {
     let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("recovered after an unclean shutdown"), "{stdout}");
+    assert!(
+        stdout.contains("recovered after an unclean shutdown"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ok: 6 mailboxes"), "{stdout}");
     // And it is clean now.
     let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stdout).contains("recovered"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("recovered"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn what_an_admin_meets_first_is_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    // No listener at all is refused, from the command line as from a file.
+    let out = strata(
+        &["--data-dir", d, "--imap", "off", "--imaps", "off", "serve"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("both listeners are off"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A cause is said once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = strata(
+        &["--data-dir", d, "--imap", &addr, "--imaps", "off", "serve"],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    // Accounts are listed in order.
+    for name in ["zoe", "alice", "mike"] {
+        let out = strata(
+            &["--data-dir", d, "user", "add", name, "--password-stdin"],
+            "pw\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = strata(&["--data-dir", d, "user", "list"], "");
+    assert_eq!(text(&out.stdout), "alice\nmike\nzoe\n");
 }

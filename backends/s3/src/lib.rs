@@ -81,8 +81,11 @@ impl S3Backend {
             .build_https();
         let mut loader =
             aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
+        match (&opts.region, &opts.endpoint) {
+            (Some(r), _) => loader = loader.region(Region::new(r.clone())),
+            // An S3-compatible store of its own: no cloud instance to ask for a region.
+            (None, Some(_)) => loader = loader.region(Region::new("us-east-1")),
+            (None, None) => {}
         }
         if let (Some(ak), Some(sk)) = (&opts.access_key, &opts.secret_key) {
             loader =
