@@ -149,6 +149,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn literals_never_carry_nul() {
+        let mut o = Out::default();
+        o.literal(b"a\0b\0");
+        assert_eq!(
+            o.take(),
+            b"{4}\r\na\x80b\x80",
+            "same length, NUL sent as 0x80"
+        );
+        o.string(b"x\0y");
+        assert_eq!(o.take(), b"{3}\r\nx\x80y");
+    }
+
+    #[test]
     fn strings_are_quoted_or_literal() {
         let mut o = Out::default();
         o.string(b"a \"b\"");

@@ -1,0 +1,286 @@
+//! Every response Strata writes is IMAP a client's parser reads. A session runs over an
+//! in-memory duplex, a generated corpus of messages (odd headers, 8-bit and NUL bytes, nested
+//! MIME, broken boundaries) is appended, and every command's responses — FETCH with every item,
+//! ENVELOPE, BODYSTRUCTURE, LIST, LSUB, STATUS, SEARCH, STORE, errors — are decoded one by one
+//! with imap-codec's response decoder, which must take each whole.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use imap_codec::decode::Decoder;
+use imap_codec::{GreetingCodec, ResponseCodec};
+use proptest::prelude::*;
+use strata_backend_api::MemoryBackend;
+use strata_index::{IndexOptions, StoreId};
+use strata_mailstore::{AckPolicy, BodyStores, Mailstore, MailstoreOptions};
+use strata_protocol::{Authenticator, Limits, Session, SessionOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+struct Passwords;
+
+#[async_trait]
+impl Authenticator for Passwords {
+    async fn verify(&self, _user: &str, password: &[u8], _peer: IpAddr) -> Result<bool, String> {
+        Ok(password == b"pw")
+    }
+}
+
+/// A session on a fresh store, and the client's end of its connection.
+async fn session(dir: &std::path::Path) -> DuplexStream {
+    let backend = Arc::new(MemoryBackend::new());
+    let store = Arc::new(Mailstore::new(
+        MailstoreOptions {
+            index_dir: dir.to_path_buf(),
+            append_ack: AckPolicy::SoftDone,
+            read_concurrency: 8,
+            index: IndexOptions::default(),
+        },
+        Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
+    ));
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let opts = SessionOptions {
+        starttls_available: false,
+        tls_active: true,
+        plaintext_auth: true,
+        failed_login_delay: Duration::ZERO,
+        peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let limits = Limits {
+        max_command_bytes: 64 * 1024,
+        max_literal_bytes: 16 << 20,
+        max_command_bytes_before_login: 8 * 1024,
+        max_literal_bytes_before_login: 8 * 1024,
+        login_timeout: Duration::from_secs(60),
+        command_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(600),
+    };
+    tokio::spawn(async move {
+        let mut session = Session::new(opts, store, Arc::new(Passwords));
+        let (_stop, mut shutdown) = tokio::sync::watch::channel(false);
+        let greeting = strata_protocol::greeting(&session);
+        server.write_all(greeting.as_bytes()).await.unwrap();
+        let _ = strata_protocol::run(&mut server, &mut session, &limits, &mut shutdown).await;
+    });
+    client
+}
+
+/// Reads one response: a line and the literals it announces, whole.
+async fn response(c: &mut DuplexStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut byte = [0u8];
+        c.read_exact(&mut byte).await.expect("the session answers");
+        out.push(byte[0]);
+        if !out.ends_with(b"\r\n") {
+            continue;
+        }
+        let line = &out[..out.len() - 2];
+        let announced = line
+            .strip_suffix(b"}")
+            .and_then(|l| l.iter().rposition(|&b| b == b'{').map(|i| &l[i + 1..]))
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+        match announced {
+            Some(n) => {
+                let mut lit = vec![0u8; n];
+                c.read_exact(&mut lit).await.unwrap();
+                out.extend_from_slice(&lit);
+            }
+            None => return out,
+        }
+    }
+}
+
+/// Sends a command and decodes every response up to its tagged status; returns them.
+async fn run(c: &mut DuplexStream, tag: &str, command: &[u8]) -> Vec<String> {
+    c.write_all(command).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let r = response(c).await;
+        let shown = String::from_utf8_lossy(&r).into_owned();
+        if r.starts_with(b"+ ") {
+            seen.push(shown);
+            continue;
+        }
+        match ResponseCodec::default().decode(&r) {
+            Ok((rest, _)) => assert!(
+                rest.is_empty(),
+                "{:?} left over from {shown:?}",
+                String::from_utf8_lossy(rest)
+            ),
+            Err(e) => panic!(
+                "undecodable response to {:?}: {e:?}\n{shown}",
+                String::from_utf8_lossy(command)
+            ),
+        }
+        let done = r.starts_with(format!("{tag} ").as_bytes());
+        seen.push(shown);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A header value from a few troublesome pieces.
+fn header_value() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(b"plain words".to_vec()),
+            Just(b"\"quoted \\\" name\" <q@example.org>".to_vec()),
+            Just(b"=?utf-8?q?J=C3=B6rg?= <j@example.org>".to_vec()),
+            Just("Renée Ünïcode <r@exämple.org>".as_bytes().to_vec()),
+            Just(b"group: a@b.c, d@e.f;".to_vec()),
+            Just(b"<@route:user@domain> (comment (nested))".to_vec()),
+            Just(b"bare".to_vec()),
+            Just(b"\\ back\\slash \"".to_vec()),
+            Just(b"with \x01 control and \x7f del".to_vec()),
+            Just(b"\xff\xfe raw 8-bit".to_vec()),
+            Just(b"(unclosed comment".to_vec()),
+            Just(b"tab\there".to_vec()),
+            "[ -~]{0,40}".prop_map(|s| s.into_bytes()),
+        ],
+        1..4,
+    )
+    .prop_map(|parts| parts.join(&b" "[..]))
+}
+
+/// A body part, possibly a multipart or a message of its own, `depth` levels deep at most.
+fn part(depth: u32) -> BoxedStrategy<Vec<u8>> {
+    let leaf = (
+        prop_oneof![
+            Just("text/plain; charset=utf-8"),
+            Just("text/html"),
+            Just("application/octet-stream; name=\"a b.bin\""),
+            Just("image/png; name*0=\"lo\"; name*1=\"ng.png\""),
+            Just("garbage"),
+            Just("text/plain; format=flowed; charset*=us-ascii'en'x"),
+        ],
+        prop_oneof![
+            Just(""),
+            Just("base64"),
+            Just("quoted-printable"),
+            Just("8bit")
+        ],
+        prop::option::of(Just("attachment; filename=\"x.txt\"")),
+        // Any byte but NUL, which an RFC 3501 literal cannot carry (APPEND refuses it).
+        prop::collection::vec(1u8.., 0..200),
+    )
+        .prop_map(|(ct, cte, disp, body)| {
+            let mut p = format!("Content-Type: {ct}\r\n").into_bytes();
+            if !cte.is_empty() {
+                p.extend_from_slice(format!("Content-Transfer-Encoding: {cte}\r\n").as_bytes());
+            }
+            if let Some(d) = disp {
+                p.extend_from_slice(
+                    format!("Content-Disposition: {d}\r\nContent-Language: en, de\r\n").as_bytes(),
+                );
+            }
+            p.extend_from_slice(b"\r\n");
+            p.extend_from_slice(&body);
+            p
+        })
+        .boxed();
+    if depth == 0 {
+        return leaf;
+    }
+    prop_oneof![
+        3 => leaf,
+        1 => (prop::collection::vec(part(depth - 1), 0..4), any::<bool>()).prop_map(
+            move |(children, closed)| {
+                let b = format!("b{depth}");
+                let mut p = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\npreamble\r\n").into_bytes();
+                for c in children {
+                    p.extend_from_slice(format!("--{b}\r\n").as_bytes());
+                    p.extend_from_slice(&c);
+                    p.extend_from_slice(b"\r\n");
+                }
+                if closed {
+                    p.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+                }
+                p
+            }
+        ),
+        1 => (header_value(), part(depth - 1)).prop_map(|(subject, inner)| {
+            let mut p = b"Content-Type: message/rfc822\r\n\r\nSubject: ".to_vec();
+            p.extend_from_slice(&subject);
+            p.extend_from_slice(b"\r\n");
+            p.extend_from_slice(&inner);
+            p
+        }),
+    ]
+    .boxed()
+}
+
+fn message() -> impl Strategy<Value = Vec<u8>> {
+    (header_value(), header_value(), header_value(), part(4)).prop_map(|(from, to, subject, body)| {
+        let mut m = Vec::new();
+        for (name, v) in [("From", &from), ("To", &to), ("Cc", &to), ("Subject", &subject)] {
+            m.extend_from_slice(name.as_bytes());
+            m.extend_from_slice(b": ");
+            m.extend_from_slice(v);
+            m.extend_from_slice(b"\r\n");
+        }
+        m.extend_from_slice(b"Date: Mon, 23 Nov 2026 12:00:00 +0100\r\nMessage-ID: <x@y>\r\nMIME-Version: 1.0\r\n");
+        m.extend_from_slice(&body);
+        m
+    })
+}
+
+const COMMANDS: &[&str] = &[
+    "f1 FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE)",
+    "f2 FETCH 1:* (BODY.PEEK[] BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[1.1] BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.10>)",
+    "f3 FETCH 1:* (BODY.PEEK[1.MIME] BODY.PEEK[1.HEADER] BODY.PEEK[1.TEXT] BODY.PEEK[HEADER.FIELDS (From Subject X-None)] BODY.PEEK[HEADER.FIELDS.NOT (To)])",
+    "f4 FETCH 1:* (RFC822 RFC822.HEADER RFC822.TEXT)",
+    "f5 FETCH 1:* ALL",
+    "f6 FETCH 1:* FULL",
+    "s1 STORE 1:* +FLAGS (\\Flagged $Custom)",
+    "s2 SEARCH TEXT body",
+    "s3 UID SEARCH FROM example OR SUBJECT x NOT SEEN",
+    "s4 SEARCH HEADER X-None \"\"",
+    "l1 LIST \"\" *",
+    "l2 LSUB \"\" %",
+    "l3 STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)",
+    "e1 FETCH 99 FLAGS",
+    "e2 FROBNICATE",
+    "e3 SELECT \"no such\"",
+    "e4 STORE 1 +FLAGS (\\Bogus)",
+    "e5 NAMESPACE",
+    "e6 ID NIL",
+    "e7 CAPABILITY",
+    "e8 NOOP",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_response_decodes(messages in prop::collection::vec(message(), 1..5)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = session(dir.path()).await;
+            let greeting = response(&mut c).await;
+            GreetingCodec::default().decode(&greeting).expect("the greeting decodes");
+            run(&mut c, "a1", b"a1 LOGIN alice pw\r\n").await;
+            for (i, m) in messages.iter().enumerate() {
+                let tag = format!("p{i}");
+                let mut cmd = format!("{tag} APPEND INBOX (\\Seen) {{{}+}}\r\n", m.len()).into_bytes();
+                cmd.extend_from_slice(m);
+                cmd.extend_from_slice(b"\r\n");
+                let seen = run(&mut c, &tag, &cmd).await;
+                assert!(seen.last().is_some_and(|s| s.starts_with(&format!("{tag} OK"))), "{seen:?}");
+            }
+            run(&mut c, "a2", b"a2 SELECT INBOX\r\n").await;
+            for cmd in COMMANDS {
+                let tag = cmd.split(' ').next().unwrap();
+                let seen = run(&mut c, tag, format!("{cmd}\r\n").as_bytes()).await;
+                if tag.starts_with('f') {
+                    let fetches = seen.iter().filter(|r| r.contains(" FETCH (")).count();
+                    assert_eq!(fetches, messages.len(), "{cmd}: {seen:?}");
+                }
+            }
+            run(&mut c, "z1", b"z1 LOGOUT\r\n").await;
+        });
+    }
+}
