@@ -92,7 +92,11 @@ async fn repack_under_load_keeps_every_write_and_shrinks_the_file() {
     let mut reports = Vec::new();
     for _ in 0..3 {
         reports.push(repack(&index, None).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Let the writer commit more before the next repack catches up with it.
+        let commits = index.stats().commits;
+        while index.stats().commits < commits + 5 {
+            tokio::task::yield_now().await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let model = writer.await.unwrap();
@@ -182,7 +186,7 @@ async fn maintenance_worker_repacks_sparse_files_by_itself() {
     let uids = common::fill(&index, inbox, 0..4000).await;
     let full = disk_bytes(&path);
     index.expunge(inbox, uids[..3800].to_vec()).await.unwrap();
-    let mut waited = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while index.stats().repacks == 0 {
         // Each commit lets the writer look at the file again.
         common::store_system(
@@ -201,9 +205,11 @@ async fn maintenance_worker_repacks_sparse_files_by_itself() {
             SystemFlags::SEEN,
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        waited += 1;
-        assert!(waited < 500, "the worker never repacked");
+        tokio::task::yield_now().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never repacked"
+        );
     }
     let snap = index.snapshot().unwrap();
     strata_index::verify(&snap).unwrap();

@@ -191,7 +191,11 @@ async fn deferred_flag_changes_are_fsynced_within_the_delay() {
             .count()
     };
     assert_eq!(seen(&index.snapshot().unwrap()), 20);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // The flush is the writer's own, at the end of the delay: wait for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while index.stats().fsyncs == after.fsyncs && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
     let flushed = index.stats();
     assert_eq!(
         flushed.fsyncs,

@@ -27,6 +27,17 @@ use tokio::net::TcpStream;
 /// The accounts every test server has.
 pub const USERS: &[(&str, &str)] = &[("alice", "alice-password"), ("bob", "bob-password")];
 
+/// Waits until `done` holds (checked every few milliseconds), failing after `limit`: for the
+/// tests that wait on something only visible from outside (files, another process).
+pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never {what}");
+        tick.tick().await;
+    }
+}
+
 /// A server on loopback with its own data directory.
 pub struct TestServer {
     /// The data directory (inside [`TestServer::root`]).
@@ -126,15 +137,12 @@ impl TestServer {
     /// Waits until the server counts exactly `n` open connections (it lets go of a closed
     /// one a moment after the client sees the close).
     pub async fn wait_for_connections(&self, n: u32) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.running().open_connections() != n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} connections open, not {n}",
-                self.running().open_connections()
-            );
-            tokio::task::yield_now().await;
-        }
+        until(
+            &format!("{n} connections open"),
+            Duration::from_secs(10),
+            || self.running().open_connections() == n,
+        )
+        .await;
     }
 
     /// Shuts the server down gracefully.

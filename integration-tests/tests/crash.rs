@@ -113,8 +113,14 @@ async fn sigkill_during_appends_to_slow_s3_loses_no_acknowledged_message() {
         let clients: Vec<_> = (0..4)
             .map(|c| tokio::spawn(append_until_killed(port, c, round, acked.clone())))
             .collect();
-        // Kill at a different moment each round, while APPENDs and uploads are in flight.
-        tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+        // Kill at a different moment each round, while APPENDs and uploads are in flight:
+        // once this round has had a few more APPENDs answered than the one before.
+        let before = acked.lock().unwrap().len();
+        let wanted = before + 5 + 4 * round;
+        strata_integration_tests::until("APPENDs answered", Duration::from_secs(60), || {
+            acked.lock().unwrap().len() >= wanted
+        })
+        .await;
         server.kill();
         for c in clients {
             c.await.unwrap();
@@ -162,15 +168,12 @@ async fn sigkill_during_appends_to_slow_s3_loses_no_acknowledged_message() {
     // And the store ends up with every one of them: the journal's replays were uploaded.
     let bucket = root.path().join("s3").join("strata");
     let mut missing = acked.clone();
-    for _ in 0..600 {
+    strata_integration_tests::until("reached the store", Duration::from_secs(60), || {
         let stored = stored_text(&bucket);
         missing.retain(|id| !stored.contains(&format!("body of {id}\r\n")));
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(missing.is_empty(), "never reached the store: {missing:?}");
+        missing.is_empty()
+    })
+    .await;
 }
 
 /// Every object file under the bucket, concatenated.

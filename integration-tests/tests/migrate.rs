@@ -230,9 +230,14 @@ async fn a_migration_killed_again_and_again_finishes_and_loses_nothing() {
             .expect("migration process")
     };
     let mut interrupted = 0;
-    for round in 0..5u64 {
+    for round in 0..5usize {
         let mut child = migrate();
-        tokio::time::sleep(Duration::from_millis(250 + 170 * round)).await;
+        // Killed once it has moved a little more than the round before.
+        let until_left = 300 - 40 * (round + 1);
+        strata_integration_tests::until("moved enough", Duration::from_secs(120), || {
+            maildir_files(&mail).len() <= until_left
+        })
+        .await;
         child.kill().unwrap();
         child.wait().unwrap();
         let left = maildir_files(&mail).len();

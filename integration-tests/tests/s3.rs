@@ -165,7 +165,8 @@ async fn an_outage_loses_nothing_and_the_lag_drains() {
     }
     // Soft-done and readable while the store is down.
     assert_eq!(j.get(&k("m/17"), None).await.unwrap(), "during 17");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    strata_integration_tests::until("retried", Duration::from_secs(20), || j.stats().retries > 0)
+        .await;
     let s = j.stats();
     assert_eq!(s.pending_batches, 40, "{s:?}");
     assert!(s.retries > 0 && !receipts[0].is_acked(), "{s:?}");
@@ -213,12 +214,10 @@ async fn imap_keeps_working_through_an_s3_outage() {
     let lag = s.server().backends.journal_stats().unwrap();
     assert_eq!(lag.pending_batches, 20, "{lag:?}");
     s3.restart().await.unwrap();
-    for _ in 0..600 {
-        if s.server().backends.journal_stats().unwrap().pending_batches == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    strata_integration_tests::until("drained", Duration::from_secs(60), || {
+        s.server().backends.journal_stats().unwrap().pending_batches == 0
+    })
+    .await;
     let lag = s.server().backends.journal_stats().unwrap();
     assert_eq!(lag.pending_batches, 0, "the lag drained: {lag:?}");
     let r = c.ok("FETCH 1:* BODY.PEEK[TEXT]").await;

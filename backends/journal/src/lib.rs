@@ -215,7 +215,10 @@ impl Journal {
 
     /// The lag and totals now.
     pub fn stats(&self) -> JournalStats {
-        self.shared.stats()
+        JournalStats {
+            full: self.waiting.load(Ordering::Relaxed),
+            ..self.shared.stats()
+        }
     }
 
     /// The store behind the journal.

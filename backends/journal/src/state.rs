@@ -150,6 +150,8 @@ pub struct JournalStats {
     pub segments: u64,
     /// Whether writes are refused after a failed write or fsync.
     pub poisoned: bool,
+    /// Whether a commit is waiting for room (the journal is at its bound).
+    pub full: bool,
 }
 
 /// Everything the committers, the writer thread and the uploader share.
@@ -213,6 +215,8 @@ impl Shared {
             replayed: self.replayed,
             segments: st.segments.len() as u64,
             poisoned: st.poisoned.is_some(),
+            // Known to the journal itself, which fills it in.
+            full: false,
         }
     }
 

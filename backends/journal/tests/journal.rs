@@ -33,14 +33,29 @@ async fn open(dir: &TempDir, inner: Arc<dyn Backend>) -> Journal {
         .unwrap()
 }
 
-async fn wait_drained(j: &Journal) {
-    for _ in 0..2000 {
-        if j.stats().pending_batches == 0 {
+/// Waits until `done` holds of the journal's figures (they change as its uploader and writer
+/// work), failing after 20 s.
+async fn wait_for(
+    j: &Journal,
+    what: &str,
+    done: impl Fn(&strata_backend_journal::JournalStats) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = j.stats();
+        if done(&s) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {s:?}"
+        );
+        tokio::task::yield_now().await;
     }
-    panic!("journal never drained: {:?}", j.stats());
+}
+
+async fn wait_drained(j: &Journal) {
+    wait_for(j, "drained", |s| s.pending_batches == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,12 +120,7 @@ async fn soft_done_is_readable_before_the_store_has_it_and_acked_after() {
     );
     let s = j.stats();
     assert_eq!((s.pending_batches, s.pending_bytes), (2, 11));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        j.stats().retries > 0,
-        "the uploader kept trying: {:?}",
-        j.stats()
-    );
+    wait_for(&j, "retried", |s| s.retries > 0).await;
     down.set_error_rate(0.0);
     r.acked().await.unwrap();
     j.flush(u64::MAX).await.unwrap();
@@ -166,11 +176,12 @@ async fn a_restart_uploads_every_batch_not_yet_acked() {
         let got = down.inner().get(&key, None).await.ok();
         assert_eq!(got.as_ref(), expect.get(&key), "{key} in the store");
     }
+    // Everything acked: once the writer has rolled past the acked segments, a third open has
+    // nothing to replay.
+    wait_for(&j, "rolled past the acked segments", |s| s.segments <= 1).await;
     drop(j);
-    // Everything acked: a third open has nothing to replay.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let j = open(&dir, down.clone()).await;
-    assert!(j.stats().replayed <= 50);
+    assert_eq!(j.stats().replayed, 0);
     j.flush(u64::MAX).await.unwrap();
 }
 
@@ -213,12 +224,7 @@ async fn a_flaky_store_ends_with_every_key_as_last_written() {
     }
     let s = j.stats();
     assert!(s.retries > 0 && s.uploaded == 300, "{s:?}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        j.stats().segments <= 2,
-        "acked segments are deleted: {:?}",
-        j.stats()
-    );
+    wait_for(&j, "deleted its acked segments", |s| s.segments <= 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +241,7 @@ async fn a_full_journal_holds_commits_back_until_the_store_acks() {
         let j = j.clone();
         async move { j.commit(Batch::new().put(k("a/2"), vec![b'y'; 800])).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(&j, "held a commit back", |s| s.full).await;
     assert!(!held.is_finished(), "a commit past the bound must wait");
     assert_eq!(j.stats().pending_batches, 1);
     down.set_error_rate(0.0);
