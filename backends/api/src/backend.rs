@@ -27,6 +27,15 @@ pub struct Capabilities {
     pub labels: bool,
 }
 
+/// One stored object, as [`Backend::list`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: Key,
+    /// Its size in octets.
+    pub size: u64,
+}
+
 /// One read of [`Backend::get_many`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Read {
@@ -66,6 +75,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// An object's size.
     async fn size(&self, key: &Key) -> Result<u64, BackendError>;
+
+    /// Every stored object whose key starts with `prefix` (all of them for `""`), as the
+    /// committed batches left them, in no particular order. For reconciling the store with
+    /// the index (bodies no index entry names), not for the request path.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError>;
+
+    /// Removes what an interrupted write left behind (a Maildir's `tmp/` files) if it is older
+    /// than `older_than`; returns how many. Stores whose writes leave nothing behind have
+    /// nothing to remove.
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        let _ = older_than;
+        Ok(0)
+    }
 
     /// Sets the labels of stored objects, for a store that keeps them
     /// ([`Capabilities::labels`]); others ignore them. A key that is not (or no longer) stored
@@ -131,6 +153,14 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
         (**self).set_labels(labels).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        (**self).list(prefix).await
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        (**self).clean_partial(older_than).await
     }
 
     fn get_many(

@@ -98,6 +98,45 @@ async fn labels_never_change_what_is_read(b: Arc<dyn Backend>) -> Outcome {
     missing(&b, ".a/1700000000.x").await
 }
 
+async fn listing_names_every_key_with_its_size(b: Arc<dyn Backend>) -> Outcome {
+    b.commit(
+        Batch::new()
+            .put(k("top1"), "1")
+            .put(k(".a/x1"), "22")
+            .put(k(".a/x2"), "333")
+            .put(k(".b/y"), "4444")
+            .put(k(".a/gone"), "5"),
+    )
+    .await
+    .map_err(fail)?;
+    b.commit(Batch::new().delete(k(".a/gone")).put(k("top1"), "one"))
+        .await
+        .map_err(fail)?;
+    let names = |l: Vec<crate::Listed>| {
+        let mut v: Vec<(String, u64)> =
+            l.into_iter().map(|l| (l.key.to_string(), l.size)).collect();
+        v.sort();
+        v
+    };
+    let all = names(b.list("").await.map_err(fail)?);
+    let want: Vec<(String, u64)> = vec![
+        (".a/x1".into(), 2),
+        (".a/x2".into(), 3),
+        (".b/y".into(), 4),
+        ("top1".into(), 3),
+    ];
+    ensure!(all == want, "listed {all:?}, not {want:?}");
+    let a = names(b.list(".a/").await.map_err(fail)?);
+    ensure!(a == want[..2], "under .a/: {a:?}");
+    let x = names(b.list(".a/x2").await.map_err(fail)?);
+    ensure!(x == want[1..2], "under .a/x2: {x:?}");
+    ensure!(
+        b.list(".zz/").await.map_err(fail)?.is_empty(),
+        "listed what is not there"
+    );
+    Ok(())
+}
+
 async fn a_put_replaces_what_was_there(b: Arc<dyn Backend>) -> Outcome {
     b.commit(Batch::new().put(k("x"), "one"))
         .await
@@ -437,6 +476,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("labels_never_change_what_is_read", |b| {
         Box::pin(labels_never_change_what_is_read(b))
+    }),
+    ("listing_names_every_key_with_its_size", |b| {
+        Box::pin(listing_names_every_key_with_its_size(b))
     }),
 ];
 

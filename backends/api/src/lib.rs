@@ -39,7 +39,7 @@ mod memory;
 mod prefixed;
 mod receipt;
 
-pub use backend::{Backend, Capabilities, Read, slice_range};
+pub use backend::{Backend, Capabilities, Listed, Read, slice_range};
 pub use batch::{Batch, Op, Precondition};
 pub use error::{BackendError, ErrorKind, Retry};
 pub use key::{Key, MAX_KEY_BYTES};

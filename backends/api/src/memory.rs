@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{Backend, Capabilities, slice_range};
+use crate::backend::{Backend, Capabilities, Listed, slice_range};
 use crate::batch::{Batch, Op};
 use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
@@ -135,5 +135,19 @@ impl Backend for MemoryBackend {
             .get(key)
             .map(|d| d.len() as u64)
             .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        Ok(self
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with(prefix))
+            .map(|(k, d)| Listed {
+                key: k.clone(),
+                size: d.len() as u64,
+            })
+            .collect())
     }
 }

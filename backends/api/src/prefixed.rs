@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::backend::{Backend, Capabilities, Read};
+use crate::backend::{Backend, Capabilities, Listed, Read};
 use crate::batch::{Batch, Op, Precondition};
 use crate::error::BackendError;
 use crate::key::Key;
@@ -75,6 +75,22 @@ impl Backend for Prefixed {
 
     async fn flush(&self, seq: u64) -> Result<(), BackendError> {
         self.inner.flush(seq).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let mine = format!("{}/", self.prefix);
+        let listed = self.inner.list(&format!("{mine}{prefix}")).await?;
+        listed
+            .into_iter()
+            .filter_map(|l| {
+                let key = l.key.as_str().strip_prefix(&mine)?.to_string();
+                Some(Key::new(key).map(|key| Listed { key, size: l.size }))
+            })
+            .collect()
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        self.inner.clean_partial(older_than).await
     }
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {

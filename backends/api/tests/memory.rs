@@ -52,6 +52,12 @@ impl Backend for PieceByPiece {
     ) -> Result<u64, strata_backend_api::BackendError> {
         self.0.size(key).await
     }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<strata_backend_api::Listed>, strata_backend_api::BackendError> {
+        self.0.list(prefix).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

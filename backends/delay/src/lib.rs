@@ -21,7 +21,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Receipt,
 };
 
 /// Latency of one kind of operation.
@@ -303,5 +303,14 @@ impl<B: Backend> Backend for DelayBackend<B> {
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
         self.delay(Kind::Write).await?;
         self.inner.set_labels(labels).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        self.delay(Kind::Read).await?;
+        self.inner.list(prefix).await
+    }
+
+    async fn clean_partial(&self, older_than: Duration) -> Result<u64, BackendError> {
+        self.inner.clean_partial(older_than).await
     }
 }

@@ -31,7 +31,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op, Receipt,
+    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op, Receipt,
 };
 use tokio::sync::{Mutex, oneshot};
 
@@ -427,6 +427,46 @@ impl Backend for Journal {
             Some(None) => Err(self.not_found(key)),
             None => self.inner.size(key).await,
         }
+    }
+
+    /// The store's objects as the journal's own batches leave them: keys written but not yet
+    /// acked are listed, keys deleted but not yet acked are not.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        // The journal's view first: a key acked while the store is listed is in one or the
+        // other, never in neither.
+        let pending: Vec<(Key, Option<u64>)> = {
+            let st = self.shared.lock();
+            st.overlay
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with(prefix))
+                .map(|(k, e)| (k.clone(), e.blob.as_ref().map(|b| b.len())))
+                .collect()
+        };
+        let mut listed: std::collections::BTreeMap<Key, u64> = self
+            .inner
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|l| (l.key, l.size))
+            .collect();
+        for (key, size) in pending {
+            match size {
+                Some(size) => {
+                    listed.insert(key, size);
+                }
+                None => {
+                    listed.remove(&key);
+                }
+            }
+        }
+        Ok(listed
+            .into_iter()
+            .map(|(key, size)| Listed { key, size })
+            .collect())
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        self.inner.clean_partial(older_than).await
     }
 
     /// Labels go straight to the store: a key still in the journal is not there yet and is

@@ -33,7 +33,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op, Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op,
+    Receipt,
 };
 
 mod tree;
@@ -474,6 +475,91 @@ impl Keywords {
 }
 
 impl Inner {
+    /// The Maildirs of the tree: the top one (INBOX) and every `.Folder`, with the key prefix
+    /// of each.
+    fn maildirs(&self) -> Result<Vec<(PathBuf, String)>, BackendError> {
+        let mut out = vec![(self.root.clone(), String::new())];
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("reading", &self.root, e)),
+        };
+        for e in entries {
+            let e = e.map_err(|e| io_err("reading", &self.root, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.len() > 1 && e.path().is_dir() {
+                out.push((e.path(), format!("{name}/")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every message file's key and size, under `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let mut out = Vec::new();
+        for (dir, key_prefix) in self.maildirs()? {
+            // Only the folders the prefix can reach.
+            if !(key_prefix.starts_with(prefix) || prefix.starts_with(&key_prefix)) {
+                continue;
+            }
+            for sub in ["cur", "new"] {
+                let d = dir.join(sub);
+                let entries = match std::fs::read_dir(&d) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err("reading", &d, e)),
+                };
+                for e in entries {
+                    let e = e.map_err(|e| io_err("reading", &d, e))?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let unique = name.split_once(':').map_or(name.as_str(), |(u, _)| u);
+                    let key = format!("{key_prefix}{unique}");
+                    if !key.starts_with(prefix) {
+                        continue;
+                    }
+                    // A name Strata could not have written (another tool's) is not its to list.
+                    let Ok(key) = Key::new(key) else { continue };
+                    let size = e
+                        .metadata()
+                        .map_err(|x| io_err("reading", &e.path(), x))?
+                        .len();
+                    out.push(Listed { key, size });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `tmp/` files whose last status change is older than `older_than`: what a write
+    /// interrupted by a crash left (live writes stay there for milliseconds).
+    fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut removed = 0;
+        for (dir, _) in self.maildirs()? {
+            let tmp = dir.join("tmp");
+            let Ok(entries) = std::fs::read_dir(&tmp) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                // The status change time, not the modification time: Strata dates a file by
+                // the message's INTERNALDATE before it leaves tmp/.
+                if meta.is_file() && meta.ctime() < cutoff {
+                    match std::fs::remove_file(e.path()) {
+                        Ok(()) => removed += 1,
+                        Err(x) if x.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(x) => return Err(io_err("removing", &e.path(), x)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Renames each stored key's file to carry its label; keys not stored are skipped.
     fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
         // Letters first, and the keyword files written, so no name uses a letter no file names.
@@ -588,6 +674,16 @@ impl Backend for MaildirBackend {
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let key = key.clone();
         self.blocking(move |inner| inner.size(&key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let prefix = prefix.to_string();
+        self.blocking(move |inner| inner.list(&prefix)).await
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        self.blocking(move |inner| inner.clean_partial(older_than))
+            .await
     }
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Op,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op,
     Precondition, Receipt,
 };
 
@@ -145,6 +145,52 @@ impl Backend for MaildirTree {
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let (user, key) = split(key)?;
         self.user(user)?.size(&key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        // The users the prefix can reach: the one it names, or every one it begins.
+        let users: Vec<String> = match prefix.split_once('/') {
+            Some((user, _)) => vec![user.to_string()],
+            None => match std::fs::read_dir(&self.root) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|u| u.starts_with(prefix) && Key::new(u.as_str()).is_ok())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => {
+                    return Err(err(
+                        ErrorKind::Io,
+                        format!("reading {}: {e}", self.root.display()),
+                    ));
+                }
+            },
+        };
+        let mut out = Vec::new();
+        for user in users {
+            let inner = prefix.strip_prefix(&format!("{user}/")).unwrap_or("");
+            for l in self.user(&user)?.list(inner).await? {
+                out.push(Listed {
+                    key: Key::new(format!("{user}/{}", l.key.as_str()))?,
+                    size: l.size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        let mut removed = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let user = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir() && Key::new(user.as_str()).is_ok() {
+                    removed += self.user(&user)?.clean_partial(older_than).await?;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {

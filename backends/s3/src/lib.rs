@@ -30,7 +30,8 @@ use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::future::try_join_all;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt, Retry,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Op, Receipt,
+    Retry,
 };
 use tokio::sync::Semaphore;
 
@@ -428,5 +429,48 @@ impl Backend for S3Backend {
                 format!("{key} does not exist"),
             )
         })
+    }
+
+    /// Every object under the configured prefix, a page at a time; the hash segment of each
+    /// object name is taken off. Object names are spread by hash, so a key prefix cannot narrow
+    /// the listing: it filters it.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = {
+                let _p = self.permit().await;
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&self.prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| self.err(format!("LIST {}", self.prefix), e))?
+            };
+            for o in page.contents() {
+                let Some(name) = o.key() else { continue };
+                let Some((_, key)) = name
+                    .strip_prefix(&self.prefix)
+                    .and_then(|rest| rest.split_once('/'))
+                else {
+                    continue;
+                };
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                // An object Strata could not have written is not its to list.
+                let Ok(key) = Key::new(key) else { continue };
+                out.push(Listed {
+                    key,
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
     }
 }

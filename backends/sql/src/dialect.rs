@@ -51,6 +51,8 @@ pub(crate) struct Statements {
     pub all_chunks: &'static str,
     /// Binds (key, first chunk, last chunk).
     pub range_chunks: &'static str,
+    /// Binds (prefix length, prefix): byte-exact, whatever the column's collation sorts by.
+    pub list: &'static str,
 }
 
 const PORTABLE: Statements = Statements {
@@ -66,6 +68,7 @@ const PORTABLE: Statements = Statements {
                   SELECT ?, n, data FROM strata_chunks WHERE okey = ?",
     all_chunks: "SELECT data FROM strata_chunks WHERE okey = ? ORDER BY n",
     range_chunks: "SELECT data FROM strata_chunks WHERE okey = ? AND n >= ? AND n <= ? ORDER BY n",
+    list: "SELECT okey, size FROM strata_objects WHERE substr(okey, 1, ?) = ?",
 };
 
 /// `?` placeholders numbered `$1, $2...`, for PostgreSQL.
@@ -103,6 +106,7 @@ impl Statements {
                     copy_chunks: numbered(p.copy_chunks),
                     all_chunks: numbered(p.all_chunks),
                     range_chunks: numbered(p.range_chunks),
+                    list: numbered(p.list),
                 }
             }),
         }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Op, Receipt,
+    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Op, Receipt,
 };
 
 pub use dialect::Dialect;
@@ -309,6 +309,32 @@ impl Backend for SqlBackend {
 
     async fn flush(&self, seq: u64) -> Result<(), BackendError> {
         self.acks.flush(seq).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        on_db!(self, pool, sql => {
+            let rows = sqlx::query(sql.list)
+                .bind(i32::try_from(prefix.len()).unwrap_or(i32::MAX))
+                .bind(prefix)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| self.dberr("listing objects", e))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                // MySQL hands a binary-collated column over as bytes.
+                let key: Vec<u8> = match r.try_get::<String, _>(0) {
+                    Ok(k) => k.into_bytes(),
+                    Err(_) => r.try_get(0).map_err(|e| self.dberr("listing objects", e))?,
+                };
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let size: i64 = r.try_get(1).map_err(|e| self.dberr("listing objects", e))?;
+                out.push(Listed {
+                    key: Key::new(key)?,
+                    size: size.max(0) as u64,
+                });
+            }
+            Ok(out)
+        })
     }
 
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
