@@ -61,6 +61,7 @@ struct RawStorage {
     backend: Option<String>,
     append_ack: Option<String>,
     read_concurrency: Option<u32>,
+    reconcile_interval_secs: Option<u64>,
     maildir: Option<RawMaildir>,
     sql: Option<RawSql>,
     s3: Option<RawS3>,
@@ -539,6 +540,9 @@ fn parse_checked(
         others,
         append_ack,
         read_concurrency,
+        reconcile_interval: rs
+            .reconcile_interval_secs
+            .map_or(ds.reconcile_interval, Duration::from_secs),
     };
     check_distinct(&mut p, &storage);
 

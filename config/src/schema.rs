@@ -221,6 +221,9 @@ pub struct Storage {
     pub append_ack: AppendAck,
     /// Body reads in flight at once for one FETCH.
     pub read_concurrency: u32,
+    /// How often each user's stores are reconciled with their index (bodies nothing names are
+    /// deleted); they are also reconciled at start. Zero: only at start.
+    pub reconcile_interval: Duration,
 }
 
 impl Storage {
@@ -301,6 +304,7 @@ impl Default for Config {
                 others: Vec::new(),
                 append_ack: AppendAck::SoftDone,
                 read_concurrency: 32,
+                reconcile_interval: Duration::from_secs(6 * 3600),
             },
             index: Index {
                 group_commit_window: Duration::ZERO,

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// A migration between stores could not run or go on.
     #[error("migration: {0}")]
     Migration(String),
+    /// An intent file (the copies an interrupted operation may leave) cannot be used.
+    #[error("intent file {0}")]
+    Intent(String),
     /// The message has been expunged by another session.
     #[error("message was expunged")]
     Expunged,

@@ -96,6 +96,15 @@ impl Graves {
             .any(|g| g.content.location == *location)
     }
 
+    /// The body locations the graves hold.
+    pub fn locations(&self) -> Vec<BodyLocation> {
+        self.inner()
+            .dead
+            .iter()
+            .map(|g| g.content.location.clone())
+            .collect()
+    }
+
     /// Whether any grave is waiting.
     pub fn any(&self) -> bool {
         !self.inner().dead.is_empty()

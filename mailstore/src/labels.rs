@@ -12,67 +12,106 @@ use std::sync::{Arc, Weak};
 use strata_backend_api::{Key, Label};
 use strata_index::{Change, Flags, KeywordId, MailboxId, Parts, SystemFlags, Uid};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::store::UserStore;
 
-/// Starts the labeller of `user` if its main store keeps labels.
-pub(crate) fn spawn(user: &Arc<UserStore>) {
+/// Labels waiting to be set: the last flags of each message changed.
+pub(crate) type Pending = HashMap<(MailboxId, Uid), Flags>;
+
+/// A user's running labeller, stopped when the user's store closes.
+pub(crate) struct Labeller {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Pending>,
+}
+
+impl Labeller {
+    /// Stops the task and returns what it had not labelled yet, for the closing store to label.
+    pub(crate) async fn stop(self) -> Pending {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Starts the labeller of `user` if its main store keeps labels. It works on the user only
+/// while it holds `user.background` shared, so closing the user (which takes it exclusively)
+/// never races with it.
+pub(crate) fn spawn(user: &Arc<UserStore>) -> Option<Labeller> {
     if !user.stores().main().capabilities().labels {
-        return;
+        return None;
     }
     let mut events = user.index().subscribe();
     let weak: Weak<UserStore> = Arc::downgrade(user);
-    tokio::spawn(async move {
+    let gate = user.background.clone();
+    let (stop, mut stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut changed = Pending::new();
         loop {
-            let mut changed: HashMap<(MailboxId, Uid), Flags> = HashMap::new();
-            let mut take = |event: &strata_index::CommitEvent| {
-                for c in &event.changes {
-                    match c {
-                        Change::Appended {
-                            mailbox,
-                            uid,
-                            flags,
-                            ..
-                        }
-                        | Change::FlagsChanged {
-                            mailbox,
-                            uid,
-                            flags,
-                            ..
-                        } => {
-                            changed.insert((*mailbox, *uid), flags.clone());
-                        }
-                        Change::Expunged { mailbox, uid, .. } => {
-                            changed.remove(&(*mailbox, *uid));
-                        }
-                        _ => {}
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                e = events.recv() => match e {
+                    Ok(e) => take(&mut changed, &e),
+                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(
+                            missed = n,
+                            "labels: missed commits; they catch up at the next change"
+                        );
+                        continue;
                     }
-                }
-            };
-            match events.recv().await {
-                Ok(e) => take(&e),
-                Err(RecvError::Closed) => return,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::debug!(
-                        missed = n,
-                        "labels: missed commits; they catch up at the next change"
-                    );
-                    continue;
-                }
+                },
             }
             // Whatever else has committed meanwhile goes in the same round.
             while let Ok(e) = events.try_recv() {
-                take(&e);
+                take(&mut changed, &e);
             }
             if changed.is_empty() {
                 continue;
             }
-            let Some(user) = weak.upgrade() else { return };
-            if let Err(e) = user.label(changed).await {
+            let _held = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                g = gate.clone().read_owned() => g,
+            };
+            let Some(user) = weak.upgrade() else { break };
+            if let Err(e) = user.label(std::mem::take(&mut changed)).await {
                 tracing::warn!(user = user.name(), error = %e, "could not label message files");
             }
         }
+        while let Ok(e) = events.try_recv() {
+            take(&mut changed, &e);
+        }
+        changed
     });
+    Some(Labeller { stop, task })
+}
+
+/// Adds what one commit changed to the pending labels.
+fn take(changed: &mut Pending, event: &strata_index::CommitEvent) {
+    for c in &event.changes {
+        match c {
+            Change::Appended {
+                mailbox,
+                uid,
+                flags,
+                ..
+            }
+            | Change::FlagsChanged {
+                mailbox,
+                uid,
+                flags,
+                ..
+            } => {
+                changed.insert((*mailbox, *uid), flags.clone());
+            }
+            Change::Expunged { mailbox, uid, .. } => {
+                changed.remove(&(*mailbox, *uid));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Maildir's letters for the system flags.
@@ -92,7 +131,7 @@ fn letters(system: SystemFlags) -> String {
 
 impl UserStore {
     /// Labels the bodies of messages whose flags changed (see the module).
-    async fn label(&self, changed: HashMap<(MailboxId, Uid), Flags>) -> crate::Result<()> {
+    pub(crate) async fn label(&self, changed: Pending) -> crate::Result<()> {
         let snap = self.snapshot()?;
         let names: HashMap<KeywordId, String> = snap.keywords()?.into_iter().collect();
         let mut per_store: HashMap<strata_index::StoreId, Vec<(Key, Label)>> = HashMap::new();

@@ -17,9 +17,11 @@
 mod bodies;
 mod error;
 mod graves;
+mod intents;
 mod labels;
 pub mod mime;
 pub mod names;
+mod reconcile;
 mod relocate;
 mod store;
 mod text;
@@ -27,6 +29,7 @@ mod text;
 pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
+pub use reconcile::{ReconcileReport, is_strata_key};
 pub use relocate::{RelocateOptions, RelocateReport};
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,

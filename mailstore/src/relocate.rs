@@ -8,8 +8,6 @@
 //! run deletes every listed location the index does not refer to, then starts over. Nothing
 //! the index refers to is ever deleted, and nothing is left behind.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -114,7 +112,7 @@ impl UserStore {
                     ]
                 })
                 .collect();
-            write_intents(&self.moves, &intents)?;
+            crate::intents::write(&self.moves, &intents)?;
 
             let reads = chunk
                 .iter()
@@ -194,7 +192,7 @@ impl UserStore {
                 }
             }
             self.collect(&intents).await?;
-            clear_intents(&self.moves)?;
+            crate::intents::clear(&self.moves)?;
             report.elapsed = started.elapsed();
         }
         report.elapsed = started.elapsed();
@@ -205,13 +203,12 @@ impl UserStore {
     /// Deletes what an interrupted migration left behind; returns how many locations it
     /// deleted.
     async fn finish_interrupted(&self) -> Result<u64> {
-        let intents = match std::fs::read_to_string(&self.moves) {
-            Ok(text) => parse_intents(&self.moves, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(intent_error(&self.moves, e)),
-        };
+        let intents = crate::intents::read(&self.moves)?;
+        if intents.is_empty() {
+            return Ok(0);
+        }
         let n = self.collect(&intents).await?;
-        clear_intents(&self.moves)?;
+        crate::intents::clear(&self.moves)?;
         tracing::info!(
             user = self.name(),
             deleted = n,
@@ -262,59 +259,4 @@ fn elsewhere(snap: &Snapshot, to: StoreId) -> Result<Vec<Move>> {
     }
     out.sort_by(|a, b| a.from.key.cmp(&b.from.key));
     Ok(out)
-}
-
-/// Writes the intent file and makes it durable before any body is touched.
-fn write_intents(path: &Path, intents: &[(Guid, BodyLocation)]) -> Result<()> {
-    let mut text = String::new();
-    for (g, loc) in intents {
-        text.push_str(&format!("{g}\t{}\t{}\n", loc.store.0, loc.key));
-    }
-    let tmp = path.with_extension("moving.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| intent_error(path, e))
-}
-
-fn clear_intents(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(intent_error(path, e)),
-        _ => Ok(()),
-    }
-}
-
-fn parse_intents(path: &Path, text: &str) -> Result<Vec<(Guid, BodyLocation)>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let mut f = line.splitn(3, '\t');
-        let parsed = (|| {
-            let guid: Guid = f.next()?.parse().ok()?;
-            let store = StoreId(f.next()?.parse().ok()?);
-            let key = f.next()?.to_string();
-            Some((guid, BodyLocation { store, key }))
-        })();
-        match parsed {
-            Some(p) => out.push(p),
-            None => {
-                return Err(StoreError::Migration(format!(
-                    "{} line {}: not \"guid<TAB>store<TAB>key\" (the file lists the body copies of an interrupted migration)",
-                    path.display(),
-                    i + 1
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn intent_error(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Migration(format!("intent file {}: {e}", path.display()))
 }

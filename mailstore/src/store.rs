@@ -6,7 +6,7 @@
 //! there. Expunge removes index records first and bodies second; a crash in between leaves an
 //! unreferenced body, never a dangling record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -111,6 +111,7 @@ impl Mailstore {
             ms = report.duration.as_secs_f64() * 1000.0,
             "index opened"
         );
+        let expunging = self.opts.index_dir.join(format!("{user}.expunging"));
         let store = Arc::new(UserStore {
             name: user.to_string(),
             index,
@@ -123,9 +124,19 @@ impl Mailstore {
             report,
             graves: Graves::default(),
             folders: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            given_up: Mutex::new(
+                crate::intents::read(&expunging)?
+                    .into_iter()
+                    .map(|(_, l)| l)
+                    .collect(),
+            ),
+            expunging,
+            background: Arc::new(RwLock::new(())),
+            labeller: Mutex::new(None),
         });
         store.ensure_default_mailboxes().await?;
-        crate::labels::spawn(&store);
+        *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
         self.map().insert(user.to_string(), store.clone());
         Ok(store)
     }
@@ -140,24 +151,31 @@ impl Mailstore {
 
     /// Closes every user's index that no session holds (periodically, and at shutdown, so
     /// that the next open finds no unclean-shutdown label); returns how many were closed.
+    /// Background work on a user (labelling, releasing graves) finishes first, so a closed
+    /// user's stores are let go of once this returns.
     pub async fn close_idle(&self) -> usize {
         let _guard = self.opening.lock().await;
-        let idle: Vec<Arc<UserStore>> = {
-            let mut map = self.map();
-            let names: Vec<String> = map
-                .iter()
-                .filter(|(_, u)| Arc::strong_count(u) == 1)
-                .map(|(n, _)| n.clone())
-                .collect();
-            names.iter().filter_map(|n| map.remove(n)).collect()
-        };
+        let gates: Vec<(String, Arc<RwLock<()>>)> = self
+            .map()
+            .iter()
+            .map(|(n, u)| (n.clone(), u.background.clone()))
+            .collect();
         let mut closed = 0;
-        for u in idle {
+        for (name, gate) in gates {
+            // No background task can take the user while this is held.
+            let _quiet = gate.clone().write_owned().await;
+            let idle = {
+                let mut map = self.map();
+                match map.get(&name) {
+                    Some(u) if Arc::strong_count(u) == 1 && Arc::ptr_eq(&u.background, &gate) => {
+                        map.remove(&name)
+                    }
+                    _ => None,
+                }
+            };
             // Removed from the map while only the map held it: nobody else can hold it now.
-            if let Ok(u) = Arc::try_unwrap(u) {
-                // No session is left to name an expunged message.
-                u.release_graves().await;
-                u.index.close().await;
+            if let Some(Ok(u)) = idle.map(Arc::try_unwrap) {
+                u.close().await;
                 closed += 1;
             }
         }
@@ -212,6 +230,35 @@ pub struct UserStore {
     pub(crate) graves: Graves,
     /// The folder each mailbox's new bodies go to, once decided (cleared when names change).
     folders: Mutex<HashMap<MailboxId, String>>,
+    /// Bodies written by an APPEND that has not recorded them yet (the reconciler keeps them).
+    in_flight: Mutex<HashSet<(StoreId, String)>>,
+    /// The intent file of expunges (see `intents`): bodies given up but maybe not yet deleted.
+    expunging: PathBuf,
+    /// What it lists.
+    given_up: Mutex<Vec<BodyLocation>>,
+    /// Held shared by background work on the user, exclusively by closing it.
+    pub(crate) background: Arc<RwLock<()>>,
+    /// Keeps a Maildir's file names in step with flags (see `labels`).
+    labeller: Mutex<Option<crate::labels::Labeller>>,
+}
+
+/// Keys of an APPEND in flight, forgotten when it ends however it ends.
+struct InFlight<'a> {
+    user: &'a UserStore,
+    keys: Vec<(StoreId, String)>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .user
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for k in &self.keys {
+            set.remove(k);
+        }
+    }
 }
 
 /// At most this many expunged messages are kept for sessions not yet told (per user); past
@@ -241,13 +288,39 @@ impl Drop for Watch {
         if self.user.graves.any()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let user = self.user.clone();
-            rt.spawn(async move { user.release_graves().await });
+            let user = Arc::downgrade(&self.user);
+            let gate = self.user.background.clone();
+            rt.spawn(async move {
+                let _held = gate.read_owned().await;
+                if let Some(user) = user.upgrade() {
+                    user.release_graves().await;
+                }
+            });
         }
     }
 }
 
 impl UserStore {
+    /// Ends the user's background work, labels what it had not, releases every grave (no
+    /// session is left to name an expunged message) and closes the index.
+    async fn close(self) {
+        let labeller = self
+            .labeller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(l) = labeller {
+            let pending = l.stop().await;
+            if !pending.is_empty()
+                && let Err(e) = self.label(pending).await
+            {
+                tracing::warn!(user = self.name, error = %e, "could not label message files");
+            }
+        }
+        self.release_graves().await;
+        self.index.close().await;
+    }
+
     /// The user's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -488,6 +561,12 @@ impl UserStore {
                 internal_date: date,
             });
         }
+        // Named as in flight before they are written, until the index names them.
+        let _in_flight = self.in_flight_now(
+            news.iter()
+                .map(|n| (n.content.location.store, n.content.location.key.clone()))
+                .collect(),
+        );
         let receipt = self.stores.main().commit(batch).await?;
         if self.append_ack == AckPolicy::Acked {
             receipt.acked().await?;
@@ -534,6 +613,9 @@ impl UserStore {
                 dying.push((ViewEntry::from(&m), c));
             }
         }
+        // Before the index lets go of them: a crash after the commit leaves bodies that a
+        // rebuild must not bring back and the next reconciliation deletes.
+        self.give_up(dying.iter().map(|(_, c)| c.location.clone()).collect())?;
         let done = self.index.expunge(mailbox, uids).await?;
         let modseq = self.snapshot()?.modseq();
         self.graves.bury(
@@ -615,6 +697,8 @@ impl UserStore {
         // the deletes.
         let _moving = self.relocating.read().await;
         let Ok(now) = self.snapshot() else { return };
+        // Every released grave's body is dealt with: deleted here, or kept by another message.
+        let released: Vec<BodyLocation> = gone.iter().map(|g| g.content.location.clone()).collect();
         let mut locations: Vec<BodyLocation> = Vec::new();
         for g in gone {
             if matches!(now.content(&g.content.guid), Ok(None))
@@ -624,10 +708,71 @@ impl UserStore {
                 locations.push(g.content.location);
             }
         }
-        if let Err(e) = self.delete_bodies(locations).await {
-            // The index no longer refers to these bodies; a failed delete leaks space, not mail.
-            tracing::warn!(user = %self.name, error = %e, "could not delete expunged bodies");
+        let gone: Vec<BodyLocation> = released.clone();
+        match self.delete_bodies(locations).await {
+            Ok(()) => {
+                if let Err(e) = self.deleted(Some(&gone)) {
+                    tracing::warn!(user = %self.name, error = %e, "could not update the expunge intents");
+                }
+            }
+            // The index no longer refers to these bodies; a failed delete leaks space, not
+            // mail, and the next reconciliation deletes them.
+            Err(e) => {
+                tracing::warn!(user = %self.name, error = %e, "could not delete expunged bodies")
+            }
         }
+    }
+
+    /// Records bodies an expunge is about to give up, before the index lets go of them; the
+    /// file lists every body given up and not yet known deleted.
+    pub(crate) fn give_up(&self, bodies: Vec<BodyLocation>) -> Result<()> {
+        let mut g = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+        for b in bodies {
+            if !g.contains(&b) {
+                g.push(b);
+            }
+        }
+        write_given_up(&self.expunging, &g)
+    }
+
+    /// Forgets bodies now deleted (all of them with `None`).
+    pub(crate) fn deleted(&self, bodies: Option<&[BodyLocation]>) -> Result<()> {
+        let mut g = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+        match bodies {
+            Some(b) => g.retain(|l| !b.contains(l)),
+            None => g.clear(),
+        }
+        write_given_up(&self.expunging, &g)
+    }
+
+    /// Bodies an expunge gave up that may still be in the stores (after a crash): a rebuild
+    /// from the stores must skip them.
+    pub fn given_up(&self) -> Vec<BodyLocation> {
+        self.given_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets every body given up: they are deleted (a rebuild did it).
+    pub fn forget_given_up(&self) -> Result<()> {
+        self.deleted(None)
+    }
+
+    fn in_flight_now(&self, keys: Vec<(StoreId, String)>) -> InFlight<'_> {
+        let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        set.extend(keys.iter().cloned());
+        InFlight { user: self, keys }
+    }
+
+    /// The bodies of APPENDs in flight.
+    pub(crate) fn in_flight(&self) -> Vec<(StoreId, String)> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Deletes the bodies of `guids` whose content records are gone from the index.
@@ -759,6 +904,13 @@ fn body_key(folder: &str, guid: &Guid, date: Timestamp) -> String {
     } else {
         format!("{folder}/{unique}")
     }
+}
+
+/// Writes the expunge intent file; a body's content id is not needed to delete it.
+fn write_given_up(path: &std::path::Path, bodies: &[BodyLocation]) -> Result<()> {
+    let listed: Vec<(Guid, BodyLocation)> =
+        bodies.iter().map(|b| (Guid([0; 16]), b.clone())).collect();
+    crate::intents::write(path, &listed)
 }
 
 #[cfg(test)]

@@ -269,6 +269,22 @@ impl Backends {
         total
     }
 
+    /// Removes what interrupted writes left in every shared store (a Maildir tree's `tmp/`
+    /// files) if older than `older_than`; per-user stores are cleaned through their users.
+    pub async fn clean_shared(&self, older_than: std::time::Duration) -> u64 {
+        let mut removed = 0;
+        for s in &self.stores {
+            let Some(store) = &s.shared else { continue };
+            match store.clean_partial(older_than).await {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    tracing::warn!(store = s.cfg.name, error = %e, "could not clean partial writes")
+                }
+            }
+        }
+        removed
+    }
+
     /// Every backend opened, to flush at shutdown.
     pub fn all(&self) -> Vec<Arc<dyn Backend>> {
         self.open

@@ -93,6 +93,19 @@ async fn fill(
     let folders = scan(root)?;
     let total = folders.iter().map(|f| f.messages.len() as u64).sum();
     let mut report = ImportReport::default();
+    // A rebuild skips (and deletes) the bodies an expunge gave up before a crash kept it from
+    // deleting them: those messages were expunged, and stay so.
+    let given_up: std::collections::HashSet<String> = if adopt {
+        store
+            .given_up()
+            .into_iter()
+            .filter(|l| l.store == store.stores().main_id())
+            .map(|l| l.key)
+            .collect()
+    } else {
+        Default::default()
+    };
+    let mut abandoned = Vec::new();
     for folder in &folders {
         let mailbox = store.ensure(folder.path.clone()).await?;
         report.folders += 1;
@@ -100,13 +113,17 @@ async fn fill(
             let mut copies = Vec::new();
             let mut found = Vec::new();
             for m in chunk {
+                let key = if folder.dir_name.is_empty() {
+                    m.unique.clone()
+                } else {
+                    format!("{}/{}", folder.dir_name, m.unique)
+                };
+                if adopt && given_up.contains(&key) {
+                    abandoned.push(key);
+                    continue;
+                }
                 let (raw, flags) = (read(m)?, flags_of(store, m).await?);
                 if adopt {
-                    let key = if folder.dir_name.is_empty() {
-                        m.unique.clone()
-                    } else {
-                        format!("{}/{}", folder.dir_name, m.unique)
-                    };
                     found.push(Adopted {
                         key,
                         raw,
@@ -121,7 +138,7 @@ async fn fill(
                     });
                 }
             }
-            report.messages += chunk.len() as u64;
+            report.messages += (found.len() + copies.len()) as u64;
             if adopt {
                 store.adopt(mailbox.id, found).await?;
             } else {
@@ -129,6 +146,26 @@ async fn fill(
             }
             progress(report.messages, total);
         }
+    }
+    if adopt {
+        let mut batch = strata_backend_api::Batch::new();
+        for key in &abandoned {
+            batch =
+                batch.delete(strata_backend_api::Key::new(key.clone()).map_err(StoreError::from)?);
+        }
+        if !abandoned.is_empty() {
+            store
+                .backend()
+                .commit(batch)
+                .await
+                .map_err(StoreError::from)?;
+            tracing::info!(
+                user = store.name(),
+                skipped = abandoned.len(),
+                "rebuild: skipped and deleted bodies of messages expunged before a crash"
+            );
+        }
+        store.forget_given_up()?;
     }
     Ok(report)
 }

@@ -5,8 +5,9 @@
 //! made once and reused), password checks with per-address limits ([`auth`]), the wiring of
 //! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
 //! listeners, connection limits, graceful shutdown), the admin control socket ([`control`]),
-//! migration of bodies between stores ([`migrate`]), and Maildir import and index rebuild
-//! ([`maildir_scan`], [`import`]). The only crate that opens sockets.
+//! migration of bodies between stores ([`migrate`]), Maildir import and index rebuild
+//! ([`maildir_scan`], [`import`]), and the reconciler that deletes bodies a crash left
+//! ([`reconciler`]). The only crate that opens sockets.
 
 pub mod auth;
 pub mod backends;
@@ -14,6 +15,7 @@ pub mod control;
 pub mod import;
 pub mod maildir_scan;
 pub mod migrate;
+pub mod reconciler;
 pub mod serve;
 pub mod tls;
 pub mod users;

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{LoginLimits, PasswordAuth};
 use crate::backends::Backends;
+use crate::reconciler::ReconcileTotals;
 use crate::users::UserDb;
 
 /// How often indexes that no session uses are closed.
@@ -65,6 +66,8 @@ pub struct Running {
     pub backends: Arc<Backends>,
     /// The mail store.
     pub store: Arc<Mailstore>,
+    /// What the reconciler has removed since start.
+    pub reconciled: Arc<ReconcileTotals>,
     shutdown: watch::Sender<bool>,
     conns: Arc<Connections>,
     control: std::path::PathBuf,
@@ -219,6 +222,17 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
             }
         }
     }));
+    // Bodies a crash left (an APPEND never answered, an expunge not yet deleted): now, then
+    // now and then.
+    let reconciled = Arc::new(ReconcileTotals::default());
+    tasks.push(crate::reconciler::spawn(
+        store.clone(),
+        backends.clone(),
+        index_dir.clone(),
+        cfg.storage.reconcile_interval,
+        reconciled.clone(),
+        rx.clone(),
+    ));
     let control = crate::control::bind(&cfg.data_dir)
         .await
         .map_err(dir_err(&crate::control::socket_path(&cfg.data_dir)))?;
@@ -233,6 +247,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         imaps: None,
         backends,
         store,
+        reconciled,
         shutdown,
         conns,
         control: crate::control::socket_path(&cfg.data_dir),
@@ -312,9 +327,9 @@ impl Running {
                 "the store has not acked everything by the shutdown deadline; the journal keeps it for the next start"
             );
         }
-        self.store.close_idle().await;
-        // Wait for every task to let go of the stores, so that the journal's directory lock is
-        // free once shutdown returns (a restart in the same process opens it again).
+        // Wait for every task to let go of the stores, then close every user, so that the
+        // journal's directory lock is free once shutdown returns (a restart in the same
+        // process opens it again).
         let released = async {
             for task in self.tasks {
                 let _ = task.await;
@@ -322,6 +337,7 @@ impl Running {
             while Arc::strong_count(&self.shared) > 1 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            self.store.close_idle().await;
         };
         if tokio::time::timeout(SHUTDOWN_DEADLINE, released)
             .await

@@ -548,7 +548,7 @@ impl Inner {
                 let Ok(meta) = e.metadata() else { continue };
                 // The status change time, not the modification time: Strata dates a file by
                 // the message's INTERNALDATE before it leaves tmp/.
-                if meta.is_file() && meta.ctime() < cutoff {
+                if meta.is_file() && meta.ctime() <= cutoff {
                     match std::fs::remove_file(e.path()) {
                         Ok(()) => removed += 1,
                         Err(x) if x.kind() == std::io::ErrorKind::NotFound => {}

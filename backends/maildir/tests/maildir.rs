@@ -241,3 +241,36 @@ async fn labels_are_flag_letters_and_keyword_letters_and_dates_are_mtimes() {
         ["1600000000.G1.strata:2,b", "1600000001.G2.strata:2,Rb"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_a_crash_interrupted_are_removed_once_old_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let b = MaildirBackend::open(&root).unwrap();
+    b.commit(Batch::new().put(key(".Work/1.G1.strata"), "kept"))
+        .await
+        .unwrap();
+    // As a write leaves it when the process dies between tmp/ and cur/.
+    std::fs::write(root.join("tmp/1.G2.strata.99.0"), "half").unwrap();
+    std::fs::write(root.join(".Work/tmp/1.G3.strata.99.1"), "half").unwrap();
+    let day_and_a_half = std::time::Duration::from_secs(36 * 3600);
+    assert_eq!(
+        b.clean_partial(day_and_a_half).await.unwrap(),
+        0,
+        "too young"
+    );
+    assert_eq!(b.clean_partial(std::time::Duration::ZERO).await.unwrap(), 2);
+    assert!(names(&root.join("tmp")).is_empty());
+    assert_eq!(
+        b.get(&key(".Work/1.G1.strata"), None).await.unwrap(),
+        "kept"
+    );
+    let listed: Vec<String> = b
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key.to_string())
+        .collect();
+    assert_eq!(listed, [".Work/1.G1.strata"]);
+}
