@@ -330,3 +330,52 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
     let r = c.cmd("LOGIN alice alice-password").await;
     assert!(r.status.starts_with("NO [UNAVAILABLE]"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_or_huge_commands_get_an_answer_and_the_session_goes_on() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.append("INBOX", "", b"Subject: one\r\n\r\nbody\r\n").await;
+    c.ok("SELECT INBOX").await;
+    let deep = 20_000;
+    let commands = [
+        format!("SEARCH {}ALL{}", "(".repeat(deep), ")".repeat(deep)),
+        format!("SEARCH {}ALL", "NOT ".repeat(deep)),
+        format!(
+            "SEARCH {}ALL{}",
+            "OR ALL ".repeat(deep),
+            " ALL".repeat(deep)
+        ),
+        format!("FETCH 1 (BODY.PEEK[{}1])", "1.".repeat(deep)),
+        format!("FETCH 1 ({}FLAGS{})", "(".repeat(deep), ")".repeat(deep)),
+        format!(
+            "STORE 1 +FLAGS ({}\\Seen{})",
+            "(".repeat(deep),
+            ")".repeat(deep)
+        ),
+        format!(
+            "FETCH {} FLAGS",
+            (1..6000)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        format!("SEARCH {}", "SUBJECT x ".repeat(5000)),
+    ];
+    for command in &commands {
+        let r = c.cmd(command).await;
+        assert!(
+            r.status.starts_with("OK") || r.status.starts_with("BAD"),
+            "{}...: {r:?}",
+            &command[..40]
+        );
+        // The session is in step and answers the next command.
+        c.ok("NOOP").await;
+    }
+    // Too deep is refused; as deep as a client nests in practice is answered.
+    let r = c.cmd(&commands[0]).await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    c.ok("SEARCH ((((ALL))))").await;
+    c.ok("SEARCH OR OR SUBJECT a SUBJECT b SUBJECT c").await;
+    c.ok("FETCH 1 (BODY.PEEK[1.1.1.1.1.1.1.1])").await;
+}
