@@ -1,8 +1,9 @@
 //! What a crash leaves in the store, and what becomes of it: the server, as a process of its
-//! own on a Maildir, takes APPENDs and EXPUNGEs and is killed again and again. Restarted, its
-//! reconciler deletes every body no index entry names (no file is left that no message
-//! names), nothing acknowledged is lost; and a rebuild of the index from the Maildir after
-//! such a crash brings back no message whose EXPUNGE was answered.
+//! own on a Maildir (and on S3 behind the journal), takes APPENDs and EXPUNGEs and is killed
+//! again and again. Restarted, its reconciler deletes every body no index entry names (no
+//! file or object is left that no message names), nothing acknowledged is lost; and a rebuild
+//! of the index from the Maildir after such a crash brings back no message whose EXPUNGE was
+//! answered.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,7 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use strata_backend_api::{Batch, Key};
 use strata_integration_tests::process::ServerProcess;
+use strata_integration_tests::s3server::S3Server;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -268,4 +271,105 @@ async fn a_crash_loop_leaves_nothing_behind_and_rebuild_brings_back_nothing_expu
             "the rebuild brought back {id}, which was expunged"
         );
     }
+}
+
+/// Subjects of the messages in alice's INBOX, as a running server answers.
+async fn subjects(c: &mut strata_integration_tests::Client) -> BTreeSet<String> {
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
+    r.untagged
+        .iter()
+        .filter_map(|l| {
+            let s = l.split("Subject: ").nth(1)?;
+            Some(s.split('\r').next()?.trim().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_behind_the_journal_a_crash_loop_leaves_no_object_nothing_names() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    strata_server::users::UserDb::new(data.join("users"))
+        .add("alice", "alice-password")
+        .unwrap();
+    let s3 = S3Server::start(&root.path().join("s3"), "strata")
+        .await
+        .unwrap();
+    let cfg_path = root.path().join("strata.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n\
+             [storage]\nbackend = \"s3\"\nreconcile_interval_secs = 0\n[storage.s3]\n{}\
+             [storage.delay]\nwrite_ms = 20\n[log]\nlevel = \"warn\"\n",
+            data.display(),
+            s3.toml_table("reconcile/"),
+        ),
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    crash_loop(&cfg_path, 6, 0, &seen).await;
+
+    // And, for certain, bodies written that nothing recorded.
+    let cfg = strata_config::load(&cfg_path).unwrap();
+    {
+        let (store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
+        let user = store.user("alice").await.unwrap();
+        let mut stray = Batch::new();
+        for n in 0..3 {
+            stray = stray.put(
+                Key::new(format!("1700000000.G6{n:03x}.strata")).unwrap(),
+                format!("Subject: stray {n}\r\n\r\nnever recorded\r\n"),
+            );
+        }
+        user.backend().commit(stray).await.unwrap();
+        drop(user);
+        store.close_idle().await;
+        drop(store);
+        backends.drain_journals().await.unwrap();
+    }
+
+    let running = strata_server::serve::start(cfg.clone()).await.unwrap();
+    let reconciled = running.reconciled.clone();
+    strata_integration_tests::until("a reconciler run", Duration::from_secs(60), || {
+        reconciled.runs.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let removed = reconciled.removed.load(Ordering::Relaxed);
+    let mut c = strata_integration_tests::Client::plain(running.imap.unwrap()).await;
+    c.ok("LOGIN alice alice-password").await;
+    let in_index = subjects(&mut c).await;
+    drop(c);
+    running.shutdown().await;
+    {
+        let s = seen.lock().unwrap();
+        eprintln!(
+            "S3: {} APPENDs and {} EXPUNGEs answered over 6 kills; the reconciler deleted {removed} objects",
+            s.appended.len(),
+            s.expunged.len()
+        );
+        assert!(removed >= 3, "the stray bodies were deleted: {removed}");
+        for id in s.appended.difference(&s.expunging) {
+            assert!(
+                in_index.contains(id),
+                "{id} was acknowledged and is missing"
+            );
+        }
+        for id in &s.expunged {
+            assert!(!in_index.contains(id), "{id} was expunged and is back");
+        }
+    }
+    // Every object in the bucket is a message's, once.
+    let (store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
+    backends.drain_journals().await.unwrap();
+    let user = store.user("alice").await.unwrap();
+    let listed = user.backend().list("").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        in_index.len(),
+        "objects: {:?}",
+        listed.iter().map(|l| l.key.as_str()).collect::<Vec<_>>()
+    );
 }
