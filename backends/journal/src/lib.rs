@@ -469,9 +469,26 @@ impl Backend for Journal {
         self.inner.clean_partial(older_than).await
     }
 
-    /// Labels go straight to the store: a key still in the journal is not there yet and is
-    /// skipped (labels are a copy of the index's flags, set again at the next change).
+    /// Labels of keys the store has go straight to it; those of keys still in the journal wait
+    /// until their data is uploaded (the uploader sets them before it acks).
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
+        let direct: Vec<(Key, Label)> = {
+            let mut st = self.shared.lock();
+            labels
+                .into_iter()
+                .filter_map(|(k, l)| {
+                    if st.overlay.get(&k).is_some_and(|e| e.blob.is_some()) {
+                        st.labels.insert(k, l);
+                        None
+                    } else {
+                        Some((k, l))
+                    }
+                })
+                .collect()
+        };
+        if direct.is_empty() {
+            return Ok(());
+        }
+        self.inner.set_labels(direct).await
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_backend_api::{AckTracker, BackendError, ErrorKind, Key};
+use strata_backend_api::{AckTracker, BackendError, ErrorKind, Key, Label};
 use tokio::sync::Notify;
 
 /// Where a journaled put's data is.
@@ -116,6 +116,8 @@ pub struct State {
     pub segments: VecDeque<Segment>,
     /// Why the journal refuses writes, once it does.
     pub poisoned: Option<String>,
+    /// Labels for keys still in the overlay, set in the store once their data is there.
+    pub labels: HashMap<Key, Label>,
 }
 
 /// Running totals, for operators and tests.
@@ -220,35 +222,44 @@ impl Shared {
         }
     }
 
-    /// Marks batch `jseq` acked by the store; batches leave the queue (and their keys the
-    /// overlay) in order, segments holding only acked batches are deleted.
-    pub fn done(&self, jseq: u64) {
-        {
-            let mut st = self.lock();
-            let Some(p) = st.queue.get_mut(&jseq) else {
-                return;
-            };
-            p.done = true;
-            p.uploading = false;
-            self.counters.uploaded.fetch_add(1, Ordering::Relaxed);
-            let mut last_receipt = None;
-            while let Some(entry) = st.queue.first_entry() {
-                if !entry.get().done {
-                    break;
-                }
-                let (seq, p) = entry.remove_entry();
-                for (key, _) in &p.ops {
-                    if st.overlay.get(key).is_some_and(|e| e.jseq == seq) {
-                        st.overlay.remove(key);
+    /// Marks batch `jseq` acked by the store: batches leave the queue (and their keys the
+    /// overlay) in order. Returns the labels of keys that left the overlay, for the store, and
+    /// the receipt [`Shared::release`] acks once they are set.
+    pub fn done(&self, jseq: u64) -> (Vec<(Key, Label)>, Option<u64>) {
+        let mut st = self.lock();
+        let Some(p) = st.queue.get_mut(&jseq) else {
+            return (Vec::new(), None);
+        };
+        p.done = true;
+        p.uploading = false;
+        self.counters.uploaded.fetch_add(1, Ordering::Relaxed);
+        let mut last_receipt = None;
+        let mut labels = Vec::new();
+        while let Some(entry) = st.queue.first_entry() {
+            if !entry.get().done {
+                break;
+            }
+            let (seq, p) = entry.remove_entry();
+            for (key, _) in &p.ops {
+                if st.overlay.get(key).is_some_and(|e| e.jseq == seq) {
+                    st.overlay.remove(key);
+                    if let Some(l) = st.labels.remove(key) {
+                        labels.push((key.clone(), l));
                     }
                 }
-                st.pending_bytes -= p.bytes;
-                st.acked_jseq = seq;
-                last_receipt = Some(p.receipt);
             }
-            if let Some(r) = last_receipt {
-                self.acks.ack_upto(r);
-            }
+            st.pending_bytes -= p.bytes;
+            st.acked_jseq = seq;
+            last_receipt = Some(p.receipt);
+        }
+        (labels, last_receipt)
+    }
+
+    /// Acks receipts up to `receipt` (from [`Shared::done`]); segments holding only acked
+    /// batches are deleted.
+    pub fn release(&self, receipt: Option<u64>) {
+        if let Some(r) = receipt {
+            self.acks.ack_upto(r);
         }
         self.trim();
         self.space.notify_waiters();

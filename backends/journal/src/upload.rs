@@ -41,7 +41,14 @@ pub async fn run(
             () = shared.work.notified() => {}
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 if let Ok(jseq) = done {
-                    shared.done(jseq);
+                    let (labels, receipt) = shared.done(jseq);
+                    // Before the ack: whoever waits for it finds the files labelled.
+                    if !labels.is_empty()
+                        && let Err(e) = inner.set_labels(labels).await
+                    {
+                        tracing::warn!(error = %e, "could not label files the journal wrote");
+                    }
+                    shared.release(receipt);
                     uploaded_since_idle = true;
                 }
             }

@@ -286,7 +286,13 @@ impl Inner {
                             }
                             Final::Gone => unreachable!("handled above"),
                         }
-                        let dest = dir.join("cur").join(format!("{unique}:2,"));
+                        // A put over a key keeps its label: labels belong to the key, and a
+                        // put the journal replays must not undo them.
+                        let cur = dir.join("cur");
+                        let dest = match &existing {
+                            Some(e) if e.parent() == Some(cur.as_path()) => e.clone(),
+                            _ => cur.join(format!("{unique}:2,")),
+                        };
                         staged.push((tmp, dest.clone(), existing.filter(|e| *e != dest)));
                     }
                 }

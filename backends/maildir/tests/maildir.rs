@@ -86,11 +86,13 @@ async fn files_other_tools_delivered_or_renamed_are_found() {
         "From"
     );
     assert_eq!(b.size(&key("read.M8.host")).await.unwrap(), 12);
-    // Writing the key again replaces the renamed file instead of leaving two.
+    // Writing the key again replaces the renamed file instead of leaving two, and keeps its
+    // flags: they belong to the key, and a journal replaying a put must not undo them.
     b.commit(Batch::new().put(key("read.M8.host"), "new"))
         .await
         .unwrap();
-    assert_eq!(names(&root.join("cur")), ["read.M8.host:2,"]);
+    assert_eq!(names(&root.join("cur")), ["read.M8.host:2,S"]);
+    assert_eq!(b.get(&key("read.M8.host"), None).await.unwrap(), "new");
     b.commit(
         Batch::new()
             .delete(key("read.M8.host"))
