@@ -3,14 +3,17 @@
 //! STORE, COPY), sets its body's label in the store that keeps labels. Changes that arrive
 //! together are labelled together, the last flags of a message winning.
 //!
-//! Only a body in its own mailbox's folder is labelled: a COPY shares its source's body, whose
-//! name carries the source message's flags.
+//! A MOVE's body is first refiled to its new mailbox's folder (see `refile`), so other Maildir
+//! tools and a rebuild find the message where it is. Only a body in its own mailbox's folder
+//! is labelled: a COPY shares its source's body, whose name carries the source's flags.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use strata_backend_api::{Key, Label};
-use strata_index::{Change, Flags, KeywordId, MailboxId, Parts, SystemFlags, Uid};
+use strata_backend_api::{Batch, Key, Label};
+use strata_index::{
+    BodyLocation, Change, Durability, Flags, Guid, KeywordId, MailboxId, Parts, SystemFlags, Uid,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -132,6 +135,7 @@ fn letters(system: SystemFlags) -> String {
 impl UserStore {
     /// Labels the bodies of messages whose flags changed (see the module).
     pub(crate) async fn label(&self, changed: Pending) -> crate::Result<()> {
+        self.refile(&changed).await?;
         let snap = self.snapshot()?;
         let names: HashMap<KeywordId, String> = snap.keywords()?.into_iter().collect();
         let mut per_store: HashMap<strata_index::StoreId, Vec<(Key, Label)>> = HashMap::new();
@@ -167,6 +171,77 @@ impl UserStore {
         for (store, labels) in per_store {
             self.stores().get(store)?.set_labels(labels).await?;
         }
+        Ok(())
+    }
+
+    /// Moves each body that only a message in another mailbox holds (a MOVE's) to that
+    /// mailbox's folder, so the Maildir shows the message where it is. As a migration does:
+    /// both keys go to the intent file first, the copy (a hard link) is written, the index
+    /// switched, and then the key the index no longer names deleted; a crash in between leaves
+    /// the intent, which the next reconciliation finishes.
+    async fn refile(&self, changed: &Pending) -> crate::Result<()> {
+        // A migration moves bodies itself; the next change refiles.
+        let Ok(_one) = self.migration.try_lock() else {
+            return Ok(());
+        };
+        let snap = self.snapshot()?;
+        let main = self.stores().main_id();
+        let mut moves: Vec<(Guid, BodyLocation, BodyLocation)> = Vec::new();
+        for (mailbox, uid) in changed.keys() {
+            let Some(m) = snap.message(*mailbox, *uid)? else {
+                continue;
+            };
+            let Some(c) = snap.content_parts(&m.guid, Parts::default())? else {
+                continue;
+            };
+            // A COPY shares its body with the original, which keeps it.
+            if c.location.store != main || snap.content_refs(&m.guid)? != 1 {
+                continue;
+            }
+            let folder = self.folder_of(&snap, *mailbox)?;
+            let (old, name) = c
+                .location
+                .key
+                .rsplit_once('/')
+                .unwrap_or(("", &c.location.key));
+            if old == folder {
+                continue;
+            }
+            let key = if folder.is_empty() {
+                name.to_string()
+            } else {
+                format!("{folder}/{name}")
+            };
+            let to = BodyLocation { store: main, key };
+            moves.push((m.guid, c.location, to));
+        }
+        drop(snap);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let intents: Vec<(Guid, BodyLocation)> = moves
+            .iter()
+            .flat_map(|(g, from, to)| [(*g, from.clone()), (*g, to.clone())])
+            .collect();
+        crate::intents::write(&self.moves, &intents)?;
+        let mut batch = Batch::new();
+        for (_, from, to) in &moves {
+            batch = batch.copy(Key::new(from.key.clone())?, Key::new(to.key.clone())?);
+        }
+        self.stores().main().commit(batch).await?;
+        {
+            let _exclusive = self.relocating.write().await;
+            self.index()
+                .write(Durability::Immediate, move |t| {
+                    moves
+                        .into_iter()
+                        .map(|(g, from, to)| t.relocate_body(g, &from, to))
+                        .collect::<strata_index::Result<Vec<bool>>>()
+                })
+                .await?;
+        }
+        self.collect(&intents).await?;
+        crate::intents::clear(&self.moves)?;
         Ok(())
     }
 }

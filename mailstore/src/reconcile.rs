@@ -51,6 +51,10 @@ pub fn is_strata_key(key: &str) -> bool {
 impl UserStore {
     /// Deletes the bodies in this user's stores that nothing names (see the module).
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        // A move a crash interrupted (no migration running now) leaves one copy too many.
+        if let Ok(_one) = self.migration.try_lock() {
+            self.finish_interrupted().await?;
+        }
         let mut listed = Vec::new();
         for (id, store) in self.stores().all() {
             for l in store.list("").await? {

@@ -202,7 +202,7 @@ impl UserStore {
 
     /// Deletes what an interrupted migration left behind; returns how many locations it
     /// deleted.
-    async fn finish_interrupted(&self) -> Result<u64> {
+    pub(crate) async fn finish_interrupted(&self) -> Result<u64> {
         let intents = crate::intents::read(&self.moves)?;
         if intents.is_empty() {
             return Ok(0);
@@ -218,7 +218,7 @@ impl UserStore {
     }
 
     /// Deletes every listed location the index does not refer to; returns how many.
-    async fn collect(&self, intents: &[(Guid, BodyLocation)]) -> Result<u64> {
+    pub(crate) async fn collect(&self, intents: &[(Guid, BodyLocation)]) -> Result<u64> {
         // Shared: an expunge between this snapshot and the deletes would delete one copy and
         // leave the other.
         let _moving = self.relocating.read().await;

@@ -636,6 +636,44 @@ impl UserStore {
         Ok(done)
     }
 
+    /// Moves messages to `dest` (RFC 6851); returns (source UID, new UID) pairs. Sessions that
+    /// still number a moved message in `mailbox` read it until told, as after an expunge.
+    pub async fn move_messages(
+        self: &Arc<Self>,
+        mailbox: MailboxId,
+        uids: Vec<Uid>,
+        dest: MailboxId,
+    ) -> Result<Vec<(Uid, Uid)>> {
+        let moving = self.relocating.read().await;
+        let snap = self.snapshot()?;
+        let mut leaving = Vec::new();
+        for &uid in &uids {
+            if let Some(m) = snap.message(mailbox, uid)?
+                && let Some(c) = snap.content_parts(&m.guid, Parts::ALL)?
+            {
+                leaving.push((ViewEntry::from(&m), c));
+            }
+        }
+        let pairs = self.index.move_messages(mailbox, uids, dest).await?;
+        let modseq = self.snapshot()?.modseq();
+        self.graves.bury(
+            leaving
+                .into_iter()
+                .filter(|(e, _)| pairs.iter().any(|p| p.0 == e.uid))
+                .map(|(entry, content)| Grave {
+                    mailbox,
+                    entry,
+                    content,
+                    modseq,
+                })
+                .collect(),
+            MAX_GRAVES,
+        );
+        drop(moving);
+        self.release_graves().await;
+        Ok(pairs)
+    }
+
     /// The folder new bodies of `mailbox` go to: the one its path names, unless bodies of
     /// another mailbox are there (it had this name before a RENAME), then the one its id
     /// names; so no two mailboxes ever share a folder. Decided once per mailbox and process.
@@ -701,7 +739,12 @@ impl UserStore {
         let released: Vec<BodyLocation> = gone.iter().map(|g| g.content.location.clone()).collect();
         let mut locations: Vec<BodyLocation> = Vec::new();
         for g in gone {
-            if matches!(now.content(&g.content.guid), Ok(None))
+            // Gone, or its body moved since (a MOVE refiled it, a migration switched it).
+            let elsewhere = matches!(
+                now.content_parts(&g.content.guid, Parts::default()),
+                Ok(c) if c.as_ref().is_none_or(|c| c.location != g.content.location)
+            );
+            if elsewhere
                 && !locations.contains(&g.content.location)
                 && !self.graves.holds(&g.content.location)
             {

@@ -29,14 +29,17 @@ pub(super) async fn copy(
     };
     let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
     let res = if moving {
-        user.index().move_messages(from, uids, dest.id).await
+        user.move_messages(from, uids, dest.id).await
     } else {
-        user.index().copy(from, uids, dest.id).await
+        user.index()
+            .copy(from, uids, dest.id)
+            .await
+            .map_err(Into::into)
     };
     let pairs = match res {
         Ok(p) => p,
         Err(e) => {
-            super::store_error(r, tag, &e.into());
+            super::store_error(r, tag, &e);
             return Ok(Next::Continue);
         }
     };
