@@ -604,33 +604,12 @@ impl UserStore {
         // Held from the snapshot to the burial: no migration switches a location in between,
         // so each grave names the copy that is left.
         let moving = self.relocating.read().await;
-        let snap = self.snapshot()?;
-        let mut dying = Vec::new();
-        for &uid in &uids {
-            if let Some(m) = snap.message(mailbox, uid)?
-                && let Some(c) = snap.content_parts(&m.guid, Parts::ALL)?
-            {
-                dying.push((ViewEntry::from(&m), c));
-            }
-        }
+        let dying = self.leaving(mailbox, &uids)?;
         // Before the index lets go of them: a crash after the commit leaves bodies that a
         // rebuild must not bring back and the next reconciliation deletes.
         self.give_up(dying.iter().map(|(_, c)| c.location.clone()).collect())?;
         let done = self.index.expunge(mailbox, uids).await?;
-        let modseq = self.snapshot()?.modseq();
-        self.graves.bury(
-            dying
-                .into_iter()
-                .filter(|(e, _)| done.contains(&e.uid))
-                .map(|(entry, content)| Grave {
-                    mailbox,
-                    entry,
-                    content,
-                    modseq,
-                })
-                .collect(),
-            MAX_GRAVES,
-        );
+        self.bury(mailbox, dying, &done)?;
         drop(moving);
         self.release_graves().await;
         Ok(done)
@@ -645,21 +624,41 @@ impl UserStore {
         dest: MailboxId,
     ) -> Result<Vec<(Uid, Uid)>> {
         let moving = self.relocating.read().await;
+        let leaving = self.leaving(mailbox, &uids)?;
+        let pairs = self.index.move_messages(mailbox, uids, dest).await?;
+        let gone: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+        self.bury(mailbox, leaving, &gone)?;
+        drop(moving);
+        self.release_graves().await;
+        Ok(pairs)
+    }
+
+    /// The view entries and contents of `uids` in `mailbox`, before they leave it.
+    fn leaving(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(ViewEntry, ContentRecord)>> {
         let snap = self.snapshot()?;
-        let mut leaving = Vec::new();
-        for &uid in &uids {
+        let mut out = Vec::new();
+        for &uid in uids {
             if let Some(m) = snap.message(mailbox, uid)?
                 && let Some(c) = snap.content_parts(&m.guid, Parts::ALL)?
             {
-                leaving.push((ViewEntry::from(&m), c));
+                out.push((ViewEntry::from(&m), c));
             }
         }
-        let pairs = self.index.move_messages(mailbox, uids, dest).await?;
+        Ok(out)
+    }
+
+    /// Keeps what left `mailbox` (the UIDs in `gone`) readable for sessions not yet told.
+    fn bury(
+        &self,
+        mailbox: MailboxId,
+        leaving: Vec<(ViewEntry, ContentRecord)>,
+        gone: &[Uid],
+    ) -> Result<()> {
         let modseq = self.snapshot()?.modseq();
         self.graves.bury(
             leaving
                 .into_iter()
-                .filter(|(e, _)| pairs.iter().any(|p| p.0 == e.uid))
+                .filter(|(e, _)| gone.contains(&e.uid))
                 .map(|(entry, content)| Grave {
                     mailbox,
                     entry,
@@ -669,9 +668,7 @@ impl UserStore {
                 .collect(),
             MAX_GRAVES,
         );
-        drop(moving);
-        self.release_graves().await;
-        Ok(pairs)
+        Ok(())
     }
 
     /// The folder new bodies of `mailbox` go to: the one its path names, unless bodies of
