@@ -155,31 +155,45 @@ impl Mailstore {
     /// user's stores are let go of once this returns.
     pub async fn close_idle(&self) -> usize {
         let _guard = self.opening.lock().await;
-        let gates: Vec<(String, Arc<RwLock<()>>)> = self
-            .map()
-            .iter()
-            .map(|(n, u)| (n.clone(), u.background.clone()))
-            .collect();
+        let names: Vec<String> = self.map().keys().cloned().collect();
         let mut closed = 0;
-        for (name, gate) in gates {
-            // No background task can take the user while this is held.
-            let _quiet = gate.clone().write_owned().await;
-            let idle = {
-                let mut map = self.map();
-                match map.get(&name) {
-                    Some(u) if Arc::strong_count(u) == 1 && Arc::ptr_eq(&u.background, &gate) => {
-                        map.remove(&name)
-                    }
-                    _ => None,
-                }
-            };
-            // Removed from the map while only the map held it: nobody else can hold it now.
-            if let Some(Ok(u)) = idle.map(Arc::try_unwrap) {
-                u.close().await;
-                closed += 1;
-            }
+        for name in names {
+            closed += usize::from(self.close_one(&name).await);
         }
         closed
+    }
+
+    /// Closes `user`'s index if no session holds it (as [`Mailstore::close_idle`] does for
+    /// all): work that opens users one after another lets go of each when done.
+    pub async fn close_if_idle(&self, user: &str) -> bool {
+        let _guard = self.opening.lock().await;
+        self.close_one(user).await
+    }
+
+    /// Closes one user if only the map holds it; the caller holds `opening`.
+    async fn close_one(&self, name: &str) -> bool {
+        let Some(gate) = self.map().get(name).map(|u| u.background.clone()) else {
+            return false;
+        };
+        // No background task can take the user while this is held.
+        let _quiet = gate.clone().write_owned().await;
+        let idle = {
+            let mut map = self.map();
+            match map.get(name) {
+                Some(u) if Arc::strong_count(u) == 1 && Arc::ptr_eq(&u.background, &gate) => {
+                    map.remove(name)
+                }
+                _ => None,
+            }
+        };
+        // Removed from the map while only the map held it: nobody else can hold it now.
+        match idle.map(Arc::try_unwrap) {
+            Some(Ok(u)) => {
+                u.close().await;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Every user store still open, to flush at shutdown.

@@ -150,3 +150,30 @@ async fn bodies_an_expunge_gave_up_stay_listed_until_deleted() {
     assert!(user.given_up().is_empty());
     assert_eq!(memory.list("").await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_over_every_user_lets_go_of_each_no_session_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = mailstore(
+        dir.path(),
+        Arc::new(MemoryBackend::new()),
+        AckPolicy::SoftDone,
+    );
+    let held = store.user("alice").await.unwrap();
+    let bob = store.user("bob").await.unwrap();
+    bob.reconcile().await.unwrap();
+    drop(bob);
+    assert!(!store.close_if_idle("alice").await, "a session holds alice");
+    assert!(store.close_if_idle("bob").await);
+    assert!(!store.close_if_idle("bob").await, "already closed");
+    let open: Vec<String> = store
+        .open_users()
+        .iter()
+        .map(|u| u.name().to_string())
+        .collect();
+    assert_eq!(open, ["alice"]);
+    // Closed cleanly: it opens again without recovery.
+    let bob = store.user("bob").await.unwrap();
+    assert!(!bob.recovery().unclean_shutdown);
+    drop(held);
+}

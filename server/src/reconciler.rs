@@ -99,6 +99,10 @@ pub async fn run_once(
                 tracing::warn!(user = name, error = %e, "reconciler: could not reconcile");
             }
         }
+        // Let go of a user no session holds now, so a run over every user does not keep
+        // every index open until the next idle sweep.
+        drop(user);
+        store.close_if_idle(&name).await;
     }
     totals.runs.fetch_add(1, Ordering::Relaxed);
     totals.removed.fetch_add(removed, Ordering::Relaxed);
