@@ -163,14 +163,20 @@ fn files(root: &Path) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loop_leaves_nothing_behind_and_rebuild_brings_back_nothing_expunged() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
+/// A data directory under `root` whose only user is alice.
+fn data_dir_with_alice(root: &Path) -> std::path::PathBuf {
+    let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
     strata_server::users::UserDb::new(data.join("users"))
         .add("alice", "alice-password")
         .unwrap();
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_leaves_nothing_behind_and_rebuild_brings_back_nothing_expunged() {
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir_with_alice(root.path());
     let cfg_path = root.path().join("strata.toml");
     std::fs::write(&cfg_path, config(root.path())).unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -289,11 +295,7 @@ async fn subjects(c: &mut strata_integration_tests::Client) -> BTreeSet<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_behind_the_journal_a_crash_loop_leaves_no_object_nothing_names() {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    strata_server::users::UserDb::new(data.join("users"))
-        .add("alice", "alice-password")
-        .unwrap();
+    let data = data_dir_with_alice(root.path());
     let s3 = S3Server::start(&root.path().join("s3"), "strata")
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use strata_backend_api::{Batch, Key, Label};
 use strata_index::{
-    BodyLocation, Change, Durability, Flags, Guid, KeywordId, MailboxId, Parts, SystemFlags, Uid,
+    BodyLocation, Change, Flags, Guid, KeywordId, MailboxId, Parts, SystemFlags, Uid,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
@@ -229,17 +229,7 @@ impl UserStore {
             batch = batch.copy(Key::new(from.key.clone())?, Key::new(to.key.clone())?);
         }
         self.stores().main().commit(batch).await?;
-        {
-            let _exclusive = self.relocating.write().await;
-            self.index()
-                .write(Durability::Immediate, move |t| {
-                    moves
-                        .into_iter()
-                        .map(|(g, from, to)| t.relocate_body(g, &from, to))
-                        .collect::<strata_index::Result<Vec<bool>>>()
-                })
-                .await?;
-        }
+        self.switch_bodies(moves).await?;
         self.collect(&intents).await?;
         crate::intents::clear(&self.moves)?;
         Ok(())

@@ -172,17 +172,7 @@ impl UserStore {
                     (m.guid, m.from.clone(), new)
                 })
                 .collect();
-            let switched = {
-                let _exclusive = self.relocating.write().await;
-                self.index()
-                    .write(Durability::Immediate, move |t| {
-                        switches
-                            .into_iter()
-                            .map(|(g, from, new)| t.relocate_body(g, &from, new))
-                            .collect::<strata_index::Result<Vec<bool>>>()
-                    })
-                    .await?
-            };
+            let switched = self.switch_bodies(switches).await?;
             for (m, ok) in copied.iter().zip(switched) {
                 if ok {
                     report.moved += 1;
@@ -198,6 +188,24 @@ impl UserStore {
         report.elapsed = started.elapsed();
         progress(&report);
         Ok(report)
+    }
+
+    /// Points each content at its body's new location, if it is still at the old one, with
+    /// expunges held off; returns which were switched.
+    pub(crate) async fn switch_bodies(
+        &self,
+        switches: Vec<(Guid, BodyLocation, BodyLocation)>,
+    ) -> Result<Vec<bool>> {
+        let _exclusive = self.relocating.write().await;
+        Ok(self
+            .index()
+            .write(Durability::Immediate, move |t| {
+                switches
+                    .into_iter()
+                    .map(|(g, from, to)| t.relocate_body(g, &from, to))
+                    .collect::<strata_index::Result<Vec<bool>>>()
+            })
+            .await?)
     }
 
     /// Deletes what an interrupted migration left behind; returns how many locations it
