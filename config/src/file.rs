@@ -145,6 +145,17 @@ struct RawIndex {
     cache_mb: Option<u64>,
     repack_ratio: Option<f64>,
     log_retention: Option<u64>,
+    ship: Option<RawShip>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawShip {
+    enabled: Option<bool>,
+    max_lag_ms: Option<u64>,
+    max_changes: Option<u64>,
+    compact_ratio: Option<f64>,
+    max_diffs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -569,6 +580,7 @@ fn parse_checked(
         cache_bytes: p.positive("index.cache_mb", rx.cache_mb, dx.cache_bytes >> 20) << 20,
         repack_ratio,
         log_retention: rx.log_retention.unwrap_or(dx.log_retention),
+        ship: ship(&mut p, rx.ship.unwrap_or_default(), &dx.ship, &storage.main),
     };
     if index.group_commit_window > Duration::from_secs(1) {
         p.add(
@@ -991,4 +1003,47 @@ fn errors(text: &str, file: Option<&Path>, problems: Vec<(String, String)>) -> C
         .collect();
     out.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     ConfigErrors(out)
+}
+
+/// `[index.ship]`: on by default where the main store is shared (SQL, S3).
+fn ship(
+    p: &mut Problems,
+    r: RawShip,
+    d: &crate::schema::Ship,
+    main: &Store,
+) -> crate::schema::Ship {
+    let shared = !matches!(main.backend, Backend::Maildir { .. });
+    let enabled = r.enabled.unwrap_or(shared);
+    if enabled && !shared {
+        p.add(
+            "index.ship.enabled",
+            "indexes are shipped to the main store, which must be SQL or S3; a Maildir's \
+             index is rebuilt from its files (`strata index rebuild`)",
+        );
+    }
+    let compact_ratio = match r.compact_ratio {
+        Some(x) if x.is_nan() || x <= 0.0 || x > 100.0 => {
+            p.add(
+                "index.ship.compact_ratio",
+                format!("{x} must be above 0 and at most 100 (the diffs over the base)"),
+            );
+            d.compact_ratio
+        }
+        Some(x) => x,
+        None => d.compact_ratio,
+    };
+    let max_lag = r.max_lag_ms.map_or(d.max_lag, Duration::from_millis);
+    if max_lag > Duration::from_secs(3600) {
+        p.add(
+            "index.ship.max_lag_ms",
+            "more than an hour of mail state would be lost with the node",
+        );
+    }
+    crate::schema::Ship {
+        enabled,
+        max_lag,
+        max_changes: p.positive("index.ship.max_changes", r.max_changes, d.max_changes),
+        compact_ratio,
+        max_diffs: p.positive("index.ship.max_diffs", r.max_diffs, d.max_diffs),
+    }
 }

@@ -252,6 +252,24 @@ pub struct Index {
     pub repack_ratio: f64,
     /// Change-log entries kept at repack (for QRESYNC and backups).
     pub log_retention: u64,
+    /// Shipping each user's index to the main store.
+    pub ship: Ship,
+}
+
+/// Shipping each user's index to its main store as a chain of objects (a base and diffs), so
+/// that a node's loss loses no mail state (`[index.ship]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ship {
+    /// Whether indexes are shipped (by default: when the main store is SQL or S3).
+    pub enabled: bool,
+    /// The longest a committed change waits before it is shipped.
+    pub max_lag: Duration,
+    /// Changes after which a diff is shipped at once.
+    pub max_changes: u64,
+    /// A new base is shipped when the diffs since the last one exceed this fraction of it.
+    pub compact_ratio: f64,
+    /// A new base is shipped after this many diffs in any case.
+    pub max_diffs: u64,
 }
 
 /// Logging.
@@ -312,6 +330,13 @@ impl Default for Config {
                 cache_bytes: 64 << 20,
                 repack_ratio: 2.0,
                 log_retention: 1_000_000,
+                ship: Ship {
+                    enabled: false,
+                    max_lag: Duration::from_secs(1),
+                    max_changes: 256,
+                    compact_ratio: 0.5,
+                    max_diffs: 256,
+                },
             },
             log: Log {
                 level: "info".into(),

@@ -40,6 +40,7 @@ fn world() -> &'static World {
                 append_ack: AckPolicy::SoftDone,
                 read_concurrency: 4,
                 index: IndexOptions::default(),
+                ship: None,
             },
             Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
         ));

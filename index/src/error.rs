@@ -142,6 +142,16 @@ impl IndexError {
         )
     }
 
+    /// Whether the file is damaged: its content is wrong, as opposed to unreadable for now
+    /// (a full disk, a lock) or newer than this build.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            IndexError::Corrupt { .. } => true,
+            IndexError::Io { source, .. } => source.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(path: &std::path::Path, detail: impl Into<String>) -> Self {
         IndexError::Corrupt {
             path: path.to_path_buf(),

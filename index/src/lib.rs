@@ -73,6 +73,7 @@ mod parsed;
 mod readonly;
 mod repack;
 mod schema;
+mod shipped;
 mod snapshot;
 mod store;
 mod txn;
@@ -95,6 +96,10 @@ pub use parsed::{
 pub use readonly::ReadOnlyIndex;
 pub use repack::{Maintenance, MaintenanceOptions, RepackReport, disk_bytes, repack};
 pub use schema::{Parts, SCHEMA_VERSION, Table};
+pub use shipped::{
+    ChainObject, ObjectHeader, ObjectKind, decode as decode_object, decode_header, diff_since,
+    encode_base, encode_diff, restore as restore_chain,
+};
 pub use snapshot::Snapshot;
 pub use txn::{MAX_KEYWORDS, MAX_NAME_BYTES, Savepoint, StoreOutcome, Txn};
 pub use view::{MailboxView, ViewEntry};

@@ -149,9 +149,16 @@ fn rewrite_state(dest: &Path, f: impl FnOnce(&mut UserState)) -> Result<()> {
 
 /// Applies a diff to a copy, keeping the copy's own log floor.
 pub(crate) fn apply_to_copy(dest: &Path, d: &Diff) -> Result<()> {
+    apply_all_to_copy(dest, std::slice::from_ref(d))
+}
+
+/// Applies diffs in order to a copy, in one durable transaction.
+pub(crate) fn apply_all_to_copy(dest: &Path, diffs: &[Diff]) -> Result<()> {
     with_copy(dest, |txn| {
         let floor = txn.user_state()?.log_floor;
-        diff::apply(txn, d, dest)?;
+        for d in diffs {
+            diff::apply(txn, d, dest)?;
+        }
         let mut s = txn.state_ref().clone();
         s.log_floor = s.log_floor.max(floor);
         txn.set_state(s);

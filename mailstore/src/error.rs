@@ -33,6 +33,12 @@ pub enum StoreError {
     /// An intent file (the copies an interrupted operation may leave) cannot be used.
     #[error("intent file {0}")]
     Intent(String),
+    /// The shipped index in the store cannot be read or restored.
+    #[error(transparent)]
+    Chain(#[from] crate::ship::chain::ChainError),
+    /// A change is committed here but not yet confirmed by the store.
+    #[error(transparent)]
+    NotShipped(#[from] crate::ship::NotShipped),
     /// The message has been expunged by another session.
     #[error("message was expunged")]
     Expunged,

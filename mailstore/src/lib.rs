@@ -23,6 +23,7 @@ pub mod mime;
 pub mod names;
 mod reconcile;
 mod relocate;
+pub mod ship;
 mod store;
 mod text;
 

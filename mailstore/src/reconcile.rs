@@ -9,6 +9,8 @@
 //! expunged message in a session's view still names (graves) and both copies of a migration in
 //! progress are kept.
 //!
+//! The shipped index's objects (`strata-index/...`) are not bodies and are never listed here.
+//!
 //! Only bodies Strata named itself (see [`is_strata_key`]) or an expunge gave up are deleted: a
 //! file another program delivered into a user's Maildir is counted as foreign and kept (an
 //! `index rebuild` adopts it).
@@ -58,7 +60,10 @@ impl UserStore {
         let mut listed = Vec::new();
         for (id, store) in self.stores().all() {
             for l in store.list("").await? {
-                listed.push((id, l));
+                // The shipped index lives beside the bodies; it is not a body.
+                if !crate::ship::chain::is_index_key(l.key.as_str()) {
+                    listed.push((id, l));
+                }
             }
         }
         let mut report = ReconcileReport {

@@ -24,6 +24,7 @@ use crate::bodies::{BodyRead, BodyStores};
 use crate::error::{Result, StoreError};
 use crate::graves::{Grave, Graves, Mark};
 use crate::names::join_name;
+use crate::ship::{ShipOptions, Shipper};
 
 /// When APPEND may answer OK.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct MailstoreOptions {
     pub read_concurrency: usize,
     /// Index options applied to every user.
     pub index: IndexOptions,
+    /// Shipping each user's index to their main store (and restoring it from there).
+    pub ship: Option<ShipOptions>,
 }
 
 /// The mailboxes every user has from the first login, with their special use (RFC 6154).
@@ -102,8 +105,8 @@ impl Mailstore {
             return Ok(u);
         }
         let stores = (self.backends)(user)?;
-        let path = self.opts.index_dir.join(format!("{user}.redb"));
-        let (index, report) = UserIndex::open(&path, self.opts.index.clone()).await?;
+        let path = self.index_path(user);
+        let (index, report) = self.open_index(user, &path, &stores).await?;
         tracing::info!(
             user,
             created = report.created,
@@ -112,6 +115,8 @@ impl Mailstore {
             "index opened"
         );
         let expunging = self.opts.index_dir.join(format!("{user}.expunging"));
+        let index_handle = index.clone();
+        let stores_main = stores.main().clone();
         let store = Arc::new(UserStore {
             name: user.to_string(),
             index,
@@ -134,11 +139,58 @@ impl Mailstore {
             expunging,
             background: Arc::new(RwLock::new(())),
             labeller: Mutex::new(None),
+            shipper: self
+                .opts
+                .ship
+                .clone()
+                .map(|o| Shipper::start(user, index_handle, stores_main, o)),
         });
         store.ensure_default_mailboxes().await?;
         *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
         self.map().insert(user.to_string(), store.clone());
         Ok(store)
+    }
+
+    /// Where `user`'s index file is.
+    pub fn index_path(&self, user: &str) -> PathBuf {
+        self.opts.index_dir.join(format!("{user}.redb"))
+    }
+
+    /// Opens `user`'s index; with shipping on, a missing index is restored from the main
+    /// store first, and a damaged one is set aside and restored.
+    async fn open_index(
+        &self,
+        user: &str,
+        path: &std::path::Path,
+        stores: &BodyStores,
+    ) -> Result<(UserIndex, RecoveryReport)> {
+        let Some(ship) = &self.opts.ship else {
+            return Ok(UserIndex::open(path, self.opts.index.clone()).await?);
+        };
+        if path.exists() {
+            match UserIndex::open(path, self.opts.index.clone()).await {
+                Err(e) if e.is_damage() => {
+                    let aside = crate::ship::set_aside(path).map_err(|io| {
+                        strata_index::IndexError::Io {
+                            path: path.to_path_buf(),
+                            source: io,
+                        }
+                    })?;
+                    tracing::error!(user, error = %e, aside = %aside.display(), "the index is damaged; set aside, restoring it from the store");
+                }
+                other => return Ok(other?),
+            }
+        }
+        if let Some(r) = crate::ship::restore_user(user, path, &**stores.main(), ship).await? {
+            tracing::info!(
+                user,
+                modseq = r.modseq.0,
+                objects = r.objects,
+                bytes = r.bytes,
+                "index restored from the store"
+            );
+        }
+        Ok(UserIndex::open(path, self.opts.index.clone()).await?)
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UserStore>>> {
@@ -254,6 +306,8 @@ pub struct UserStore {
     pub(crate) background: Arc<RwLock<()>>,
     /// Keeps a Maildir's file names in step with flags (see `labels`).
     labeller: Mutex<Option<crate::labels::Labeller>>,
+    /// Ships the index to the main store (see `ship`), when configured.
+    shipper: Option<Shipper>,
 }
 
 /// Keys of an APPEND in flight, forgotten when it ends however it ends.
@@ -332,6 +386,9 @@ impl UserStore {
             }
         }
         self.release_graves().await;
+        if let Some(s) = &self.shipper {
+            s.stop().await;
+        }
         self.index.close().await;
     }
 
@@ -586,6 +643,9 @@ impl UserStore {
             receipt.acked().await?;
         }
         let uids = self.index.append(mailbox, news).await?;
+        if self.append_ack == AckPolicy::Acked {
+            self.shipped().await?;
+        }
         Ok((rec.uid_validity, uids))
     }
 
@@ -846,8 +906,40 @@ impl UserStore {
         }
     }
 
-    /// Deletes bodies, one batch per store; returns once every store has them soft-done.
+    /// Waits until the store holds the index as it is now (at once when it is not shipped).
+    pub async fn shipped(&self) -> Result<()> {
+        if let Some(s) = &self.shipper {
+            s.wait_acked(self.snapshot()?.modseq()).await?;
+        }
+        Ok(())
+    }
+
+    /// With `append_ack = "acked"`, waits until the store holds every change made so far, so
+    /// that a command's OK means it survives the node (at once otherwise).
+    pub async fn settle(&self) -> Result<()> {
+        if self.append_ack == AckPolicy::Acked {
+            self.shipped().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a command's OK waits for the store to hold its change ([`UserStore::settle`]).
+    pub fn settles(&self) -> bool {
+        self.append_ack == AckPolicy::Acked && self.shipper.is_some()
+    }
+
+    /// How far the index is shipped, when it is.
+    pub fn ship_progress(&self) -> Option<crate::ship::Progress> {
+        self.shipper.as_ref().map(Shipper::progress)
+    }
+
+    /// Deletes bodies, one batch per store; returns once every store has them soft-done. The
+    /// shipped index stops naming them first, so a restore never points at a deleted body.
     pub(crate) async fn delete_bodies(&self, locations: Vec<BodyLocation>) -> Result<()> {
+        if locations.is_empty() {
+            return Ok(());
+        }
+        self.shipped().await?;
         let mut per_store: Vec<(StoreId, Batch)> = Vec::new();
         for loc in locations {
             let key = Key::new(loc.key)?;
@@ -900,7 +992,7 @@ impl UserStore {
         for (_, b) in self.stores.all() {
             b.flush(u64::MAX).await?;
         }
-        Ok(())
+        self.shipped().await
     }
 }
 

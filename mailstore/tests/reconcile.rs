@@ -17,6 +17,7 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>, ack: AckPolicy) -> 
             append_ack: ack,
             read_concurrency: 8,
             index: IndexOptions::default(),
+            ship: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), store.clone()))),
     )

@@ -24,6 +24,7 @@ fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
             append_ack: AckPolicy::SoftDone,
             read_concurrency: 8,
             index: IndexOptions::default(),
+            ship: None,
         },
         Arc::new(move |_| Ok(stores.clone())),
     )

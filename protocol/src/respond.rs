@@ -16,6 +16,8 @@ pub struct Responder<'w> {
     pub out: Out,
     /// The status of the last tagged response (for the command log).
     pub last_status: &'static str,
+    /// Where in the buffer the last tagged response starts.
+    last_tagged_at: usize,
 }
 
 impl<'w> Responder<'w> {
@@ -25,6 +27,7 @@ impl<'w> Responder<'w> {
             w,
             out: Out::default(),
             last_status: "",
+            last_tagged_at: 0,
         }
     }
 
@@ -35,6 +38,7 @@ impl<'w> Responder<'w> {
 
     fn tagged(&mut self, tag: &str, status: &'static str, code: Option<&str>, text: &str) {
         self.last_status = status;
+        self.last_tagged_at = self.out.buf.len();
         self.out.raw(tag).raw(" ").raw(status).raw(" ");
         if let Some(code) = code {
             self.out.raw("[").raw(code).raw("] ");
@@ -62,6 +66,15 @@ impl<'w> Responder<'w> {
     /// `<tag> BAD [code] text`.
     pub fn tagged_bad(&mut self, tag: &str, code: Option<&str>, text: &str) {
         self.tagged(tag, "BAD", code, text);
+    }
+
+    /// Takes back the tagged response just written (still buffered: it is always the last
+    /// thing a command writes) and answers NO instead.
+    pub fn retract_ok(&mut self, tag: &str, code: Option<&str>, text: &str) {
+        if self.last_status == "OK" && self.last_tagged_at <= self.out.buf.len() {
+            self.out.buf.truncate(self.last_tagged_at);
+            self.tagged_no(tag, code, text);
+        }
     }
 
     /// `+ text`.

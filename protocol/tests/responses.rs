@@ -36,6 +36,7 @@ async fn session(dir: &std::path::Path) -> DuplexStream {
             append_ack: AckPolicy::SoftDone,
             read_concurrency: 8,
             index: IndexOptions::default(),
+            ship: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
     ));

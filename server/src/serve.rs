@@ -162,10 +162,23 @@ pub async fn mailstore(
                 maintenance: Some(maintenance),
                 ..IndexOptions::default()
             },
+            ship: ship_options(cfg),
         },
         backends.factory(),
     ));
     Ok((store, backends))
+}
+
+/// How indexes are shipped to the main store, if they are.
+pub fn ship_options(cfg: &Config) -> Option<strata_mailstore::ship::ShipOptions> {
+    let s = &cfg.index.ship;
+    s.enabled.then_some(strata_mailstore::ship::ShipOptions {
+        max_lag: s.max_lag,
+        max_changes: s.max_changes,
+        compact_ratio: s.compact_ratio,
+        max_diffs: s.max_diffs,
+        read_concurrency: cfg.storage.read_concurrency as usize,
+    })
 }
 
 /// Starts the IMAP service on the configured addresses (port 0 picks a free port).

@@ -33,6 +33,12 @@ pub(crate) async fn dispatch(
     r: &mut Responder<'_>,
 ) -> std::io::Result<Next> {
     use CommandBody as C;
+    // With `append_ack = "acked"`, an OK means the store holds the change: see `settle`.
+    let settles = s.user.as_ref().filter(|u| u.settles()).cloned();
+    let before = match &settles {
+        Some(u) => u.snapshot().ok().map(|snap| snap.modseq()),
+        None => None,
+    };
     let next = match body {
         C::Capability => any::capability(s, &tag, r),
         C::Noop | C::Check => any::noop(s, &tag, r).await,
@@ -122,6 +128,18 @@ pub(crate) async fn dispatch(
             Ok(Next::Continue)
         }
     }?;
+    if let (Some(u), Some(before)) = (settles, before)
+        && r.last_status == "OK"
+        && u.snapshot().is_ok_and(|snap| snap.modseq() > before)
+        && let Err(e) = u.settle().await
+    {
+        tracing::warn!(error = %e, "a change is not yet confirmed by the store");
+        r.retract_ok(
+            &tag,
+            Some("UNAVAILABLE"),
+            &format!("done on this server, but the store has not confirmed it yet: {e}"),
+        );
+    }
     Ok(next)
 }
 
@@ -153,7 +171,7 @@ pub(crate) fn store_error(r: &mut Responder<'_>, tag: &str, e: &StoreError) {
         StoreError::Index(IndexError::TooManyKeywords(_) | IndexError::UidsExhausted(_)) => "LIMIT",
         StoreError::Index(IndexError::Locked { .. }) => "INUSE",
         StoreError::Expunged => "EXPUNGEISSUED",
-        StoreError::Backend(_) => "UNAVAILABLE",
+        StoreError::Backend(_) | StoreError::NotShipped(_) | StoreError::Chain(_) => "UNAVAILABLE",
         _ => "SERVERBUG",
     };
     if code == "SERVERBUG" || code == "UNAVAILABLE" {
