@@ -114,10 +114,14 @@ pub fn import(base: &Path, diffs: &[&Path], dest: &Path) -> Result<Modseq> {
             let diff = read_diff(d)?;
             apply_to_copy(&tmp, &diff)?;
         }
+        // Closed on this thread before the file is renamed into place for the caller to open.
         let db = crate::open::open_read_only(&tmp, 16 << 20)?;
-        let snap = Snapshot::begin(&tmp, db)?;
+        let snap = Snapshot::begin(&tmp, db.clone())?;
         crate::check::verify(&snap)?;
-        Ok(snap.modseq())
+        let modseq = snap.modseq();
+        drop(snap);
+        drop(db);
+        Ok(modseq)
     })();
     match result {
         Ok(m) => {

@@ -306,12 +306,17 @@ pub fn restore(objects: Vec<(String, ChainObject)>, dest: &Path) -> Result<Modse
             if !diffs.is_empty() {
                 apply_all_to_copy(&tmp, &diffs)?;
             }
+            // Held here so the file is closed on this thread, before the caller opens it (a
+            // snapshot that is a file's last holder closes it on a thread of its own).
             let db = crate::open::open_read_only(&tmp, 16 << 20)?;
-            let snap = Snapshot::begin(&tmp, db)?;
+            let snap = Snapshot::begin(&tmp, db.clone())?;
             crate::check::verify(&snap)?;
-            Ok(snap)
+            let modseq = snap.modseq();
+            drop(snap);
+            drop(db);
+            Ok(modseq)
         })();
-        let snap = built.map_err(|e: IndexError| {
+        let modseq = built.map_err(|e: IndexError| {
             gap(
                 &base_name,
                 format!(
@@ -320,19 +325,16 @@ pub fn restore(objects: Vec<(String, ChainObject)>, dest: &Path) -> Result<Modse
                 ),
             )
         })?;
-        if snap.modseq() != at {
+        if modseq != at {
             return Err(gap(
                 &base_name,
-                format!(
-                    "and its diffs build MODSEQ {}, the chain says {at}",
-                    snap.modseq()
-                ),
+                format!("and its diffs build MODSEQ {modseq}, the chain says {at}"),
             ));
         }
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| IndexError::io(&tmp, e))?;
-        Ok(snap.modseq())
+        Ok(modseq)
     })();
     match result {
         Ok(m) => {

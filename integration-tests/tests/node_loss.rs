@@ -1,0 +1,293 @@
+//! A node is lost with its disk: a server (a process of its own) on data directory A runs a
+//! mixed workload with `append_ack = "acked"`, an mbsync copy is made, the server is killed with
+//! SIGKILL and A is deleted. A server on an empty data directory B with the same configuration
+//! answers every mailbox, UID, flag and subscription as A did, and the mbsync copy resyncs
+//! without fetching anything again. Once per shared store: SQLite (on a disk that survives),
+//! PostgreSQL, MariaDB and S3, each on loopback.
+
+use std::path::{Path, PathBuf};
+
+use strata_integration_tests::process::ServerProcess;
+use strata_integration_tests::s3server::S3Server;
+use strata_integration_tests::stores::{self, MARIADB_ADMIN, POSTGRES_ADMIN};
+use strata_integration_tests::{Client, plain_message};
+
+/// The store's part of the configuration, and what keeps it alive.
+struct Store {
+    toml: String,
+    _s3: Option<S3Server>,
+    _db: Option<stores::Resources>,
+}
+
+async fn store(kind: &str, root: &Path) -> Store {
+    let sql = |url: &str| {
+        format!(
+            "[storage]\nbackend = \"sql\"\nappend_ack = \"acked\"\n[storage.sql]\nurl = \"{url}\"\nchunk_kb = 4\n"
+        )
+    };
+    match kind {
+        "sqlite" => Store {
+            // The database file stands for a store that outlives the node: it is not in A.
+            toml: sql(&format!("sqlite:{}", root.join("bodies.db").display())),
+            _s3: None,
+            _db: None,
+        },
+        "postgres" | "mariadb" => {
+            let admin = if kind == "postgres" {
+                POSTGRES_ADMIN
+            } else {
+                MARIADB_ADMIN
+            };
+            let (name, url) = stores::scratch_database(admin).await;
+            Store {
+                toml: sql(&url),
+                _s3: None,
+                _db: Some(stores::Resources {
+                    s3: None,
+                    database: Some((admin.to_string(), name)),
+                }),
+            }
+        }
+        "s3" => {
+            let s3 = S3Server::start(&root.join("s3"), "strata").await.unwrap();
+            Store {
+                toml: format!(
+                    "[storage]\nbackend = \"s3\"\nappend_ack = \"acked\"\n[storage.s3]\n{}",
+                    s3.toml_table("node/")
+                ),
+                _s3: Some(s3),
+                _db: None,
+            }
+        }
+        other => panic!("no store {other}"),
+    }
+}
+
+fn write_config(root: &Path, data: &Path, store: &Store) -> PathBuf {
+    let path = root.join(format!(
+        "{}.toml",
+        data.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(data).unwrap();
+    // The account, as an admin provisions every node.
+    strata_server::users::UserDb::new(data.join("users"))
+        .add("alice", "alice-password")
+        .unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n{}[log]\nlevel = \"warn\"\n",
+            data.display(),
+            store.toml
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn spawn(config: &Path) -> ServerProcess {
+    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_serve-config")), config)
+}
+
+async fn login(port: u16) -> Client {
+    let mut c = Client::plain(([127, 0, 0, 1], port).into()).await;
+    c.ok("LOGIN alice alice-password").await;
+    c
+}
+
+/// Every change a client can make, each answered OK.
+async fn workload(c: &mut Client) {
+    c.ok("CREATE Projects").await;
+    c.ok("CREATE Old").await;
+    c.ok("CREATE Tmp").await;
+    for i in 1..=8 {
+        let flags = if i % 2 == 0 { "\\Seen" } else { "" };
+        let r = c
+            .append("INBOX", flags, &plain_message(i, &format!("inbox {i}")))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+    for i in 1..=3 {
+        let r = c
+            .append("Projects", "", &plain_message(i, &format!("project {i}")))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+    c.ok("SELECT INBOX").await;
+    c.ok("STORE 1:3 +FLAGS (\\Flagged $Important)").await;
+    c.ok("STORE 2 -FLAGS (\\Seen)").await;
+    c.ok("UID COPY 4:5 Projects").await;
+    c.ok("UID MOVE 6 Old").await;
+    c.ok("UID STORE 7 +FLAGS (\\Deleted)").await;
+    c.ok("EXPUNGE").await;
+    c.ok("RENAME Old Archived").await;
+    c.ok("SUBSCRIBE Projects").await;
+    c.ok("SUBSCRIBE Archived").await;
+    c.ok("DELETE Tmp").await;
+    c.ok("UNSUBSCRIBE Archived").await;
+    c.ok("CLOSE").await;
+}
+
+/// What a client can learn of the account: mailboxes, subscriptions, and per mailbox its
+/// UIDVALIDITY and UIDNEXT and every message's UID, flags, date, size and subject.
+async fn state(c: &mut Client) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut list: Vec<String> = c.ok("LIST \"\" \"*\"").await.untagged;
+    list.sort();
+    let mut lsub: Vec<String> = c.ok("LSUB \"\" \"*\"").await.untagged;
+    lsub.sort();
+    out.extend(list.iter().cloned());
+    out.extend(lsub);
+    for line in list {
+        let name = line
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let status = c
+            .ok(&format!(
+                "STATUS {name} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
+            ))
+            .await;
+        out.extend(status.untagged);
+        c.ok(&format!("EXAMINE {name}")).await;
+        let r = c
+            .cmd(
+                "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+            )
+            .await;
+        out.extend(r.untagged.into_iter().filter(|l| l.contains("FETCH")));
+    }
+    out
+}
+
+fn mbsync_rc(dir: &Path, port: u16, cert: &Path, local: &Path) -> PathBuf {
+    let rc = dir.join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount strata\nHost localhost\nPort {port}\nUser alice\nPass alice-password\n\
+SSLType STARTTLS\nCertificateFile {cert}\n\n\
+IMAPStore remote\nAccount strata\n\n\
+MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n\
+Channel sync\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSyncState *\n",
+            cert = cert.display(),
+            local = local.display(),
+        ),
+    )
+    .unwrap();
+    rc
+}
+
+/// Runs mbsync; its output.
+fn mbsync(rc: &Path) -> String {
+    let out = std::process::Command::new("mbsync")
+        .arg("-V")
+        .arg("-c")
+        .arg(rc)
+        .arg("-a")
+        .output()
+        .expect("mbsync runs (.ci/run installs isync)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync failed: {text}");
+    text
+}
+
+/// Every file under a directory, by relative path.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.to_string_lossy().contains(".mbsyncstate") {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn node_loss(kind: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let store = store(kind, root.path()).await;
+    let data_a = root.path().join("a");
+    let config_a = write_config(root.path(), &data_a, &store);
+    let mut a = spawn(&config_a);
+    let mut c = login(a.port).await;
+    workload(&mut c).await;
+    let before = state(&mut c).await;
+    assert!(
+        before.iter().any(|l| l.contains("$Important")),
+        "{before:?}"
+    );
+
+    // A client's copy, made before the node is lost.
+    let local = root.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let cert_a = data_a.join("tls").join("self-signed.pem");
+    mbsync(&mbsync_rc(root.path(), a.port, &cert_a, &local));
+    let copied = files(&local);
+    assert!(copied.len() >= 12, "mbsync copied the account: {copied:?}");
+
+    // The node is lost, its disk with it.
+    a.kill();
+    drop(c);
+    std::fs::remove_dir_all(&data_a).unwrap();
+
+    let data_b = root.path().join("b");
+    let config_b = write_config(root.path(), &data_b, &store);
+    let b = spawn(&config_b);
+    let mut c = login(b.port).await;
+    let after = state(&mut c).await;
+    assert_eq!(
+        after, before,
+        "{kind}: the new node answers as the lost one did"
+    );
+    // Bodies are there too.
+    c.ok("EXAMINE Projects").await;
+    let r = c.ok("UID FETCH 1:* BODY.PEEK[]").await;
+    assert_eq!(
+        r.with("").iter().filter(|l| l.contains("FETCH")).count(),
+        5,
+        "{r:?}"
+    );
+
+    // The client's copy resyncs against the new node and fetches nothing again.
+    let cert_b = data_b.join("tls").join("self-signed.pem");
+    let log = mbsync(&mbsync_rc(root.path(), b.port, &cert_b, &local));
+    assert_eq!(
+        files(&local),
+        copied,
+        "{kind}: nothing fetched again\n{log}"
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_on_sqlite() {
+    node_loss("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_on_postgres() {
+    node_loss("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_on_mariadb() {
+    node_loss("mariadb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_on_s3() {
+    node_loss("s3").await;
+}
