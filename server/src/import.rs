@@ -28,7 +28,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The index is in use by a running server.
-    #[error("{0}\nstop the server (or let it finish) before rebuilding this user's index")]
+    #[error("{0}\nstop the server (or let it finish) before replacing this user's index")]
     InUse(IndexError),
 }
 
@@ -172,7 +172,10 @@ async fn fill(
 
 /// Moves a user's index aside (refusing while a server holds it) so that the next open starts
 /// a fresh one; returns where the old one went.
-pub async fn retire_index(index: &Path) -> Result<Option<std::path::PathBuf>, ImportError> {
+pub async fn retire_index(
+    index: &Path,
+    why: &str,
+) -> Result<Option<std::path::PathBuf>, ImportError> {
     if !index.exists() {
         return Ok(None);
     }
@@ -185,7 +188,9 @@ pub async fn retire_index(index: &Path) -> Result<Option<std::path::PathBuf>, Im
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let aside = index.with_extension(format!("redb.before-rebuild-{secs}"));
+    let aside = index.with_extension(format!("redb.before-{why}-{secs}"));
+    // The shipping note described the index set aside, not the one that replaces it.
+    let _ = std::fs::remove_file(index.with_extension("redb.ship"));
     std::fs::rename(index, &aside).map_err(|source| ImportError::Read {
         path: index.to_path_buf(),
         source,

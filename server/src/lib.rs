@@ -6,13 +6,15 @@
 //! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
 //! listeners, connection limits, graceful shutdown), the admin control socket ([`control`]),
 //! migration of bodies between stores ([`migrate`]), Maildir import and index rebuild
-//! ([`maildir_scan`], [`import`]), and the reconciler that deletes bodies a crash left
+//! ([`maildir_scan`], [`import`]), the shipped index from the command line ([`index_admin`]),
+//! and the reconciler that deletes bodies a crash left
 //! ([`reconciler`]). The only crate that opens sockets.
 
 pub mod auth;
 pub mod backends;
 pub mod control;
 pub mod import;
+pub mod index_admin;
 pub mod maildir_scan;
 pub mod migrate;
 pub mod reconciler;

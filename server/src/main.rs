@@ -108,6 +108,40 @@ enum IndexAction {
         #[arg(long)]
         user: String,
     },
+    /// Replaces a user's index with the one shipped to their main store (`[index.ship]`),
+    /// every object checked; the old index is kept beside it. The server must not be serving
+    /// the user (it restores a missing or damaged index by itself at the user's first login).
+    Restore {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Shows what the store holds of users' shipped indexes: epoch, base, objects and bytes,
+    /// the MODSEQ shipped and the local index's.
+    Status {
+        /// The account (default: every account with an index on this node).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Copies a user's shipped index (base and diffs, each checked) into a new directory.
+    Export {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// The directory to create.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Builds a user's index from a directory `index export` wrote, every object checked; the
+    /// old index is kept beside it. The server ships it as the user's new chain.
+    Import {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// The exported directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index {
             action: IndexAction::Rebuild { user },
         } => fill(&config(&cli)?, user, None)?,
+        Command::Index { action } => index_admin(&config(&cli)?, action)?,
         Command::Import {
             source: ImportSource::Maildir { path, user },
         } => fill(&config(&cli)?, user, Some(path))?,
@@ -369,7 +404,7 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
             );
         }
         if from.is_none()
-            && let Some(aside) = strata_server::import::retire_index(&index).await?
+            && let Some(aside) = strata_server::import::retire_index(&index, "rebuild").await?
         {
             println!("the old index is kept at {}", aside.display());
         }
@@ -411,6 +446,66 @@ fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> 
             report.messages,
             report.folders
         );
+        Ok(())
+    })
+}
+
+/// `index restore | status | export | import`.
+fn index_admin(cfg: &Config, action: &IndexAction) -> anyhow::Result<()> {
+    use strata_server::index_admin as admin;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        match action {
+            IndexAction::Restore { user } => {
+                let r = admin::restore(cfg, user).await?;
+                if let Some(aside) = &r.aside {
+                    println!("the old index is kept at {}", aside.display());
+                }
+                println!(
+                    "{user}: restored at MODSEQ {} from {} objects ({} bytes, epoch {}) in {:.0} ms",
+                    r.restored.modseq.0,
+                    r.restored.objects,
+                    r.restored.bytes,
+                    r.restored.head.epoch,
+                    r.took.as_secs_f64() * 1000.0
+                );
+            }
+            IndexAction::Status { user } => {
+                for s in admin::status(cfg, user.as_deref()).await? {
+                    match s.head {
+                        None => println!("{}: nothing shipped", s.user),
+                        Some(h) => println!(
+                            "{}: epoch {}, base at position {}, {} objects ({} bytes base, {} bytes diffs), shipped MODSEQ {}, local MODSEQ {}",
+                            s.user,
+                            h.epoch,
+                            h.base,
+                            s.objects,
+                            s.base_bytes,
+                            s.diff_bytes,
+                            s.shipped.map_or("-".into(), |m| m.to_string()),
+                            s.local.map_or("- (no index here, or in use)".into(), |m| m.to_string()),
+                        ),
+                    }
+                }
+            }
+            IndexAction::Export { user, to } => {
+                let (n, bytes) = admin::export(cfg, user, to).await?;
+                println!("{user}: {n} objects, {bytes} bytes, in {}", to.display());
+            }
+            IndexAction::Import { user, from } => {
+                let (modseq, aside) = admin::import(cfg, user, from).await?;
+                if let Some(aside) = aside {
+                    println!("the old index is kept at {}", aside.display());
+                }
+                println!("{user}: imported at MODSEQ {modseq}");
+            }
+            IndexAction::Check { .. } | IndexAction::Rebuild { .. } => {
+                unreachable!("handled before")
+            }
+        }
         Ok(())
     })
 }

@@ -34,7 +34,7 @@ pub struct ReconcileTotals {
 }
 
 /// The users with an index under `index_dir`.
-fn users(index_dir: &Path) -> Vec<String> {
+pub(crate) fn users(index_dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(index_dir)
         .into_iter()
         .flatten()

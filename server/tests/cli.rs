@@ -392,3 +392,130 @@ fn what_an_admin_meets_first_is_said_plainly() {
     let out = strata(&["--data-dir", d, "user", "list"], "");
     assert_eq!(text(&out.stdout), "alice\nmike\nzoe\n");
 }
+
+#[test]
+fn index_status_export_import_and_restore_a_shipped_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:{}\"\n",
+            data.display(),
+            dir.path().join("bodies.db").display()
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let src = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    std::fs::write(src.join("cur/1.a.h:2,S"), "Subject: one\r\n\r\n1\r\n").unwrap();
+    std::fs::write(src.join("new/2.b.h"), "Subject: two\r\n\r\n2\r\n").unwrap();
+    std::fs::write(src.join(".Sent/cur/3.c.h:2,SR"), "Subject: 3\r\n\r\n3\r\n").unwrap();
+    for name in ["alice", "bob"] {
+        strata(
+            &["--config", c, "user", "add", name, "--password-stdin"],
+            "pw\n",
+        );
+    }
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        strata(&all, "")
+    };
+    let out = run(&[
+        "import",
+        "maildir",
+        src.to_str().unwrap(),
+        "--user",
+        "alice",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Shipped when the import closed the user: the store's MODSEQ is the local one.
+    let out = run(&["index", "status", "--user", "alice"]);
+    let status = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shipped = status
+        .split("shipped MODSEQ ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap();
+    assert!(
+        status.contains(&format!("local MODSEQ {shipped}")),
+        "{status}"
+    );
+
+    let exported = dir.path().join("export");
+    let out = run(&[
+        "index",
+        "export",
+        "--user",
+        "alice",
+        "--to",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(exported.join("head").exists());
+
+    // The node's index is lost; restore brings it back from the store.
+    let index = data.join("index").join("alice.redb");
+    std::fs::remove_file(&index).unwrap();
+    let out = run(&["index", "restore", "--user", "alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("restored at MODSEQ {shipped}")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["index", "check", "--user", "alice"]);
+    assert!(
+        text(&out.stdout).contains("3 messages"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // An export imports the same index; a damaged one is refused, naming the file.
+    let out = run(&[
+        "index",
+        "import",
+        "--user",
+        "alice",
+        "--from",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("imported at MODSEQ {shipped}")));
+    let victim = std::fs::read_dir(&exported)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.ends_with("head"))
+        .unwrap();
+    let mut raw = std::fs::read(&victim).unwrap();
+    raw.truncate(raw.len() - 3);
+    std::fs::write(&victim, raw).unwrap();
+    let out = run(&[
+        "index",
+        "import",
+        "--user",
+        "alice",
+        "--from",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&victim.display().to_string()), "{err}");
+
+    // A user the store holds nothing for: said plainly, and the local index is left alone.
+    let out = run(&["index", "restore", "--user", "bob"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("holds no shipped index"),
+        "{}",
+        text(&out.stderr)
+    );
+}

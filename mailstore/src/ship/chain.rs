@@ -169,6 +169,36 @@ pub async fn probe(store: &dyn Backend, from: u64) -> Result<Vec<u64>, ChainErro
     }
 }
 
+/// Reads the objects at `from..to` as stored, concurrently, in order, each checked.
+pub async fn fetch_raw(
+    store: &dyn Backend,
+    from: u64,
+    to: u64,
+    concurrency: usize,
+) -> Result<Vec<(Key, bytes::Bytes)>, ChainError> {
+    stream::iter(from..to)
+        .map(|seq| async move {
+            let key = object_key(seq);
+            let raw = store.get(&key, None).await.map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    bad(&key, "is missing (a gap in the chain)")
+                } else {
+                    e.into()
+                }
+            })?;
+            let h = strata_index::decode_header(&raw).map_err(|w| bad(&key, w))?;
+            if h.seq != seq {
+                return Err(bad(&key, format!("says it is at position {}", h.seq)));
+            }
+            Ok((key, raw))
+        })
+        .buffered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Reads and checks the objects at `from..to`, concurrently, in order.
 pub async fn fetch(
     store: &dyn Backend,
