@@ -1263,7 +1263,7 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
     }
     s.stop().await;
     let index = strata_server::index_path(&s.data_dir, "alice");
-    let aside = strata_server::import::retire_index(&index)
+    let aside = strata_server::import::retire_index(&index, "rebuild")
         .await
         .unwrap()
         .unwrap();

@@ -208,7 +208,9 @@ async fn rebuild_keeps_flags_keywords_and_dates(journal: bool) {
 
     s.stop().await;
     let index = strata_server::index_path(&s.data_dir, "alice");
-    strata_server::import::retire_index(&index).await.unwrap();
+    strata_server::import::retire_index(&index, "rebuild")
+        .await
+        .unwrap();
     let (store, backends) = strata_server::serve::mailstore(&s.config).await.unwrap();
     backends.drain_journals().await.unwrap();
     let user = store.user("alice").await.unwrap();

@@ -258,7 +258,9 @@ async fn a_crash_loop_leaves_nothing_behind_and_rebuild_brings_back_nothing_expu
     // Crashed again, then rebuilt offline from the Maildir: nothing expunged comes back.
     crash_loop(&cfg_path, 4, 100, &seen).await;
     let index = strata_server::index_path(&data, "alice");
-    strata_server::import::retire_index(&index).await.unwrap();
+    strata_server::import::retire_index(&index, "rebuild")
+        .await
+        .unwrap();
     let (store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
     let user = store.user("alice").await.unwrap();
     let report = strata_server::import::adopt_maildir(&user, &data.join("mail/alice"), &|_, _| {})
