@@ -291,3 +291,119 @@ async fn node_loss_on_mariadb() {
 async fn node_loss_on_s3() {
     node_loss("s3").await;
 }
+
+/// APPENDs until the server dies, recording the UID of each one answered OK.
+async fn append_until_killed(port: u16, acked: std::sync::Arc<std::sync::Mutex<Vec<u32>>>) {
+    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return;
+    };
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (r, mut w) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    let Ok(Some(_greeting)) = lines.next_line().await else {
+        return;
+    };
+    if w.write_all(b"l LOGIN alice alice-password\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Ok(Some(l)) = lines.next_line().await {
+        if l.starts_with("l ") {
+            break;
+        }
+    }
+    for i in 0.. {
+        let body = plain_message(i, &format!("compaction {i}"));
+        let cmd = format!("a{i} APPEND INBOX {{{}+}}\r\n", body.len());
+        if w.write_all(cmd.as_bytes()).await.is_err()
+            || w.write_all(&body).await.is_err()
+            || w.write_all(b"\r\n").await.is_err()
+        {
+            return;
+        }
+        loop {
+            match lines.next_line().await {
+                Ok(Some(l)) if l.starts_with(&format!("a{i} OK [APPENDUID ")) => {
+                    let uid = l
+                        .split(' ')
+                        .nth(4)
+                        .and_then(|u| u.trim_end_matches(']').parse().ok());
+                    acked.lock().unwrap().push(uid.expect("APPENDUID"));
+                    break;
+                }
+                Ok(Some(l)) if l.starts_with(&format!("a{i} ")) => return,
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_compaction_always_leaves_a_restorable_chain() {
+    let root = tempfile::tempdir().unwrap();
+    let store = store("sqlite", root.path()).await;
+    // Every APPEND ships a diff and every third a new base: kills land in every step.
+    let store = Store {
+        toml: format!(
+            "{}[index.ship]\nmax_diffs = 3\ncompact_ratio = 0.05\nmax_lag_ms = 5\n",
+            store.toml
+        ),
+        ..store
+    };
+    let data = root.path().join("a");
+    let config = write_config(root.path(), &data, &store);
+    let cfg = strata_config::load(&config).unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut bases = Vec::new();
+    for round in 0..8 {
+        let mut server = spawn(&config);
+        let port = server.port;
+        let clients: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(append_until_killed(port, acked.clone())))
+            .collect();
+        let wanted = acked.lock().unwrap().len() + 3 + round;
+        strata_integration_tests::until(
+            "APPENDs answered",
+            std::time::Duration::from_secs(60),
+            || acked.lock().unwrap().len() >= wanted,
+        )
+        .await;
+        server.kill();
+        for c in clients {
+            c.await.unwrap();
+        }
+        // What the store holds now restores, and holds every APPEND answered OK.
+        let backends = std::sync::Arc::new(
+            strata_server::backends::Backends::connect(&cfg.storage)
+                .await
+                .unwrap(),
+        );
+        let main = backends.factory()("alice").unwrap().main().clone();
+        let dest = root.path().join(format!("restored-{round}.redb"));
+        let restored = strata_mailstore::ship::chain::restore(&*main, &dest, 8)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+            .expect("a chain");
+        bases.push(restored.head.base);
+        let index = strata_index::ReadOnlyIndex::open(&dest).unwrap();
+        let snap = index.snapshot().unwrap();
+        let inbox = snap.lookup(None, "INBOX").unwrap().unwrap();
+        for uid in acked.lock().unwrap().iter() {
+            assert!(
+                snap.message(inbox, strata_index::Uid(*uid))
+                    .unwrap()
+                    .is_some(),
+                "round {round}: UID {uid} was answered OK but the chain at {restored:?} lacks it"
+            );
+        }
+    }
+    assert!(acked.lock().unwrap().len() >= 40, "the load ran");
+    bases.dedup();
+    assert!(
+        bases.len() >= 6,
+        "compactions ran between the kills: bases at {bases:?}"
+    );
+}
