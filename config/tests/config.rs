@@ -365,3 +365,34 @@ fn load_reports_unreadable_certificates_with_their_lines_among_the_rest() {
         "{errs}"
     );
 }
+
+#[test]
+fn index_shipping_is_on_for_shared_stores_and_its_mistakes_name_the_line() {
+    let sql = "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n";
+    let c = parse(sql, Path::new("."), None).unwrap();
+    assert!(c.index.ship.enabled, "on by default with a shared store");
+    let c = parse(
+        &format!("{sql}[index.ship]\nenabled = false\n"),
+        Path::new("."),
+        None,
+    )
+    .unwrap();
+    assert!(!c.index.ship.enabled);
+    assert!(!Config::default().index.ship.enabled, "off for Maildir");
+
+    let text =
+        "[index.ship]\nenabled = true\ncompact_ratio = 0.0\nmax_diffs = 0\nmax_lag_ms = 99999999\n";
+    let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("index.ship.enabled".to_string(), Some(2)),
+            ("index.ship.compact_ratio".to_string(), Some(3)),
+            ("index.ship.max_diffs".to_string(), Some(4)),
+            ("index.ship.max_lag_ms".to_string(), Some(5)),
+        ]
+    );
+    assert!(errs.to_string().contains("SQL or S3"), "{errs}");
+}
