@@ -223,3 +223,55 @@ async fn imap_keeps_working_through_an_s3_outage() {
     let r = c.ok("FETCH 1:* BODY.PEEK[TEXT]").await;
     assert!(r.untagged[19].contains("store was down 19"), "{r:?}");
 }
+
+/// Two nodes, each with its own client and journal, create one key required absent: the store
+/// refuses the second, as `Conflict`, even though the second's journal never saw the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_required_absent_is_refused_to_a_second_node_by_the_store() {
+    let root = TempDir::new().unwrap();
+    let server = S3Server::start(root.path(), "strata").await.unwrap();
+    let mut nodes = Vec::new();
+    for n in 0..2 {
+        let s3 = Arc::new(
+            S3Backend::connect(&options(&server, "shared/"))
+                .await
+                .unwrap(),
+        );
+        let j = Journal::open(s3, JournalOptions::new(root.path().join(format!("j{n}"))))
+            .await
+            .unwrap();
+        nodes.push(Arc::new(j));
+    }
+    let key = k("strata-index/claim");
+    // Something of the first node's still waits in its journal: the conditional batch waits
+    // for it, then goes to the store.
+    nodes[0]
+        .commit(Batch::new().put(k("body-1"), "body"))
+        .await
+        .unwrap();
+    nodes[0]
+        .commit(
+            Batch::new()
+                .require_absent(key.clone())
+                .put(key.clone(), "node 0"),
+        )
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    let err = nodes[1]
+        .commit(
+            Batch::new()
+                .require_absent(key.clone())
+                .put(key.clone(), "node 1"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert_eq!(nodes[1].get(&key, None).await.unwrap(), "node 0".as_bytes());
+    assert_eq!(
+        nodes[1].get(&k("body-1"), None).await.unwrap(),
+        "body".as_bytes()
+    );
+}

@@ -29,7 +29,11 @@ pub enum Op {
     },
 }
 
-/// A condition the whole batch depends on; if one fails, nothing is written.
+/// A condition the whole batch depends on; if one fails, nothing is written (`Conflict`).
+///
+/// A store shared by several nodes holds `Absent` against all of them: of two batches that
+/// put one key required absent, at most one commits, however close in time (S3
+/// `If-None-Match: *`, an SQL insert on the key). This is what fencing between nodes rests on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Precondition {
     /// The key must not exist.

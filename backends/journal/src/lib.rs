@@ -12,6 +12,9 @@
 //! commits wait (back-pressure, logged) instead of queueing without end. After a failed write
 //! or fsync it refuses writes (poisoned) rather than answer for data it may not have.
 //!
+//! A batch with preconditions is not journaled: it waits for every earlier batch to be acked
+//! and goes straight to the store, which alone can hold a condition against other writers.
+//!
 //! It is not a cache: keys leave it once acked, and reads of other keys go to the store.
 //! Copies are resolved to puts when journaled, so the store never needs the source later.
 
@@ -86,6 +89,18 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
+    /// A batch with preconditions goes straight to the store, once every batch before it is
+    /// acked: only the store can hold a condition against every writer (other nodes too), and
+    /// the journal's own view would check it against this node alone. Its receipt is the
+    /// store's, acked when this returns.
+    async fn commit_conditional(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        self.shared.acks.flush(u64::MAX).await?;
+        self.poisoned()?;
+        let receipt = self.inner.commit(batch).await?;
+        receipt.acked().await?;
+        Ok(receipt)
+    }
+
     /// Opens (or creates) the journal in `opts.dir` in front of `inner`, and starts uploading
     /// every batch it finds not yet acked. Must be called inside a Tokio runtime.
     pub async fn open(
@@ -309,6 +324,9 @@ impl Backend for Journal {
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         self.poisoned()?;
+        if !batch.preconditions.is_empty() {
+            return self.commit_conditional(batch).await;
+        }
         let mut next = self.order.lock().await;
         for p in &batch.preconditions {
             if !p.holds(self.exists(p.key()).await?) {

@@ -20,6 +20,7 @@ where
         (Some(c), _) => c.to_string(),
         (None, Some(404)) => "NotFound".into(),
         (None, Some(403)) => "Forbidden".into(),
+        (None, Some(412)) => "PreconditionFailed".into(),
         (None, Some(s)) if s >= 500 => "InternalError".into(),
         _ => String::new(),
     };
@@ -40,6 +41,11 @@ where
                 ErrorKind::NotFound,
                 Retry::Never,
                 format!("{what}: no such object"),
+            ),
+            "PreconditionFailed" | "ConditionalRequestConflict" => (
+                ErrorKind::Conflict,
+                Retry::Never,
+                format!("{what}: the object was written by another writer ({code})"),
             ),
             "NoSuchBucket" => (
                 ErrorKind::Unavailable,

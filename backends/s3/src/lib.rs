@@ -192,15 +192,21 @@ impl S3Backend {
         }
     }
 
-    async fn put(&self, key: &Key, data: Bytes) -> Result<(), BackendError> {
+    /// Writes an object; with `create_only`, S3 itself refuses it if the object exists
+    /// (`If-None-Match: *`), whoever wrote it and however close in time.
+    async fn put(&self, key: &Key, data: Bytes, create_only: bool) -> Result<(), BackendError> {
         let _p = self.permit().await;
-        self.client
+        let mut put = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.object_key(key))
             .content_length(data.len() as i64)
-            .body(ByteStream::from(data))
-            .send()
+            .body(ByteStream::from(data));
+        if create_only {
+            put = put.if_none_match("*");
+        }
+        put.send()
             .await
             .map_err(|e| self.err(format!("PUT {key}"), e))?;
         Ok(())
@@ -305,7 +311,7 @@ impl S3Backend {
     }
 
     /// Applies operations that touch different keys, all at once.
-    async fn wave(&self, ops: Vec<Op>) -> Result<(), BackendError> {
+    async fn wave(&self, ops: Vec<Op>, absent: &HashSet<Key>) -> Result<(), BackendError> {
         let mut deletes = Vec::new();
         let mut writes = Vec::new();
         for op in ops {
@@ -316,7 +322,10 @@ impl S3Backend {
         }
         let writes = try_join_all(writes.into_iter().map(|op| async move {
             match op {
-                Op::Put { key, data } => self.put(&key, data).await,
+                Op::Put { key, data } => {
+                    let create_only = absent.contains(&key);
+                    self.put(&key, data, create_only).await
+                }
                 Op::Copy { from, to } => self.copy(&from, &to).await,
                 Op::Delete { .. } => Ok(()),
             }
@@ -345,6 +354,16 @@ impl Backend for S3Backend {
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         self.check(&batch).await?;
+        // A key required absent is written create-only, so the store enforces the condition
+        // against every writer, not only this check.
+        let mut absent: HashSet<Key> = batch
+            .preconditions
+            .iter()
+            .filter_map(|p| match p {
+                strata_backend_api::Precondition::Absent(k) => Some(k.clone()),
+                strata_backend_api::Precondition::Exists(_) => None,
+            })
+            .collect();
         // Operations run in waves; a key seen again starts a new wave, so order per key holds.
         let mut wave = Vec::new();
         let mut keys: HashSet<Key> = HashSet::new();
@@ -354,13 +373,15 @@ impl Backend for S3Backend {
                 Op::Copy { from, to } => vec![from, to],
             };
             if touched.iter().any(|k| keys.contains(*k)) {
-                self.wave(std::mem::take(&mut wave)).await?;
+                self.wave(std::mem::take(&mut wave), &absent).await?;
+                // Only the first write of a key is conditional.
+                absent.retain(|k| !keys.contains(k));
                 keys.clear();
             }
             keys.extend(touched.into_iter().cloned());
             wave.push(op);
         }
-        self.wave(wave).await?;
+        self.wave(wave, &absent).await?;
         // A PUT answered is durable in the store: soft-done and acked are one moment.
         Ok(self.acks.issue_acked())
     }

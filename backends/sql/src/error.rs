@@ -17,6 +17,8 @@ pub(crate) fn db_err(backend: &str, what: &str, e: sqlx::Error) -> BackendError 
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => ErrorKind::Unavailable,
         sqlx::Error::Configuration(_) => ErrorKind::Unsupported,
+        // A key created by another writer since this batch checked it was absent.
+        sqlx::Error::Database(d) if d.is_unique_violation() => ErrorKind::Conflict,
         _ => ErrorKind::Io,
     };
     BackendError::new(backend.to_string(), kind, format!("{what}: {e}")).with_source(e)

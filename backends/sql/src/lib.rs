@@ -222,10 +222,24 @@ impl Backend for SqlBackend {
                     return Err(p.failed(&self.name));
                 }
             }
+            // A key required absent is inserted without deleting first: if another writer
+            // created it meanwhile, the insert fails on the key (Conflict) instead of replacing it.
+            let mut absent: std::collections::HashSet<&Key> = batch
+                .preconditions
+                .iter()
+                .filter_map(|p| match p {
+                    strata_backend_api::Precondition::Absent(k) => Some(k),
+                    strata_backend_api::Precondition::Exists(_) => None,
+                })
+                .collect();
             for op in &batch.ops {
                 match op {
                     Op::Put { key, data } => {
+                        let fresh = absent.remove(key);
                         for stmt in [sql.del_chunks, sql.del_object] {
+                            if fresh {
+                                continue;
+                            }
                             sqlx::query(stmt)
                                 .bind(key.as_str())
                                 .execute(&mut *tx)
@@ -260,6 +274,7 @@ impl Backend for SqlBackend {
                         }
                     }
                     Op::Delete { key } => {
+                        absent.remove(key);
                         for stmt in [sql.del_chunks, sql.del_object] {
                             sqlx::query(stmt)
                                 .bind(key.as_str())
@@ -269,6 +284,7 @@ impl Backend for SqlBackend {
                         }
                     }
                     Op::Copy { from, to } => {
+                        absent.remove(to);
                         let exists = sqlx::query(sql.exists)
                             .bind(from.as_str())
                             .fetch_optional(&mut *tx)

@@ -189,3 +189,65 @@ async fn unreachable_or_refused_databases_are_clear_errors() {
     assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// Writers with connections of their own (as nodes sharing one database) race to create one
+/// key required absent: exactly one commits, the rest are refused, and the key holds the
+/// winner's bytes.
+async fn one_conditional_create_wins(url: String) {
+    let writers: Vec<Arc<SqlBackend>> = {
+        let mut v = Vec::new();
+        for _ in 0..6 {
+            v.push(Arc::new(
+                SqlBackend::connect(&opts(url.clone(), 1000)).await.unwrap(),
+            ));
+        }
+        v
+    };
+    for round in 0..10 {
+        let key = Key::new(format!("strata-index/claim.{round}")).unwrap();
+        let tasks: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let (w, key) = (w.clone(), key.clone());
+                tokio::spawn(async move {
+                    let data = format!("writer {i}");
+                    let r = w
+                        .commit(
+                            Batch::new()
+                                .require_absent(key.clone())
+                                .put(key, data.clone()),
+                        )
+                        .await;
+                    (data, r.map(drop))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (data, r) = t.await.unwrap();
+            match r {
+                Ok(()) => winners.push(data),
+                // SQLite may refuse the loser as busy rather than on the key: still refused.
+                Err(e) => assert!(
+                    e.kind == ErrorKind::Conflict || url.starts_with("sqlite"),
+                    "{e}"
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let stored = writers[0].get(&key, None).await.unwrap();
+        assert_eq!(stored, winners[0].as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_creates_race_with_one_winner_on_every_database() {
+    let dir = tempfile::tempdir().unwrap();
+    one_conditional_create_wins(format!("sqlite:{}", dir.path().join("race.db").display())).await;
+    for admin in [postgres_admin(), mysql_admin()] {
+        let scratch = Scratch::new(admin);
+        one_conditional_create_wins(scratch.fresh().await).await;
+        scratch.drop_all().await;
+    }
+}
