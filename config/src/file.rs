@@ -22,7 +22,14 @@ struct RawConfig {
     storage: Option<RawStorage>,
     stores: Option<BTreeMap<String, RawStore>>,
     index: Option<RawIndex>,
+    auth: Option<RawAuth>,
     log: Option<RawLog>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    backend: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -596,6 +603,29 @@ fn parse_checked(
         );
     }
 
+    let auth = crate::schema::Auth {
+        backend: match raw.auth.and_then(|a| a.backend).as_deref() {
+            None | Some("file") => crate::schema::AccountsIn::File,
+            Some("store") => {
+                if matches!(storage.main.backend, Backend::Maildir { .. }) {
+                    p.add(
+                        "auth.backend",
+                        "\"store\" keeps accounts in the main store, which must be SQL or S3 to \
+                         be shared between nodes",
+                    );
+                }
+                crate::schema::AccountsIn::Store
+            }
+            Some(other) => {
+                p.add(
+                    "auth.backend",
+                    format!("{other:?} is not \"file\" (this node's users file) or \"store\" (the main store)"),
+                );
+                crate::schema::AccountsIn::File
+            }
+        },
+    };
+
     let log = crate::schema::Log {
         level: match raw.log.and_then(|l| l.level) {
             Some(l) if l.trim().is_empty() => {
@@ -626,6 +656,7 @@ fn parse_checked(
         tls,
         storage,
         index,
+        auth,
         log,
     })
 }

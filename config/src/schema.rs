@@ -17,8 +17,26 @@ pub struct Config {
     pub storage: Storage,
     /// The per-user index.
     pub index: Index,
+    /// Where accounts live.
+    pub auth: Auth,
     /// Logging.
     pub log: Log,
+}
+
+/// Where accounts (names and password hashes) live (`[auth]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountsIn {
+    /// The file `<data_dir>/users`, on this node.
+    File,
+    /// Objects in the main store (SQL or S3), shared by every node that uses it.
+    Store,
+}
+
+/// Accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// Where they live.
+    pub backend: AccountsIn,
 }
 
 /// When LOGIN and AUTHENTICATE PLAIN are allowed on a connection without TLS.
@@ -337,6 +355,9 @@ impl Default for Config {
                     compact_ratio: 0.5,
                     max_diffs: 256,
                 },
+            },
+            auth: Auth {
+                backend: AccountsIn::File,
             },
             log: Log {
                 level: "info".into(),

@@ -1,4 +1,5 @@
-//! A node is lost with its disk: a server (a process of its own) on data directory A runs a
+//! A node is lost with its disk: a server (a process of its own) on data directory A, its
+//! accounts in the store (`[auth] backend = "store"`), runs a
 //! mixed workload with `append_ack = "acked"`, an mbsync copy is made, the server is killed with
 //! SIGKILL and A is deleted. A server on an empty data directory B with the same configuration
 //! answers every mailbox, UID, flag and subscription as A did, and the mbsync copy resyncs
@@ -69,20 +70,28 @@ fn write_config(root: &Path, data: &Path, store: &Store) -> PathBuf {
         data.file_name().unwrap().to_string_lossy()
     ));
     std::fs::create_dir_all(data).unwrap();
-    // The account, as an admin provisions every node.
-    strata_server::users::UserDb::new(data.join("users"))
-        .add("alice", "alice-password")
-        .unwrap();
+    // Accounts live in the store too: a new node knows them with no step of its own.
     std::fs::write(
         &path,
         format!(
-            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n{}[log]\nlevel = \"warn\"\n",
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n[auth]\nbackend = \"store\"\n{}[log]\nlevel = \"warn\"\n",
             data.display(),
             store.toml
         ),
     )
     .unwrap();
     path
+}
+
+/// Adds alice, once, where every node finds her: the store.
+async fn add_alice(config: &Path) {
+    let cfg = strata_config::load(config).unwrap();
+    strata_server::accounts::Accounts::open_direct(&cfg)
+        .await
+        .unwrap()
+        .add("alice", "alice-password")
+        .await
+        .unwrap();
 }
 
 fn spawn(config: &Path) -> ServerProcess {
@@ -221,6 +230,7 @@ async fn node_loss(kind: &str) {
     let store = store(kind, root.path()).await;
     let data_a = root.path().join("a");
     let config_a = write_config(root.path(), &data_a, &store);
+    add_alice(&config_a).await;
     let mut a = spawn(&config_a);
     let mut c = login(a.port).await;
     workload(&mut c).await;
@@ -355,6 +365,7 @@ async fn sigkill_during_compaction_always_leaves_a_restorable_chain() {
     };
     let data = root.path().join("a");
     let config = write_config(root.path(), &data, &store);
+    add_alice(&config).await;
     let cfg = strata_config::load(&config).unwrap();
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut bases = Vec::new();

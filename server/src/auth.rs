@@ -1,4 +1,4 @@
-//! Password checks for IMAP sessions over the user database, behind the login limits: failures
+//! Password checks for IMAP sessions over the accounts (see `accounts`), behind the login limits: failures
 //! per address and per account name over a window, and checks in progress per address (more
 //! wait their turn). A check is counted before it runs, so guesses sent in parallel cannot get
 //! past a limit, and a successful login does not clear what failed before it.
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use strata_protocol::Authenticator;
 
-use crate::users::UserDb;
+use crate::accounts::Accounts;
+use crate::users::verify_hash;
 
 /// How long failures are remembered, from the first one.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -30,6 +31,7 @@ pub struct LoginLimits {
 
 /// The server's [`Authenticator`].
 pub struct PasswordAuth {
+    accounts: Arc<Accounts>,
     checks: std::sync::mpsc::SyncSender<Check>,
     limits: LoginLimits,
     counts: Mutex<Counts>,
@@ -37,9 +39,10 @@ pub struct PasswordAuth {
 
 /// One password to check, and where the answer goes.
 struct Check {
-    user: String,
+    /// The account's hash (`None`: no such account, which costs a hash all the same).
+    hash: Option<String>,
     password: String,
-    reply: tokio::sync::oneshot::Sender<Result<bool, crate::users::UserError>>,
+    reply: tokio::sync::oneshot::Sender<bool>,
 }
 
 /// Failures and checks in progress of one address or one account.
@@ -109,12 +112,12 @@ impl PasswordAuth {
     /// each thread's allocator keeps what it freed, so a pool of any size (the blocking pool
     /// grows to hundreds) would hold that much per thread, and a login flood would check
     /// passwords on every thread at once.
-    pub fn new(db: Arc<UserDb>, limits: LoginLimits) -> Self {
+    pub fn new(accounts: Arc<Accounts>, limits: LoginLimits) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(1024);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
-            let (db, rx) = (db.clone(), rx.clone());
+            let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("strata-auth-{i}"))
                 .spawn(move || {
@@ -123,12 +126,13 @@ impl PasswordAuth {
                         let Ok(c) = next else {
                             return; // the authenticator is gone
                         };
-                        let _ = c.reply.send(db.verify(&c.user, &c.password));
+                        let _ = c.reply.send(verify_hash(c.hash.as_deref(), &c.password));
                     }
                 })
                 .expect("starting a password-check thread");
         }
         PasswordAuth {
+            accounts,
             checks: tx,
             limits,
             counts: Mutex::new(Counts::default()),
@@ -218,9 +222,14 @@ impl Authenticator for PasswordAuth {
             account,
             failed: false,
         };
+        let hash = self
+            .accounts
+            .hash_of(user)
+            .await
+            .map_err(|e| format!("user database unavailable: {e}"))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let check = Check {
-            user: user.to_string(),
+            hash,
             password: String::from_utf8_lossy(password).into_owned(),
             reply,
         };
@@ -231,8 +240,7 @@ impl Authenticator for PasswordAuth {
         }
         let ok = answer
             .await
-            .map_err(|_| "password check failed".to_string())?
-            .map_err(|e| format!("user database unavailable: {e}"))?;
+            .map_err(|_| "password check failed".to_string())?;
         counted.failed = !ok;
         Ok(ok)
     }
@@ -244,9 +252,12 @@ mod tests {
 
     fn auth(limits: LoginLimits) -> (tempfile::TempDir, PasswordAuth) {
         let dir = tempfile::tempdir().unwrap();
-        let db = UserDb::new(dir.path().join("users"));
+        let db = crate::users::UserDb::new(dir.path().join("users"));
         db.add("alice", "right").unwrap();
-        (dir, PasswordAuth::new(Arc::new(db), limits))
+        (
+            dir,
+            PasswordAuth::new(Arc::new(Accounts::File(Arc::new(db))), limits),
+        )
     }
 
     const LIMITS: LoginLimits = LoginLimits {

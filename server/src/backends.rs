@@ -163,6 +163,11 @@ impl Backends {
         }
     }
 
+    /// The main store as every user shares it (behind its journal), when it is shared (SQL, S3).
+    pub fn shared_main(&self) -> Option<Arc<dyn Backend>> {
+        self.stores.first().and_then(|s| s.shared.clone())
+    }
+
     /// The main store's journal lag and totals, when it has a journal.
     pub fn journal_stats(&self) -> Option<JournalStats> {
         self.stores

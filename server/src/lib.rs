@@ -10,6 +10,7 @@
 //! and the reconciler that deletes bodies a crash left
 //! ([`reconciler`]). The only crate that opens sockets.
 
+pub mod accounts;
 pub mod auth;
 pub mod backends;
 pub mod control;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use strata_config::Config;
-use strata_server::users::UserDb;
 
 // mimalloc returns freed memory to the system: under glibc's allocator every password check
 // (argon2, ~19 MiB) left its memory resident, and the parsed-record churn of FETCH was slower.
@@ -343,33 +342,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { action } => {
             let cfg = config(&cli)?;
-            let db = UserDb::new(cfg.data_dir.join("users"));
-            match action {
-                UserAction::Add {
-                    name,
-                    password_stdin,
-                } => {
-                    strata_server::users::check_name(name)?;
-                    db.add(name, &read_password(*password_stdin)?)?;
-                    println!("added {name}");
-                }
-                UserAction::Passwd {
-                    name,
-                    password_stdin,
-                } => {
-                    db.set_password(name, &read_password(*password_stdin)?)?;
-                    println!("changed the password of {name}");
-                }
-                UserAction::Del { name } => {
-                    db.remove(name)?;
-                    println!("removed {name}");
-                }
-                UserAction::List => {
-                    for name in db.list()? {
-                        println!("{name}");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(async {
+                let db = strata_server::accounts::Accounts::open_direct(&cfg).await?;
+                match action {
+                    UserAction::Add {
+                        name,
+                        password_stdin,
+                    } => {
+                        strata_server::users::check_name(name)?;
+                        db.add(name, &read_password(*password_stdin)?).await?;
+                        println!("added {name}");
+                    }
+                    UserAction::Passwd {
+                        name,
+                        password_stdin,
+                    } => {
+                        db.set_password(name, &read_password(*password_stdin)?)
+                            .await?;
+                        println!("changed the password of {name}");
+                    }
+                    UserAction::Del { name } => {
+                        db.remove(name).await?;
+                        println!("removed {name}");
+                    }
+                    UserAction::List => {
+                        for name in db.list().await? {
+                            println!("{name}");
+                        }
                     }
                 }
-            }
+                anyhow::Ok(())
+            })?;
         }
     }
     Ok(())
@@ -379,17 +386,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// index from their Maildir backend.
 fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> {
     strata_server::users::check_name(user)?;
-    if !UserDb::new(cfg.data_dir.join("users"))
-        .list()?
-        .iter()
-        .any(|u| u == user)
-    {
-        bail!("no account {user:?} (add it with: strata user add {user})");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let accounts = runtime.block_on(strata_server::accounts::Accounts::open_direct(cfg))?;
+    if runtime.block_on(accounts.hash_of(user))?.is_none() {
+        bail!("no account {user:?} (add it with: strata user add {user})");
+    }
     runtime.block_on(async {
         std::fs::create_dir_all(cfg.data_dir.join("index"))?;
         let index = strata_server::index_path(&cfg.data_dir, user);

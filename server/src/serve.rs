@@ -21,7 +21,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{LoginLimits, PasswordAuth};
 use crate::backends::Backends;
 use crate::reconciler::ReconcileTotals;
-use crate::users::UserDb;
 
 /// How often indexes that no session uses are closed.
 pub const IDLE_INDEX_SWEEP: Duration = Duration::from_secs(300);
@@ -54,6 +53,9 @@ pub enum ServeError {
     /// The storage backend could not be reached or set up.
     #[error("storage: {0}")]
     Storage(#[from] strata_backend_api::BackendError),
+    /// The accounts could not be opened.
+    #[error("accounts: {0}")]
+    Accounts(#[from] crate::users::UserError),
 }
 
 /// A running server.
@@ -192,7 +194,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
     let (store, backends) = mailstore(&cfg).await?;
     let auth = Arc::new(PasswordAuth::new(
-        Arc::new(UserDb::new(cfg.data_dir.join("users"))),
+        Arc::new(crate::accounts::Accounts::open(&cfg, &backends)?),
         LoginLimits {
             failures_per_ip: cfg.imap.max_failed_logins_per_ip,
             failures_per_account: cfg.imap.max_failed_logins_per_account,

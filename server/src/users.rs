@@ -42,6 +42,9 @@ pub enum UserError {
         /// What is wrong.
         problem: String,
     },
+    /// The store that keeps the accounts failed.
+    #[error("the account store: {0}")]
+    Store(#[from] strata_backend_api::BackendError),
     /// Reading or writing the file failed.
     #[error("{path}: {source}")]
     Io {
@@ -167,7 +170,8 @@ impl UserDb {
             .map_err(|e| self.io(dir, e))
     }
 
-    fn hash(password: &str) -> Result<String> {
+    /// The argon2id hash of a new password.
+    pub fn hash(password: &str) -> Result<String> {
         if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
             return Err(UserError::InvalidPassword);
         }
@@ -226,30 +230,34 @@ impl UserDb {
         Ok(names)
     }
 
-    /// Whether `password` is `name`'s. An unknown name costs a hash too, so that timing does
-    /// not tell which accounts exist.
+    /// `name`'s password hash, if the account exists.
+    pub fn hash_of(&self, name: &str) -> Result<Option<String>> {
+        let _lock = self.lock()?;
+        Ok(self
+            .read()?
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.hash))
+    }
+
+    /// Whether `password` is `name`'s.
     pub fn verify(&self, name: &str, password: &str) -> Result<bool> {
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Ok(false);
-        }
-        let entries = {
-            let _lock = self.lock()?;
-            self.read()?
-        };
-        let argon = Argon2::default();
-        match entries.iter().find(|e| e.name == name) {
-            Some(e) => {
-                let parsed = PasswordHash::new(&e.hash).map_err(|_| UserError::Malformed {
-                    path: self.path.clone(),
-                    line: 0,
-                    problem: format!("the hash of {name:?} is unreadable"),
-                })?;
-                Ok(argon.verify_password(password.as_bytes(), &parsed).is_ok())
-            }
-            None => {
-                let _ = argon.hash_password(password.as_bytes());
-                Ok(false)
-            }
+        Ok(verify_hash(self.hash_of(name)?.as_deref(), password))
+    }
+}
+
+/// Whether `password` matches `hash` (argon2id, PHC string). No account (or an unreadable
+/// hash) costs a hash too, so that timing does not tell which accounts exist.
+pub fn verify_hash(hash: Option<&str>, password: &str) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let argon = Argon2::default();
+    match hash.and_then(|h| PasswordHash::new(h).ok()) {
+        Some(parsed) => argon.verify_password(password.as_bytes(), &parsed).is_ok(),
+        None => {
+            let _ = argon.hash_password(password.as_bytes());
+            false
         }
     }
 }

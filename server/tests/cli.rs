@@ -519,3 +519,64 @@ fn index_status_export_import_and_restore_a_shipped_index() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn accounts_in_the_store_are_the_same_for_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:{}\"\n[auth]\nbackend = \"store\"\n",
+                dir.path().join(name).display(),
+                dir.path().join("shared.db").display()
+            ),
+        )
+        .unwrap();
+        config.to_str().unwrap().to_string()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let out = strata(
+        &["--config", &a, "user", "add", "alice", "--password-stdin"],
+        "pw1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Created once, whichever node asks again.
+    let out = strata(
+        &["--config", &b, "user", "add", "alice", "--password-stdin"],
+        "pw2\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = strata(&["--config", &b, "user", "list"], "");
+    assert_eq!(text(&out.stdout), "alice\n");
+    let out = strata(
+        &[
+            "--config",
+            &b,
+            "user",
+            "passwd",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw3\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = strata(&["--config", &a, "user", "del", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = strata(&["--config", &b, "user", "list"], "");
+    assert_eq!(text(&out.stdout), "");
+    let out = strata(&["--config", &b, "user", "del", "alice"], "");
+    assert!(
+        text(&out.stderr).contains("no user"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Neither node keeps a users file of its own.
+    assert!(!dir.path().join("a/users").exists() && !dir.path().join("b/users").exists());
+}

@@ -1,0 +1,213 @@
+//! Where accounts live: this node's users file ([`UserDb`]), or objects in the main store that
+//! every node using that store reads (`[auth] backend = "store"`): one object per account,
+//! `.accounts/<name>`, holding its argon2id hash. No user's keys can collide with them (a user
+//! name never starts with a dot). A new account is created only if absent, which the store
+//! itself enforces, so two nodes never both create one name.
+//!
+//! It is not the password check's rate limiting (see `auth`), only where hashes are kept.
+
+use std::sync::Arc;
+
+use strata_backend_api::{Backend, Batch, ErrorKind, Key, Prefixed};
+use strata_config::{AccountsIn, Config};
+
+use crate::backends::Backends;
+use crate::users::{UserDb, UserError, check_name};
+
+const PREFIX: &str = ".accounts";
+
+/// The accounts the configuration names.
+pub enum Accounts {
+    /// `<data_dir>/users`.
+    File(Arc<UserDb>),
+    /// Objects in the main store.
+    Store(Arc<dyn Backend>),
+}
+
+type Result<T> = std::result::Result<T, UserError>;
+
+impl Accounts {
+    /// The configured accounts; `backends` is needed (connected) when they are in the store.
+    pub fn open(cfg: &Config, backends: &Backends) -> Result<Accounts> {
+        match cfg.auth.backend {
+            AccountsIn::File => Ok(Accounts::File(Arc::new(UserDb::new(
+                cfg.data_dir.join("users"),
+            )))),
+            AccountsIn::Store => {
+                let shared = backends.shared_main().ok_or_else(|| {
+                    UserError::Store(strata_backend_api::BackendError::new(
+                        "accounts",
+                        ErrorKind::Unsupported,
+                        "[auth] backend = \"store\" needs an SQL or S3 main store",
+                    ))
+                })?;
+                Ok(Accounts::Store(Arc::new(Prefixed::new(shared, PREFIX)?)))
+            }
+        }
+    }
+
+    /// The configured accounts for an admin command beside a running server: the store is
+    /// reached directly, not through the journal the server holds. Every change to an account
+    /// carries a precondition, so it goes straight to the store either way.
+    pub async fn open_direct(cfg: &Config) -> Result<Accounts> {
+        match cfg.auth.backend {
+            AccountsIn::File => Ok(Accounts::File(Arc::new(UserDb::new(
+                cfg.data_dir.join("users"),
+            )))),
+            AccountsIn::Store => {
+                let store = crate::backends::reach(&cfg.storage.main)
+                    .await?
+                    .ok_or_else(|| {
+                        UserError::Store(strata_backend_api::BackendError::new(
+                            "accounts",
+                            ErrorKind::Unsupported,
+                            "[auth] backend = \"store\" needs an SQL or S3 main store",
+                        ))
+                    })?;
+                Ok(Accounts::Store(Arc::new(Prefixed::new(store, PREFIX)?)))
+            }
+        }
+    }
+
+    /// Where they are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Accounts::File(db) => db.path().display().to_string(),
+            Accounts::Store(s) => format!("the store {:?}", s.name()),
+        }
+    }
+
+    fn key(name: &str) -> Result<Key> {
+        check_name(name)?;
+        Ok(Key::new(name)?)
+    }
+
+    /// Adds an account.
+    pub async fn add(&self, name: &str, password: &str) -> Result<()> {
+        check_name(name)?;
+        let hash = UserDb::hash(password)?;
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let (db, name, password) = (db.clone(), name.to_string(), password.to_string());
+                    move || db.add(&name, &password)
+                })
+                .await
+            }
+            Accounts::Store(s) => {
+                let key = Self::key(name)?;
+                let batch = Batch::new().require_absent(key.clone()).put(key, hash);
+                match s.commit(batch).await {
+                    Ok(r) => Ok(r.acked().await?),
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        Err(UserError::Exists(name.to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Changes an account's password.
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let (db, name, password) = (db.clone(), name.to_string(), password.to_string());
+                    move || db.set_password(&name, &password)
+                })
+                .await
+            }
+            Accounts::Store(s) => {
+                let hash = UserDb::hash(password)?;
+                let key = Self::key(name)?;
+                let batch = Batch::new().require_exists(key.clone()).put(key, hash);
+                match s.commit(batch).await {
+                    Ok(r) => Ok(r.acked().await?),
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        Err(UserError::NoSuchUser(name.to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Removes an account (its mail and index are left for the admin).
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let (db, name) = (db.clone(), name.to_string());
+                    move || db.remove(&name)
+                })
+                .await
+            }
+            Accounts::Store(s) => {
+                let key = Self::key(name)?;
+                let batch = Batch::new().require_exists(key.clone()).delete(key);
+                match s.commit(batch).await {
+                    Ok(r) => Ok(r.acked().await?),
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        Err(UserError::NoSuchUser(name.to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Every account name, sorted.
+    pub async fn list(&self) -> Result<Vec<String>> {
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let db = db.clone();
+                    move || db.list()
+                })
+                .await
+            }
+            Accounts::Store(s) => {
+                let mut names: Vec<String> = s
+                    .list("")
+                    .await?
+                    .into_iter()
+                    .map(|l| l.key.as_str().to_string())
+                    .filter(|n| check_name(n).is_ok())
+                    .collect();
+                names.sort();
+                Ok(names)
+            }
+        }
+    }
+
+    /// `name`'s password hash, if the account exists.
+    pub async fn hash_of(&self, name: &str) -> Result<Option<String>> {
+        if check_name(name).is_err() {
+            return Ok(None);
+        }
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let (db, name) = (db.clone(), name.to_string());
+                    move || db.hash_of(&name)
+                })
+                .await
+            }
+            Accounts::Store(s) => match s.get(&Self::key(name)?, None).await {
+                Ok(raw) => Ok(Some(String::from_utf8_lossy(&raw).trim().to_string())),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UserError::Io {
+            path: "users".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
