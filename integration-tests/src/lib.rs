@@ -62,13 +62,17 @@ impl TestServer {
 
     /// Starts a server after `tweak` adjusts its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_on(stores::Store::from_env(), tweak).await
+    }
+
+    /// Starts a server on `store` after `tweak` adjusts its configuration.
+    pub async fn start_on(store: stores::Store, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let root = tempfile::tempdir().expect("temporary directory");
         let data_dir = root.path().join("data");
         let mut config = Config {
             data_dir: data_dir.clone(),
             ..Config::default()
         };
-        let store = stores::Store::from_env();
         let resources = stores::configure(store, &mut config, root.path()).await;
         config.imap.starttls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.tls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));

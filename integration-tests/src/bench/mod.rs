@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod report;
+pub mod ship;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -24,6 +24,31 @@ enum Command {
     Run(RunArgs),
     /// Runs the phases against an in-process Strata over the delay backend at each latency.
     Sweep(SweepArgs),
+    /// Measures index shipping: APPEND throughput with it on and off, bytes shipped, and the
+    /// restore of N-message users from S3.
+    Ship(ShipArgs),
+}
+
+#[derive(Args, Clone)]
+struct ShipArgs {
+    /// APPENDs per round and server.
+    #[arg(long, default_value_t = 400)]
+    appends: u32,
+    /// Connections the APPENDs are spread over.
+    #[arg(long, default_value_t = 8)]
+    connections: u32,
+    /// Rounds per server, alternated.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Sizes of the users restored, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    restore: Vec<u32>,
+    /// Injected store latency of the second restore of each size, in ms.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -400,5 +425,18 @@ async fn main() {
     match Cli::parse().command {
         Command::Run(a) => run(a).await,
         Command::Sweep(a) => sweep(a).await,
+        Command::Ship(a) => {
+            let text = strata_integration_tests::bench::ship::run(
+                &strata_integration_tests::bench::ship::Options {
+                    appends: a.appends,
+                    connections: a.connections,
+                    rounds: a.rounds,
+                    restore: a.restore.clone(),
+                    latency: Duration::from_millis(a.latency_ms),
+                },
+            )
+            .await;
+            write_out(&a.out, &text);
+        }
     }
 }

@@ -504,6 +504,12 @@ pub async fn restore_user(
     opts: &ShipOptions,
 ) -> Result<Option<chain::Restored>, ChainError> {
     let started = Instant::now();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    }
     let Some(r) = chain::restore(store, path, opts.read_concurrency).await? else {
         return Ok(None);
     };
