@@ -97,8 +97,8 @@ pub use readonly::ReadOnlyIndex;
 pub use repack::{Maintenance, MaintenanceOptions, RepackReport, disk_bytes, repack};
 pub use schema::{Parts, SCHEMA_VERSION, Table};
 pub use shipped::{
-    ChainObject, ObjectHeader, ObjectKind, decode as decode_object, decode_header, diff_since,
-    encode_base, encode_diff, restore as restore_chain,
+    ChainObject, HEADER_BYTES, ObjectHeader, ObjectKind, decode as decode_object, decode_header,
+    diff_since, encode_base, encode_diff, peek_header, restore as restore_chain,
 };
 pub use snapshot::Snapshot;
 pub use txn::{MAX_KEYWORDS, MAX_NAME_BYTES, Savepoint, StoreOutcome, Txn};

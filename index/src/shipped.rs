@@ -114,6 +114,30 @@ pub fn encode_diff(d: &Diff, epoch: u64, seq: u64) -> Vec<u8> {
     encode(&h, &raw)
 }
 
+/// The bytes of an object's header, for [`peek_header`].
+pub const HEADER_BYTES: usize = HEADER;
+
+/// Reads the header from an object's first [`HEADER_BYTES`] bytes, unchecked: enough to decide
+/// which objects to read, never to trust one (its CRC covers the whole object).
+pub fn peek_header(prefix: &[u8]) -> std::result::Result<ObjectHeader, String> {
+    if prefix.len() < HEADER || &prefix[..17] != MAGIC {
+        return Err("not a Strata index object (bad magic)".into());
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(prefix[at..at + 8].try_into().expect("8 bytes"));
+    let kind = match prefix[21] {
+        1 => ObjectKind::Base,
+        2 => ObjectKind::Diff,
+        k => return Err(format!("unknown object kind {k}")),
+    };
+    Ok(ObjectHeader {
+        kind,
+        epoch: u64_at(23),
+        seq: u64_at(31),
+        from: Modseq(u64_at(39)),
+        to: Modseq(u64_at(47)),
+    })
+}
+
 /// Reads only the header of an encoded object (after checking the whole object's CRC).
 pub fn decode_header(raw: &[u8]) -> std::result::Result<ObjectHeader, String> {
     split(raw).map(|(h, _, _, _)| h)

@@ -418,3 +418,94 @@ async fn sigkill_during_compaction_always_leaves_a_restorable_chain() {
         "compactions ran between the kills: bases at {bases:?}"
     );
 }
+
+/// Reads until `BYE [UNAVAILABLE]` (the takeover reached this session); false if the
+/// connection ends or goes silent first.
+async fn told_unavailable(c: &mut Client) -> bool {
+    while let Some(l) = c
+        .read_response_within(std::time::Duration::from_secs(60))
+        .await
+    {
+        if l.starts_with("* BYE [UNAVAILABLE]") {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_user_the_newer_takes_over_and_the_older_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let store = store("postgres", root.path()).await;
+    let config_a = write_config(root.path(), &root.path().join("a"), &store);
+    let config_b = write_config(root.path(), &root.path().join("b"), &store);
+    add_alice(&config_a).await;
+    let a = spawn(&config_a);
+    let b = spawn(&config_b);
+
+    let mut on_a = login(a.port).await;
+    on_a.ok("SELECT INBOX").await;
+    let r = on_a
+        .append("INBOX", "", &plain_message(1, "written on A"))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+
+    // B takes alice over: it has what A wrote, and A's session is ended.
+    let mut on_b = login(b.port).await;
+    on_b.ok("SELECT INBOX").await;
+    let r = on_b
+        .ok("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(r.has("written on A"), "{r:?}");
+    let r = on_b
+        .append("INBOX", "", &plain_message(2, "written on B"))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        told_unavailable(&mut on_a).await,
+        "A's session learns of the takeover"
+    );
+
+    // A login on A takes alice back (no session of A holds her any more), with B's mail;
+    // B's session is ended in turn.
+    let mut again = login(a.port).await;
+    again.ok("SELECT INBOX").await;
+    let r = again
+        .ok("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(r.has("written on A") && r.has("written on B"), "{r:?}");
+    assert!(
+        told_unavailable(&mut on_b).await,
+        "B's session learns of the takeover"
+    );
+
+    // The chain never interleaves: epochs only grow along it, and it restores what A answers.
+    let cfg = strata_config::load(&config_a).unwrap();
+    // The store itself, beside the servers (which hold their journals).
+    let shared = strata_server::backends::reach(&cfg.storage.main)
+        .await
+        .unwrap()
+        .unwrap();
+    let main = strata_backend_api::Prefixed::new(shared, "alice").unwrap();
+    let head = strata_mailstore::ship::chain::read_head(&main)
+        .await
+        .unwrap()
+        .unwrap();
+    let sizes = strata_mailstore::ship::chain::probe(&main, head.base)
+        .await
+        .unwrap();
+    let mut epochs = Vec::new();
+    for seq in head.base..head.base + sizes.len() as u64 {
+        epochs.push(
+            strata_mailstore::ship::chain::peek(&main, seq)
+                .await
+                .unwrap()
+                .epoch,
+        );
+    }
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{epochs:?}");
+    again.ok("UNSELECT").await;
+    let r = again.ok("STATUS INBOX (MESSAGES)").await;
+    assert!(r.has("MESSAGES 2"), "{r:?}");
+    drop((a, b));
+}

@@ -96,17 +96,33 @@ impl Mailstore {
     /// The store of `user`, opened (and its index recovered) on first use and shared by every
     /// session until [`Mailstore::close_idle`]. A new user gets INBOX and the special-use
     /// mailboxes.
+    ///
+    /// A user another node took over is opened again (taking it back) once no session of this
+    /// node holds it; until then this is refused.
     pub async fn user(&self, user: &str) -> Result<Arc<UserStore>> {
-        if let Some(u) = self.live(user) {
+        if let Some(u) = self.live(user)
+            && u.fenced().is_none()
+        {
             return Ok(u);
         }
         let _guard = self.opening.lock().await;
         if let Some(u) = self.live(user) {
-            return Ok(u);
+            match u.fenced() {
+                None => return Ok(u),
+                Some(why) => {
+                    drop(u);
+                    if !self.close_one(user).await {
+                        return Err(crate::ship::NotShipped(format!(
+                            "{why}; sessions of this server still hold the user"
+                        ))
+                        .into());
+                    }
+                }
+            }
         }
         let stores = (self.backends)(user)?;
         let path = self.index_path(user);
-        let (index, report) = self.open_index(user, &path, &stores).await?;
+        let (index, report, taken) = self.open_index(user, &path, &stores).await?;
         tracing::info!(
             user,
             created = report.created,
@@ -139,11 +155,10 @@ impl Mailstore {
             expunging,
             background: Arc::new(RwLock::new(())),
             labeller: Mutex::new(None),
-            shipper: self
-                .opts
-                .ship
-                .clone()
-                .map(|o| Shipper::start(user, index_handle, stores_main, o)),
+            shipper: match (self.opts.ship.clone(), taken) {
+                (Some(o), Some(t)) => Some(Shipper::start(user, index_handle, stores_main, o, t)),
+                _ => None,
+            },
         });
         store.ensure_default_mailboxes().await?;
         *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
@@ -156,16 +171,18 @@ impl Mailstore {
         self.opts.index_dir.join(format!("{user}.redb"))
     }
 
-    /// Opens `user`'s index; with shipping on, a missing index is restored from the main
-    /// store first, and a damaged one is set aside and restored.
+    /// Opens `user`'s index; with shipping on, this node takes the user for writing (see
+    /// `ship::open_for_writing`): a missing or stale index is restored from the main store, a
+    /// damaged one set aside and restored.
     async fn open_index(
         &self,
         user: &str,
         path: &std::path::Path,
         stores: &BodyStores,
-    ) -> Result<(UserIndex, RecoveryReport)> {
+    ) -> Result<(UserIndex, RecoveryReport, Option<crate::ship::Taken>)> {
         let Some(ship) = &self.opts.ship else {
-            return Ok(UserIndex::open(path, self.opts.index.clone()).await?);
+            let (i, r) = UserIndex::open(path, self.opts.index.clone()).await?;
+            return Ok((i, r, None));
         };
         if path.exists() {
             match UserIndex::open(path, self.opts.index.clone()).await {
@@ -178,19 +195,17 @@ impl Mailstore {
                     })?;
                     tracing::error!(user, error = %e, aside = %aside.display(), "the index is damaged; set aside, restoring it from the store");
                 }
-                other => return Ok(other?),
+                Err(e) => return Err(e.into()),
+                Ok((index, _)) => index.close().await,
             }
         }
-        if let Some(r) = crate::ship::restore_user(user, path, &**stores.main(), ship).await? {
-            tracing::info!(
-                user,
-                modseq = r.modseq.0,
-                objects = r.objects,
-                bytes = r.bytes,
-                "index restored from the store"
-            );
-        }
-        Ok(UserIndex::open(path, self.opts.index.clone()).await?)
+        let opts = self.opts.index.clone();
+        let (index, report, taken) =
+            crate::ship::open_for_writing(user, path, &**stores.main(), ship, || {
+                UserIndex::open(path, opts.clone())
+            })
+            .await?;
+        Ok((index, report, Some(taken)))
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UserStore>>> {
@@ -926,6 +941,17 @@ impl UserStore {
     /// Whether a command's OK waits for the store to hold its change ([`UserStore::settle`]).
     pub fn settles(&self) -> bool {
         self.append_ack == AckPolicy::Acked && self.shipper.is_some()
+    }
+
+    /// Why this node may no longer serve the user (another node took it over), once it is so.
+    pub fn fenced(&self) -> Option<String> {
+        self.shipper.as_ref().and_then(|s| s.progress().fenced)
+    }
+
+    /// Follows the shipping progress, to learn of fencing as it happens (`None` when the index
+    /// is not shipped).
+    pub fn fence_watch(&self) -> Option<tokio::sync::watch::Receiver<crate::ship::Progress>> {
+        self.shipper.as_ref().map(Shipper::watch)
     }
 
     /// How far the index is shipped, when it is.

@@ -121,6 +121,22 @@ async fn restore_on_fresh_node(
     (dir, answer)
 }
 
+/// What the store's chain restores to, read without taking the user over (the node that
+/// writes it keeps writing).
+async fn chain_answers(store: &dyn Backend) -> (tempfile::TempDir, Result<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("alice.redb");
+    let answer = match chain::restore(store, &dest, 8).await {
+        Ok(Some(_)) => {
+            let ix = strata_index::ReadOnlyIndex::open(&dest).unwrap();
+            Ok(answers(&ix.snapshot().unwrap()))
+        }
+        Ok(None) => Err("no chain".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    (dir, answer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_an_empty_disk_restores_every_acknowledged_change() {
     let backend = Arc::new(MemoryBackend::new());
@@ -189,7 +205,7 @@ async fn compaction_replaces_the_chain_and_restores_at_every_step() {
         bases.push(head.base);
         // Whatever the step, the store holds a chain that restores to what was acknowledged.
         let expected = answers(&user.snapshot().unwrap());
-        let (_keep, restored) = restore_on_fresh_node(backend.clone(), opts(3)).await;
+        let (_keep, restored) = chain_answers(&*backend).await;
         assert_eq!(restored.unwrap(), expected, "step {i}");
         // Nothing older than the head's base is left once a compaction is done.
         let keys = chain_keys(&backend).await;
@@ -293,8 +309,8 @@ async fn a_damaged_truncated_or_missing_object_is_an_error_naming_it() {
             None => Batch::new().delete(victim.clone()),
         };
         backend.commit(batch).await.unwrap();
-        let (dir, restored) = restore_on_fresh_node(backend.clone(), opts(1000)).await;
-        let err = restored.expect_err(what).to_string();
+        let (dir, restored) = chain_answers(&*backend).await;
+        let err = restored.expect_err(what);
         assert!(
             err.contains(victim.as_str()),
             "{what}: the error names the object: {err}"
@@ -352,7 +368,7 @@ async fn expunged_bodies_are_deleted_only_after_the_index_stops_naming_them() {
         .unwrap();
     user.expunge(inbox, uids[..2].to_vec()).await.unwrap();
     // The store's chain already says they are gone: a restore names no deleted body.
-    let (_keep, restored) = restore_on_fresh_node(backend.clone(), slow).await;
+    let (_keep, restored) = chain_answers(&*backend).await;
     let restored = restored.unwrap();
     for uid in [Uid(1), Uid(2)] {
         assert!(
@@ -365,4 +381,79 @@ async fn expunged_bodies_are_deleted_only_after_the_index_stops_naming_them() {
     assert_eq!(restored.matches("MessageRecord {").count(), 2, "{restored}");
     drop(user);
     node.close_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_takes_the_user_over_and_the_first_stops_writing() {
+    let backend = Arc::new(MemoryBackend::new());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = mailstore(dir_a.path(), backend.clone(), opts(1000));
+    workload(&a, 1).await;
+    let user_a = a.user("alice").await.unwrap();
+    let inbox_a = user_a
+        .find(&user_a.snapshot().unwrap(), &["INBOX".to_string()])
+        .unwrap()
+        .id;
+    assert!(user_a.fenced().is_none());
+
+    // B takes the user over: it restores what A shipped and goes on from there.
+    let b = mailstore(dir_b.path(), backend.clone(), opts(1000));
+    let user_b = b.user("alice").await.unwrap();
+    assert_eq!(
+        answers(&user_b.snapshot().unwrap())
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        answers(&user_a.snapshot().unwrap())
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        "B starts from A's state (MODSEQ aside: B's takeover is a commit of its own)"
+    );
+    let inbox_b = user_b
+        .find(&user_b.snapshot().unwrap(), &["INBOX".to_string()])
+        .unwrap()
+        .id;
+    user_b.append(inbox_b, vec![message(1000)]).await.unwrap();
+
+    // A's next change is refused by the store: A stops writing and says why.
+    let err = user_a
+        .append(inbox_a, vec![message(2000)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotShipped(_)), "{err}");
+    assert!(user_a.fenced().is_some(), "A knows it was fenced");
+    let err = user_a.shipped().await.unwrap_err();
+    assert!(err.to_string().contains("another node"), "{err}");
+
+    // B keeps writing; the chain holds B's changes and none of A's after the takeover.
+    user_b.append(inbox_b, vec![message(1001)]).await.unwrap();
+    user_b.shipped().await.unwrap();
+    let expected = answers(&user_b.snapshot().unwrap());
+    let (_keep, restored) = chain_answers(&*backend).await;
+    assert_eq!(restored.unwrap(), expected);
+    let head = chain::read_head(&*backend).await.unwrap().unwrap();
+    let sizes = chain::probe(&*backend, head.base).await.unwrap();
+    let mut epochs = Vec::new();
+    for seq in head.base..head.base + sizes.len() as u64 {
+        epochs.push(chain::peek(&*backend, seq).await.unwrap().epoch);
+    }
+    assert!(
+        epochs.windows(2).all(|w| w[0] <= w[1]),
+        "epochs never go back: {epochs:?}"
+    );
+    assert!(
+        !expected.contains("m2000"),
+        "A's late message is not in the chain"
+    );
+
+    // A new login on A is refused while A's own sessions hold the fenced user.
+    let Err(err) = a.user("alice").await else {
+        panic!("a fenced user is not handed out while its sessions hold it")
+    };
+    assert!(err.to_string().contains("still hold"), "{err}");
+    drop(user_a);
+    drop(user_b);
+    b.close_idle().await;
+    a.close_idle().await;
 }

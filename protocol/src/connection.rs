@@ -71,6 +71,8 @@ pub enum Exit {
     Shutdown,
     /// The client was silent, or slow, too long; BYE was sent.
     TimedOut,
+    /// Another node took the user over; `BYE [UNAVAILABLE]` was sent.
+    Fenced,
 }
 
 enum Mode {
@@ -93,6 +95,8 @@ enum Event {
     Timeout,
     Shutdown,
     Changed,
+    /// Another node took the user over.
+    Fenced(String),
 }
 
 /// Which clock ran out.
@@ -212,7 +216,8 @@ where
                 } else {
                     (Some(now + limits.idle_timeout), Deadline::Idle)
                 };
-                match wait(stream, &mut buf, deadline, shutdown, events.as_mut()).await {
+                let fence = session.user_store().and_then(|u| u.fence_watch());
+                match wait(stream, &mut buf, deadline, shutdown, events.as_mut(), fence).await {
                     Event::Data(n) => {
                         if let Skipped::Done(o) = framer.feed(&buf[..n]) {
                             let mut w = Responder::new(stream);
@@ -253,6 +258,14 @@ where
                         w.untagged("BYE server shutting down");
                         w.flush().await?;
                         return Ok(Exit::Shutdown);
+                    }
+                    Event::Fenced(why) => {
+                        let mut w = Responder::new(stream);
+                        w.untagged(&format!(
+                            "BYE [UNAVAILABLE] this mailbox is now served by another server: {why}"
+                        ));
+                        w.flush().await?;
+                        return Ok(Exit::Fenced);
                     }
                     Event::Changed => {
                         let mut w = Responder::new(stream);
@@ -368,10 +381,30 @@ async fn wait<S: AsyncRead + Unpin>(
     deadline: Option<Instant>,
     shutdown: &mut watch::Receiver<bool>,
     events: Option<&mut broadcast::Receiver<std::sync::Arc<strata_index::CommitEvent>>>,
+    fence: Option<watch::Receiver<strata_mailstore::ship::Progress>>,
 ) -> Event {
     if *shutdown.borrow() {
         return Event::Shutdown;
     }
+    if let Some(why) = fence.as_ref().and_then(|f| f.borrow().fenced.clone()) {
+        return Event::Fenced(why);
+    }
+    let fenced = async {
+        match fence {
+            Some(mut rx) => {
+                let why = match rx.wait_for(|p| p.fenced.is_some()).await {
+                    Ok(p) => Some(p.fenced.clone().unwrap_or_default()),
+                    Err(_) => None,
+                };
+                match why {
+                    Some(why) => why,
+                    // The shipper is gone (the user is closing): nothing more to learn.
+                    None => std::future::pending().await,
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
     let sleep = async {
         match deadline {
             Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -395,5 +428,6 @@ async fn wait<S: AsyncRead + Unpin>(
         _ = sleep => Event::Timeout,
         _ = shutdown.changed() => Event::Shutdown,
         _ = changed => Event::Changed,
+        why = fenced => Event::Fenced(why),
     }
 }

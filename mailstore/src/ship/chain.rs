@@ -1,20 +1,24 @@
 //! Where a user's shipped index lives in their main store, and reading it back.
 //!
 //! ```text
-//! strata-index/head                    the head: epoch, the position of the current base
-//! strata-index/00000000000000000001    the object at position 1 (a base or a diff)
-//! strata-index/00000000000000000002    ...
+//! strata-index/epoch.00000000000000000007   epoch 7's head: the position of the current base
+//! strata-index/head                         a hint: a recent epoch's head
+//! strata-index/00000000000000000001         the object at position 1 (a base or a diff)
+//! strata-index/00000000000000000002         ...
 //! ```
 //!
-//! Positions only grow. The head names the newest base whose successor objects were all written
-//! after it; the chain is that base and every object after it, up to the first position not in
-//! the store. A base found after the head's (a compaction interrupted before the head moved) is
+//! A node that opens a user for writing claims the next epoch by creating its head, which the
+//! store allows only once; a node that finds a later epoch than its own stops writing. The
+//! current head is the newest epoch's. Positions only grow, and each object is created only if
+//! absent, so two writers never interleave: of two writes at one position, the store keeps one.
+//! The chain is the head's base and every object after it, up to the first position not in the
+//! store. A base found after the head's (a compaction interrupted before the head moved) is
 //! itself a valid start. The reconciler never deletes these keys: they are not body keys.
 
 use std::path::Path;
 
 use futures::stream::{self, StreamExt};
-use strata_backend_api::{Backend, BackendError, ErrorKind, Key};
+use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key};
 use strata_index::{ChainObject, IndexError, Modseq};
 
 /// The prefix of every shipped-index key.
@@ -86,7 +90,7 @@ impl Head {
             base: n(30),
             previous: n(38),
         };
-        if head.base == 0 || head.previous > head.base {
+        if head.previous > head.base {
             return Err(format!("positions out of order: {head:?}"));
         }
         Ok(head)
@@ -119,13 +123,105 @@ fn bad(key: &Key, why: impl Into<String>) -> ChainError {
     }
 }
 
-/// The head, if the store has one.
-pub async fn read_head(store: &dyn Backend) -> Result<Option<Head>, ChainError> {
-    let key = head_key();
-    match store.get(&key, None).await {
-        Ok(raw) => Head::decode(&raw).map(Some).map_err(|w| bad(&key, w)),
+/// The key of epoch `e`'s own head: created (only if absent) by the node that claims the
+/// epoch, then rewritten only by it.
+pub fn epoch_key(e: u64) -> Key {
+    Key::new(format!("{PREFIX}epoch.{e:020}")).expect("a valid key")
+}
+
+async fn get_head(store: &dyn Backend, key: &Key) -> Result<Option<Head>, ChainError> {
+    match store.get(key, None).await {
+        Ok(raw) => Head::decode(&raw).map(Some).map_err(|w| bad(key, w)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The current head: that of the newest epoch that names a base (a node that claimed an epoch
+/// and died before its first object leaves a head naming none). `strata-index/head` is a hint
+/// naming a recent epoch; epochs after it are found by asking for each next one.
+pub async fn read_head(store: &dyn Backend) -> Result<Option<Head>, ChainError> {
+    let hint = get_head(store, &head_key()).await?;
+    let mut e = hint.map_or(1, |h| h.epoch.max(1));
+    let mut found = None;
+    while let Some(h) = get_head(store, &epoch_key(e)).await? {
+        if h.epoch != e {
+            return Err(bad(&epoch_key(e), format!("says it is epoch {}", h.epoch)));
+        }
+        if h.base > 0 {
+            found = Some(h);
+        }
+        e += 1;
+    }
+    Ok(found.or(hint.filter(|h| h.base > 0)))
+}
+
+/// The newest epoch claimed (0 if none), whether or not its head names a base yet.
+pub async fn newest_epoch(store: &dyn Backend) -> Result<u64, ChainError> {
+    let hint = get_head(store, &head_key()).await?;
+    let mut e = hint.map_or(1, |h| h.epoch.max(1));
+    let mut newest = hint.map_or(0, |h| h.epoch);
+    while get_head(store, &epoch_key(e)).await?.is_some() {
+        newest = newest.max(e);
+        e += 1;
+    }
+    Ok(newest)
+}
+
+/// Takes the first epoch after `after` no other node has taken (the store refuses a second
+/// claim of one epoch), its head naming `base`; returns it.
+pub async fn claim(store: &dyn Backend, after: u64, base: u64) -> Result<u64, ChainError> {
+    let mut e = after;
+    for _ in 0..64 {
+        e += 1;
+        let head = Head {
+            epoch: e,
+            base,
+            previous: base,
+        };
+        let key = epoch_key(e);
+        let batch = Batch::new()
+            .require_absent(key.clone())
+            .put(key, head.encode());
+        match store.commit(batch).await {
+            Ok(r) => {
+                r.acked().await?;
+                store
+                    .commit(Batch::new().put(head_key(), head.encode()))
+                    .await?
+                    .acked()
+                    .await?;
+                return Ok(e);
+            }
+            Err(c) if c.kind == ErrorKind::Conflict => continue,
+            Err(c) => return Err(c.into()),
+        }
+    }
+    Err(bad(
+        &epoch_key(e),
+        "64 epochs in a row were taken while claiming one",
+    ))
+}
+
+/// Writes `head` as its epoch's head and as the hint.
+pub async fn write_head(store: &dyn Backend, head: &Head) -> Result<(), BackendError> {
+    store
+        .commit(
+            Batch::new()
+                .put(epoch_key(head.epoch), head.encode())
+                .put(head_key(), head.encode()),
+        )
+        .await?
+        .acked()
+        .await
+}
+
+/// Whether a node has claimed an epoch after `e`.
+pub async fn superseded(store: &dyn Backend, e: u64) -> Result<bool, BackendError> {
+    match store.size(&epoch_key(e + 1)).await {
+        Ok(_) => Ok(true),
+        Err(x) if x.kind == ErrorKind::NotFound => Ok(false),
+        Err(x) => Err(x),
     }
 }
 
@@ -167,6 +263,16 @@ pub async fn probe(store: &dyn Backend, from: u64) -> Result<Vec<u64>, ChainErro
             }
         }
     }
+}
+
+/// The header of the object at `seq`, read from its first bytes (unchecked: see
+/// `strata_index::peek_header`).
+pub async fn peek(store: &dyn Backend, seq: u64) -> Result<strata_index::ObjectHeader, ChainError> {
+    let key = object_key(seq);
+    let raw = store
+        .get(&key, Some(0..strata_index::HEADER_BYTES as u64))
+        .await?;
+    strata_index::peek_header(&raw).map_err(|w| bad(&key, w))
 }
 
 /// Reads the objects at `from..to` as stored, concurrently, in order, each checked.

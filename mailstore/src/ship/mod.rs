@@ -13,9 +13,14 @@
 //! - a body is deleted only after the state that no longer names it is acked
 //!   ([`Shipper::wait_acked`], called by the mail store before it deletes).
 //!
-//! It is not the chain's format (`strata_index::encode_diff` and friends) nor fencing between
-//! nodes: a node that finds a chain it did not write takes it over under a new epoch, starting
-//! with a base of its own index.
+//! Fencing: a node opening a user for writing claims a new epoch ([`open_for_writing`]), brings
+//! its index up to the chain (restoring it unless the chain ends with this node's own last
+//! object), and seals the takeover with an object at the chain's next position, created only
+//! if absent. From then on, before each object it checks that no later epoch was claimed, and
+//! each object is itself created only if absent: a node that finds a newer epoch, or its
+//! position taken, stops writing for good ([`Progress::fenced`]) and its sessions end.
+//!
+//! It is not the chain's format (`strata_index::encode_diff` and friends).
 
 pub mod chain;
 pub mod local;
@@ -72,6 +77,8 @@ pub struct Progress {
     pub chain: Option<ChainStatus>,
     /// Changes committed and not yet acked in the store.
     pub pending_changes: u64,
+    /// Another node has taken the user over: this node must not write it any more.
+    pub fenced: Option<String>,
 }
 
 /// The shipped chain.
@@ -107,15 +114,20 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    /// Starts shipping `index` to `store`; `files` is the index file's path (the note and
-    /// scratch files go beside it).
+    /// Starts shipping `index` to `store` from where [`open_for_writing`] left the chain (the
+    /// note and scratch files go beside the index).
     pub fn start(
         user: &str,
         index: UserIndex,
         store: Arc<dyn Backend>,
         opts: ShipOptions,
+        taken: Taken,
     ) -> Shipper {
-        let (tx, progress) = watch::channel(Progress::default());
+        let (tx, progress) = watch::channel(Progress {
+            acked: taken.known.modseq,
+            chain: Some(taken.known.status),
+            ..Progress::default()
+        });
         let kick = Arc::new(Notify::new());
         let (stop, stopped) = oneshot::channel();
         let task = Task {
@@ -127,7 +139,7 @@ impl Shipper {
             opts,
             tx,
             kick: kick.clone(),
-            chain: None,
+            chain: Some(taken.known),
         };
         Shipper {
             progress,
@@ -148,6 +160,9 @@ impl Shipper {
                 if p.acked >= modseq {
                     return Ok(());
                 }
+                if let Some(f) = &p.fenced {
+                    return Err(NotShipped(f.clone()));
+                }
                 if p.failures > failures {
                     return Err(NotShipped(p.last_error.clone().unwrap_or_default()));
                 }
@@ -162,6 +177,11 @@ impl Shipper {
     /// The latest progress.
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+
+    /// Follows the progress (to learn of fencing as it happens).
+    pub fn watch(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
     }
 
     /// Ships what is left (one attempt, bounded) and stops.
@@ -186,12 +206,18 @@ fn sibling(path: &std::path::Path, ext: &str) -> PathBuf {
 
 /// The chain as this node knows it.
 #[derive(Clone, Copy, Debug)]
-struct Known {
+pub struct Known {
     status: ChainStatus,
     /// The MODSEQ the chain is at.
     modseq: Modseq,
     /// The next object must be a base.
     need_base: bool,
+}
+
+/// A user taken over for writing by this node: its epoch and the chain as sealed.
+#[derive(Clone, Copy, Debug)]
+pub struct Taken {
+    known: Known,
 }
 
 struct Task {
@@ -207,6 +233,8 @@ struct Task {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often an idle shipper checks whether another node took the user over.
+const FENCE_CHECK: Duration = Duration::from_secs(5);
 /// How long closing a user waits for the last changes to ship.
 const FINAL_SHIP: Duration = Duration::from_secs(10);
 
@@ -218,6 +246,10 @@ impl Task {
         let mut since: Option<Instant> = Some(Instant::now());
         let mut backoff = Duration::from_millis(100);
         let mut retry_at: Option<Instant> = None;
+        // An idle node learns of a takeover too, so its sessions end instead of going stale.
+        let mut fence_check = tokio::time::interval(FENCE_CHECK);
+        fence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        fence_check.reset();
         loop {
             let due = match (since, retry_at) {
                 (_, Some(r)) => Some(r),
@@ -235,9 +267,13 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = &mut stopped => {
-                    if since.is_some() || self.chain.is_none() {
+                    if since.is_some() {
                         match tokio::time::timeout(FINAL_SHIP, self.ship()).await {
                             Ok(Ok(())) => {}
+                            Ok(Err(ShipError::Fenced(why))) => {
+                                tracing::error!(user = %self.user, "{why}; this node stops writing the user");
+                                self.tx.send_modify(|p| p.fenced = Some(why));
+                            }
                             Ok(Err(e)) => tracing::warn!(user = %self.user, error = %e, "could not ship the index's last changes before closing it"),
                             Err(_) => tracing::warn!(user = %self.user, "the store did not take the index's last changes in time; they are shipped at the next open"),
                         }
@@ -255,6 +291,16 @@ impl Task {
                     }
                 },
                 () = sleep => now = true,
+                _ = fence_check.tick() => {
+                    let epoch = self.chain.map_or(0, |k| k.status.epoch);
+                    if chain::superseded(&*self.store, epoch).await.unwrap_or(false) {
+                        let why = format!("another node claimed epoch {} of this user's index", epoch + 1);
+                        tracing::error!(user = %self.user, epoch, "{why}; this node stops writing the user");
+                        self.tx.send_modify(|p| p.fenced = Some(why));
+                        break;
+                    }
+                    continue;
+                }
             }
             loop {
                 match events.try_recv() {
@@ -285,7 +331,12 @@ impl Task {
                     backoff = Duration::from_millis(100);
                     self.tx.send_modify(|p| p.pending_changes = 0);
                 }
-                Err(e) => {
+                Err(ShipError::Fenced(why)) => {
+                    tracing::error!(user = %self.user, epoch = self.chain.map_or(0, |k| k.status.epoch), "{why}; this node stops writing the user");
+                    self.tx.send_modify(|p| p.fenced = Some(why));
+                    break;
+                }
+                Err(ShipError::Chain(e)) => {
                     let attempt = self.tx.borrow().failures + 1;
                     if attempt == 1 || attempt.is_multiple_of(20) {
                         tracing::warn!(user = %self.user, attempt, error = %e, "could not ship the index to the store; retrying");
@@ -302,10 +353,9 @@ impl Task {
     }
 
     /// Brings the store's chain up to the index as of now.
-    async fn ship(&mut self) -> Result<(), ChainError> {
-        let mut known = match self.chain {
-            Some(k) => k,
-            None => self.find().await?,
+    async fn ship(&mut self) -> Result<(), ShipError> {
+        let Some(mut known) = self.chain else {
+            return Err(ShipError::Fenced("shipping never started".into()));
         };
         let compact = known.status.diffs >= self.opts.max_diffs
             || known.status.diff_bytes as f64
@@ -318,7 +368,7 @@ impl Task {
                 Ok(d) => self.ship_diff(&mut known, &d).await?,
                 // The change log was trimmed past what was shipped: only a base will do.
                 Err(IndexError::BackupMismatch(_)) => self.ship_base(&mut known).await?,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(ShipError::Chain(e.into())),
             }
         }
         self.chain = Some(known);
@@ -343,20 +393,26 @@ impl Task {
         self.store.commit(Batch::new()).await?.acked().await
     }
 
-    async fn put(&self, key: strata_backend_api::Key, data: Vec<u8>) -> Result<(), BackendError> {
-        self.store
-            .commit(Batch::new().put(key, data))
-            .await?
-            .acked()
+    /// Writes the object at `seq`, only if no later epoch was claimed and the position is free.
+    async fn create(&self, epoch: u64, seq: u64, data: Vec<u8>) -> Result<(), ShipError> {
+        if chain::superseded(&*self.store, epoch)
             .await
+            .map_err(ChainError::from)?
+        {
+            return Err(ShipError::Fenced(format!(
+                "another node claimed epoch {} of this user's index",
+                epoch + 1
+            )));
+        }
+        create_at(&*self.store, seq, data).await
     }
 
-    async fn ship_diff(&self, known: &mut Known, d: &strata_index::Diff) -> Result<(), ChainError> {
+    async fn ship_diff(&self, known: &mut Known, d: &strata_index::Diff) -> Result<(), ShipError> {
         let seq = known.status.last + 1;
         let obj = strata_index::encode_diff(d, known.status.epoch, seq);
         let len = obj.len() as u64;
-        self.barrier().await?;
-        self.put(chain::object_key(seq), obj).await?;
+        self.barrier().await.map_err(ChainError::from)?;
+        self.create(known.status.epoch, seq, obj).await?;
         known.status.last = seq;
         known.status.diffs += 1;
         known.status.diff_bytes += len;
@@ -365,13 +421,15 @@ impl Task {
         Ok(())
     }
 
-    async fn ship_base(&self, known: &mut Known) -> Result<(), ChainError> {
+    async fn ship_base(&self, known: &mut Known) -> Result<(), ShipError> {
         let seq = known.status.last + 1;
         let (modseq, obj) =
-            strata_index::encode_base(&self.index, &self.scratch, known.status.epoch, seq).await?;
+            strata_index::encode_base(&self.index, &self.scratch, known.status.epoch, seq)
+                .await
+                .map_err(ChainError::from)?;
         let len = obj.len() as u64;
-        self.barrier().await?;
-        self.put(chain::object_key(seq), obj).await?;
+        self.barrier().await.map_err(ChainError::from)?;
+        self.create(known.status.epoch, seq, obj).await?;
         let previous = if known.need_base && known.status.base == 0 {
             seq
         } else {
@@ -382,7 +440,9 @@ impl Task {
             base: seq,
             previous,
         };
-        self.put(chain::head_key(), head.encode()).await?;
+        chain::write_head(&*self.store, &head)
+            .await
+            .map_err(ChainError::from)?;
         known.status.base = seq;
         known.status.last = seq;
         known.status.base_bytes = len;
@@ -391,97 +451,63 @@ impl Task {
         known.status.shipped_bytes += len;
         known.modseq = modseq;
         known.need_base = false;
-        self.collect(head).await?;
+        collect(&*self.store, head)
+            .await
+            .map_err(ChainError::from)?;
         Ok(())
-    }
-
-    /// Deletes what a new base superseded (once it and the head naming it are acked), then
-    /// records in the head that nothing before the base is left.
-    async fn collect(&self, head: Head) -> Result<(), BackendError> {
-        if head.previous >= head.base {
-            return Ok(());
-        }
-        let mut batch = Batch::new();
-        for seq in head.previous..head.base {
-            batch = batch.delete(chain::object_key(seq));
-        }
-        self.store.commit(batch).await?.acked().await?;
-        let done = Head {
-            previous: head.base,
-            ..head
-        };
-        self.put(chain::head_key(), done.encode()).await
-    }
-
-    /// Finds the chain in the store and how it relates to this node's index.
-    async fn find(&self) -> Result<Known, ChainError> {
-        let note = local::read(&self.note);
-        let local_modseq = self.index.snapshot()?.modseq();
-        let Some(head) = chain::read_head(&*self.store).await? else {
-            // No chain yet: this node starts one.
-            return Ok(Known {
-                status: ChainStatus {
-                    epoch: note.map_or(1, |n| n.epoch + 1),
-                    ..ChainStatus::default()
-                },
-                modseq: Modseq(0),
-                need_base: true,
-            });
-        };
-        // A compaction interrupted after the head was acked: finish it.
-        self.collect(head).await?;
-        let sizes = chain::probe(&*self.store, head.base).await?;
-        let last = head.base + (sizes.len() as u64).saturating_sub(1);
-        let mut status = ChainStatus {
-            epoch: head.epoch,
-            base: head.base,
-            last,
-            base_bytes: sizes.first().copied().unwrap_or(0),
-            diffs: (sizes.len() as u64).saturating_sub(1),
-            diff_bytes: sizes.iter().skip(1).sum(),
-            shipped_bytes: 0,
-        };
-        let ours = note.filter(|n| n.epoch == head.epoch && n.last <= last);
-        let modseq = match ours {
-            Some(n) if n.last == last => Some(n.modseq),
-            Some(_) => {
-                let raw = self.store.get(&chain::object_key(last), None).await?;
-                let h = strata_index::decode_header(&raw).map_err(|why| ChainError::Bad {
-                    key: chain::object_key(last).to_string(),
-                    why,
-                })?;
-                Some(h.to)
-            }
-            None => None,
-        };
-        match modseq {
-            Some(m) if m <= local_modseq => Ok(Known {
-                status,
-                modseq: m,
-                need_base: sizes.is_empty(),
-            }),
-            _ => {
-                // Not this node's chain (or ahead of its index): this node's index takes over
-                // under a new epoch, starting with a base.
-                tracing::warn!(
-                    user = %self.user,
-                    epoch = head.epoch,
-                    "the store holds a shipped index this node did not write; shipping a new base under a new epoch"
-                );
-                status.epoch = head.epoch + 1;
-                Ok(Known {
-                    status,
-                    modseq: Modseq(0),
-                    need_base: true,
-                })
-            }
-        }
     }
 }
 
-/// Whether a store error means the chain could not be reached (as opposed to damaged).
-pub fn is_unavailable(e: &ChainError) -> bool {
-    matches!(e, ChainError::Backend(b) if b.kind != ErrorKind::NotFound)
+/// Why an attempt to ship stopped.
+#[derive(Debug, thiserror::Error)]
+enum ShipError {
+    /// Another node writes the user now.
+    #[error("{0}")]
+    Fenced(String),
+    /// The store or the index failed; the attempt is tried again.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// Creates the object at `seq` only if the position is free. A position taken by the same bytes
+/// is this node's own write that was answered late (a retry after a timeout); taken by other
+/// bytes, it means another node writes the chain.
+async fn create_at(store: &dyn Backend, seq: u64, data: Vec<u8>) -> Result<(), ShipError> {
+    let key = chain::object_key(seq);
+    let batch = Batch::new()
+        .require_absent(key.clone())
+        .put(key.clone(), data.clone());
+    match store.commit(batch).await {
+        Ok(r) => Ok(r.acked().await.map_err(ChainError::from)?),
+        Err(e) if e.kind == ErrorKind::Conflict => match store.get(&key, None).await {
+            Ok(there) if there == data => Ok(()),
+            _ => Err(ShipError::Fenced(format!(
+                "position {seq} of this user's index chain was written by another node"
+            ))),
+        },
+        Err(e) => Err(ShipError::Chain(e.into())),
+    }
+}
+
+/// Deletes what a new base superseded (once it and the head naming it are acked), then records
+/// in the head that nothing before the base is left.
+async fn collect(store: &dyn Backend, head: Head) -> Result<(), BackendError> {
+    if head.previous >= head.base {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for seq in head.previous..head.base {
+        batch = batch.delete(chain::object_key(seq));
+    }
+    store.commit(batch).await?.acked().await?;
+    chain::write_head(
+        store,
+        &Head {
+            previous: head.base,
+            ..head
+        },
+    )
+    .await
 }
 
 /// Renames a damaged index file (and its shipping note) out of the way; returns the new name.
@@ -523,4 +549,185 @@ pub async fn restore_user(
     }
     tracing::debug!(user, ms = started.elapsed().as_millis() as u64, "restored");
     Ok(Some(r))
+}
+
+/// Opens `user`'s index at `path` for writing by this node: claims the next epoch, brings the
+/// local index up to the store's chain (restoring it unless the chain ends with this node's own
+/// last object; a local index that is not the chain's is set aside), opens it with `open`, and
+/// seals the takeover with an object at the chain's next position. If another writer takes that
+/// position first, the chain is read again and the takeover retried.
+pub async fn open_for_writing<F, Fut>(
+    user: &str,
+    path: &std::path::Path,
+    store: &dyn Backend,
+    opts: &ShipOptions,
+    open: F,
+) -> Result<(UserIndex, strata_index::RecoveryReport, Taken), crate::StoreError>
+where
+    F: Fn() -> Fut,
+    Fut:
+        std::future::Future<Output = Result<(UserIndex, strata_index::RecoveryReport), IndexError>>,
+{
+    let note_path = sibling(path, "ship");
+    let scratch = sibling(path, "shipbase");
+    let head = chain::read_head(store).await?;
+    let note = local::read(&note_path);
+    let after = chain::newest_epoch(store)
+        .await?
+        .max(note.map_or(0, |n| n.epoch));
+    let epoch = chain::claim(store, after, head.map_or(0, |h| h.base)).await?;
+    for _attempt in 0..8 {
+        let head = chain::read_head(store).await?;
+        // The chain as it is now: its end, and who wrote its last object.
+        let end = match head {
+            None => None,
+            Some(h) => {
+                let sizes = chain::probe(store, h.base).await?;
+                if sizes.is_empty() {
+                    return Err(ChainError::Bad {
+                        key: chain::object_key(h.base).to_string(),
+                        why: "the base the head names is missing".into(),
+                    }
+                    .into());
+                }
+                let last = h.base + sizes.len() as u64 - 1;
+                let hdr = chain::peek(store, last).await?;
+                Some((h, sizes, last, hdr))
+            }
+        };
+        let note = local::read(&note_path);
+        let ours = match (&end, note) {
+            (Some((_, _, last, hdr)), Some(n)) => {
+                path.exists() && n.epoch == hdr.epoch && n.last == *last
+            }
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if !ours && path.exists() {
+            let aside = set_aside(path).map_err(|e| IndexError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            tracing::warn!(user, aside = %aside.display(), "the store's index chain was written elsewhere since this node's index; restoring it from the store");
+        }
+        if !ours {
+            restore_user(user, path, store, opts).await?;
+        }
+        let (index, report) = open().await?;
+        let result = match end {
+            Some((h, sizes, last, hdr)) => {
+                let modseq = local::read(&note_path)
+                    .filter(|n| n.last == last)
+                    .map_or(hdr.to, |n| n.modseq);
+                seal_with_diff(&index, store, epoch, h, &sizes, last, modseq).await
+            }
+            None => {
+                let start = note.map_or(1, |n| n.last + 1);
+                seal_with_base(&index, store, epoch, start, &scratch).await
+            }
+        };
+        match result {
+            Ok(known) => {
+                let n = local::Note {
+                    epoch,
+                    last: known.status.last,
+                    modseq: known.modseq,
+                };
+                if let Err(e) = local::write(&note_path, &n) {
+                    tracing::debug!(user, error = %e, "could not write the shipping note");
+                }
+                tracing::info!(
+                    user,
+                    epoch,
+                    position = known.status.last,
+                    "took the user's index for writing"
+                );
+                return Ok((index, report, Taken { known }));
+            }
+            Err(ShipError::Fenced(why)) => {
+                tracing::info!(
+                    user,
+                    epoch,
+                    "{why} while taking the user over; reading the chain again"
+                );
+                index.close().await;
+                // Not this node's chain any more: the next round restores it.
+                let _ = std::fs::remove_file(&note_path);
+            }
+            Err(ShipError::Chain(e)) => {
+                index.close().await;
+                return Err(e.into());
+            }
+        }
+    }
+    Err(NotShipped("another node keeps writing this user's index".into()).into())
+}
+
+/// Seals a takeover of a chain ending at `last` (MODSEQ `modseq`) with a diff of the local
+/// index since then.
+async fn seal_with_diff(
+    index: &UserIndex,
+    store: &dyn Backend,
+    epoch: u64,
+    head: Head,
+    sizes: &[u64],
+    last: u64,
+    modseq: Modseq,
+) -> Result<Known, ShipError> {
+    let d = strata_index::diff_since(index, modseq)
+        .await
+        .map_err(ChainError::from)?;
+    let seq = last + 1;
+    let obj = strata_index::encode_diff(&d, epoch, seq);
+    let len = obj.len() as u64;
+    create_at(store, seq, obj).await?;
+    Ok(Known {
+        status: ChainStatus {
+            epoch,
+            base: head.base,
+            last: seq,
+            base_bytes: sizes.first().copied().unwrap_or(0),
+            diffs: sizes.len() as u64,
+            diff_bytes: sizes.iter().skip(1).sum::<u64>() + len,
+            shipped_bytes: len,
+        },
+        modseq: d.to,
+        need_base: false,
+    })
+}
+
+/// Starts a chain at `seq` with a base of the local index.
+async fn seal_with_base(
+    index: &UserIndex,
+    store: &dyn Backend,
+    epoch: u64,
+    seq: u64,
+    scratch: &std::path::Path,
+) -> Result<Known, ShipError> {
+    let (modseq, obj) = strata_index::encode_base(index, scratch, epoch, seq)
+        .await
+        .map_err(ChainError::from)?;
+    let len = obj.len() as u64;
+    create_at(store, seq, obj).await?;
+    let head = Head {
+        epoch,
+        base: seq,
+        previous: seq,
+    };
+    chain::write_head(store, &head)
+        .await
+        .map_err(ChainError::from)?;
+    Ok(Known {
+        status: ChainStatus {
+            epoch,
+            base: seq,
+            last: seq,
+            base_bytes: len,
+            diffs: 0,
+            diff_bytes: 0,
+            shipped_bytes: len,
+        },
+        modseq,
+        need_base: false,
+    })
 }
