@@ -369,7 +369,9 @@ async fn on_s3_behind_the_journal_a_crash_loop_leaves_no_object_nothing_names() 
     let (store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
     backends.drain_journals().await.unwrap();
     let user = store.user("alice").await.unwrap();
-    let listed = user.backend().list("").await.unwrap();
+    let mut listed = user.backend().list("").await.unwrap();
+    // The shipped index lives beside the bodies.
+    listed.retain(|l| !strata_mailstore::ship::chain::is_index_key(l.key.as_str()));
     assert_eq!(
         listed.len(),
         in_index.len(),

@@ -184,6 +184,7 @@ impl Mailstore {
             let (i, r) = UserIndex::open(path, self.opts.index.clone()).await?;
             return Ok((i, r, None));
         };
+        let mut local_modseq = None;
         if path.exists() {
             match UserIndex::open(path, self.opts.index.clone()).await {
                 Err(e) if e.is_damage() => {
@@ -196,12 +197,15 @@ impl Mailstore {
                     tracing::error!(user, error = %e, aside = %aside.display(), "the index is damaged; set aside, restoring it from the store");
                 }
                 Err(e) => return Err(e.into()),
-                Ok((index, _)) => index.close().await,
+                Ok((index, _)) => {
+                    local_modseq = index.snapshot().ok().map(|s| s.modseq());
+                    index.close().await;
+                }
             }
         }
         let opts = self.opts.index.clone();
         let (index, report, taken) =
-            crate::ship::open_for_writing(user, path, &**stores.main(), ship, || {
+            crate::ship::open_for_writing(user, path, local_modseq, &**stores.main(), ship, || {
                 UserIndex::open(path, opts.clone())
             })
             .await?;

@@ -1,6 +1,8 @@
-//! The node's own note of how far it shipped a user's index (`<user>.ship` beside the index):
-//! a hint that saves reading the chain back at every open. It is checked against the store and
-//! never trusted over it; a missing or unreadable note only costs a new base.
+//! The node's own note of the epoch it writes a user's index under and how far it shipped
+//! (`<user>.redb.ship` beside the index). The epoch is written before anything is shipped
+//! under it, so after a crash the node recognises the chain's last objects as its own and
+//! keeps its index (which holds at least what they hold). Without a note, the store's chain
+//! wins over the local index.
 
 use std::path::Path;
 
@@ -36,15 +38,24 @@ pub fn read(path: &Path) -> Option<Note> {
     (seen == 3).then_some(note)
 }
 
-/// Writes the note (atomically; not fsynced: a note lost to a power cut costs a new base).
+/// Writes the note, atomically and durably: the epoch in it is how this node recognises the
+/// chain's last objects as its own after a crash (and keeps the changes its index has beyond
+/// them).
 pub fn write(path: &Path, note: &Note) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("ship.writing");
-    std::fs::write(
-        &tmp,
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(
         format!(
             "epoch={} last={} modseq={}\n",
             note.epoch, note.last, note.modseq.0
-        ),
+        )
+        .as_bytes(),
     )?;
-    std::fs::rename(&tmp, path)
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

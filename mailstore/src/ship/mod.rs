@@ -233,6 +233,8 @@ struct Task {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Heads of this many epochs before the current one are kept at a compaction.
+const OLD_EPOCHS: u64 = 16;
 /// How often an idle shipper checks whether another node took the user over.
 const FENCE_CHECK: Duration = Duration::from_secs(5);
 /// How long closing a user waits for the last changes to ship.
@@ -499,6 +501,12 @@ async fn collect(store: &dyn Backend, head: Head) -> Result<(), BackendError> {
     for seq in head.previous..head.base {
         batch = batch.delete(chain::object_key(seq));
     }
+    // Heads of epochs long superseded: the hint names this epoch, so none is looked for.
+    for e in
+        head.epoch.saturating_sub(OLD_EPOCHS + 48).max(1)..head.epoch.saturating_sub(OLD_EPOCHS)
+    {
+        batch = batch.delete(chain::epoch_key(e));
+    }
     store.commit(batch).await?.acked().await?;
     chain::write_head(
         store,
@@ -559,6 +567,7 @@ pub async fn restore_user(
 pub async fn open_for_writing<F, Fut>(
     user: &str,
     path: &std::path::Path,
+    local_modseq: Option<Modseq>,
     store: &dyn Backend,
     opts: &ShipOptions,
     open: F,
@@ -576,6 +585,17 @@ where
         .await?
         .max(note.map_or(0, |n| n.epoch));
     let epoch = chain::claim(store, after, head.map_or(0, |h| h.base)).await?;
+    // Durably before anything is written under it: after a crash, objects of this epoch are
+    // known as this node's own.
+    let claimed = local::Note {
+        epoch,
+        ..note.unwrap_or_default()
+    };
+    local::write(&note_path, &claimed).map_err(|e| IndexError::Io {
+        path: note_path.clone(),
+        source: e,
+    })?;
+    let mut local_modseq = local_modseq;
     for _attempt in 0..8 {
         let head = chain::read_head(store).await?;
         // The chain as it is now: its end, and who wrote its last object.
@@ -595,13 +615,15 @@ where
                 Some((h, sizes, last, hdr))
             }
         };
-        let note = local::read(&note_path);
-        let ours = match (&end, note) {
-            (Some((_, _, last, hdr)), Some(n)) => {
-                path.exists() && n.epoch == hdr.epoch && n.last == *last
+        // The chain ends with an object of an epoch this node claimed (its own note says so)
+        // and the local index holds at least as much: the local index goes on. Otherwise the
+        // store's chain wins.
+        let mine = |e: u64| e == epoch || note.is_some_and(|n| n.epoch == e);
+        let ours = match &end {
+            Some((_, _, _, hdr)) => {
+                path.exists() && mine(hdr.epoch) && local_modseq.is_some_and(|m| m >= hdr.to)
             }
-            (Some(_), None) => false,
-            (None, _) => true,
+            None => true,
         };
         if !ours && path.exists() {
             let aside = set_aside(path).map_err(|e| IndexError::Io {
@@ -612,14 +634,12 @@ where
         }
         if !ours {
             restore_user(user, path, store, opts).await?;
+            local_modseq = None;
         }
         let (index, report) = open().await?;
         let result = match end {
             Some((h, sizes, last, hdr)) => {
-                let modseq = local::read(&note_path)
-                    .filter(|n| n.last == last)
-                    .map_or(hdr.to, |n| n.modseq);
-                seal_with_diff(&index, store, epoch, h, &sizes, last, modseq).await
+                seal_with_diff(&index, store, epoch, h, &sizes, last, hdr.to).await
             }
             None => {
                 let start = note.map_or(1, |n| n.last + 1);
