@@ -141,8 +141,15 @@ async fn get_head(store: &dyn Backend, key: &Key) -> Result<Option<Head>, ChainE
 /// and died before its first object leaves a head naming none). `strata-index/head` is a hint
 /// naming a recent epoch; epochs after it are found by asking for each next one.
 pub async fn read_head(store: &dyn Backend) -> Result<Option<Head>, ChainError> {
+    Ok(heads(store).await?.0)
+}
+
+/// The current head, and the newest epoch claimed (0 if none), whether or not its head names a
+/// base yet.
+pub async fn heads(store: &dyn Backend) -> Result<(Option<Head>, u64), ChainError> {
     let hint = get_head(store, &head_key()).await?;
     let mut e = hint.map_or(1, |h| h.epoch.max(1));
+    let mut newest = hint.map_or(0, |h| h.epoch);
     let mut found = None;
     while let Some(h) = get_head(store, &epoch_key(e)).await? {
         if h.epoch != e {
@@ -151,21 +158,10 @@ pub async fn read_head(store: &dyn Backend) -> Result<Option<Head>, ChainError> 
         if h.base > 0 {
             found = Some(h);
         }
-        e += 1;
-    }
-    Ok(found.or(hint.filter(|h| h.base > 0)))
-}
-
-/// The newest epoch claimed (0 if none), whether or not its head names a base yet.
-pub async fn newest_epoch(store: &dyn Backend) -> Result<u64, ChainError> {
-    let hint = get_head(store, &head_key()).await?;
-    let mut e = hint.map_or(1, |h| h.epoch.max(1));
-    let mut newest = hint.map_or(0, |h| h.epoch);
-    while get_head(store, &epoch_key(e)).await?.is_some() {
         newest = newest.max(e);
         e += 1;
     }
-    Ok(newest)
+    Ok((found.or(hint.filter(|h| h.base > 0)), newest))
 }
 
 /// Takes the first epoch after `after` no other node has taken (the store refuses a second

@@ -579,11 +579,15 @@ where
 {
     let note_path = sibling(path, "ship");
     let scratch = sibling(path, "shipbase");
-    let head = chain::read_head(store).await?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    }
+    let (head, newest) = chain::heads(store).await?;
     let note = local::read(&note_path);
-    let after = chain::newest_epoch(store)
-        .await?
-        .max(note.map_or(0, |n| n.epoch));
+    let after = newest.max(note.map_or(0, |n| n.epoch));
     let epoch = chain::claim(store, after, head.map_or(0, |h| h.base)).await?;
     // Durably before anything is written under it: after a crash, objects of this epoch are
     // known as this node's own.
@@ -596,8 +600,13 @@ where
         source: e,
     })?;
     let mut local_modseq = local_modseq;
-    for _attempt in 0..8 {
-        let head = chain::read_head(store).await?;
+    // The head read before the claim serves the first round: a writer that moved the chain
+    // since takes the position the seal wants, and the next round reads the chain again.
+    let mut head = head;
+    for attempt in 0..8 {
+        if attempt > 0 {
+            head = chain::read_head(store).await?;
+        }
         // The chain as it is now: its end, and who wrote its last object.
         let end = match head {
             None => None,
