@@ -1065,6 +1065,24 @@ fn fill_maildir(dir: &std::path::Path, folder: &str, n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Every file under a directory, for a failure message.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Every message file's contents under a Maildir tree.
 fn maildir_messages(dir: &std::path::Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -1272,10 +1290,24 @@ async fn maildir_import_and_index_rebuild_keep_folders_flags_and_dates() {
     backends.drain_journals().await.unwrap();
     let user = store.user("alice").await.unwrap();
     let root = s.data_dir.join("mail").join("alice");
+    let scanned: Vec<String> = strata_server::maildir_scan::scan(&root)
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            f.messages
+                .iter()
+                .map(|m| format!("{}/{}", f.dir_name, m.unique))
+        })
+        .collect();
     let report = strata_server::import::adopt_maildir(&user, &root, &|_, _| {})
         .await
         .unwrap();
-    assert_eq!(report.messages, 11, "{report:?}");
+    assert_eq!(
+        report.messages,
+        11,
+        "{report:?}: scanned {scanned:?}, now {:?}",
+        walk(&root)
+    );
     drop(user);
     store.close_idle().await;
     drop(store);

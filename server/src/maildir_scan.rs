@@ -116,26 +116,46 @@ fn folder(dir: &Path, path: Vec<String>, dir_name: String) -> std::io::Result<Fo
                 .chars()
                 .filter_map(|c| letters.get(&c).cloned())
                 .collect();
-            let mtime = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
+            let meta = e.metadata().ok();
+            let mtime = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs() as i64);
-            messages.push(Found {
-                file: e.path(),
-                unique,
-                flags,
-                keywords,
-                date: Timestamp {
-                    unix: mtime,
-                    offset_minutes: 0,
-                },
-                new: sub == "new",
+            // When the name was last given (a rename sets it): the newest of two names wins.
+            let named = meta.as_ref().map_or(0, |m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ctime() as i128 * 1_000_000_000 + i128::from(m.ctime_nsec())
             });
+            messages.push((
+                named,
+                Found {
+                    file: e.path(),
+                    unique,
+                    flags,
+                    keywords,
+                    date: Timestamp {
+                        unix: mtime,
+                        offset_minutes: 0,
+                    },
+                    new: sub == "new",
+                },
+            ));
         }
     }
-    messages.sort_by(|a, b| a.unique.cmp(&b.unique));
+    // One message per unique name: a crash between writing a file's new name and removing its
+    // old one (or another tool's) can leave two names for one message. The one in cur/ named
+    // last wins, so a rebuild never records one body twice.
+    messages.sort_by(|(na, a), (nb, b)| {
+        a.unique
+            .cmp(&b.unique)
+            .then(b.new.cmp(&a.new))
+            .then(na.cmp(nb))
+    });
+    let mut messages: Vec<Found> = messages.into_iter().map(|(_, f)| f).collect();
+    messages.reverse();
+    messages.dedup_by(|later, kept| later.unique == kept.unique);
+    messages.reverse();
     Ok(Folder {
         path,
         dir_name,
@@ -195,5 +215,40 @@ mod tests {
         assert_eq!(folders[1].path, ["Work", "Projects"]);
         assert_eq!(folders[1].dir_name, ".Work.Projects");
         assert_eq!(system_flags("RSFTD"), strata_index::SystemFlags::all());
+    }
+}
+
+#[cfg(test)]
+mod dedup_tests {
+    use super::*;
+
+    #[test]
+    fn two_names_of_one_message_are_one_message_named_last() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let write =
+            |name: &str| std::fs::write(dir.path().join(name), "Subject: x\r\n\r\nx\r\n").unwrap();
+        write("new/100.a.host");
+        write("cur/100.a.host:2,S");
+        // Named last: a rename sets the name's time, so wait for the clock to move on.
+        let first = std::fs::metadata(dir.path().join("cur/100.a.host:2,S")).unwrap();
+        loop {
+            write("cur/100.a.host:2,ST");
+            let m = std::fs::metadata(dir.path().join("cur/100.a.host:2,ST")).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            if (m.ctime(), m.ctime_nsec()) > (first.ctime(), first.ctime_nsec()) {
+                break;
+            }
+        }
+        write("cur/200.b.host:2,");
+        let folders = scan(dir.path()).unwrap();
+        let found: Vec<(&str, &str)> = folders[0]
+            .messages
+            .iter()
+            .map(|m| (m.unique.as_str(), m.flags.as_str()))
+            .collect();
+        assert_eq!(found, [("100.a.host", "ST"), ("200.b.host", "")]);
     }
 }
