@@ -271,6 +271,18 @@ pub async fn peek(store: &dyn Backend, seq: u64) -> Result<strata_index::ObjectH
     strata_index::peek_header(&raw).map_err(|w| bad(&key, w))
 }
 
+/// The object at `seq` as stored; missing, it is a gap.
+async fn get_object(store: &dyn Backend, seq: u64) -> Result<(Key, bytes::Bytes), ChainError> {
+    let key = object_key(seq);
+    match store.get(&key, None).await {
+        Ok(raw) => Ok((key, raw)),
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            Err(bad(&key, "is missing (a gap in the chain)"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads the objects at `from..to` as stored, concurrently, in order, each checked.
 pub async fn fetch_raw(
     store: &dyn Backend,
@@ -280,14 +292,7 @@ pub async fn fetch_raw(
 ) -> Result<Vec<(Key, bytes::Bytes)>, ChainError> {
     stream::iter(from..to)
         .map(|seq| async move {
-            let key = object_key(seq);
-            let raw = store.get(&key, None).await.map_err(|e| {
-                if e.kind == ErrorKind::NotFound {
-                    bad(&key, "is missing (a gap in the chain)")
-                } else {
-                    e.into()
-                }
-            })?;
+            let (key, raw) = get_object(store, seq).await?;
             let h = strata_index::decode_header(&raw).map_err(|w| bad(&key, w))?;
             if h.seq != seq {
                 return Err(bad(&key, format!("says it is at position {}", h.seq)));
@@ -310,14 +315,7 @@ pub async fn fetch(
 ) -> Result<Vec<(String, ChainObject)>, ChainError> {
     stream::iter(from..to)
         .map(|seq| async move {
-            let key = object_key(seq);
-            let raw = store.get(&key, None).await.map_err(|e| {
-                if e.kind == ErrorKind::NotFound {
-                    bad(&key, "is missing (a gap in the chain)")
-                } else {
-                    e.into()
-                }
-            })?;
+            let (key, raw) = get_object(store, seq).await?;
             // Decoding a base decompresses megabytes: off the async threads.
             let decoded = tokio::task::spawn_blocking(move || strata_index::decode_object(&raw))
                 .await
