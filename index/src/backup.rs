@@ -114,27 +114,37 @@ pub fn import(base: &Path, diffs: &[&Path], dest: &Path) -> Result<Modseq> {
             let diff = read_diff(d)?;
             apply_to_copy(&tmp, &diff)?;
         }
-        // Closed on this thread before the file is renamed into place for the caller to open.
-        let db = crate::open::open_read_only(&tmp, 16 << 20)?;
-        let snap = Snapshot::begin(&tmp, db.clone())?;
-        crate::check::verify(&snap)?;
-        let modseq = snap.modseq();
-        drop(snap);
-        drop(db);
-        Ok(modseq)
+        verify_copy(&tmp)
     })();
-    match result {
-        Ok(m) => {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| IndexError::io(&tmp, e))?;
-            std::fs::rename(&tmp, dest).map_err(|e| IndexError::io(dest, e))?;
-            sync_dir(dest)?;
-            Ok(m)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    install(&tmp, dest, result)
+}
+
+/// Checks a built copy (every row and invariant) and returns its MODSEQ. The file is closed on
+/// this thread before this returns, so the caller can open it at once (a snapshot that is a
+/// file's last holder would close it on a thread of its own).
+pub(crate) fn verify_copy(tmp: &Path) -> Result<Modseq> {
+    let db = crate::open::open_read_only(tmp, 16 << 20)?;
+    let snap = Snapshot::begin(tmp, db.clone())?;
+    crate::check::verify(&snap)?;
+    let modseq = snap.modseq();
+    drop(snap);
+    drop(db);
+    Ok(modseq)
+}
+
+/// Puts a copy built at `tmp` in place at `dest` (fsynced, renamed, the directory fsynced), or
+/// removes it if building it failed.
+pub(crate) fn install(tmp: &Path, dest: &Path, built: Result<Modseq>) -> Result<Modseq> {
+    let done = built.and_then(|m| {
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| IndexError::io(tmp, e))?;
+        std::fs::rename(tmp, dest).map_err(|e| IndexError::io(dest, e))?;
+        sync_dir(dest)?;
+        Ok(m)
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(tmp);
     }
+    done
 }

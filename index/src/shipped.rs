@@ -16,13 +16,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::backup::{install, verify_copy};
 use crate::diff::{self, Diff};
 use crate::error::{IndexError, Result};
 use crate::index::UserIndex;
 use crate::model::Modseq;
-use crate::open::sync_dir;
 use crate::repack::{apply_all_to_copy, dense_copy, sibling};
-use crate::snapshot::Snapshot;
 use crate::store::blocking;
 
 const MAGIC: &[u8; 17] = b"STRATA-INDEX-OBJ\0";
@@ -330,15 +329,7 @@ pub fn restore(objects: Vec<(String, ChainObject)>, dest: &Path) -> Result<Modse
             if !diffs.is_empty() {
                 apply_all_to_copy(&tmp, &diffs)?;
             }
-            // Held here so the file is closed on this thread, before the caller opens it (a
-            // snapshot that is a file's last holder closes it on a thread of its own).
-            let db = crate::open::open_read_only(&tmp, 16 << 20)?;
-            let snap = Snapshot::begin(&tmp, db.clone())?;
-            crate::check::verify(&snap)?;
-            let modseq = snap.modseq();
-            drop(snap);
-            drop(db);
-            Ok(modseq)
+            verify_copy(&tmp)
         })();
         let modseq = built.map_err(|e: IndexError| {
             gap(
@@ -355,20 +346,7 @@ pub fn restore(objects: Vec<(String, ChainObject)>, dest: &Path) -> Result<Modse
                 format!("and its diffs build MODSEQ {modseq}, the chain says {at}"),
             ));
         }
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| IndexError::io(&tmp, e))?;
         Ok(modseq)
     })();
-    match result {
-        Ok(m) => {
-            std::fs::rename(&tmp, dest).map_err(|e| IndexError::io(dest, e))?;
-            sync_dir(dest)?;
-            Ok(m)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    install(&tmp, dest, result)
 }
