@@ -10,6 +10,7 @@ use crate::batch::Batch;
 use crate::error::BackendError;
 use crate::key::Key;
 use crate::label::Label;
+use crate::meta::BodyMeta;
 use crate::receipt::Receipt;
 
 /// What a backend can do natively.
@@ -25,6 +26,8 @@ pub struct Capabilities {
     pub deferred_ack: bool,
     /// Keeps [`Label`]s where other mail programs read them ([`Backend::set_labels`]).
     pub labels: bool,
+    /// Keeps [`BodyMeta`] beside objects ([`Op::Meta`](crate::Op::Meta), [`Backend::meta`]).
+    pub metadata: bool,
 }
 
 /// One stored object, as [`Backend::list`] names it.
@@ -87,6 +90,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
         let _ = older_than;
         Ok(0)
+    }
+
+    /// The metadata recorded beside an object ([`crate::Op::Meta`]), `None` if it has none or
+    /// the store keeps none; `NotFound` if the object is not stored.
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        self.size(key).await?;
+        Ok(None)
     }
 
     /// Sets the labels of stored objects, for a store that keeps them
@@ -153,6 +163,10 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
         (**self).set_labels(labels).await
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        (**self).meta(key).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

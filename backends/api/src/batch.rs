@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
+use crate::meta::BodyMeta;
 
 /// One write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,15 @@ pub enum Op {
         from: Key,
         /// Destination.
         to: Key,
+    },
+    /// Record `meta` beside the object at `key` (put earlier in the batch, or already stored),
+    /// in a store that keeps metadata ([`crate::Capabilities::metadata`]); others ignore it. A
+    /// key that is not stored is skipped: metadata follows the index, never the other way round.
+    Meta {
+        /// Which object.
+        key: Key,
+        /// What it records.
+        meta: Box<BodyMeta>,
     },
 }
 
@@ -102,6 +112,15 @@ impl Batch {
     /// Adds a copy.
     pub fn copy(mut self, from: Key, to: Key) -> Self {
         self.ops.push(Op::Copy { from, to });
+        self
+    }
+
+    /// Adds metadata for `key`.
+    pub fn meta(mut self, key: Key, meta: BodyMeta) -> Self {
+        self.ops.push(Op::Meta {
+            key,
+            meta: Box::new(meta),
+        });
         self
     }
 

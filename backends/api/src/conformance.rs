@@ -98,6 +98,68 @@ async fn labels_never_change_what_is_read(b: Arc<dyn Backend>) -> Outcome {
     missing(&b, ".a/1700000000.x").await
 }
 
+fn sample_meta(mailbox: u64, name: &str) -> crate::BodyMeta {
+    crate::BodyMeta {
+        user: "u@example.org".into(),
+        mailbox,
+        mailbox_name: name.into(),
+        guid: "0123456789abcdef0123456789abcdef".into(),
+        internal_date: 1_700_000_000,
+        zone_minutes: 60,
+        saved: 1_700_000_500,
+        size: 4,
+    }
+}
+
+async fn metadata_is_kept_beside_the_object(b: Arc<dyn Backend>) -> Outcome {
+    let keeps = b.capabilities().metadata;
+    let want = |m: crate::BodyMeta| if keeps { Some(m) } else { None };
+    let first = sample_meta(3, "Grüße/Sent 100%");
+    b.commit(
+        Batch::new()
+            .put(k(".a/m1"), "body")
+            .meta(k(".a/m1"), first.clone())
+            .put(k("plain"), "p"),
+    )
+    .await
+    .map_err(fail)?;
+    ensure!(
+        read(&b, ".a/m1").await? == "body",
+        "metadata changed the bytes"
+    );
+    let got = b.meta(&k(".a/m1")).await.map_err(fail)?;
+    ensure!(got == want(first), "after a put with metadata: {got:?}");
+    let got = b.meta(&k("plain")).await.map_err(fail)?;
+    ensure!(got.is_none(), "an object put without metadata has {got:?}");
+    // Recorded again on the stored object (a MOVE), and skipped for a key not stored.
+    let moved = sample_meta(9, "Archive");
+    b.commit(
+        Batch::new()
+            .meta(k(".a/m1"), moved.clone())
+            .meta(k(".a/never-stored"), moved.clone()),
+    )
+    .await
+    .map_err(fail)?;
+    ensure!(
+        read(&b, ".a/m1").await? == "body",
+        "metadata changed the bytes"
+    );
+    let got = b.meta(&k(".a/m1")).await.map_err(fail)?;
+    ensure!(got == want(moved), "after a later Meta: {got:?}");
+    missing(&b, ".a/never-stored").await?;
+    match b.meta(&k(".a/never-stored")).await {
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        other => return Err(format!("meta of a missing key: {other:?}")),
+    }
+    // A put replaces the object, metadata and all.
+    b.commit(Batch::new().put(k(".a/m1"), "new"))
+        .await
+        .map_err(fail)?;
+    let got = b.meta(&k(".a/m1")).await.map_err(fail)?;
+    ensure!(got.is_none(), "a replaced object kept {got:?}");
+    Ok(())
+}
+
 async fn listing_names_every_key_with_its_size(b: Arc<dyn Backend>) -> Outcome {
     b.commit(
         Batch::new()
@@ -479,6 +541,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("listing_names_every_key_with_its_size", |b| {
         Box::pin(listing_names_every_key_with_its_size(b))
+    }),
+    ("metadata_is_kept_beside_the_object", |b| {
+        Box::pin(metadata_is_kept_beside_the_object(b))
     }),
 ];
 

@@ -36,6 +36,7 @@ mod error;
 mod key;
 mod label;
 mod memory;
+mod meta;
 mod prefixed;
 mod receipt;
 
@@ -45,5 +46,6 @@ pub use error::{BackendError, ErrorKind, Retry};
 pub use key::{Key, MAX_KEY_BYTES};
 pub use label::Label;
 pub use memory::MemoryBackend;
+pub use meta::{BodyMeta, PAIR_NAMES};
 pub use prefixed::Prefixed;
 pub use receipt::{AckTracker, Receipt};

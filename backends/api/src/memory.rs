@@ -13,12 +13,16 @@ use crate::backend::{Backend, Capabilities, Listed, slice_range};
 use crate::batch::{Batch, Op};
 use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
+use crate::meta::BodyMeta;
 use crate::receipt::{AckTracker, Receipt};
+
+/// An object: its bytes and the metadata recorded beside it.
+type Object = (Bytes, Option<BodyMeta>);
 
 /// Objects in a map.
 #[derive(Debug)]
 pub struct MemoryBackend {
-    objects: RwLock<BTreeMap<Key, Bytes>>,
+    objects: RwLock<BTreeMap<Key, Object>>,
     acks: AckTracker,
     reads: AtomicU64,
 }
@@ -68,6 +72,7 @@ impl Backend for MemoryBackend {
             server_side_copy: true,
             deferred_ack: false,
             labels: false,
+            metadata: true,
         }
     }
 
@@ -79,14 +84,23 @@ impl Backend for MemoryBackend {
             }
         }
         // Ops are applied to an overlay first, so a failing op leaves nothing behind.
-        let mut overlay: HashMap<Key, Option<Bytes>> = HashMap::new();
+        let mut overlay: HashMap<Key, Option<Object>> = HashMap::new();
         for op in batch.ops {
             match op {
                 Op::Put { key, data } => {
-                    overlay.insert(key, Some(data));
+                    overlay.insert(key, Some((data, None)));
                 }
                 Op::Delete { key } => {
                     overlay.insert(key, None);
+                }
+                Op::Meta { key, meta } => {
+                    let current = match overlay.get(&key) {
+                        Some(v) => v.clone(),
+                        None => objects.get(&key).cloned(),
+                    };
+                    if let Some((data, _)) = current {
+                        overlay.insert(key, Some((data, Some(*meta))));
+                    }
                 }
                 Op::Copy { from, to } => {
                     let data = match overlay.get(&from) {
@@ -123,7 +137,7 @@ impl Backend for MemoryBackend {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .cloned()
+            .map(|(d, _)| d.clone())
             .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))?;
         Ok(slice_range(data, range))
     }
@@ -133,7 +147,16 @@ impl Backend for MemoryBackend {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .map(|d| d.len() as u64)
+            .map(|(d, _)| d.len() as u64)
+            .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        self.objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|(_, m)| m.clone())
             .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))
     }
 
@@ -144,7 +167,7 @@ impl Backend for MemoryBackend {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(k, _)| k.as_str().starts_with(prefix))
-            .map(|(k, d)| Listed {
+            .map(|(k, (d, _))| Listed {
                 key: k.clone(),
                 size: d.len() as u64,
             })

@@ -14,6 +14,7 @@ use crate::batch::{Batch, Op, Precondition};
 use crate::error::BackendError;
 use crate::key::Key;
 use crate::label::Label;
+use crate::meta::BodyMeta;
 use crate::receipt::Receipt;
 
 /// `inner` with every key under `prefix/`.
@@ -68,6 +69,10 @@ impl Backend for Prefixed {
                     from: self.key(&from)?,
                     to: self.key(&to)?,
                 },
+                Op::Meta { key, meta } => Op::Meta {
+                    key: self.key(&key)?,
+                    meta,
+                },
             });
         }
         self.inner.commit(out).await
@@ -110,6 +115,10 @@ impl Backend for Prefixed {
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         self.inner.size(&self.key(key)?).await
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        self.inner.meta(&self.key(key)?).await
     }
 
     fn get_many(

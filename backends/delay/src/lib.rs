@@ -21,7 +21,8 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Receipt,
+    AckTracker, Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label,
+    Listed, Receipt,
 };
 
 /// Latency of one kind of operation.
@@ -298,6 +299,12 @@ impl<B: Backend> Backend for DelayBackend<B> {
         let _flight = self.start_read();
         self.delay(Kind::Read).await?;
         self.inner.size(key).await
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        let _flight = self.start_read();
+        self.delay(Kind::Read).await?;
+        self.inner.meta(key).await
     }
 
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {

@@ -8,11 +8,13 @@
 //!          | 2 jseq:u64le                         every batch up to jseq is acked
 //! op       = 1 klen:u16le key dlen:u64le data     put
 //!          | 2 klen:u16le key                     delete
+//!          | 3 klen:u16le key mlen:u32le meta dlen:u64le data
+//!                                                 put with body metadata (`BodyMeta::encode`)
 //! ```
 
 use std::ops::Range;
 
-use strata_backend_api::{Key, Op};
+use strata_backend_api::{BodyMeta, Key, Op};
 
 /// The first bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"STRJNL\x00\x01";
@@ -23,6 +25,9 @@ const KIND_BATCH: u8 = 1;
 const KIND_ACKED: u8 = 2;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_PUT_META: u8 = 3;
+/// Metadata longer than this is damage (it is a few short fields).
+const MAX_META: usize = 1 << 16;
 /// A record larger than this is damage, not data (a batch is bounded by the journal's size).
 const MAX_RECORD: usize = 1 << 34;
 
@@ -35,6 +40,8 @@ pub enum RecOp {
         key: Key,
         /// Where its data is.
         data: Range<u64>,
+        /// The body metadata recorded with it.
+        meta: Option<BodyMeta>,
     },
     /// A delete.
     Delete {
@@ -66,14 +73,25 @@ pub enum Bad {
     Corrupt(String),
 }
 
-/// Encodes a batch of puts and deletes; returns the record and, per op, where a put's data
-/// lies (offsets from the record's first byte).
-pub fn encode_batch(jseq: u64, ops: &[Op]) -> (Vec<u8>, Vec<Option<Range<u64>>>) {
+/// Encodes a batch of puts and deletes, `metas[i]` being the metadata of op `i` (a put);
+/// returns the record and, per op, where a put's data lies (offsets from the record's first
+/// byte).
+pub fn encode_batch(
+    jseq: u64,
+    ops: &[Op],
+    metas: &[Option<String>],
+) -> (Vec<u8>, Vec<Option<Range<u64>>>) {
+    let meta_of = |i: usize| metas.get(i).and_then(|m| m.as_deref());
     let data: usize = ops
         .iter()
-        .map(|op| match op {
-            Op::Put { key, data } => 11 + key.as_str().len() + data.len(),
-            Op::Delete { key } | Op::Copy { to: key, .. } => 3 + key.as_str().len(),
+        .enumerate()
+        .map(|(i, op)| match op {
+            Op::Put { key, data } => {
+                11 + key.as_str().len() + data.len() + meta_of(i).map_or(0, |m| 4 + m.len())
+            }
+            Op::Delete { key } | Op::Copy { to: key, .. } | Op::Meta { key, .. } => {
+                3 + key.as_str().len()
+            }
         })
         .sum();
     let mut buf = Vec::with_capacity(FRAME + 13 + data);
@@ -82,11 +100,16 @@ pub fn encode_batch(jseq: u64, ops: &[Op]) -> (Vec<u8>, Vec<Option<Range<u64>>>)
     buf.extend_from_slice(&jseq.to_le_bytes());
     buf.extend_from_slice(&(ops.len() as u32).to_le_bytes());
     let mut places = Vec::with_capacity(ops.len());
-    for op in ops {
+    for (i, op) in ops.iter().enumerate() {
         match op {
             Op::Put { key, data } => {
-                buf.push(OP_PUT);
+                let meta = meta_of(i);
+                buf.push(if meta.is_some() { OP_PUT_META } else { OP_PUT });
                 push_key(&mut buf, key);
+                if let Some(m) = meta {
+                    buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(m.as_bytes());
+                }
                 buf.extend_from_slice(&(data.len() as u64).to_le_bytes());
                 let start = buf.len() as u64;
                 buf.extend_from_slice(data);
@@ -97,7 +120,9 @@ pub fn encode_batch(jseq: u64, ops: &[Op]) -> (Vec<u8>, Vec<Option<Range<u64>>>)
                 push_key(&mut buf, key);
                 places.push(None);
             }
-            Op::Copy { .. } => unreachable!("copies are resolved to puts before journaling"),
+            Op::Copy { .. } | Op::Meta { .. } => {
+                unreachable!("copies and metadata are resolved to puts before journaling")
+            }
         }
     }
     seal(&mut buf);
@@ -150,8 +175,19 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), Bad> {
             let mut ops = Vec::with_capacity(n.min(4096));
             for _ in 0..n {
                 match r.u8()? {
-                    OP_PUT => {
+                    op @ (OP_PUT | OP_PUT_META) => {
                         let key = r.key()?;
+                        let meta = if op == OP_PUT_META {
+                            let mlen = r.u32()? as usize;
+                            if mlen > MAX_META {
+                                return Err(Bad::Corrupt(format!("metadata of {mlen} bytes")));
+                            }
+                            let text = std::str::from_utf8(r.take(mlen)?)
+                                .map_err(|_| Bad::Corrupt("metadata is not UTF-8".into()))?;
+                            Some(BodyMeta::decode(text).map_err(Bad::Corrupt)?)
+                        } else {
+                            None
+                        };
                         let dlen = r.u64()? as usize;
                         let start = r.at;
                         r.take(dlen)?;
@@ -159,6 +195,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), Bad> {
                         ops.push(RecOp::Put {
                             key,
                             data: from..from + dlen as u64,
+                            meta,
                         });
                     }
                     OP_DELETE => ops.push(RecOp::Delete { key: r.key()? }),
@@ -242,7 +279,17 @@ mod tests {
                 data: Bytes::new(),
             },
         ];
-        let (rec, places) = encode_batch(7, &ops);
+        let meta = BodyMeta {
+            user: "u".into(),
+            mailbox: 4,
+            mailbox_name: "INBOX".into(),
+            guid: "0123456789abcdef0123456789abcdef".into(),
+            internal_date: 1,
+            zone_minutes: 0,
+            saved: 2,
+            size: 0,
+        };
+        let (rec, places) = encode_batch(7, &ops, &[None, None, Some(meta.encode())]);
         let (decoded, used) = decode(&rec).unwrap();
         assert_eq!(used, rec.len());
         let Record::Batch { jseq, ops: got } = decoded else {
@@ -255,6 +302,10 @@ mod tests {
         assert_eq!(&rec[data.start as usize..data.end as usize], b"hello");
         assert_eq!(places[0], Some(data.clone()));
         assert_eq!(got[1], RecOp::Delete { key: key("a/2") });
+        let RecOp::Put { meta: got_meta, .. } = &got[2] else {
+            panic!()
+        };
+        assert_eq!(got_meta.as_ref(), Some(&meta));
         let marker = encode_acked(9);
         assert_eq!(decode(&marker).unwrap().0, Record::Acked(9));
         // Every strict prefix is a torn write, never a wrong record.

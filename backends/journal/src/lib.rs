@@ -34,7 +34,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op, Receipt,
+    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op,
+    Receipt,
 };
 use tokio::sync::{Mutex, oneshot};
 
@@ -163,7 +164,7 @@ impl Journal {
             State::default(),
             replayed,
         ));
-        for (jseq, ops) in found.batches {
+        for (jseq, (ops, metas)) in found.batches {
             let bytes = ops
                 .iter()
                 .map(|(_, b)| b.as_ref().map_or(0, Blob::len))
@@ -183,6 +184,7 @@ impl Journal {
                 Pending {
                     receipt: shared.acks.issue().seq(),
                     ops,
+                    metas,
                     bytes,
                     since: Instant::now(),
                     durable: true,
@@ -270,6 +272,35 @@ impl Journal {
         }
     }
 
+    /// Records metadata of keys a batch did not put: those still in the journal once their
+    /// data is uploaded (the uploader does it before it acks), the others straight in the store.
+    async fn record_later(&self, metas: Vec<(Key, BodyMeta)>) -> Result<(), BackendError> {
+        if metas.is_empty() {
+            return Ok(());
+        }
+        let direct: Vec<(Key, BodyMeta)> = {
+            let mut st = self.shared.lock();
+            metas
+                .into_iter()
+                .filter_map(|(k, m)| match st.overlay.get(&k) {
+                    Some(e) if e.blob.is_some() => {
+                        st.metas.insert(k, m);
+                        None
+                    }
+                    Some(_) => None,
+                    None => Some((k, m)),
+                })
+                .collect()
+        };
+        if direct.is_empty() || !self.inner.capabilities().metadata {
+            return Ok(());
+        }
+        let batch = direct
+            .into_iter()
+            .fold(Batch::new(), |b, (k, m)| b.meta(k, m));
+        self.inner.commit(batch).await?.acked().await
+    }
+
     /// Waits while the journal holds more than its bound (and something is there to drain).
     async fn wait_for_room(&self, bytes: u64) -> Result<(), BackendError> {
         loop {
@@ -319,6 +350,7 @@ impl Backend for Journal {
             server_side_copy: false,
             deferred_ack: true,
             labels: self.inner.capabilities().labels,
+            metadata: self.inner.capabilities().metadata,
         }
     }
 
@@ -334,9 +366,38 @@ impl Backend for Journal {
             }
         }
         // Copies become puts, read as the batch's earlier operations left the source; a batch
-        // without copies (every APPEND) passes through untouched.
+        // without copies (every APPEND) passes through untouched. Metadata goes with the put
+        // of its key in this batch; metadata of a stored key is recorded once the batch is in.
         let mut ops: Vec<Op> = Vec::with_capacity(batch.ops.len());
+        let mut metas: Vec<Option<String>> = Vec::new();
+        let mut put_metas: Vec<(Key, BodyMeta)> = Vec::new();
+        let mut later: Vec<(Key, BodyMeta)> = Vec::new();
         for op in batch.ops {
+            if let Op::Meta { key, meta } = op {
+                let last = ops.iter().rposition(|o| match o {
+                    Op::Put { key: k, .. } | Op::Delete { key: k } => *k == key,
+                    _ => false,
+                });
+                match last {
+                    Some(i) if matches!(ops[i], Op::Put { .. }) => {
+                        metas.resize(ops.len(), None);
+                        metas[i] = Some(meta.encode());
+                        put_metas.retain(|(k, _)| *k != key);
+                        put_metas.push((key, *meta));
+                    }
+                    Some(_) => {}
+                    None => {
+                        later.retain(|(k, _)| *k != key);
+                        later.push((key, *meta));
+                    }
+                }
+                continue;
+            }
+            if let Op::Put { key, .. } | Op::Delete { key } | Op::Copy { to: key, .. } = &op {
+                // A later write replaces the object, and with it any metadata given before.
+                later.retain(|(k, _)| k != key);
+                put_metas.retain(|(k, _)| k != key);
+            }
             let Op::Copy { from, to } = op else {
                 ops.push(op);
                 continue;
@@ -363,7 +424,7 @@ impl Backend for Journal {
         self.poisoned()?;
         let jseq = *next;
         *next += 1;
-        let (record, places) = format::encode_batch(jseq, &ops);
+        let (record, places) = format::encode_batch(jseq, &ops, &metas);
         let receipt = self.shared.acks.issue();
         let mut puts = Vec::new();
         let mut pending = Vec::with_capacity(ops.len());
@@ -375,8 +436,12 @@ impl Backend for Journal {
                         puts.push((key.clone(), place.unwrap_or_default()));
                         (key, Some(Blob::Mem(data)))
                     }
-                    Op::Delete { key } | Op::Copy { to: key, .. } => (key, None),
+                    Op::Delete { key } | Op::Copy { to: key, .. } | Op::Meta { key, .. } => {
+                        (key, None)
+                    }
                 };
+                // Metadata recorded for the object this write replaces goes with it.
+                st.metas.remove(&key);
                 st.overlay.insert(
                     key.clone(),
                     Entry {
@@ -392,6 +457,7 @@ impl Backend for Journal {
                 Pending {
                     receipt: receipt.seq(),
                     ops: pending,
+                    metas: put_metas,
                     bytes,
                     since: Instant::now(),
                     durable: false,
@@ -414,7 +480,10 @@ impl Backend for Journal {
         }
         drop(next);
         match answer.await {
-            Ok(Ok(())) => Ok(receipt),
+            Ok(Ok(())) => {
+                self.record_later(later).await?;
+                Ok(receipt)
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(self
                 .shared
@@ -485,6 +554,29 @@ impl Backend for Journal {
 
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
         self.inner.clean_partial(older_than).await
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        let pending = {
+            let st = self.shared.lock();
+            match (st.overlay.get(key), st.metas.get(key)) {
+                (Some(Entry { blob: None, .. }), _) => return Err(self.not_found(key)),
+                // Recorded later, and not yet in the store.
+                (_, Some(m)) => Some(Some(m.clone())),
+                (Some(Entry { jseq, .. }), None) => Some(st.queue.get(jseq).and_then(|p| {
+                    p.metas
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, m)| m.clone())
+                })),
+                (None, None) => None,
+            }
+        };
+        match pending {
+            Some(m) => Ok(m),
+            None => self.inner.meta(key).await,
+        }
     }
 
     /// Labels of keys the store has go straight to it; those of keys still in the journal wait

@@ -6,18 +6,19 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata_backend_api::{BackendError, ErrorKind, Key};
+use strata_backend_api::{BackendError, ErrorKind};
 
 use crate::format::{Bad, MAGIC, RecOp, Record, decode};
-use crate::state::Blob;
+use crate::state::{Blob, Metas, Ops};
 
 /// What the segments hold.
 #[derive(Debug, Default)]
 pub struct Found {
     /// Segment files, oldest first, with the highest batch number in each.
     pub segments: Vec<(PathBuf, u64)>,
-    /// Batches not covered by an acked marker, in order: each op's key and data.
-    pub batches: BTreeMap<u64, Vec<(Key, Option<Blob>)>>,
+    /// Batches not covered by an acked marker, in order: each op's key and data, and the
+    /// metadata of its puts.
+    pub batches: BTreeMap<u64, (Ops, Metas)>,
     /// Every batch up to this is acked.
     pub acked: u64,
     /// The highest batch number seen.
@@ -54,7 +55,7 @@ pub fn scan(dir: &Path) -> Result<Found, BackendError> {
         next_segment: numbered.last().map_or(0, |(n, _)| n + 1),
         ..Found::default()
     };
-    let mut all: BTreeMap<u64, Vec<(Key, Option<Blob>)>> = BTreeMap::new();
+    let mut all: BTreeMap<u64, (Ops, Metas)> = BTreeMap::new();
     let count = numbered.len();
     for (i, (_, path)) in numbered.into_iter().enumerate() {
         let last = i + 1 == count;
@@ -82,21 +83,31 @@ pub fn scan(dir: &Path) -> Result<Found, BackendError> {
         while at < bytes.len() {
             match decode(&bytes[at..]) {
                 Ok((Record::Batch { jseq, ops }, used)) => {
+                    let mut metas = Metas::new();
                     let ops = ops
                         .into_iter()
                         .map(|op| match op {
-                            RecOp::Put { key, data } => (
-                                key,
-                                Some(Blob::File {
-                                    seg: file.clone(),
-                                    at: at as u64 + data.start,
-                                    len: data.end - data.start,
-                                }),
-                            ),
-                            RecOp::Delete { key } => (key, None),
+                            RecOp::Put { key, data, meta } => {
+                                metas.retain(|(k, _)| *k != key);
+                                if let Some(m) = meta {
+                                    metas.push((key.clone(), m));
+                                }
+                                (
+                                    key,
+                                    Some(Blob::File {
+                                        seg: file.clone(),
+                                        at: at as u64 + data.start,
+                                        len: data.end - data.start,
+                                    }),
+                                )
+                            }
+                            RecOp::Delete { key } => {
+                                metas.retain(|(k, _)| *k != key);
+                                (key, None)
+                            }
                         })
                         .collect();
-                    all.insert(jseq, ops);
+                    all.insert(jseq, (ops, metas));
                     max_jseq = max_jseq.max(jseq);
                     at += used;
                 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_backend_api::{AckTracker, BackendError, ErrorKind, Key, Label};
+use strata_backend_api::{AckTracker, BackendError, BodyMeta, ErrorKind, Key, Label};
 use tokio::sync::Notify;
 
 /// Where a journaled put's data is.
@@ -73,6 +73,9 @@ pub struct Entry {
 /// A batch's operations: each key with its data, or `None` for a delete.
 pub type Ops = Vec<(Key, Option<Blob>)>;
 
+/// The body metadata a batch's puts record, by key.
+pub type Metas = Vec<(Key, BodyMeta)>;
+
 /// A batch between commit and ack.
 #[derive(Debug)]
 pub struct Pending {
@@ -80,6 +83,8 @@ pub struct Pending {
     pub receipt: u64,
     /// Its operations: data for a put, `None` for a delete.
     pub ops: Ops,
+    /// Metadata recorded with its puts.
+    pub metas: Metas,
     /// Data bytes.
     pub bytes: u64,
     /// When it was committed (or found at open).
@@ -118,6 +123,9 @@ pub struct State {
     pub poisoned: Option<String>,
     /// Labels for keys still in the overlay, set in the store once their data is there.
     pub labels: HashMap<Key, Label>,
+    /// Metadata recorded later for keys still in the overlay, set in the store likewise (and
+    /// read from here until it is).
+    pub metas: HashMap<Key, BodyMeta>,
 }
 
 /// Running totals, for operators and tests.
@@ -154,6 +162,17 @@ pub struct JournalStats {
     pub poisoned: bool,
     /// Whether a commit is waiting for room (the journal is at its bound).
     pub full: bool,
+}
+
+/// What [`Shared::done`] hands the uploader.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// Labels to set in the store.
+    pub labels: Vec<(Key, Label)>,
+    /// Metadata to record in the store.
+    pub metas: Metas,
+    /// The receipt to ack once they are.
+    pub receipt: Option<u64>,
 }
 
 /// Everything the committers, the writer thread and the uploader share.
@@ -223,18 +242,19 @@ impl Shared {
     }
 
     /// Marks batch `jseq` acked by the store: batches leave the queue (and their keys the
-    /// overlay) in order. Returns the labels of keys that left the overlay, for the store, and
-    /// the receipt [`Shared::release`] acks once they are set.
-    pub fn done(&self, jseq: u64) -> (Vec<(Key, Label)>, Option<u64>) {
+    /// overlay) in order. Returns the labels and metadata of keys that left the overlay, for
+    /// the store, and the receipt [`Shared::release`] acks once they are set.
+    pub fn done(&self, jseq: u64) -> Done {
         let mut st = self.lock();
         let Some(p) = st.queue.get_mut(&jseq) else {
-            return (Vec::new(), None);
+            return Done::default();
         };
         p.done = true;
         p.uploading = false;
         self.counters.uploaded.fetch_add(1, Ordering::Relaxed);
         let mut last_receipt = None;
         let mut labels = Vec::new();
+        let mut metas = Vec::new();
         while let Some(entry) = st.queue.first_entry() {
             if !entry.get().done {
                 break;
@@ -246,13 +266,31 @@ impl Shared {
                     if let Some(l) = st.labels.remove(key) {
                         labels.push((key.clone(), l));
                     }
+                    // Kept (and read from) until the store has it: see `Shared::recorded`.
+                    if let Some(m) = st.metas.get(key) {
+                        metas.push((key.clone(), m.clone()));
+                    }
                 }
             }
             st.pending_bytes -= p.bytes;
             st.acked_jseq = seq;
             last_receipt = Some(p.receipt);
         }
-        (labels, last_receipt)
+        Done {
+            labels,
+            metas,
+            receipt: last_receipt,
+        }
+    }
+
+    /// Forgets metadata the store now holds, unless it was recorded again meanwhile.
+    pub fn recorded(&self, metas: &Metas) {
+        let mut st = self.lock();
+        for (k, m) in metas {
+            if st.metas.get(k) == Some(m) {
+                st.metas.remove(k);
+            }
+        }
     }
 
     /// Acks receipts up to `receipt` (from [`Shared::done`]); segments holding only acked

@@ -11,7 +11,7 @@ use rand::Rng;
 use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key, Retry};
 use tokio::task::JoinSet;
 
-use crate::state::{Ops, Shared};
+use crate::state::{Metas, Ops, Shared};
 use crate::writer::Msg;
 
 /// The longest wait between two attempts at one batch.
@@ -34,21 +34,31 @@ pub async fn run(
     let mut last_lag_log: Option<Instant> = None;
     let mut uploaded_since_idle = true;
     while !shared.closed.load(Ordering::Acquire) {
-        for (jseq, ops) in startable(&shared, parallel.saturating_sub(inflight.len())) {
-            inflight.spawn(upload(shared.clone(), inner.clone(), jseq, ops));
+        for (jseq, ops, metas) in startable(&shared, parallel.saturating_sub(inflight.len())) {
+            inflight.spawn(upload(shared.clone(), inner.clone(), jseq, ops, metas));
         }
         tokio::select! {
             () = shared.work.notified() => {}
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 if let Ok(jseq) = done {
-                    let (labels, receipt) = shared.done(jseq);
+                    let done = shared.done(jseq);
                     // Before the ack: whoever waits for it finds the files labelled.
-                    if !labels.is_empty()
-                        && let Err(e) = inner.set_labels(labels).await
+                    if !done.labels.is_empty()
+                        && let Err(e) = inner.set_labels(done.labels).await
                     {
                         tracing::warn!(error = %e, "could not label files the journal wrote");
                     }
-                    shared.release(receipt);
+                    if !done.metas.is_empty() {
+                        let batch = done
+                            .metas
+                            .iter()
+                            .fold(Batch::new(), |b, (k, m)| b.meta(k.clone(), m.clone()));
+                        match inner.commit(batch).await {
+                            Ok(_) => shared.recorded(&done.metas),
+                            Err(e) => tracing::warn!(error = %e, "could not record body metadata in the store"),
+                        }
+                    }
+                    shared.release(done.receipt);
                     uploaded_since_idle = true;
                 }
             }
@@ -86,7 +96,7 @@ pub async fn run(
 
 /// Batches that can start now, in order: durable, not uploading, and touching no key an
 /// earlier unfinished batch touches (so the store sees each key's writes in order).
-fn startable(shared: &Shared, room: usize) -> Vec<(u64, Ops)> {
+fn startable(shared: &Shared, room: usize) -> Vec<(u64, Ops, Metas)> {
     let mut out = Vec::new();
     if room == 0 {
         return out;
@@ -110,18 +120,24 @@ fn startable(shared: &Shared, room: usize) -> Vec<(u64, Ops)> {
     for jseq in start {
         if let Some(p) = st.queue.get_mut(&jseq) {
             p.uploading = true;
-            out.push((jseq, p.ops.clone()));
+            out.push((jseq, p.ops.clone(), p.metas.clone()));
         }
     }
     out
 }
 
 /// Uploads one batch until the store acks it; returns its number.
-async fn upload(shared: Arc<Shared>, inner: Arc<dyn Backend>, jseq: u64, ops: Ops) -> u64 {
+async fn upload(
+    shared: Arc<Shared>,
+    inner: Arc<dyn Backend>,
+    jseq: u64,
+    ops: Ops,
+    metas: Metas,
+) -> u64 {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0u64;
     loop {
-        match push(&*inner, &ops).await {
+        match push(&*inner, &ops, &metas).await {
             Ok(()) => return jseq,
             Err(e) => {
                 attempt += 1;
@@ -146,7 +162,7 @@ async fn upload(shared: Arc<Shared>, inner: Arc<dyn Backend>, jseq: u64, ops: Op
 }
 
 /// One attempt: the batch to the store, then its ack.
-async fn push(inner: &dyn Backend, ops: &Ops) -> Result<(), BackendError> {
+async fn push(inner: &dyn Backend, ops: &Ops, metas: &Metas) -> Result<(), BackendError> {
     let mut batch = Batch::new();
     for (key, blob) in ops {
         batch = match blob {
@@ -162,6 +178,9 @@ async fn push(inner: &dyn Backend, ops: &Ops) -> Result<(), BackendError> {
             }
             None => batch.delete(key.clone()),
         };
+    }
+    for (key, meta) in metas {
+        batch = batch.meta(key.clone(), meta.clone());
     }
     inner.commit(batch).await?.acked().await
 }

@@ -329,3 +329,37 @@ async fn concurrent_commits_share_fsyncs() {
     assert!(fsyncs < 320, "320 commits took {fsyncs} fsyncs");
     j.flush(u64::MAX).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_metadata_is_journaled_and_reaches_the_store_after_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let down = store(1.0);
+    let meta = strata_backend_api::BodyMeta {
+        user: "u".into(),
+        mailbox: 4,
+        mailbox_name: "Archive/2026".into(),
+        guid: "0123456789abcdef0123456789abcdef".into(),
+        internal_date: 1_700_000_000,
+        zone_minutes: 120,
+        saved: 1_700_000_001,
+        size: 4,
+    };
+    {
+        let j = open(&dir, down.clone()).await;
+        j.commit(
+            Batch::new()
+                .put(k("m/1"), "body")
+                .meta(k("m/1"), meta.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(j.meta(&k("m/1")).await.unwrap(), Some(meta.clone()));
+    }
+    // The store was down throughout: the metadata is only in the journal, and comes back.
+    let j = open(&dir, down.clone()).await;
+    assert_eq!(j.stats().replayed, 1);
+    assert_eq!(j.meta(&k("m/1")).await.unwrap(), Some(meta.clone()));
+    down.set_error_rate(0.0);
+    wait_for(&j, "uploaded the replayed batch", |s| s.pending_batches == 0).await;
+    assert_eq!(down.inner().meta(&k("m/1")).await.unwrap(), Some(meta));
+}

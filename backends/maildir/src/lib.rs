@@ -50,6 +50,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     server_side_copy: true,
     deferred_ack: false,
     labels: true,
+    metadata: false,
 };
 
 /// The Maildir backend.
@@ -248,6 +249,8 @@ impl Inner {
                     };
                     (to, source)
                 }
+                // Its folders and file names are the Maildir's only metadata.
+                Op::Meta { .. } => continue,
             };
             self.locate(&key)?;
             match index.get(&key) {

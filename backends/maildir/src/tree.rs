@@ -106,6 +106,8 @@ impl MaildirTree {
                     }
                     (u.to_string(), Op::Copy { from, to })
                 }
+                // A Maildir keeps no metadata: its folders and names are what it records.
+                Op::Meta { .. } => continue,
             };
             let i = slot(&user, &mut out);
             out[i].1.ops.push(op);

@@ -30,14 +30,22 @@ use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::future::try_join_all;
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Op, Receipt,
-    Retry,
+    AckTracker, Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Listed, Op,
+    Receipt, Retry,
 };
 use tokio::sync::Semaphore;
 
 pub use options::S3Options;
 
 use error::s3_err;
+
+/// Body metadata as S3 user metadata (`x-amz-meta-strata-…`).
+fn metadata_map(meta: &BodyMeta) -> HashMap<String, String> {
+    meta.to_pairs()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
+}
 
 /// Most keys one DeleteObjects request may name.
 const DELETE_CHUNK: usize = 1000;
@@ -194,7 +202,13 @@ impl S3Backend {
 
     /// Writes an object; with `create_only`, S3 itself refuses it if the object exists
     /// (`If-None-Match: *`), whoever wrote it and however close in time.
-    async fn put(&self, key: &Key, data: Bytes, create_only: bool) -> Result<(), BackendError> {
+    async fn put(
+        &self,
+        key: &Key,
+        data: Bytes,
+        create_only: bool,
+        meta: Option<&BodyMeta>,
+    ) -> Result<(), BackendError> {
         let _p = self.permit().await;
         let mut put = self
             .client
@@ -202,7 +216,8 @@ impl S3Backend {
             .bucket(&self.bucket)
             .key(self.object_key(key))
             .content_length(data.len() as i64)
-            .body(ByteStream::from(data));
+            .body(ByteStream::from(data))
+            .set_metadata(meta.map(metadata_map));
         if create_only {
             put = put.if_none_match("*");
         }
@@ -212,10 +227,10 @@ impl S3Backend {
         Ok(())
     }
 
-    async fn copy(&self, from: &Key, to: &Key) -> Result<(), BackendError> {
-        let _p = self.permit().await;
-        // Keys are `[A-Za-z0-9._-+=,/]`; the copy source is a URL path, so escape the rest.
-        let source: String = format!("{}/{}", self.bucket, self.object_key(from))
+    /// The copy source of `key`: a URL path, so what keys allow beyond it is escaped.
+    fn copy_source(&self, key: &Key) -> String {
+        // Keys are `[A-Za-z0-9._-+=,/]`.
+        format!("{}/{}", self.bucket, self.object_key(key))
             .chars()
             .map(|c| match c {
                 '+' => "%2B".to_string(),
@@ -223,16 +238,42 @@ impl S3Backend {
                 ',' => "%2C".to_string(),
                 c => c.to_string(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Copies an object in the store; its metadata goes with it.
+    async fn copy(&self, from: &Key, to: &Key) -> Result<(), BackendError> {
+        let _p = self.permit().await;
         self.client
             .copy_object()
             .bucket(&self.bucket)
             .key(self.object_key(to))
-            .copy_source(source)
+            .copy_source(self.copy_source(from))
             .send()
             .await
             .map_err(|e| self.err(format!("COPY {from} to {to}"), e))?;
         Ok(())
+    }
+
+    /// Replaces a stored object's metadata (a copy onto itself, in the store); a key that is
+    /// not stored is skipped.
+    async fn set_meta(&self, key: &Key, meta: &BodyMeta) -> Result<(), BackendError> {
+        let _p = self.permit().await;
+        let r = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .copy_source(self.copy_source(key))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(metadata_map(meta)))
+            .send()
+            .await
+            .map_err(|e| self.err(format!("COPY {key} onto itself (metadata)"), e));
+        match r {
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     async fn delete_many(&self, keys: &[Key]) -> Result<(), BackendError> {
@@ -291,6 +332,7 @@ impl S3Backend {
                 Op::Delete { key } => {
                     seen.insert(key, false);
                 }
+                Op::Meta { .. } => {}
                 Op::Copy { from, to } => {
                     let exists = match seen.get(from) {
                         Some(&e) => e,
@@ -310,23 +352,29 @@ impl S3Backend {
         Ok(())
     }
 
-    /// Applies operations that touch different keys, all at once.
-    async fn wave(&self, ops: Vec<Op>, absent: &HashSet<Key>) -> Result<(), BackendError> {
+    /// Applies operations that touch different keys, all at once; a put's metadata, if the
+    /// batch gives it, goes in the same request.
+    async fn wave(
+        &self,
+        ops: Vec<(Op, Option<Box<BodyMeta>>)>,
+        absent: &HashSet<Key>,
+    ) -> Result<(), BackendError> {
         let mut deletes = Vec::new();
         let mut writes = Vec::new();
-        for op in ops {
+        for (op, meta) in ops {
             match op {
                 Op::Delete { key } => deletes.push(key),
-                other => writes.push(other),
+                other => writes.push((other, meta)),
             }
         }
-        let writes = try_join_all(writes.into_iter().map(|op| async move {
+        let writes = try_join_all(writes.into_iter().map(|(op, meta)| async move {
             match op {
                 Op::Put { key, data } => {
                     let create_only = absent.contains(&key);
-                    self.put(&key, data, create_only).await
+                    self.put(&key, data, create_only, meta.as_deref()).await
                 }
                 Op::Copy { from, to } => self.copy(&from, &to).await,
+                Op::Meta { key, meta } => self.set_meta(&key, &meta).await,
                 Op::Delete { .. } => Ok(()),
             }
         }));
@@ -349,6 +397,7 @@ impl Backend for S3Backend {
             server_side_copy: true,
             deferred_ack: false,
             labels: false,
+            metadata: true,
         }
     }
 
@@ -364,12 +413,24 @@ impl Backend for S3Backend {
                 strata_backend_api::Precondition::Exists(_) => None,
             })
             .collect();
+        // Metadata right after its key's put travels with that PUT.
+        let mut ops: Vec<(Op, Option<Box<BodyMeta>>)> = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            if let Op::Meta { key, meta } = op {
+                match ops.last_mut() {
+                    Some((Op::Put { key: k, .. }, m)) if *k == key => *m = Some(meta),
+                    _ => ops.push((Op::Meta { key, meta }, None)),
+                }
+                continue;
+            }
+            ops.push((op, None));
+        }
         // Operations run in waves; a key seen again starts a new wave, so order per key holds.
         let mut wave = Vec::new();
         let mut keys: HashSet<Key> = HashSet::new();
-        for op in batch.ops {
+        for (op, meta) in ops {
             let touched: Vec<&Key> = match &op {
-                Op::Put { key, .. } | Op::Delete { key } => vec![key],
+                Op::Put { key, .. } | Op::Delete { key } | Op::Meta { key, .. } => vec![key],
                 Op::Copy { from, to } => vec![from, to],
             };
             if touched.iter().any(|k| keys.contains(*k)) {
@@ -379,7 +440,7 @@ impl Backend for S3Backend {
                 keys.clear();
             }
             keys.extend(touched.into_iter().cloned());
-            wave.push(op);
+            wave.push((op, meta));
         }
         self.wave(wave, &absent).await?;
         // A PUT answered is durable in the store: soft-done and acked are one moment.
@@ -440,6 +501,25 @@ impl Backend for S3Backend {
             .with_source(e)
         })?;
         Ok(body.into_bytes())
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        let out = {
+            let _p = self.permit().await;
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+                .map_err(|e| self.err(format!("HEAD {key}"), e))?
+        };
+        let Some(pairs) = out.metadata() else {
+            return Ok(None);
+        };
+        BodyMeta::from_pairs(|n| pairs.get(n).map(String::as_str)).map_err(|why| {
+            BackendError::new(&self.name, ErrorKind::Corrupt, format!("{key}: {why}"))
+        })
     }
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {

@@ -53,6 +53,10 @@ pub(crate) struct Statements {
     pub range_chunks: &'static str,
     /// Binds (prefix length, prefix): byte-exact, whatever the column's collation sorts by.
     pub list: &'static str,
+    /// Binds (user, mailbox, mailbox name, guid, date, zone, saved, key).
+    pub set_meta: &'static str,
+    /// Size, then the metadata columns in `set_meta`'s order.
+    pub get_meta: &'static str,
 }
 
 const PORTABLE: Statements = Statements {
@@ -62,13 +66,19 @@ const PORTABLE: Statements = Statements {
     del_object: "DELETE FROM strata_objects WHERE okey = ?",
     ins_object: "INSERT INTO strata_objects (okey, size, chunk_bytes) VALUES (?, ?, ?)",
     ins_chunk: "INSERT INTO strata_chunks (okey, n, data) VALUES (?, ?, ?)",
-    copy_object: "INSERT INTO strata_objects (okey, size, chunk_bytes) \
-                  SELECT ?, size, chunk_bytes FROM strata_objects WHERE okey = ?",
+    copy_object: "INSERT INTO strata_objects (okey, size, chunk_bytes, mail_user, mail_mailbox, \
+                  mail_mailbox_name, mail_guid, mail_date, mail_zone, mail_saved) \
+                  SELECT ?, size, chunk_bytes, mail_user, mail_mailbox, mail_mailbox_name, \
+                  mail_guid, mail_date, mail_zone, mail_saved FROM strata_objects WHERE okey = ?",
     copy_chunks: "INSERT INTO strata_chunks (okey, n, data) \
                   SELECT ?, n, data FROM strata_chunks WHERE okey = ?",
     all_chunks: "SELECT data FROM strata_chunks WHERE okey = ? ORDER BY n",
     range_chunks: "SELECT data FROM strata_chunks WHERE okey = ? AND n >= ? AND n <= ? ORDER BY n",
     list: "SELECT okey, size FROM strata_objects WHERE substr(okey, 1, ?) = ?",
+    set_meta: "UPDATE strata_objects SET mail_user = ?, mail_mailbox = ?, mail_mailbox_name = ?, \
+               mail_guid = ?, mail_date = ?, mail_zone = ?, mail_saved = ? WHERE okey = ?",
+    get_meta: "SELECT size, mail_user, mail_mailbox, mail_mailbox_name, mail_guid, mail_date, \
+               mail_zone, mail_saved FROM strata_objects WHERE okey = ?",
 };
 
 /// `?` placeholders numbered `$1, $2...`, for PostgreSQL.
@@ -107,6 +117,8 @@ impl Statements {
                     all_chunks: numbered(p.all_chunks),
                     range_chunks: numbered(p.range_chunks),
                     list: numbered(p.list),
+                    set_meta: numbered(p.set_meta),
+                    get_meta: numbered(p.get_meta),
                 }
             }),
         }

@@ -8,7 +8,8 @@
 //! An object is a row of `strata_objects` (key, size, chunk size) and its bytes are rows of
 //! `strata_chunks`, at most `chunk_bytes` each, so that no row exceeds a server's packet limit
 //! and a range read fetches only the chunks it covers. The schema is created and upgraded by
-//! the migrations shipped in `migrations/<dialect>/`.
+//! the migrations shipped in `migrations/<dialect>/`. A body's metadata ([`BodyMeta`]) is kept
+//! in `mail_*` columns of its object row, so a query finds a user's mail by mailbox and GUID.
 //!
 //! It is not an index: nothing but bodies is stored here.
 
@@ -23,7 +24,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use strata_backend_api::{
-    AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Op, Receipt,
+    AckTracker, Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Listed, Op,
+    Receipt,
 };
 
 pub use dialect::Dialect;
@@ -203,6 +205,7 @@ impl Backend for SqlBackend {
             server_side_copy: true,
             deferred_ack: false,
             labels: false,
+            metadata: true,
         }
     }
 
@@ -282,6 +285,21 @@ impl Backend for SqlBackend {
                                 .await
                                 .map_err(|e| self.dberr("deleting an object", e))?;
                         }
+                    }
+                    Op::Meta { key, meta } => {
+                        // A key not stored matches no row: skipped, as the contract says.
+                        sqlx::query(sql.set_meta)
+                            .bind(meta.user.as_str())
+                            .bind(i64::try_from(meta.mailbox).unwrap_or(i64::MAX))
+                            .bind(meta.mailbox_name.as_str())
+                            .bind(meta.guid.as_str())
+                            .bind(meta.internal_date)
+                            .bind(i32::from(meta.zone_minutes))
+                            .bind(meta.saved)
+                            .bind(key.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| self.dberr("recording body metadata", e))?;
                     }
                     Op::Copy { from, to } => {
                         absent.remove(to);
@@ -406,6 +424,39 @@ impl Backend for SqlBackend {
                 ));
             }
             Ok(out.slice(start as usize..end as usize))
+        })
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        let what = "reading body metadata";
+        on_db!(self, pool, sql => {
+            let row = sqlx::query(sql.get_meta)
+                .bind(key.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| self.dberr(what, e))?
+                .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))?;
+            let size: i64 = row.try_get(0).map_err(|e| self.dberr(what, e))?;
+            let user: Option<String> = row.try_get(1).map_err(|e| self.dberr(what, e))?;
+            let Some(user) = user else {
+                return Ok(None);
+            };
+            let mailbox: Option<i64> = row.try_get(2).map_err(|e| self.dberr(what, e))?;
+            let name: Option<String> = row.try_get(3).map_err(|e| self.dberr(what, e))?;
+            let guid: Option<String> = row.try_get(4).map_err(|e| self.dberr(what, e))?;
+            let date: Option<i64> = row.try_get(5).map_err(|e| self.dberr(what, e))?;
+            let zone: Option<i32> = row.try_get(6).map_err(|e| self.dberr(what, e))?;
+            let saved: Option<i64> = row.try_get(7).map_err(|e| self.dberr(what, e))?;
+            Ok(Some(BodyMeta {
+                user,
+                mailbox: mailbox.unwrap_or_default().max(0) as u64,
+                mailbox_name: name.unwrap_or_default(),
+                guid: guid.unwrap_or_default(),
+                internal_date: date.unwrap_or_default(),
+                zone_minutes: zone.unwrap_or_default().clamp(-1440, 1440) as i16,
+                saved: saved.unwrap_or_default(),
+                size: size.max(0) as u64,
+            }))
         })
     }
 
