@@ -171,6 +171,31 @@ async fn state(c: &mut Client) -> Vec<String> {
     out
 }
 
+/// What survives a rebuild from the bodies alone: each mailbox's messages by date, size and
+/// subject (UIDs and flags are not in the store).
+async fn contents(c: &mut Client) -> Vec<String> {
+    let list: Vec<String> = c.ok("LIST \"\" \"*\"").await.untagged;
+    let mut out = Vec::new();
+    for line in list {
+        let name = line
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        c.ok(&format!("EXAMINE {name}")).await;
+        let r = c
+            .cmd("FETCH 1:* (INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            .await;
+        for l in r.untagged.iter().filter(|l| l.contains("FETCH")) {
+            let at = l.find("INTERNALDATE").unwrap();
+            out.push(format!("{name}: {}", &l[at..]));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn mbsync_rc(dir: &Path, port: u16, cert: &Path, local: &Path) -> PathBuf {
     let rc = dir.join("mbsyncrc");
     std::fs::write(
@@ -235,6 +260,7 @@ async fn node_loss(kind: &str) {
     let mut c = login(a.port).await;
     workload(&mut c).await;
     let before = state(&mut c).await;
+    let mut kept = contents(&mut c).await;
     assert!(
         before.iter().any(|l| l.contains("$Important")),
         "{before:?}"
@@ -278,6 +304,37 @@ async fn node_loss(kind: &str) {
         files(&local),
         copied,
         "{kind}: nothing fetched again\n{log}"
+    );
+    drop(c);
+    drop(b);
+
+    // The last resort: the shipped index is lost too, and the index is rebuilt from what the
+    // bodies record of themselves. A COPY shares its original's body, which names only the
+    // original's mailbox: the two copies in Projects are not found again.
+    let cfg_b = strata_config::load(&config_b).unwrap();
+    std::fs::remove_dir_all(data_b.join("index")).unwrap();
+    let refused = strata_server::fill::fill(&cfg_b, "alice", None, false, &|_, _| {})
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("index restore"), "{refused}");
+    let done = strata_server::fill::fill(&cfg_b, "alice", None, true, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(done.discarded > 0, "{done:?}");
+    assert_eq!(
+        (done.report.messages, done.report.folders),
+        (10, 3),
+        "{kind}: {done:?}"
+    );
+    kept.retain(|l| !(l.starts_with("Projects:") && l.contains("inbox ")));
+    // The rebuilt index is shipped: a node without it restores it.
+    std::fs::remove_dir_all(data_b.join("index")).unwrap();
+    let b = spawn(&config_b);
+    let mut c = login(b.port).await;
+    assert_eq!(
+        contents(&mut c).await,
+        kept,
+        "{kind}: every body in the mailbox it was last filed in, with its date and size"
     );
     drop(b);
 }

@@ -15,6 +15,7 @@
 //! It is not an IMAP implementation (no wire types, no sessions) and not a body store.
 
 mod bodies;
+mod body_meta;
 mod error;
 mod graves;
 mod intents;

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use strata_backend_api::{Batch, ErrorKind, Key};
-use strata_index::{BodyLocation, Durability, Guid, Parts, Snapshot, StoreId};
+use strata_index::{
+    BodyLocation, Durability, Guid, MailboxId, Parts, Snapshot, StoreId, Timestamp,
+};
 
 use crate::bodies::BodyRead;
 use crate::error::{Result, StoreError};
@@ -61,6 +63,9 @@ struct Move {
     guid: Guid,
     from: BodyLocation,
     size: u64,
+    /// A mailbox it is filed in and its INTERNALDATE, for the body's metadata.
+    mailbox: MailboxId,
+    internal_date: Timestamp,
 }
 
 impl UserStore {
@@ -125,10 +130,17 @@ impl UserStore {
             let read: Vec<Result<bytes::Bytes>> = self.bodies(reads).collect().await;
             let mut batch = Batch::new();
             let mut copied = Vec::with_capacity(chunk.len());
+            let snap = self.snapshot()?;
             for (m, body) in chunk.iter().zip(read) {
                 match body {
                     Ok(b) if b.len() as u64 == m.size => {
-                        batch = batch.put(Key::new(m.from.key.clone())?, b);
+                        let key = Key::new(m.from.key.clone())?;
+                        batch = batch.put(key.clone(), b);
+                        if target.capabilities().metadata {
+                            let meta =
+                                self.body_meta(&snap, m.mailbox, &m.guid, m.internal_date, m.size)?;
+                            batch = batch.meta(key, meta);
+                        }
                         copied.push(m);
                     }
                     Ok(b) => {
@@ -159,6 +171,7 @@ impl UserStore {
                     Err(e) => return Err(e),
                 }
             }
+            drop(snap);
             if !copied.is_empty() {
                 target.commit(batch).await?.acked().await?;
             }
@@ -261,6 +274,8 @@ fn elsewhere(snap: &Snapshot, to: StoreId) -> Result<Vec<Move>> {
                     guid: m.guid,
                     from: c.location,
                     size: c.size,
+                    mailbox: m.mailbox,
+                    internal_date: m.internal_date,
                 });
             }
         }

@@ -293,6 +293,8 @@ pub struct Adopted {
     pub flags: Flags,
     /// INTERNALDATE.
     pub internal_date: Timestamp,
+    /// The GUID the store records for it (a new one if `None`).
+    pub guid: Option<Guid>,
 }
 
 /// One user's mail: the index and the stores holding the bodies.
@@ -553,6 +555,7 @@ impl UserStore {
             return Err(StoreError::MailboxExists("INBOX".into()));
         }
         let is_inbox = from.len() == 1 && from[0] == "INBOX";
+        let to_path = to.clone();
         self.index
             .write(Durability::Immediate, move |t| {
                 let mut parent = None;
@@ -586,6 +589,7 @@ impl UserStore {
             .await?;
         // Paths changed: each folder is decided again from the new ones.
         self.folders().clear();
+        self.rename_meta(&to_path).await;
         Ok(())
     }
 
@@ -627,7 +631,7 @@ impl UserStore {
             .mailbox(mailbox)?
             .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
         let folder = self.folder_of(&snap, mailbox)?;
-        drop(snap);
+        let keeps_meta = self.stores.main().capabilities().metadata;
         let mut batch = Batch::new();
         let mut news = Vec::with_capacity(messages.len());
         for m in messages {
@@ -637,6 +641,10 @@ impl UserStore {
             let size = m.raw.len() as u64;
             let (raw, parsed) = parse_off_thread(m.raw).await;
             batch = batch.put(Key::new(key.clone())?, raw);
+            if keeps_meta {
+                let meta = self.body_meta(&snap, mailbox, &guid, date, size)?;
+                batch = batch.meta(Key::new(key.clone())?, meta);
+            }
             news.push(NewMessage {
                 content: ContentRecord {
                     guid,
@@ -675,7 +683,7 @@ impl UserStore {
             .into_iter()
             .map(|a| NewMessage {
                 content: ContentRecord {
-                    guid: Guid(rand::random()),
+                    guid: a.guid.unwrap_or_else(|| Guid(rand::random())),
                     size: a.raw.len() as u64,
                     location: BodyLocation {
                         store: self.stores.main_id(),
@@ -720,7 +728,13 @@ impl UserStore {
         let leaving = self.leaving(mailbox, &uids)?;
         let pairs = self.index.move_messages(mailbox, uids, dest).await?;
         let gone: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+        let guids: HashMap<Uid, Guid> = leaving.iter().map(|(e, c)| (e.uid, c.guid)).collect();
+        let moved: Vec<(Guid, Uid)> = pairs
+            .iter()
+            .filter_map(|(old, new)| Some((*guids.get(old)?, *new)))
+            .collect();
         self.bury(mailbox, leaving, &gone)?;
+        self.refile_meta(dest, &moved).await;
         drop(moving);
         self.release_graves().await;
         Ok(pairs)

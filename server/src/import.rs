@@ -1,9 +1,11 @@
 //! `strata import maildir` and `strata index rebuild`: filling a user's mail from a Maildir++
-//! tree. Import copies messages in (through the backend, like APPEND); rebuild records the
-//! bodies the user's own Maildir backend already holds in a fresh index.
+//! tree or from the store. Import copies messages in (through the backend, like APPEND);
+//! rebuild records the bodies the user's own backend already holds in a fresh index: a
+//! Maildir's folders and file names, or an SQL or S3 store's body metadata.
 
 use std::path::Path;
 
+use futures::StreamExt;
 use strata_index::{Flags, IndexError, IndexOptions, UserIndex};
 use strata_mailstore::{Adopted, Appended, StoreError, UserStore};
 use thiserror::Error;
@@ -95,13 +97,8 @@ async fn fill(
     let mut report = ImportReport::default();
     // A rebuild skips (and deletes) the bodies an expunge gave up before a crash kept it from
     // deleting them: those messages were expunged, and stay so.
-    let given_up: std::collections::HashSet<String> = if adopt {
-        store
-            .given_up()
-            .into_iter()
-            .filter(|l| l.store == store.stores().main_id())
-            .map(|l| l.key)
-            .collect()
+    let given_up = if adopt {
+        given_up_keys(store)
     } else {
         Default::default()
     };
@@ -129,6 +126,7 @@ async fn fill(
                         raw,
                         flags,
                         internal_date: m.date,
+                        guid: None,
                     });
                 } else {
                     copies.push(Appended {
@@ -148,26 +146,140 @@ async fn fill(
         }
     }
     if adopt {
-        let mut batch = strata_backend_api::Batch::new();
-        for key in &abandoned {
-            batch =
-                batch.delete(strata_backend_api::Key::new(key.clone()).map_err(StoreError::from)?);
-        }
-        if !abandoned.is_empty() {
-            store
-                .backend()
-                .commit(batch)
-                .await
-                .map_err(StoreError::from)?;
-            tracing::info!(
-                user = store.name(),
-                skipped = abandoned.len(),
-                "rebuild: skipped and deleted bodies of messages expunged before a crash"
-            );
-        }
-        store.forget_given_up()?;
+        discard_given_up(store, &abandoned).await?;
     }
     Ok(report)
+}
+
+/// The keys of bodies an expunge gave up before a crash kept it from deleting them: those
+/// messages were expunged, and a rebuild leaves them so.
+fn given_up_keys(store: &UserStore) -> std::collections::HashSet<String> {
+    store
+        .given_up()
+        .into_iter()
+        .filter(|l| l.store == store.stores().main_id())
+        .map(|l| l.key)
+        .collect()
+}
+
+/// Deletes the given-up bodies a rebuild skipped, then forgets them.
+async fn discard_given_up(store: &UserStore, abandoned: &[String]) -> Result<(), ImportError> {
+    let mut batch = strata_backend_api::Batch::new();
+    for key in abandoned {
+        batch = batch.delete(strata_backend_api::Key::new(key.clone()).map_err(StoreError::from)?);
+    }
+    if !abandoned.is_empty() {
+        store
+            .backend()
+            .commit(batch)
+            .await
+            .map_err(StoreError::from)?;
+        tracing::info!(
+            user = store.name(),
+            skipped = abandoned.len(),
+            "rebuild: skipped and deleted bodies of messages expunged before a crash"
+        );
+    }
+    store.forget_given_up()?;
+    Ok(())
+}
+
+/// Records in `store` (a fresh index) every body the user's SQL or S3 store holds, in the
+/// mailbox its metadata names (see `store_scan`): new UIDs, no flags.
+pub async fn adopt_store(
+    store: &UserStore,
+    progress: &dyn Fn(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    let scan = crate::store_scan::scan(store.backend().as_ref(), store.name())
+        .await
+        .map_err(StoreError::from)?;
+    for key in &scan.foreign {
+        tracing::warn!(
+            user = store.name(),
+            key,
+            "rebuild: a body under this user's prefix names another user; left as it is"
+        );
+    }
+    if scan.by_key > 0 {
+        tracing::info!(
+            user = store.name(),
+            bodies = scan.by_key,
+            "rebuild: bodies without metadata placed by their keys"
+        );
+    }
+    let given_up = given_up_keys(store);
+    let total = scan.mailboxes.iter().map(|m| m.bodies.len() as u64).sum();
+    let mut report = ImportReport::default();
+    let mut abandoned = Vec::new();
+    let mut guids = std::collections::HashSet::new();
+    for mailbox in scan.mailboxes {
+        let id = store.ensure(mailbox.path.clone()).await?.id;
+        report.folders += 1;
+        let bodies: Vec<_> = mailbox
+            .bodies
+            .into_iter()
+            .filter(|b| {
+                let gone = given_up.contains(&b.key);
+                if gone {
+                    abandoned.push(b.key.clone());
+                }
+                !gone
+            })
+            .collect();
+        for chunk in bodies.chunks(BATCH) {
+            let reads = chunk
+                .iter()
+                .map(|b| {
+                    Ok(strata_backend_api::Read::whole(crate::store_scan::key_of(
+                        b,
+                    )?))
+                })
+                .collect::<Result<Vec<_>, strata_backend_api::BackendError>>()
+                .map_err(StoreError::from)?;
+            let read: Vec<_> = store.backend().get_many(reads, 32).collect().await;
+            let mut found = Vec::with_capacity(chunk.len());
+            for (b, raw) in chunk.iter().zip(read) {
+                let raw = raw.map_err(StoreError::from)?;
+                if b.recorded_size.is_some_and(|s| s != raw.len() as u64) {
+                    tracing::warn!(
+                        user = store.name(),
+                        key = b.key,
+                        recorded = b.recorded_size,
+                        actual = raw.len(),
+                        "rebuild: a body's size is not what its metadata records; adopting what is stored"
+                    );
+                }
+                // A GUID seen twice (a body copied in the store) is one content per body here.
+                let guid = b.guid.filter(|g| guids.insert(*g));
+                found.push(Adopted {
+                    key: b.key.clone(),
+                    raw: raw.to_vec(),
+                    flags: Flags::default(),
+                    internal_date: b.internal_date,
+                    guid,
+                });
+            }
+            report.messages += found.len() as u64;
+            store.adopt(id, found).await?;
+            progress(report.messages, total);
+        }
+    }
+    discard_given_up(store, &abandoned).await?;
+    Ok(report)
+}
+
+/// Refuses while a server holds the user's index at `index`.
+pub async fn ensure_unused(index: &Path) -> Result<(), ImportError> {
+    if !index.exists() {
+        return Ok(());
+    }
+    match UserIndex::open(index, IndexOptions::default()).await {
+        Ok((ix, _)) => ix.close().await,
+        Err(e @ IndexError::Locked { .. }) => return Err(ImportError::InUse(e)),
+        // A damaged index is exactly what a rebuild is for.
+        Err(e) => tracing::warn!(error = %e, "the old index does not open; rebuilding anyway"),
+    }
+    Ok(())
 }
 
 /// Moves a user's index aside (refusing while a server holds it) so that the next open starts
@@ -179,12 +291,7 @@ pub async fn retire_index(
     if !index.exists() {
         return Ok(None);
     }
-    match UserIndex::open(index, IndexOptions::default()).await {
-        Ok((ix, _)) => ix.close().await,
-        Err(e @ IndexError::Locked { .. }) => return Err(ImportError::InUse(e)),
-        // A damaged index is exactly what a rebuild is for.
-        Err(e) => tracing::warn!(error = %e, "the old index does not open; rebuilding anyway"),
-    }
+    ensure_unused(index).await?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

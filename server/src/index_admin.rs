@@ -44,6 +44,27 @@ async fn main_store(cfg: &Config, user: &str) -> anyhow::Result<(Arc<Backends>, 
     Ok((backends, main))
 }
 
+/// Makes way for `strata index rebuild` of `user` where indexes are shipped: a rebuild from
+/// the bodies must not be mixed with the shipped chain, which a fresh index is restored from at
+/// open. With no chain there is nothing to do; a chain is refused unless `discard`, which
+/// deletes it (returning how many objects went).
+pub async fn before_rebuild(cfg: &Config, user: &str, discard: bool) -> anyhow::Result<u64> {
+    if crate::serve::ship_options(cfg).is_none() {
+        return Ok(0);
+    }
+    let (_backends, main) = main_store(cfg, user).await?;
+    if chain::read_head(&*main).await?.is_none() {
+        return Ok(0);
+    }
+    if !discard {
+        bail!(
+            "{}: holds a shipped index of {user:?}, which has its flags, UIDs and MODSEQs;              `strata index restore --user {user}` brings it back. A rebuild from the bodies              alone (new UIDs, no flags) replaces it only with --discard-shipped",
+            main.name()
+        );
+    }
+    Ok(ship::discard(&*main).await?)
+}
+
 /// Replaces `user`'s index with the one shipped to their main store; the old one is kept
 /// beside it.
 pub async fn restore(cfg: &Config, user: &str) -> anyhow::Result<RestoreReport> {

@@ -14,12 +14,14 @@ pub mod accounts;
 pub mod auth;
 pub mod backends;
 pub mod control;
+pub mod fill;
 pub mod import;
 pub mod index_admin;
 pub mod maildir_scan;
 pub mod migrate;
 pub mod reconciler;
 pub mod serve;
+pub mod store_scan;
 pub mod tls;
 pub mod users;
 

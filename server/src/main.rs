@@ -100,12 +100,18 @@ enum IndexAction {
         #[arg(long)]
         user: String,
     },
-    /// Rebuilds a user's index from the bodies the backend holds, keeping the flags their file
-    /// names carry; the old index is kept beside it. The server must not be serving the user.
+    /// Rebuilds a user's index from the bodies the store holds, the last resort when no
+    /// shipped index is left: a Maildir's folders and file names (flags kept), or an SQL or S3
+    /// store's body metadata (mailboxes and dates; new UIDs, no flags). The old index is kept
+    /// beside it. The server must not be serving the user.
     Rebuild {
         /// The account.
         #[arg(long)]
         user: String,
+        /// Deletes the user's shipped index in the store first (a rebuild refuses to run
+        /// while one is there: `strata index restore` is what brings it back).
+        #[arg(long)]
+        discard_shipped: bool,
     },
     /// Replaces a user's index with the one shipped to their main store (`[index.ship]`),
     /// every object checked; the old index is kept beside it. The server must not be serving
@@ -300,12 +306,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: IndexAction::Check { user },
         } => index_check(&config(&cli)?, user)?,
         Command::Index {
-            action: IndexAction::Rebuild { user },
-        } => fill(&config(&cli)?, user, None)?,
+            action:
+                IndexAction::Rebuild {
+                    user,
+                    discard_shipped,
+                },
+        } => fill(&config(&cli)?, user, None, *discard_shipped)?,
         Command::Index { action } => index_admin(&config(&cli)?, action)?,
         Command::Import {
             source: ImportSource::Maildir { path, user },
-        } => fill(&config(&cli)?, user, Some(path))?,
+        } => fill(&config(&cli)?, user, Some(path), false)?,
         Command::Migrate {
             to,
             user,
@@ -383,75 +393,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Imports the Maildir at `from` into `user`'s mail, or (without `from`) rebuilds the user's
-/// index from their Maildir backend.
-fn fill(cfg: &Config, user: &str, from: Option<&PathBuf>) -> anyhow::Result<()> {
-    strata_server::users::check_name(user)?;
+/// index from their store: a Maildir's files, or an SQL or S3 store's body metadata.
+fn fill(
+    cfg: &Config,
+    user: &str,
+    from: Option<&PathBuf>,
+    discard_shipped: bool,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let accounts = runtime.block_on(strata_server::accounts::Accounts::open_direct(cfg))?;
-    if runtime.block_on(accounts.hash_of(user))?.is_none() {
-        bail!("no account {user:?} (add it with: strata user add {user})");
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {elapsed}")
+            .expect("progress template"),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let from = from.map(PathBuf::as_path);
+    let done = runtime.block_on(strata_server::fill::fill(
+        cfg,
+        user,
+        from,
+        discard_shipped,
+        &progress,
+    ))?;
+    bar.finish_and_clear();
+    if done.discarded > 0 {
+        println!("deleted the shipped index ({} objects)", done.discarded);
     }
-    runtime.block_on(async {
-        std::fs::create_dir_all(cfg.data_dir.join("index"))?;
-        let index = strata_server::index_path(&cfg.data_dir, user);
-        let backend_root = match &cfg.storage.main.backend {
-            strata_config::Backend::Maildir { root } => Some(root.join(user)),
-            strata_config::Backend::Sql { .. } | strata_config::Backend::S3(_) => None,
-        };
-        if from.is_none() && backend_root.is_none() {
-            bail!(
-                "index rebuild reads the bodies of a Maildir backend; this configuration stores \
-                 them in SQL or S3, which the index itself describes (restore the index from a backup)"
-            );
-        }
-        if from.is_none()
-            && let Some(aside) = strata_server::import::retire_index(&index, "rebuild").await?
-        {
-            println!("the old index is kept at {}", aside.display());
-        }
-        let (store, backends) = strata_server::serve::mailstore(cfg).await?;
-        if from.is_none() {
-            // A rebuild reads the Maildir's files: first write out what a journal still holds.
-            backends.drain_journals().await?;
-        }
-        let user_store = store.user(user).await?;
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {elapsed}")
-                .expect("progress template"),
-        );
-        let progress = |done: u64, total: u64| {
-            bar.set_length(total);
-            bar.set_position(done);
-        };
-        let report = match from {
-            Some(path) => {
-                strata_server::import::import_maildir(&user_store, path, &progress).await?
-            }
-            None => {
-                let root = backend_root.as_ref().expect("checked above");
-                strata_server::import::adopt_maildir(&user_store, root, &progress).await?
-            }
-        };
-        bar.finish_and_clear();
-        user_store.flush().await?;
-        drop(user_store);
-        store.close_idle().await;
-        println!(
-            "{}: {} messages in {} folders",
-            if from.is_some() {
-                "imported"
-            } else {
-                "rebuilt"
-            },
-            report.messages,
-            report.folders
-        );
-        Ok(())
-    })
+    if let Some(aside) = &done.aside {
+        println!("the old index is kept at {}", aside.display());
+    }
+    println!(
+        "{}: {} messages in {} folders",
+        if from.is_some() {
+            "imported"
+        } else {
+            "rebuilt"
+        },
+        done.report.messages,
+        done.report.folders
+    );
+    Ok(())
 }
 
 /// `index restore | status | export | import`.

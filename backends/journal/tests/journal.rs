@@ -360,6 +360,9 @@ async fn body_metadata_is_journaled_and_reaches_the_store_after_a_restart() {
     assert_eq!(j.stats().replayed, 1);
     assert_eq!(j.meta(&k("m/1")).await.unwrap(), Some(meta.clone()));
     down.set_error_rate(0.0);
-    wait_for(&j, "uploaded the replayed batch", |s| s.pending_batches == 0).await;
+    wait_for(&j, "uploaded the replayed batch", |s| {
+        s.pending_batches == 0
+    })
+    .await;
     assert_eq!(down.inner().meta(&k("m/1")).await.unwrap(), Some(meta));
 }

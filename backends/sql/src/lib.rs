@@ -437,13 +437,23 @@ impl Backend for SqlBackend {
                 .map_err(|e| self.dberr(what, e))?
                 .ok_or_else(|| self.err(ErrorKind::NotFound, format!("{key} does not exist")))?;
             let size: i64 = row.try_get(0).map_err(|e| self.dberr(what, e))?;
-            let user: Option<String> = row.try_get(1).map_err(|e| self.dberr(what, e))?;
+            // MySQL hands binary-collated text over as bytes.
+            let text = |i: usize| -> Result<Option<String>, BackendError> {
+                match row.try_get::<Option<String>, _>(i) {
+                    Ok(s) => Ok(s),
+                    Err(_) => Ok(row
+                        .try_get::<Option<Vec<u8>>, _>(i)
+                        .map_err(|e| self.dberr(what, e))?
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())),
+                }
+            };
+            let user = text(1)?;
             let Some(user) = user else {
                 return Ok(None);
             };
             let mailbox: Option<i64> = row.try_get(2).map_err(|e| self.dberr(what, e))?;
-            let name: Option<String> = row.try_get(3).map_err(|e| self.dberr(what, e))?;
-            let guid: Option<String> = row.try_get(4).map_err(|e| self.dberr(what, e))?;
+            let name = text(3)?;
+            let guid = text(4)?;
             let date: Option<i64> = row.try_get(5).map_err(|e| self.dberr(what, e))?;
             let zone: Option<i32> = row.try_get(6).map_err(|e| self.dberr(what, e))?;
             let saved: Option<i64> = row.try_get(7).map_err(|e| self.dberr(what, e))?;

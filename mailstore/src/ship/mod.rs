@@ -518,6 +518,27 @@ async fn collect(store: &dyn Backend, head: Head) -> Result<(), BackendError> {
     .await
 }
 
+/// Deletes a user's shipped chain, for a rebuild from the bodies that replaces it: first a new
+/// epoch is claimed with a head naming no base (so a node still writing the old chain is
+/// fenced, and the next open finds no chain), then every object and older epoch head is
+/// deleted. Returns how many objects went.
+pub async fn discard(store: &dyn Backend) -> Result<u64, ChainError> {
+    let (_, newest) = chain::heads(store).await?;
+    let epoch = chain::claim(store, newest, 0).await?;
+    let keep = [chain::epoch_key(epoch), chain::head_key()];
+    let doomed: Vec<_> = store
+        .list(chain::PREFIX)
+        .await?
+        .into_iter()
+        .map(|l| l.key)
+        .filter(|k| !keep.contains(k))
+        .collect();
+    let n = doomed.len() as u64;
+    let batch = doomed.into_iter().fold(Batch::new(), |b, k| b.delete(k));
+    store.commit(batch).await?.acked().await?;
+    Ok(n)
+}
+
 /// Renames a damaged index file (and its shipping note) out of the way; returns the new name.
 pub fn set_aside(path: &std::path::Path) -> std::io::Result<PathBuf> {
     let secs = std::time::SystemTime::now()
