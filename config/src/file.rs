@@ -159,6 +159,7 @@ struct RawIndex {
 #[serde(deny_unknown_fields)]
 struct RawShip {
     enabled: Option<bool>,
+    dir: Option<String>,
     max_lag_ms: Option<u64>,
     max_changes: Option<u64>,
     compact_ratio: Option<f64>,
@@ -587,7 +588,13 @@ fn parse_checked(
         cache_bytes: p.positive("index.cache_mb", rx.cache_mb, dx.cache_bytes >> 20) << 20,
         repack_ratio,
         log_retention: rx.log_retention.unwrap_or(dx.log_retention),
-        ship: ship(&mut p, rx.ship.unwrap_or_default(), &dx.ship, &storage.main),
+        ship: ship(
+            &mut p,
+            rx.ship.unwrap_or_default(),
+            &dx.ship,
+            &storage.main,
+            ctx.base,
+        ),
     };
     if index.group_commit_window > Duration::from_secs(1) {
         p.add(
@@ -607,11 +614,12 @@ fn parse_checked(
         backend: match raw.auth.and_then(|a| a.backend).as_deref() {
             None | Some("file") => crate::schema::AccountsIn::File,
             Some("store") => {
-                if matches!(storage.main.backend, Backend::Maildir { .. }) {
+                let shipped_to_dir = index.ship.enabled && index.ship.dir.is_some();
+                if matches!(storage.main.backend, Backend::Maildir { .. }) && !shipped_to_dir {
                     p.add(
                         "auth.backend",
                         "\"store\" keeps accounts in the main store, which must be SQL or S3 to \
-                         be shared between nodes",
+                         be shared between nodes, or in index.ship.dir where one is set",
                     );
                 }
                 crate::schema::AccountsIn::Store
@@ -1036,20 +1044,23 @@ fn errors(text: &str, file: Option<&Path>, problems: Vec<(String, String)>) -> C
     ConfigErrors(out)
 }
 
-/// `[index.ship]`: on by default where the main store is shared (SQL, S3).
+/// `[index.ship]`: on by default where there is somewhere to ship to: a shared main store
+/// (SQL, S3) or a directory.
 fn ship(
     p: &mut Problems,
     r: RawShip,
     d: &crate::schema::Ship,
     main: &Store,
+    base: &Path,
 ) -> crate::schema::Ship {
+    let dir = r.dir.map(|x| resolve(base, &x));
     let shared = !matches!(main.backend, Backend::Maildir { .. });
-    let enabled = r.enabled.unwrap_or(shared);
-    if enabled && !shared {
+    let enabled = r.enabled.unwrap_or(shared || dir.is_some());
+    if enabled && !shared && dir.is_none() {
         p.add(
             "index.ship.enabled",
-            "indexes are shipped to the main store, which must be SQL or S3; a Maildir's \
-             index is rebuilt from its files (`strata index rebuild`)",
+            "a Maildir main store holds no shipped index: set index.ship.dir to a directory \
+             on another disk (or a shared file system) to ship there",
         );
     }
     let compact_ratio = match r.compact_ratio {
@@ -1072,6 +1083,7 @@ fn ship(
     }
     crate::schema::Ship {
         enabled,
+        dir,
         max_lag,
         max_changes: p.positive("index.ship.max_changes", r.max_changes, d.max_changes),
         compact_ratio,

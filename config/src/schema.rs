@@ -278,8 +278,12 @@ pub struct Index {
 /// that a node's loss loses no mail state (`[index.ship]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ship {
-    /// Whether indexes are shipped (by default: when the main store is SQL or S3).
+    /// Whether indexes are shipped (by default: when the main store is SQL or S3, or `dir` is
+    /// set).
     pub enabled: bool,
+    /// Ships to this directory (a disk other than the node's, or a shared file system)
+    /// instead of the main store: how a Maildir deployment ships its indexes.
+    pub dir: Option<std::path::PathBuf>,
     /// The longest a committed change waits before it is shipped.
     pub max_lag: Duration,
     /// Changes after which a diff is shipped at once.
@@ -350,6 +354,7 @@ impl Default for Config {
                 log_retention: 1_000_000,
                 ship: Ship {
                     enabled: false,
+                    dir: None,
                     max_lag: Duration::from_secs(1),
                     max_changes: 256,
                     compact_ratio: 0.5,

@@ -394,5 +394,30 @@ fn index_shipping_is_on_for_shared_stores_and_its_mistakes_name_the_line() {
             ("index.ship.max_lag_ms".to_string(), Some(5)),
         ]
     );
-    assert!(errs.to_string().contains("SQL or S3"), "{errs}");
+    assert!(errs.to_string().contains("index.ship.dir"), "{errs}");
+}
+
+#[test]
+fn a_maildir_ships_to_a_directory_and_may_keep_accounts_there() {
+    let text = "[index.ship]\ndir = \"../shipped\"\n[auth]\nbackend = \"store\"\n";
+    let c = parse(text, Path::new("/etc/strata"), None).unwrap();
+    assert!(
+        c.index.ship.enabled,
+        "on by default once there is a directory"
+    );
+    assert_eq!(
+        c.index.ship.dir.as_deref(),
+        Some(Path::new("/etc/strata/../shipped"))
+    );
+    let errs = parse(
+        "[auth]\nbackend = \"store\"\n",
+        Path::new("."),
+        Some(Path::new("s.toml")),
+    )
+    .unwrap_err();
+    assert!(
+        errs.to_string().contains("s.toml:2: auth.backend")
+            && errs.to_string().contains("index.ship.dir"),
+        "{errs}"
+    );
 }

@@ -4,7 +4,9 @@
 //! SIGKILL and A is deleted. A server on an empty data directory B with the same configuration
 //! answers every mailbox, UID, flag and subscription as A did, and the mbsync copy resyncs
 //! without fetching anything again. Once per shared store: SQLite (on a disk that survives),
-//! PostgreSQL, MariaDB and S3, each on loopback.
+//! PostgreSQL, MariaDB and S3, each on loopback, and a Maildir shipping to a directory
+//! (`[index.ship] dir`). Then, on the shared stores, the shipped index is lost too and the
+//! index rebuilt from the bodies' own metadata.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +62,17 @@ async fn store(kind: &str, root: &Path) -> Store {
                 _db: None,
             }
         }
+        // A Maildir on a disk that outlives the node, its indexes (and accounts) shipped to a
+        // directory beside it.
+        "maildir" => Store {
+            toml: format!(
+                "[storage]\nbackend = \"maildir\"\nappend_ack = \"acked\"\n[storage.maildir]\nroot = \"{}\"\n[index.ship]\ndir = \"{}\"\n",
+                root.join("maildir").display(),
+                root.join("shipped").display()
+            ),
+            _s3: None,
+            _db: None,
+        },
         other => panic!("no store {other}"),
     }
 }
@@ -307,6 +320,10 @@ async fn node_loss(kind: &str) {
     );
     drop(c);
     drop(b);
+    if kind == "maildir" {
+        // A Maildir's rebuild reads its folders and file names (tests/maildir.rs).
+        return;
+    }
 
     // The last resort: the shipped index is lost too, and the index is rebuilt from what the
     // bodies record of themselves. A COPY shares its original's body, which names only the
@@ -357,6 +374,11 @@ async fn node_loss_on_mariadb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_loss_on_s3() {
     node_loss("s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_on_maildir_shipping_to_a_directory() {
+    node_loss("maildir").await;
 }
 
 /// APPENDs until the server dies, recording the UID of each one answered OK.

@@ -14,6 +14,8 @@ pub struct BodyStores {
     main: StoreId,
     // A handful at most, so a list beats a map.
     stores: Vec<(StoreId, Arc<dyn Backend>)>,
+    /// Where the index is shipped, when not to the main store (`[index.ship] dir`).
+    index: Option<Arc<dyn Backend>>,
 }
 
 impl BodyStores {
@@ -22,7 +24,19 @@ impl BodyStores {
         BodyStores {
             main,
             stores: vec![(main, backend)],
+            index: None,
         }
+    }
+
+    /// Ships the index to `backend` instead of the main store.
+    pub fn with_index_store(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.index = Some(backend);
+        self
+    }
+
+    /// Where the index is shipped: its own store if one is set, else the main store.
+    pub fn index_store(&self) -> &Arc<dyn Backend> {
+        self.index.as_ref().unwrap_or_else(|| self.main())
     }
 
     /// Adds a store that holds bodies under `id` (replacing one with the same id).

@@ -132,7 +132,7 @@ impl Mailstore {
         );
         let expunging = self.opts.index_dir.join(format!("{user}.expunging"));
         let index_handle = index.clone();
-        let stores_main = stores.main().clone();
+        let ship_to = stores.index_store().clone();
         let store = Arc::new(UserStore {
             name: user.to_string(),
             index,
@@ -156,7 +156,7 @@ impl Mailstore {
             background: Arc::new(RwLock::new(())),
             labeller: Mutex::new(None),
             shipper: match (self.opts.ship.clone(), taken) {
-                (Some(o), Some(t)) => Some(Shipper::start(user, index_handle, stores_main, o, t)),
+                (Some(o), Some(t)) => Some(Shipper::start(user, index_handle, ship_to, o, t)),
                 _ => None,
             },
         });
@@ -204,11 +204,15 @@ impl Mailstore {
             }
         }
         let opts = self.opts.index.clone();
-        let (index, report, taken) =
-            crate::ship::open_for_writing(user, path, local_modseq, &**stores.main(), ship, || {
-                UserIndex::open(path, opts.clone())
-            })
-            .await?;
+        let (index, report, taken) = crate::ship::open_for_writing(
+            user,
+            path,
+            local_modseq,
+            &**stores.index_store(),
+            ship,
+            || UserIndex::open(path, opts.clone()),
+        )
+        .await?;
         Ok((index, report, Some(taken)))
     }
 

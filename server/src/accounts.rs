@@ -15,6 +15,9 @@ use crate::backends::Backends;
 use crate::users::{UserDb, UserError, check_name};
 
 const PREFIX: &str = ".accounts";
+/// Why `[auth] backend = "store"` has nowhere to keep accounts.
+const NEEDS_A_STORE: &str =
+    "[auth] backend = \"store\" needs an SQL or S3 main store, or [index.ship] dir";
 
 /// The accounts the configuration names.
 pub enum Accounts {
@@ -34,11 +37,21 @@ impl Accounts {
                 cfg.data_dir.join("users"),
             )))),
             AccountsIn::Store => {
-                let shared = backends.shared_main().ok_or_else(|| {
+                // A Maildir is no place for them (even behind a journal): the ship directory is.
+                let maildir = matches!(
+                    cfg.storage.main.backend,
+                    strata_config::Backend::Maildir { .. }
+                );
+                let shared = if maildir {
+                    backends.index_store()
+                } else {
+                    backends.shared_main()
+                };
+                let shared = shared.ok_or_else(|| {
                     UserError::Store(strata_backend_api::BackendError::new(
                         "accounts",
                         ErrorKind::Unsupported,
-                        "[auth] backend = \"store\" needs an SQL or S3 main store",
+                        NEEDS_A_STORE,
                     ))
                 })?;
                 Ok(Accounts::Store(Arc::new(Prefixed::new(shared, PREFIX)?)))
@@ -55,15 +68,19 @@ impl Accounts {
                 cfg.data_dir.join("users"),
             )))),
             AccountsIn::Store => {
-                let store = crate::backends::reach(&cfg.storage.main)
-                    .await?
-                    .ok_or_else(|| {
-                        UserError::Store(strata_backend_api::BackendError::new(
-                            "accounts",
-                            ErrorKind::Unsupported,
-                            "[auth] backend = \"store\" needs an SQL or S3 main store",
-                        ))
-                    })?;
+                let store = match crate::backends::reach(&cfg.storage.main).await? {
+                    Some(s) => s,
+                    None => match &cfg.index.ship.dir {
+                        Some(dir) => Arc::new(strata_backend_files::FilesBackend::open(dir)?),
+                        None => {
+                            return Err(UserError::Store(strata_backend_api::BackendError::new(
+                                "accounts",
+                                ErrorKind::Unsupported,
+                                NEEDS_A_STORE,
+                            )));
+                        }
+                    },
+                };
                 Ok(Accounts::Store(Arc::new(Prefixed::new(store, PREFIX)?)))
             }
         }

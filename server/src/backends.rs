@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
+use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
 use strata_backend_maildir::{MaildirBackend, MaildirTree};
 use strata_backend_s3::{S3Backend, S3Options};
@@ -34,6 +35,8 @@ struct Connected {
 #[derive(Default)]
 pub struct Backends {
     stores: Vec<Connected>,
+    /// Where indexes are shipped when not to the main store (`[index.ship] dir`).
+    index_store: Option<Arc<dyn Backend>>,
     open: Mutex<HashMap<String, BodyStores>>,
     delayed: Mutex<Vec<Delayed>>,
 }
@@ -116,6 +119,22 @@ impl Backends {
         Ok(backends)
     }
 
+    /// Connects as [`Backends::connect`], and opens the directory indexes are shipped to
+    /// when the configuration names one.
+    pub async fn connect_all(cfg: &strata_config::Config) -> Result<Backends, BackendError> {
+        let mut backends = Self::connect(&cfg.storage).await?;
+        if cfg.index.ship.enabled
+            && let Some(dir) = &cfg.index.ship.dir
+        {
+            let files = FilesBackend::open(dir).map_err(|mut e| {
+                e.message = format!("index.ship.dir: {}", e.message);
+                e
+            })?;
+            backends.index_store = Some(Arc::new(files));
+        }
+        Ok(backends)
+    }
+
     async fn connect_one(&self, cfg: &Store) -> Result<Connected, BackendError> {
         let mut connected = Connected {
             cfg: cfg.clone(),
@@ -166,6 +185,11 @@ impl Backends {
     /// The main store as every user shares it (behind its journal), when it is shared (SQL, S3).
     pub fn shared_main(&self) -> Option<Arc<dyn Backend>> {
         self.stores.first().and_then(|s| s.shared.clone())
+    }
+
+    /// The directory indexes are shipped to (`[index.ship] dir`), when one is set.
+    pub fn index_store(&self) -> Option<Arc<dyn Backend>> {
+        self.index_store.clone()
     }
 
     /// The main store's journal lag and totals, when it has a journal.
@@ -248,7 +272,10 @@ impl Backends {
         let (main, backend) = views.next().ok_or_else(|| {
             BackendError::new("server", ErrorKind::Unavailable, "no store is configured")
         })?;
-        let stores = views.fold(BodyStores::new(main, backend), |b, (id, v)| b.with(id, v));
+        let mut stores = views.fold(BodyStores::new(main, backend), |b, (id, v)| b.with(id, v));
+        if let Some(shared) = &self.index_store {
+            stores = stores.with_index_store(Arc::new(Prefixed::new(shared.clone(), user)?));
+        }
         open.insert(user.to_string(), stores.clone());
         Ok(stores)
     }

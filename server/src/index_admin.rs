@@ -35,12 +35,12 @@ fn ship_options(cfg: &Config) -> ship::ShipOptions {
     })
 }
 
-/// The user's main store, connected.
+/// Where the user's index is shipped (the main store, or `[index.ship] dir`), connected.
 async fn main_store(cfg: &Config, user: &str) -> anyhow::Result<(Arc<Backends>, Arc<dyn Backend>)> {
     crate::users::check_name(user)?;
-    let backends = Arc::new(Backends::connect(&cfg.storage).await?);
+    let backends = Arc::new(Backends::connect_all(cfg).await?);
     let stores = backends.factory()(user)?;
-    let main = stores.main().clone();
+    let main = stores.index_store().clone();
     Ok((backends, main))
 }
 
@@ -58,7 +58,9 @@ pub async fn before_rebuild(cfg: &Config, user: &str, discard: bool) -> anyhow::
     }
     if !discard {
         bail!(
-            "{}: holds a shipped index of {user:?}, which has its flags, UIDs and MODSEQs;              `strata index restore --user {user}` brings it back. A rebuild from the bodies              alone (new UIDs, no flags) replaces it only with --discard-shipped",
+            "{}: holds a shipped index of {user:?}, which has its flags, UIDs and MODSEQs; \
+             `strata index restore --user {user}` brings it back. A rebuild from the bodies \
+             alone (new UIDs, no flags) replaces it only with --discard-shipped",
             main.name()
         );
     }
@@ -116,10 +118,10 @@ pub async fn status(cfg: &Config, user: Option<&str>) -> anyhow::Result<Vec<Stat
         None => crate::reconciler::users(&cfg.data_dir.join("index")),
     };
     let mut out = Vec::new();
-    let backends = Arc::new(Backends::connect(&cfg.storage).await?);
+    let backends = Arc::new(Backends::connect_all(cfg).await?);
     for u in users {
         crate::users::check_name(&u)?;
-        let main = backends.factory()(&u)?.main().clone();
+        let main = backends.factory()(&u)?.index_store().clone();
         let head = chain::read_head(&*main).await?;
         let (mut objects, mut base_bytes, mut diff_bytes, mut shipped) = (0, 0, 0, None);
         if let Some(h) = head {

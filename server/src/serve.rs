@@ -148,7 +148,7 @@ pub async fn mailstore(
         log_retention: Some(cfg.index.log_retention),
         ..MaintenanceOptions::default()
     });
-    let backends = Arc::new(Backends::connect(&cfg.storage).await?);
+    let backends = Arc::new(Backends::connect_all(cfg).await?);
     let store = Arc::new(Mailstore::new(
         MailstoreOptions {
             index_dir: cfg.data_dir.join("index"),
