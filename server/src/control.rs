@@ -1,11 +1,13 @@
 //! The control socket, `<data_dir>/control.sock` (mode 0600): admin commands that must run
 //! inside the server, because it holds the users' indexes and the journals' locks. Today it
-//! carries `migrate`. It is not a remote admin API: it is a Unix socket for the server's own
-//! account.
+//! carries `migrate` and `shipping`. It is not a remote admin API: it is a Unix socket for the
+//! server's own account.
 //!
 //! The protocol is lines: the client sends one request (`migrate STORE USER [BATCH]`, USER
-//! `*` for everyone, BATCH bodies per batch); the server answers progress lines starting with `. `, then one final line, `ok
-//! ...` or `error ...`. A client that goes away stops the work after the batch in flight.
+//! `*` for everyone, BATCH bodies per batch; or `shipping [USER]`, how far each open user's
+//! index is shipped); the server answers progress lines starting with `. `, then one final
+//! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
+//! flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,6 +93,16 @@ async fn session(
         return;
     }
     let words: Vec<&str> = request.split_whitespace().collect();
+    if words.first() == Some(&"shipping") {
+        let mut out = String::new();
+        let lines = shipping(&store, words.get(1).copied());
+        for l in &lines {
+            out.push_str(&format!(". {l}\n"));
+        }
+        out.push_str(&format!("ok {} users open\n", lines.len()));
+        let _ = write.write_all(out.as_bytes()).await;
+        return;
+    }
     let mut opts = RelocateOptions::default();
     let (to, user) = match words.as_slice() {
         ["migrate", to, user] => (to.to_string(), *user),
@@ -100,7 +112,7 @@ async fn session(
         }
         _ => {
             let _ = write
-                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all)\n")
+                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all) or \"shipping [USER]\"\n")
                 .await;
             return;
         }
@@ -141,6 +153,32 @@ async fn session(
         Err(e) => format!("error the migration task failed: {e}\n"),
     };
     let _ = write.write_all(last.as_bytes()).await;
+}
+
+/// How far each open user's index (or `only`'s) is shipped, one line each: the local MODSEQ,
+/// the MODSEQ the store has acked, the operations between them (what the node's loss would
+/// lose under `append_ack = "soft-done"`), the changes they hold, failures, the epoch.
+fn shipping(store: &Mailstore, only: Option<&str>) -> Vec<String> {
+    let mut users = store.open_users();
+    users.sort_by(|a, b| a.name().cmp(b.name()));
+    users
+        .iter()
+        .filter(|u| only.is_none_or(|o| o == u.name()))
+        .filter_map(|u| {
+            let p = u.ship_progress()?;
+            let local = u.snapshot().ok()?.modseq().0;
+            Some(format!(
+                "user={} local={local} shipped={} unshipped={} pending_changes={} failures={} epoch={}{}",
+                u.name(),
+                p.acked.0,
+                local.saturating_sub(p.acked.0),
+                p.pending_changes,
+                p.failures,
+                p.chain.map_or(0, |c| c.epoch),
+                if p.fenced.is_some() { " fenced" } else { "" },
+            ))
+        })
+        .collect()
 }
 
 /// Sends one request to the server on `data_dir` and hands each progress line to `line`;

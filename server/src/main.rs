@@ -481,6 +481,21 @@ fn index_admin(cfg: &Config, action: &IndexAction) -> anyhow::Result<()> {
                         ),
                     }
                 }
+                // A running server knows the lag of the users it holds open.
+                let ask = match user {
+                    Some(u) => format!("shipping {u}"),
+                    None => "shipping".to_string(),
+                };
+                let mut live = Vec::new();
+                let answered = strata_server::control::request(&cfg.data_dir, &ask, &mut |l| {
+                    live.push(l.to_string())
+                })
+                .await?;
+                if answered.is_some() {
+                    for l in live {
+                        println!("live: {l}");
+                    }
+                }
             }
             IndexAction::Export { user, to } => {
                 let (n, bytes) = admin::export(cfg, user, to).await?;
