@@ -161,12 +161,7 @@ async fn state(c: &mut Client) -> Vec<String> {
     out.extend(list.iter().cloned());
     out.extend(lsub);
     for line in list {
-        let name = line
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .trim_matches('"')
-            .to_string();
+        let name = mailbox_of(&line);
         let status = c
             .ok(&format!(
                 "STATUS {name} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
@@ -184,18 +179,22 @@ async fn state(c: &mut Client) -> Vec<String> {
     out
 }
 
+/// The mailbox a LIST line names (the names here are atoms or simple quoted strings).
+fn mailbox_of(line: &str) -> String {
+    line.rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
 /// What survives a rebuild from the bodies alone: each mailbox's messages by date, size and
 /// subject (UIDs and flags are not in the store).
 async fn contents(c: &mut Client) -> Vec<String> {
     let list: Vec<String> = c.ok("LIST \"\" \"*\"").await.untagged;
     let mut out = Vec::new();
     for line in list {
-        let name = line
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .trim_matches('"')
-            .to_string();
+        let name = mailbox_of(&line);
         c.ok(&format!("EXAMINE {name}")).await;
         let r = c
             .cmd("FETCH 1:* (INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
@@ -263,15 +262,25 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Node A (data directory `root/a`) on `store`, alice's account added, after the workload:
+/// its data directory, configuration, process and alice's session.
+async fn node_after_workload(
+    root: &Path,
+    store: &Store,
+) -> (PathBuf, PathBuf, ServerProcess, Client) {
+    let data_a = root.join("a");
+    let config_a = write_config(root, &data_a, store);
+    add_alice(&config_a).await;
+    let a = spawn(&config_a);
+    let mut c = login(a.port).await;
+    workload(&mut c).await;
+    (data_a, config_a, a, c)
+}
+
 async fn node_loss(kind: &str) {
     let root = tempfile::tempdir().unwrap();
     let store = store(kind, root.path()).await;
-    let data_a = root.path().join("a");
-    let config_a = write_config(root.path(), &data_a, &store);
-    add_alice(&config_a).await;
-    let mut a = spawn(&config_a);
-    let mut c = login(a.port).await;
-    workload(&mut c).await;
+    let (data_a, _, mut a, mut c) = node_after_workload(root.path(), &store).await;
     let before = state(&mut c).await;
     let mut kept = contents(&mut c).await;
     assert!(
@@ -615,12 +624,7 @@ async fn soft_done_loses_only_what_the_lag_metric_counts() {
     let root = tempfile::tempdir().unwrap();
     let mut store = store("sqlite", root.path()).await;
     store.toml = store.toml.replace("\"acked\"", "\"soft-done\"");
-    let data_a = root.path().join("a");
-    let config_a = write_config(root.path(), &data_a, &store);
-    add_alice(&config_a).await;
-    let mut a = spawn(&config_a);
-    let mut c = login(a.port).await;
-    workload(&mut c).await;
+    let (data_a, config_a, mut a, mut c) = node_after_workload(root.path(), &store).await;
     let shipped_state = state(&mut c).await;
     until_shipped(&data_a).await;
     drop(c);

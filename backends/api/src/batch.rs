@@ -136,6 +136,34 @@ impl Batch {
         self
     }
 
+    /// The copy sources the batch reads from the store, in order: those no earlier operation of
+    /// the batch writes. `Err` names a source an earlier operation deletes (a copy that cannot
+    /// run). For a store that checks them before writing anything.
+    pub fn stored_copy_sources(&self) -> Result<Vec<&Key>, &Key> {
+        let mut written: std::collections::HashMap<&Key, bool> = Default::default();
+        let mut stored = Vec::new();
+        for op in &self.ops {
+            match op {
+                Op::Put { key, .. } => {
+                    written.insert(key, true);
+                }
+                Op::Delete { key } => {
+                    written.insert(key, false);
+                }
+                Op::Meta { .. } => {}
+                Op::Copy { from, to } => {
+                    match written.get(from) {
+                        Some(false) => return Err(from),
+                        Some(true) => {}
+                        None => stored.push(from),
+                    }
+                    written.insert(to, true);
+                }
+            }
+        }
+        Ok(stored)
+    }
+
     /// Bytes of data the batch writes.
     pub fn data_bytes(&self) -> u64 {
         self.ops

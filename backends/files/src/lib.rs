@@ -189,29 +189,15 @@ impl Inner {
                 return Err(p.failed(NAME));
             }
         }
-        let mut seen: std::collections::HashMap<&Key, bool> = Default::default();
-        for op in &batch.ops {
-            match op {
-                Op::Put { key, .. } => {
-                    seen.insert(key, true);
-                }
-                Op::Delete { key } => {
-                    seen.insert(key, false);
-                }
-                Op::Copy { from, to } => {
-                    let there = match seen.get(from) {
-                        Some(&e) => e,
-                        None => self.exists(from)?,
-                    };
-                    if !there {
-                        return Err(err(
-                            ErrorKind::NotFound,
-                            format!("copy source {from} does not exist"),
-                        ));
-                    }
-                    seen.insert(to, true);
-                }
-                Op::Meta { .. } => {}
+        let missing = |k: &Key| {
+            err(
+                ErrorKind::NotFound,
+                format!("copy source {k} does not exist"),
+            )
+        };
+        for from in batch.stored_copy_sources().map_err(missing)? {
+            if !self.exists(from)? {
+                return Err(missing(from));
             }
         }
         Ok(())

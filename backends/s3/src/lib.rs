@@ -323,31 +323,17 @@ impl S3Backend {
                 return Err(p.failed(&self.name));
             }
         }
-        let mut seen: HashMap<&Key, bool> = HashMap::new();
-        for op in &batch.ops {
-            match op {
-                Op::Put { key, .. } => {
-                    seen.insert(key, true);
-                }
-                Op::Delete { key } => {
-                    seen.insert(key, false);
-                }
-                Op::Meta { .. } => {}
-                Op::Copy { from, to } => {
-                    let exists = match seen.get(from) {
-                        Some(&e) => e,
-                        None => self.head(from).await?.is_some(),
-                    };
-                    if !exists {
-                        return Err(BackendError::new(
-                            &self.name,
-                            ErrorKind::NotFound,
-                            format!("copy source {from} does not exist"),
-                        ));
-                    }
-                    seen.insert(to, true);
-                }
-            }
+        let missing = |k: &Key| {
+            BackendError::new(
+                &self.name,
+                ErrorKind::NotFound,
+                format!("copy source {k} does not exist"),
+            )
+        };
+        let sources = batch.stored_copy_sources().map_err(missing)?;
+        let found = try_join_all(sources.iter().map(|k| self.head(k))).await?;
+        if let Some((k, _)) = sources.iter().zip(found).find(|(_, f)| f.is_none()) {
+            return Err(missing(k));
         }
         Ok(())
     }
