@@ -368,12 +368,17 @@ impl Backend for Journal {
         // Copies become puts, read as the batch's earlier operations left the source; a batch
         // without copies (every APPEND) passes through untouched. Metadata goes with the put
         // of its key in this batch; metadata of a stored key is recorded once the batch is in.
+        let keeps_meta = self.inner.capabilities().metadata;
         let mut ops: Vec<Op> = Vec::with_capacity(batch.ops.len());
         let mut metas: Vec<Option<String>> = Vec::new();
         let mut put_metas: Vec<(Key, BodyMeta)> = Vec::new();
         let mut later: Vec<(Key, BodyMeta)> = Vec::new();
         for op in batch.ops {
             if let Op::Meta { key, meta } = op {
+                // A store that keeps none gets none (a Maildir's names are its record).
+                if !keeps_meta {
+                    continue;
+                }
                 let last = ops.iter().rposition(|o| match o {
                     Op::Put { key: k, .. } | Op::Delete { key: k } => *k == key,
                     _ => false,
@@ -557,6 +562,10 @@ impl Backend for Journal {
     }
 
     async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        if !self.inner.capabilities().metadata {
+            self.size(key).await?;
+            return Ok(None);
+        }
         let pending = {
             let st = self.shared.lock();
             match (st.overlay.get(key), st.metas.get(key)) {
