@@ -395,12 +395,14 @@ impl Task {
         self.store.commit(Batch::new()).await?.acked().await
     }
 
-    /// Writes the object at `seq`, only if no later epoch was claimed and the position is free.
+    /// Writes the object at `seq` once every body it names is acked (the barrier), only if no
+    /// later epoch was claimed and the position is free. The barrier and the epoch check are
+    /// independent, so they run together: one round trip of the two, not two.
     async fn create(&self, epoch: u64, seq: u64, data: Vec<u8>) -> Result<(), ShipError> {
-        if chain::superseded(&*self.store, epoch)
-            .await
-            .map_err(ChainError::from)?
-        {
+        let (barrier, superseded) =
+            tokio::join!(self.barrier(), chain::superseded(&*self.store, epoch));
+        barrier.map_err(ChainError::from)?;
+        if superseded.map_err(ChainError::from)? {
             return Err(ShipError::Fenced(format!(
                 "another node claimed epoch {} of this user's index",
                 epoch + 1
@@ -413,7 +415,6 @@ impl Task {
         let seq = known.status.last + 1;
         let obj = strata_index::encode_diff(d, known.status.epoch, seq);
         let len = obj.len() as u64;
-        self.barrier().await.map_err(ChainError::from)?;
         self.create(known.status.epoch, seq, obj).await?;
         known.status.last = seq;
         known.status.diffs += 1;
@@ -430,7 +431,6 @@ impl Task {
                 .await
                 .map_err(ChainError::from)?;
         let len = obj.len() as u64;
-        self.barrier().await.map_err(ChainError::from)?;
         self.create(known.status.epoch, seq, obj).await?;
         let previous = if known.need_base && known.status.base == 0 {
             seq
