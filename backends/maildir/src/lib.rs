@@ -201,6 +201,24 @@ impl Inner {
         }
     }
 
+    /// Opens the file holding `key` for reading. A file renamed between the lookup and the
+    /// open (a flag change relabelling it, another Maildir tool) is looked up afresh, a few
+    /// times, before the key is said to be missing.
+    fn open_read(&self, key: &Key) -> Result<(PathBuf, std::fs::File), BackendError> {
+        let mut found = self.find_read(key)?;
+        for _ in 0..4 {
+            let Some(path) = found else { break };
+            match std::fs::File::open(&path) {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    found = self.find_in(key, true)?;
+                }
+                Err(e) => return Err(io_err("opening", &path, e)),
+            }
+        }
+        Err(err(ErrorKind::NotFound, format!("{key} does not exist")))
+    }
+
     /// Creates `dir/{tmp,new,cur}` if missing, durably.
     fn ensure_maildir(&self, dir: &Path) -> Result<(), BackendError> {
         if dir.join("cur").is_dir() && dir.join("tmp").is_dir() && dir.join("new").is_dir() {
@@ -356,10 +374,7 @@ impl Inner {
     }
 
     fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
-        let path = self
-            .find_read(key)?
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
-        let mut f = std::fs::File::open(&path).map_err(|e| io_err("opening", &path, e))?;
+        let (path, mut f) = self.open_read(key)?;
         let mut out = Vec::new();
         match range {
             None => {
@@ -381,12 +396,8 @@ impl Inner {
     }
 
     fn size(&self, key: &Key) -> Result<u64, BackendError> {
-        let path = self
-            .find_read(key)?
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("{key} does not exist")))?;
-        Ok(std::fs::metadata(&path)
-            .map_err(|e| io_err("reading", &path, e))?
-            .len())
+        let (path, f) = self.open_read(key)?;
+        Ok(f.metadata().map_err(|e| io_err("reading", &path, e))?.len())
     }
 }
 

@@ -276,3 +276,33 @@ async fn writes_a_crash_interrupted_are_removed_once_old_enough() {
         .collect();
     assert_eq!(listed, [".Work/1.G1.strata"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_never_miss_a_file_relabelled_while_they_look_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MaildirBackend::open(dir.path()).unwrap());
+    let k = Key::new("1700000000.Gab.strata").unwrap();
+    store
+        .commit(Batch::new().put(k.clone(), "body"))
+        .await
+        .unwrap();
+    // One task renames the file back and forth (flag changes), another reads it meanwhile.
+    let relabel = {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let flags = if i % 2 == 0 { "S" } else { "FS" };
+                let label = strata_backend_api::Label {
+                    flags: flags.into(),
+                    keywords: Vec::new(),
+                };
+                store.set_labels(vec![(k.clone(), label)]).await.unwrap();
+            }
+        })
+    };
+    while !relabel.is_finished() {
+        assert_eq!(store.get(&k, None).await.unwrap(), "body");
+        assert_eq!(store.size(&k).await.unwrap(), 4);
+    }
+    relabel.await.unwrap();
+}
