@@ -140,6 +140,26 @@ async fn a_user_moves_from_maildir_to_s3_while_reading_and_writing() {
         "the Maildir keeps nothing: {:?}",
         maildir_files(&mail)
     );
+    // Each moved body records where it is filed, for a rebuild from S3 alone.
+    let s3_store = strata_server::backends::reach(&t.config.storage.main)
+        .await
+        .unwrap()
+        .unwrap();
+    let bodies = s3_store.list("alice/").await.unwrap();
+    assert_eq!(
+        bodies.len(),
+        181,
+        "the 180 moved and the one APPENDed to S3"
+    );
+    for b in &bodies {
+        let meta = s3_store.meta(&b.key).await.unwrap().expect("metadata");
+        assert_eq!(meta.user, "alice");
+        assert!(
+            ["INBOX", "Work"].contains(&meta.mailbox_name.as_str()),
+            "{meta:?}"
+        );
+        assert_eq!(meta.size, b.size, "{meta:?}");
+    }
     // Flags, copies and bodies as before, all read from S3 now.
     assert_eq!(all_bodies(&mut c, "Work").await, work);
     let now = all_bodies(&mut c, "INBOX").await;

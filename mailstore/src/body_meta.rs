@@ -15,26 +15,30 @@ use crate::store::UserStore;
 type Filed = (MailboxId, Vec<(Guid, Uid)>);
 
 impl UserStore {
-    /// The metadata of a body of `mailbox`.
+    /// The name a mailbox has now, as body metadata records it.
+    pub(crate) fn meta_name(snap: &Snapshot, mailbox: MailboxId) -> Result<String> {
+        Ok(join_name(&snap.path_of(mailbox)?.unwrap_or_default()))
+    }
+
+    /// The metadata of a body filed in `mailbox`, named `mailbox_name` (see `meta_name`).
     pub(crate) fn body_meta(
         &self,
-        snap: &Snapshot,
         mailbox: MailboxId,
+        mailbox_name: &str,
         guid: &Guid,
         internal_date: Timestamp,
         size: u64,
-    ) -> Result<BodyMeta> {
-        let path = snap.path_of(mailbox)?.unwrap_or_default();
-        Ok(BodyMeta {
+    ) -> BodyMeta {
+        BodyMeta {
             user: self.name().to_string(),
             mailbox: u64::from(mailbox.0),
-            mailbox_name: join_name(&path),
+            mailbox_name: mailbox_name.to_string(),
             guid: guid.to_string(),
             internal_date: internal_date.unix,
             zone_minutes: internal_date.offset_minutes,
             saved: Timestamp::now().unix,
             size,
-        })
+        }
     }
 
     /// Records `dest` in the bodies of moved messages that no other message shares (a COPY's
@@ -84,6 +88,7 @@ impl UserStore {
             return Ok(());
         }
         let snap = self.snapshot()?;
+        let name = Self::meta_name(&snap, dest)?;
         let mut batch = Batch::new();
         for (guid, uid) in moved {
             let Some(c) = snap.content_parts(guid, Parts::default())? else {
@@ -95,7 +100,7 @@ impl UserStore {
             let Some(m) = snap.message(dest, *uid)? else {
                 continue;
             };
-            let meta = self.body_meta(&snap, dest, guid, m.internal_date, c.size)?;
+            let meta = self.body_meta(dest, &name, guid, m.internal_date, c.size);
             batch = batch.meta(Key::new(c.location.key)?, meta);
         }
         drop(snap);

@@ -131,14 +131,23 @@ impl UserStore {
             let mut batch = Batch::new();
             let mut copied = Vec::with_capacity(chunk.len());
             let snap = self.snapshot()?;
+            let mut names: std::collections::HashMap<MailboxId, String> = Default::default();
             for (m, body) in chunk.iter().zip(read) {
                 match body {
                     Ok(b) if b.len() as u64 == m.size => {
                         let key = Key::new(m.from.key.clone())?;
                         batch = batch.put(key.clone(), b);
                         if target.capabilities().metadata {
+                            let name = match names.get(&m.mailbox) {
+                                Some(n) => n.clone(),
+                                None => {
+                                    let n = Self::meta_name(&snap, m.mailbox)?;
+                                    names.insert(m.mailbox, n.clone());
+                                    n
+                                }
+                            };
                             let meta =
-                                self.body_meta(&snap, m.mailbox, &m.guid, m.internal_date, m.size)?;
+                                self.body_meta(m.mailbox, &name, &m.guid, m.internal_date, m.size);
                             batch = batch.meta(key, meta);
                         }
                         copied.push(m);

@@ -635,7 +635,14 @@ impl UserStore {
             .mailbox(mailbox)?
             .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
         let folder = self.folder_of(&snap, mailbox)?;
-        let keeps_meta = self.stores.main().capabilities().metadata;
+        let meta_name = self
+            .stores
+            .main()
+            .capabilities()
+            .metadata
+            .then(|| Self::meta_name(&snap, mailbox))
+            .transpose()?;
+        drop(snap);
         let mut batch = Batch::new();
         let mut news = Vec::with_capacity(messages.len());
         for m in messages {
@@ -645,8 +652,8 @@ impl UserStore {
             let size = m.raw.len() as u64;
             let (raw, parsed) = parse_off_thread(m.raw).await;
             batch = batch.put(Key::new(key.clone())?, raw);
-            if keeps_meta {
-                let meta = self.body_meta(&snap, mailbox, &guid, date, size)?;
+            if let Some(name) = &meta_name {
+                let meta = self.body_meta(mailbox, name, &guid, date, size);
                 batch = batch.meta(Key::new(key.clone())?, meta);
             }
             news.push(NewMessage {
