@@ -673,15 +673,11 @@ async fn soft_done_loses_only_what_the_lag_metric_counts() {
     drop(b);
 }
 
-/// Waits until the server on `data` has shipped all of alice's index.
+/// Waits until the server on `data` has shipped all of alice's index (it answers then).
 async fn until_shipped(data: &Path) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, _, unshipped) = lag(data).await;
-        if unshipped == 0 {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never shipped");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let done = strata_server::control::request(data, "shipped alice", &mut |_| {})
+        .await
+        .unwrap()
+        .expect("the server answers on its control socket");
+    assert!(done.contains("unshipped=0"), "{done}");
 }

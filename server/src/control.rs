@@ -4,8 +4,9 @@
 //! server's own account.
 //!
 //! The protocol is lines: the client sends one request (`migrate STORE USER [BATCH]`, USER
-//! `*` for everyone, BATCH bodies per batch; or `shipping [USER]`, how far each open user's
-//! index is shipped); the server answers progress lines starting with `. `, then one final
+//! `*` for everyone, BATCH bodies per batch; `shipping [USER]`, how far each open user's
+//! index is shipped; `shipped USER`, once the user's index as it is now is in the store); the
+//! server answers progress lines starting with `. `, then one final
 //! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
 //! flight.
 
@@ -93,6 +94,20 @@ async fn session(
         return;
     }
     let words: Vec<&str> = request.split_whitespace().collect();
+    if let ["shipped", user] = words.as_slice() {
+        // Waits until the user's index as it is now is acked in the store, then says so.
+        let answer = match store.open_users().into_iter().find(|u| u.name() == *user) {
+            None => format!("error {user:?} is not open on this server\n"),
+            Some(u) => match u.shipped().await {
+                Ok(()) => shipping(&store, Some(user))
+                    .first()
+                    .map_or("ok\n".to_string(), |l| format!("ok {l}\n")),
+                Err(e) => format!("error {e}\n"),
+            },
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
     if words.first() == Some(&"shipping") {
         let mut out = String::new();
         let lines = shipping(&store, words.get(1).copied());
@@ -112,7 +127,7 @@ async fn session(
         }
         _ => {
             let _ = write
-                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all) or \"shipping [USER]\"\n")
+                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all), \"shipping [USER]\" or \"shipped USER\"\n")
                 .await;
             return;
         }
