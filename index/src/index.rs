@@ -463,15 +463,20 @@ impl UserIndex {
 
 fn build_view(shared: &Shared, mailbox: MailboxId) -> Result<Arc<MailboxView>> {
     let snap = shared.snapshot()?;
-    if snap.mailbox(mailbox)?.is_none() {
+    let Some(rec) = snap.mailbox(mailbox)? else {
         return Err(IndexError::NoSuchMailbox(mailbox));
-    }
+    };
     let mut entries = Vec::new();
     snap.for_each_message(mailbox, Uid(0), |m| {
         entries.push(ViewEntry::from(&m));
         std::ops::ControlFlow::Continue(())
     })?;
-    Ok(Arc::new(MailboxView::new(mailbox, entries, snap.modseq())))
+    Ok(Arc::new(MailboxView::new(
+        mailbox,
+        entries,
+        snap.modseq(),
+        rec.highest_modseq,
+    )))
 }
 
 /// Registers a freshly built view after folding in what was committed since it was built.
@@ -516,7 +521,8 @@ fn register_view(shared: &Shared, view: Arc<MailboxView>) -> Result<Arc<MailboxV
         for uid in touched {
             view.refresh(uid, snap.message(mb, uid)?.as_ref());
         }
-        view.finish_catch_up(snap.modseq(), deleted);
+        let highest = snap.mailbox(mb)?.map_or(Modseq(0), |m| m.highest_modseq);
+        view.finish_catch_up(snap.modseq(), highest, deleted);
         view
     };
     reg.insert(mb, Arc::downgrade(&view));

@@ -49,6 +49,8 @@ impl From<&MessageRecord> for ViewEntry {
 struct ViewState {
     entries: Vec<ViewEntry>,
     applied: Modseq,
+    /// The mailbox's HIGHESTMODSEQ as of `applied`: the last change to it or its messages.
+    highest: Modseq,
     deleted: bool,
 }
 
@@ -59,12 +61,18 @@ pub struct MailboxView {
 }
 
 impl MailboxView {
-    pub(crate) fn new(mailbox: MailboxId, entries: Vec<ViewEntry>, applied: Modseq) -> Self {
+    pub(crate) fn new(
+        mailbox: MailboxId,
+        entries: Vec<ViewEntry>,
+        applied: Modseq,
+        highest: Modseq,
+    ) -> Self {
         MailboxView {
             mailbox,
             state: RwLock::new(ViewState {
                 entries,
                 applied,
+                highest,
                 deleted: false,
             }),
         }
@@ -98,6 +106,12 @@ impl MailboxView {
     /// The user MODSEQ the view is current to.
     pub fn modseq(&self) -> Modseq {
         self.read().applied
+    }
+
+    /// The mailbox's HIGHESTMODSEQ (RFC 7162) as of [`Self::modseq`]: the MODSEQ of the last
+    /// change to the mailbox or any of its messages, expunges included.
+    pub fn highest_modseq(&self) -> Modseq {
+        self.read().highest
     }
 
     /// Whether the mailbox has been deleted.
@@ -135,6 +149,13 @@ impl MailboxView {
         f(&self.read().entries)
     }
 
+    /// Runs `f` over the entries with the view's MODSEQ and HIGHESTMODSEQ, all read under one
+    /// hold of the read lock (taking it again inside `f` could wait behind a writer forever).
+    pub fn with_entries_at<R>(&self, f: impl FnOnce(&[ViewEntry], Modseq, Modseq) -> R) -> R {
+        let st = self.read();
+        f(&st.entries, st.applied, st.highest)
+    }
+
     /// A copy of every entry.
     pub fn entries(&self) -> Vec<ViewEntry> {
         self.read().entries.clone()
@@ -163,6 +184,7 @@ impl MailboxView {
             if c.mailbox() != Some(self.mailbox) || c.modseq() <= seen {
                 continue;
             }
+            st.highest = st.highest.max(c.modseq());
             match c {
                 Change::Appended {
                     uid,
@@ -221,9 +243,10 @@ impl MailboxView {
         }
     }
 
-    pub(crate) fn finish_catch_up(&self, modseq: Modseq, deleted: bool) {
+    pub(crate) fn finish_catch_up(&self, modseq: Modseq, highest: Modseq, deleted: bool) {
         let mut st = self.write();
         st.applied = st.applied.max(modseq);
+        st.highest = st.highest.max(highest);
         if deleted {
             st.entries.clear();
             st.deleted = true;

@@ -8,13 +8,14 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+use strata_mailstore::model::CommitEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 
 use crate::commands;
 use crate::framing::{Framer, Sizes, Skipped};
 use crate::respond::Responder;
-use crate::session::{Next, Session, State};
+use crate::session::{Next, Session};
 
 /// Limits on what a client may send, and how long it may take.
 #[derive(Clone, Debug)]
@@ -116,7 +117,7 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let authenticated = |s: &Session| !matches!(s.state, State::NotAuthenticated);
+    let authenticated = |s: &Session| s.authenticated();
     let mut framer = Framer::new(limits.sizes(authenticated(session)));
     let login_deadline = session.connected_at + limits.login_timeout;
     // Small enough that idle connections stay cheap; large reads just take more turns.
@@ -227,8 +228,8 @@ where
                                     w.tagged_bad(&tag, Some("TOOBIG"), "command line too long");
                                 }
                                 Mode::Authenticate => {
-                                    let tag =
-                                        session.pending_auth.take().unwrap_or_else(|| "*".into());
+                                    let tag = commands::take_authenticating(session)
+                                        .unwrap_or_else(|| "*".into());
                                     w.tagged_bad(&tag, Some("TOOBIG"), "response line too long");
                                 }
                                 Mode::Idle => {
@@ -317,7 +318,7 @@ where
                             Next::Close => return Ok(Exit::Closed),
                             Next::StartTls => return Ok(Exit::StartTls),
                             Next::Idle => {
-                                events = session.user_store().map(|u| u.index().subscribe());
+                                events = session.user_store().map(|u| u.commits());
                                 mode = Mode::Idle;
                                 // Anything that happened since the last command.
                                 commands::idle_update(session, &mut w).await;
@@ -356,7 +357,8 @@ where
                 match data {
                     Some(d) => commands::finish_authenticate(session, d, &mut w).await,
                     None => {
-                        let tag = session.pending_auth.take().unwrap_or_else(|| "*".into());
+                        let tag =
+                            commands::take_authenticating(session).unwrap_or_else(|| "*".into());
                         w.tagged_bad(&tag, None, "malformed base64 in AUTHENTICATE response");
                     }
                 }
@@ -380,7 +382,7 @@ async fn wait<S: AsyncRead + Unpin>(
     buf: &mut [u8],
     deadline: Option<Instant>,
     shutdown: &mut watch::Receiver<bool>,
-    events: Option<&mut broadcast::Receiver<std::sync::Arc<strata_index::CommitEvent>>>,
+    events: Option<&mut broadcast::Receiver<std::sync::Arc<CommitEvent>>>,
     fence: Option<watch::Receiver<strata_mailstore::ship::Progress>>,
 ) -> Event {
     if *shutdown.borrow() {

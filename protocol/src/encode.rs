@@ -2,7 +2,7 @@
 //! flag lists, and the status lines. The response grammar is small; what matters is that every
 //! string a client gets is well-formed whatever bytes a message holds.
 
-use strata_index::{Flags, KeywordId, SystemFlags};
+use strata_mailstore::model::{Flags, KeywordId, SystemFlags};
 
 /// A response being built.
 #[derive(Default)]

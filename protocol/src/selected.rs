@@ -9,11 +9,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use strata_index::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
 use strata_mailstore::Watch;
+use strata_mailstore::model::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
 
 use crate::encode::SYSTEM_FLAGS;
 use crate::respond::Responder;
+use crate::session::Enabled;
 
 /// A session's selected mailbox.
 pub struct Selected {
@@ -30,6 +31,8 @@ pub struct Selected {
     pub(crate) recent: BTreeSet<Uid>,
     /// The view MODSEQ last reported.
     synced: Modseq,
+    /// The mailbox's HIGHESTMODSEQ as of `synced`.
+    pub(crate) highest: Modseq,
     /// Flag changes this session already reported itself (its own STORE), by UID.
     reported: HashMap<Uid, Modseq>,
     /// Keyword names by id, for the flags the client sees.
@@ -54,14 +57,14 @@ impl Selected {
         watch: Watch,
     ) -> Self {
         let below = |u: Uid| upto.is_none_or(|limit| u < limit);
-        let (uids, recent, synced) = view.with_entries(|e| {
+        let (uids, recent, synced, highest) = view.with_entries_at(|e, synced, highest| {
             let uids: Vec<Uid> = e.iter().map(|e| e.uid).filter(|u| below(*u)).collect();
             let recent = uids
                 .iter()
                 .copied()
                 .filter(|u| *u >= recent.0 && *u < recent.1)
                 .collect();
-            (uids, recent, view.modseq())
+            (uids, recent, synced, highest)
         });
         // Its numbering is as of `synced`: nothing expunged before then is in it.
         watch.told(synced);
@@ -73,6 +76,7 @@ impl Selected {
             uids,
             recent,
             synced,
+            highest,
             reported: HashMap::new(),
             keywords,
             watch,
@@ -171,6 +175,31 @@ impl Selected {
         Ok(out)
     }
 
+    /// The untagged FETCH that reports a message's flags: every flag change (another session's,
+    /// STORE's, an implicit `\Seen`) is told in this one form, with UID and, once CONDSTORE is
+    /// on, MODSEQ (RFC 7162 3.1).
+    pub(crate) fn flags_fetch(
+        &self,
+        r: &mut Responder<'_>,
+        seq: u32,
+        e: &ViewEntry,
+        uid: bool,
+        modseq: bool,
+    ) {
+        let recent = self.recent.contains(&e.uid);
+        r.out.raw(format!("* {seq} FETCH ("));
+        if uid || modseq {
+            r.out.raw(format!("UID {} ", e.uid));
+        }
+        r.out.raw("FLAGS ");
+        let kw = &self.keywords;
+        r.out.flags(&e.flags, &|k| kw.get(&k).cloned(), recent);
+        if modseq {
+            r.out.raw(format!(" MODSEQ ({})", e.modseq.0));
+        }
+        r.out.raw(")").crlf();
+    }
+
     /// Remembers that the session itself reported a message's flags at `modseq`.
     pub(crate) fn reported(&mut self, uid: Uid, modseq: Modseq) {
         self.reported.insert(uid, modseq);
@@ -179,14 +208,13 @@ impl Selected {
     /// Tells the client what changed since the last sync: new messages (EXISTS, RECENT), flag
     /// changes (FETCH FLAGS) and, if `expunges`, removed messages (EXPUNGE). Returns the UIDs
     /// that arrived, so a read-write session can claim them as `\Recent`.
-    pub fn sync(&mut self, r: &mut Responder<'_>, expunges: bool) -> Vec<Uid> {
+    pub fn sync(&mut self, r: &mut Responder<'_>, expunges: bool, enabled: Enabled) -> Vec<Uid> {
         let deleted = self.view.is_deleted();
         let mut flag_lines = Vec::new();
         let mut arrived = Vec::new();
         let mut expunged_seqs = Vec::new();
-        let modseq = self.view.modseq();
         let view = self.view.clone();
-        view.with_entries(|cur| {
+        let (modseq, highest) = view.with_entries_at(|cur, modseq, highest| {
             let cur: &[ViewEntry] = if deleted { &[] } else { cur };
             if expunges {
                 let mut keep = Vec::with_capacity(self.uids.len());
@@ -217,22 +245,20 @@ impl Selected {
             }
             let start = cur.partition_point(|e| e.uid <= last);
             arrived.extend(cur[start..].iter().map(|e| e.uid));
+            (modseq, highest)
         });
         for seq in expunged_seqs {
             r.untagged(&format!("{seq} EXPUNGE"));
         }
         for (seq, e) in flag_lines {
-            let recent = self.recent.contains(&e.uid);
-            r.out.raw(format!("* {seq} FETCH (UID {} FLAGS ", e.uid));
-            let kw = &self.keywords;
-            r.out.flags(&e.flags, &|k| kw.get(&k).cloned(), recent);
-            r.out.raw(")").crlf();
+            self.flags_fetch(r, seq, &e, true, enabled.condstore);
         }
         if !arrived.is_empty() {
             self.uids.extend(arrived.iter().copied());
             r.untagged(&format!("{} EXISTS", self.uids.len()));
         }
         self.synced = self.synced.max(modseq);
+        self.highest = self.highest.max(highest);
         self.reported.clear();
         if expunges {
             self.watch.told(modseq);

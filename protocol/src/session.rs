@@ -6,23 +6,106 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::Command;
 use strata_mailstore::{Mailstore, UserStore};
 
 use crate::commands;
 use crate::respond::Responder;
 use crate::selected::Selected;
 
-/// The RFC 3501 session states.
+/// The RFC 3501 session states, each holding what it needs: no state can be reached without the
+/// user or mailbox it is about.
 pub enum State {
-    /// Before LOGIN/AUTHENTICATE.
-    NotAuthenticated,
+    /// Before login; `authenticating` is the tag of an AUTHENTICATE waiting for its response.
+    NotAuthenticated {
+        /// Tag of the AUTHENTICATE in progress.
+        authenticating: Option<String>,
+    },
     /// Logged in, no mailbox selected.
-    Authenticated,
+    Authenticated {
+        /// The user's mail.
+        user: Arc<UserStore>,
+        /// Tag of the IDLE in progress.
+        idling: Option<String>,
+    },
     /// A mailbox is selected.
-    Selected(Box<Selected>),
+    Selected {
+        /// The user's mail.
+        user: Arc<UserStore>,
+        /// The selected mailbox as this session sees it.
+        mailbox: Box<Selected>,
+        /// Tag of the IDLE in progress.
+        idling: Option<String>,
+    },
     /// LOGOUT was answered.
     Logout,
+}
+
+/// A change of state a handler asks for; [`Session::apply`] makes it.
+pub(crate) enum To {
+    /// LOGIN or AUTHENTICATE succeeded.
+    LoggedIn(Arc<UserStore>),
+    /// AUTHENTICATE waits for the client's response line.
+    Authenticating(String),
+    /// The AUTHENTICATE exchange ended without a login.
+    NotAuthenticating,
+    /// SELECT or EXAMINE succeeded.
+    Select(Box<Selected>),
+    /// CLOSE, UNSELECT, a failed SELECT, or the selected mailbox's deletion.
+    Deselect,
+    /// IDLE began.
+    Idling(String),
+    /// IDLE ended.
+    NotIdling,
+    /// LOGOUT.
+    Logout,
+}
+
+/// What a handler returns: what the connection does next, and the state change, if any.
+pub(crate) struct Step {
+    pub(crate) next: Next,
+    pub(crate) to: Option<To>,
+}
+
+impl Step {
+    /// Read the next command; the state stays.
+    pub(crate) const CONTINUE: Step = Step {
+        next: Next::Continue,
+        to: None,
+    };
+
+    /// Read the next command after the state changes.
+    pub(crate) fn to(to: To) -> Step {
+        Step {
+            next: Next::Continue,
+            to: Some(to),
+        }
+    }
+
+    /// Do `next` after the state changes.
+    pub(crate) fn then(next: Next, to: To) -> Step {
+        Step { next, to: Some(to) }
+    }
+}
+
+/// Extensions the client turned on with ENABLE (RFC 5161) or, for CONDSTORE, by using them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Enabled {
+    /// RFC 7162 CONDSTORE: MODSEQ in every untagged FETCH.
+    pub condstore: bool,
+    /// CONDSTORE was turned on by the command in progress, with a mailbox selected whose
+    /// HIGHESTMODSEQ the client must now be told (RFC 7162 3.1).
+    pub(crate) condstore_news: bool,
+}
+
+impl Enabled {
+    /// Turns CONDSTORE on, as an enabling command does.
+    pub(crate) fn condstore(&mut self) {
+        if !self.condstore {
+            self.condstore = true;
+            self.condstore_news = true;
+        }
+    }
 }
 
 /// What the connection must do after a command.
@@ -70,11 +153,8 @@ pub struct Session {
     pub(crate) opts: SessionOptions,
     pub(crate) store: Arc<Mailstore>,
     pub(crate) auth: Arc<dyn Authenticator>,
-    pub(crate) user: Option<Arc<UserStore>>,
-    /// Tag of an AUTHENTICATE waiting for its response line.
-    pub(crate) pending_auth: Option<String>,
-    /// Tag of the IDLE in progress.
-    pub(crate) idle_tag: Option<String>,
+    /// What the client enabled.
+    pub(crate) enabled: Enabled,
     /// Failed logins on this connection (logged; the per-address limit is the server's).
     pub(crate) failed_logins: u32,
     /// When the connection was accepted: the login deadline runs from here.
@@ -85,13 +165,13 @@ impl Session {
     /// A new session in the not-authenticated state.
     pub fn new(opts: SessionOptions, store: Arc<Mailstore>, auth: Arc<dyn Authenticator>) -> Self {
         Session {
-            state: State::NotAuthenticated,
+            state: State::NotAuthenticated {
+                authenticating: None,
+            },
             opts,
             store,
             auth,
-            user: None,
-            pending_auth: None,
-            idle_tag: None,
+            enabled: Enabled::default(),
             failed_logins: 0,
             connected_at: Instant::now(),
         }
@@ -99,12 +179,20 @@ impl Session {
 
     /// The logged-in user, if any.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_ref().map(|u| u.name())
+        self.user_store().map(|u| u.name())
     }
 
     /// The logged-in user's store.
     pub fn user_store(&self) -> Option<&Arc<UserStore>> {
-        self.user.as_ref()
+        match &self.state {
+            State::Authenticated { user, .. } | State::Selected { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Whether the session is logged in.
+    pub fn authenticated(&self) -> bool {
+        self.user_store().is_some()
     }
 
     /// The options; the server updates them after STARTTLS.
@@ -112,30 +200,67 @@ impl Session {
         &mut self.opts
     }
 
-    /// Whether the session has a mailbox selected.
+    /// The selected mailbox, if any.
     pub fn selected(&self) -> Option<&Selected> {
         match &self.state {
-            State::Selected(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn selected_mut(&mut self) -> Option<&mut Selected> {
-        match &mut self.state {
-            State::Selected(s) => Some(s),
+            State::Selected { mailbox, .. } => Some(mailbox),
             _ => None,
         }
     }
 
     /// The only place the state changes.
-    pub(crate) fn apply(&mut self, next: State) {
-        self.state = next;
+    pub(crate) fn apply(&mut self, to: To) {
+        let state = std::mem::replace(&mut self.state, State::Logout);
+        self.state = match (state, to) {
+            (_, To::Logout) => State::Logout,
+            (_, To::LoggedIn(user)) => State::Authenticated { user, idling: None },
+            (State::NotAuthenticated { .. }, To::Authenticating(tag)) => State::NotAuthenticated {
+                authenticating: Some(tag),
+            },
+            (State::NotAuthenticated { .. }, To::NotAuthenticating) => State::NotAuthenticated {
+                authenticating: None,
+            },
+            (
+                State::Authenticated { user, .. } | State::Selected { user, .. },
+                To::Select(mailbox),
+            ) => State::Selected {
+                user,
+                mailbox,
+                idling: None,
+            },
+            (State::Authenticated { user, .. } | State::Selected { user, .. }, To::Deselect) => {
+                State::Authenticated { user, idling: None }
+            }
+            (State::Authenticated { user, .. }, To::Idling(tag)) => State::Authenticated {
+                user,
+                idling: Some(tag),
+            },
+            (State::Selected { user, mailbox, .. }, To::Idling(tag)) => State::Selected {
+                user,
+                mailbox,
+                idling: Some(tag),
+            },
+            (State::Authenticated { user, .. }, To::NotIdling) => {
+                State::Authenticated { user, idling: None }
+            }
+            (State::Selected { user, mailbox, .. }, To::NotIdling) => State::Selected {
+                user,
+                mailbox,
+                idling: None,
+            },
+            // A transition that does not apply to this state leaves it as it was.
+            (state, _) => state,
+        };
     }
 
-    /// The greeting's capability list.
+    /// The capability list for the session's state.
     pub fn capabilities(&self) -> String {
+        self.capability_list(self.authenticated())
+    }
+
+    /// The capability list before or after login.
+    pub(crate) fn capability_list(&self, logged_in: bool) -> String {
         let mut caps = String::from("IMAP4rev1");
-        let logged_in = !matches!(self.state, State::NotAuthenticated);
         // STARTTLS is for before login, on a connection not yet encrypted (RFC 3501 6.2.1).
         if self.opts.starttls_available && !self.opts.tls_active && !logged_in {
             caps.push_str(" STARTTLS");
@@ -144,12 +269,14 @@ impl Session {
         if !auth_ok {
             caps.push_str(" LOGINDISABLED");
         }
-        if matches!(self.state, State::NotAuthenticated) {
+        if !logged_in {
             if auth_ok {
                 caps.push_str(" AUTH=PLAIN SASL-IR");
             }
         } else {
-            caps.push_str(" IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE");
+            caps.push_str(
+                " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE",
+            );
         }
         caps.push_str(" LITERAL+ ID");
         caps
@@ -162,67 +289,10 @@ impl Session {
         r: &mut Responder<'_>,
     ) -> std::io::Result<Next> {
         let tag = cmd.tag.as_ref().to_string();
-        if !allowed(&self.state, &cmd.body) {
-            use CommandBody as C;
-            let before_login = matches!(
-                cmd.body,
-                C::StartTLS | C::Authenticate { .. } | C::Login { .. }
-            );
-            let why = match (&self.state, before_login) {
-                (State::NotAuthenticated, _) => "is not allowed before login",
-                (_, true) => "is only allowed before login",
-                (State::Authenticated, false) => "needs a selected mailbox",
-                _ => "is not allowed now",
-            };
-            r.tagged_bad(&tag, None, &format!("{} {why}", cmd.body.name()));
-            return Ok(Next::Continue);
+        let step = commands::dispatch(self, tag, cmd.body, r).await?;
+        if let Some(to) = step.to {
+            self.apply(to);
         }
-        commands::dispatch(self, tag, cmd.body, r).await
-    }
-}
-
-/// Which commands each state allows (RFC 3501 section 6).
-fn allowed(state: &State, body: &CommandBody<'_>) -> bool {
-    use CommandBody as C;
-    let any = matches!(body, C::Capability | C::Noop | C::Logout | C::Id { .. });
-    if any {
-        return true;
-    }
-    let not_auth = matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. });
-    let auth = matches!(
-        body,
-        C::Select { .. }
-            | C::Examine { .. }
-            | C::Create { .. }
-            | C::Delete { .. }
-            | C::Rename { .. }
-            | C::Subscribe { .. }
-            | C::Unsubscribe { .. }
-            | C::List { .. }
-            | C::Lsub { .. }
-            | C::Status { .. }
-            | C::Append { .. }
-            | C::Namespace
-            | C::Enable { .. }
-            | C::Idle
-    );
-    let selected = matches!(
-        body,
-        C::Check
-            | C::Close
-            | C::Unselect
-            | C::Expunge
-            | C::ExpungeUid { .. }
-            | C::Search { .. }
-            | C::Fetch { .. }
-            | C::Store { .. }
-            | C::Copy { .. }
-            | C::Move { .. }
-    );
-    match state {
-        State::NotAuthenticated => not_auth,
-        State::Authenticated => auth,
-        State::Selected(_) => auth || selected,
-        State::Logout => false,
+        Ok(step.next)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use strata_index::{Address, Envelope, MimePart};
+use strata_mailstore::model::{Address, Envelope, MimePart, Param};
 
 use crate::encode::Out;
 
@@ -175,7 +175,7 @@ fn tail(o: &mut Out, p: &MimePart) {
 }
 
 /// A parameter list; a text part without a charset says `us-ascii`, its default (RFC 2045 5.2).
-fn params(o: &mut Out, ps: &[strata_index::Param], text: bool) {
+fn params(o: &mut Out, ps: &[Param], text: bool) {
     let add_charset = text && !ps.iter().any(|p| p.name.eq_ignore_ascii_case(b"charset"));
     if ps.is_empty() && !add_charset {
         o.raw("NIL");

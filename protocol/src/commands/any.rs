@@ -1,29 +1,29 @@
-//! Commands valid in any state: CAPABILITY, NOOP (and CHECK), LOGOUT, ID; and the small
-//! authenticated-state ones with fixed answers: ENABLE, NAMESPACE.
+//! Commands valid in any state: CAPABILITY, NOOP, LOGOUT, ID; and the small authenticated-state
+//! ones: ENABLE, NAMESPACE.
 
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+
+use super::{Authed, R};
 use crate::respond::Responder;
-use crate::session::{Next, Session, State};
-
-type R = std::io::Result<Next>;
+use crate::session::{Session, Step, To};
 
 pub(super) fn capability(s: &Session, tag: &str, r: &mut Responder<'_>) -> R {
     r.untagged(&format!("CAPABILITY {}", s.capabilities()));
     r.tagged_ok(tag, None, "CAPABILITY completed");
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
-/// NOOP and CHECK: a chance for the server to report changes (RFC 3501 6.1.2, 6.4.1); every
-/// write is already durable, so CHECK has nothing else to do.
-pub(super) async fn noop(s: &mut Session, tag: &str, r: &mut Responder<'_>) -> R {
-    super::finish_selected(s, tag, None, "NOOP completed", true, r).await;
-    Ok(Next::Continue)
+/// NOOP: a chance for the server to report changes (RFC 3501 6.1.2).
+pub(super) async fn noop(a: &mut Authed<'_>, tag: &str, r: &mut Responder<'_>) -> R {
+    a.finish(tag, None, "NOOP completed", r).await;
+    Ok(Step::CONTINUE)
 }
 
-pub(super) fn logout(s: &mut Session, tag: &str, r: &mut Responder<'_>) -> R {
+pub(super) fn logout(tag: &str, r: &mut Responder<'_>) -> R {
     r.untagged("BYE Strata logging out");
     r.tagged_ok(tag, None, "LOGOUT completed");
-    s.apply(State::Logout);
-    Ok(Next::Close)
+    Ok(Step::then(crate::session::Next::Close, To::Logout))
 }
 
 /// RFC 2971: the server identifies itself; what the client sends is only logged.
@@ -33,19 +33,39 @@ pub(super) fn id(tag: &str, r: &mut Responder<'_>) -> R {
         env!("CARGO_PKG_VERSION")
     ));
     r.tagged_ok(tag, None, "ID completed");
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
-/// RFC 5161: no extension Strata offers needs enabling yet, so nothing is enabled.
-pub(super) fn enable(tag: &str, r: &mut Responder<'_>) -> R {
-    r.untagged("ENABLED");
-    r.tagged_ok(tag, None, "ENABLE completed");
-    Ok(Next::Continue)
+/// RFC 5161: turns on the extensions named that Strata has and were not on yet, and lists
+/// them; unknown names are ignored, as the RFC says.
+pub(super) async fn enable(
+    a: &mut Authed<'_>,
+    tag: &str,
+    names: Vec1<CapabilityEnable<'_>>,
+    r: &mut Responder<'_>,
+) -> R {
+    let mut now = Vec::new();
+    for name in names.into_inner() {
+        if let CapabilityEnable::CondStore = name
+            && !a.enabled.condstore
+        {
+            a.enabled.condstore();
+            now.push("CONDSTORE");
+        }
+    }
+    let mut line = String::from("ENABLED");
+    for n in now {
+        line.push(' ');
+        line.push_str(n);
+    }
+    r.untagged(&line);
+    a.finish(tag, None, "ENABLE completed", r).await;
+    Ok(Step::CONTINUE)
 }
 
 /// RFC 2342: one personal namespace, no others.
 pub(super) fn namespace(tag: &str, r: &mut Responder<'_>) -> R {
     r.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
     r.tagged_ok(tag, None, "NAMESPACE completed");
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }

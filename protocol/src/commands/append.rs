@@ -4,38 +4,39 @@ use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
-use strata_index::Timestamp;
 use strata_mailstore::Appended;
+use strata_mailstore::model::Timestamp;
 
+use super::{Authed, R};
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::session::Step;
 
 pub(super) async fn append(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     mailbox: &Mailbox<'_>,
     flags: Vec<Flag<'_>>,
     date: Option<DateTime>,
     message: LiteralOrLiteral8<'_>,
     r: &mut Responder<'_>,
-) -> std::io::Result<Next> {
+) -> R {
     let raw = match message {
         LiteralOrLiteral8::Literal(l) => l.into_inner().into_owned(),
         LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     let Some(target) = super::destination(&user, mailbox, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
     let flags = match super::store::flags_from(&user, &flags).await {
         Ok(f) => f,
         Err(super::store::FlagError::Bad(why)) => {
             r.tagged_bad(tag, None, &why);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
         Err(super::store::FlagError::Store(e)) => {
             super::store_error(r, tag, &e);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     };
     let internal_date = date.map(|d| {
@@ -58,9 +59,9 @@ pub(super) async fn append(
     match res {
         Ok((validity, uids)) => {
             let code = format!("APPENDUID {validity} {}", uids[0]);
-            super::finish_selected(s, tag, Some(&code), "APPEND completed", true, r).await;
+            a.finish(tag, Some(&code), "APPEND completed", r).await;
         }
         Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }

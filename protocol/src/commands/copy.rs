@@ -2,51 +2,48 @@
 
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
-use strata_index::Uid;
+use strata_mailstore::model::Uid;
 
+use super::{InMailbox, R};
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::session::Step;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn copy(
-    s: &mut Session,
+    m: &mut InMailbox<'_>,
     tag: &str,
     set: &SequenceSet,
     mailbox: &Mailbox<'_>,
     uid: bool,
     moving: bool,
     r: &mut Responder<'_>,
-) -> std::io::Result<Next> {
+) -> R {
     let what = if moving { "MOVE" } else { "COPY" };
-    let user = s.user.clone().expect("authenticated");
-    let sel = s.selected().expect("selected");
+    let user = m.user.clone();
+    let sel = &*m.sel;
     let Some(targets) = super::targets(sel, set, uid, moving, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
     let from = sel.id;
     let Some(dest) = super::destination(&user, mailbox, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
     let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
     let res = if moving {
         user.move_messages(from, uids, dest.id).await
     } else {
-        user.index()
-            .copy(from, uids, dest.id)
-            .await
-            .map_err(Into::into)
+        user.copy(from, uids, dest.id).await
     };
     let pairs = match res {
         Ok(p) => p,
         Err(e) => {
             super::store_error(r, tag, &e);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     };
     if pairs.is_empty() {
         // Every message named was expunged meanwhile, or the set was empty.
-        super::finish_selected(
-            s,
+        m.finish(
             tag,
             None,
             &format!("{what} completed (nothing to do)"),
@@ -54,7 +51,7 @@ pub(super) async fn copy(
             r,
         )
         .await;
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     }
     let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
     let dst: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
@@ -66,21 +63,26 @@ pub(super) async fn copy(
     );
     if moving {
         r.untagged(&format!("OK [{code}] moved"));
-        super::finish_selected(s, tag, None, "MOVE completed", true, r).await;
+        m.finish(tag, None, "MOVE completed", true, r).await;
     } else {
-        super::finish_selected(s, tag, Some(&code), "COPY completed", true, r).await;
+        m.finish(tag, Some(&code), "COPY completed", true, r).await;
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 /// A UID list in sequence-set form, runs collapsed (`1:3,7`).
 pub(crate) fn uid_set(uids: &[Uid]) -> String {
+    number_set(&uids.iter().map(|u| u.0).collect::<Vec<_>>())
+}
+
+/// Numbers, in the order given, in sequence-set form with ascending runs collapsed.
+pub(crate) fn number_set(nums: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i].0;
+    while i < nums.len() {
+        let start = nums[i];
         let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1].0 == end + 1 {
+        while i + 1 < nums.len() && nums[i + 1] == end + 1 {
             end += 1;
             i += 1;
         }

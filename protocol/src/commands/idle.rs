@@ -1,26 +1,36 @@
 //! IDLE (RFC 2177): the client waits, the server reports changes as they commit, DONE ends it.
 //! The waiting itself is the connection's job; this is what is said at each end.
 
+use super::R;
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::session::{Next, Session, State, Step, To};
 
-pub(super) fn idle(s: &mut Session, tag: &str, r: &mut Responder<'_>) -> std::io::Result<Next> {
+pub(super) fn idle(tag: &str, r: &mut Responder<'_>) -> R {
     r.continuation("idling");
-    s.idle_tag = Some(tag.to_string());
-    Ok(Next::Idle)
+    Ok(Step::then(Next::Idle, To::Idling(tag.to_string())))
 }
 
 /// Reports what changed while idling (EXPUNGE allowed: no command is in progress).
 pub(crate) async fn idle_update(s: &mut Session, r: &mut Responder<'_>) {
-    super::sync_selected(s, true, r).await;
+    let enabled = s.enabled;
+    if let State::Selected { user, mailbox, .. } = &mut s.state {
+        let user = user.clone();
+        super::sync_selected(&user, mailbox, enabled, true, r).await;
+    }
 }
 
 /// DONE (or a malformed line, which also ends IDLE).
 pub(crate) async fn finish_idle(s: &mut Session, done: bool, r: &mut Responder<'_>) {
-    let Some(tag) = s.idle_tag.take() else { return };
+    let tag = match &mut s.state {
+        State::Authenticated { idling, .. } | State::Selected { idling, .. } => idling.take(),
+        _ => None,
+    };
+    let Some(tag) = tag else { return };
     if done {
-        super::finish_selected(s, &tag, None, "IDLE terminated", true, r).await;
+        idle_update(s, r).await;
+        r.tagged_ok(&tag, None, "IDLE terminated");
     } else {
         r.tagged_bad(&tag, None, "expected DONE");
     }
+    s.apply(To::NotIdling);
 }

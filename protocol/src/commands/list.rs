@@ -4,20 +4,21 @@
 use std::collections::{BTreeMap, HashSet};
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
-use strata_index::SpecialUse;
+use strata_mailstore::model::SpecialUse;
 use strata_mailstore::names::{self, DELIMITER};
 
+use super::{Authed, R};
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::session::Step;
 
 pub(super) fn list(
-    s: &mut Session,
+    a: &Authed<'_>,
     tag: &str,
     reference: &Mailbox<'_>,
     pattern: &ListMailbox<'_>,
     lsub: bool,
     r: &mut Responder<'_>,
-) -> std::io::Result<Next> {
+) -> R {
     let cmd = if lsub { "LSUB" } else { "LIST" };
     let reference = match reference {
         Mailbox::Inbox => "INBOX".to_string(),
@@ -31,10 +32,10 @@ pub(super) fn list(
         // The hierarchy delimiter and root of the reference.
         r.untagged(&format!("{cmd} (\\Noselect) \"{DELIMITER}\" \"\""));
         r.tagged_ok(tag, None, &format!("{cmd} completed"));
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     }
     let full = format!("{reference}{pattern}");
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     let listed = (|| -> strata_mailstore::Result<Vec<(String, Vec<&'static str>)>> {
         let snap = user.snapshot()?;
         let mut out = Vec::new();
@@ -107,7 +108,7 @@ pub(super) fn list(
         }
         Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 fn special_use_attr(su: SpecialUse) -> &'static str {

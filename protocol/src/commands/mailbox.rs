@@ -2,16 +2,14 @@
 
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
-use strata_index::Durability;
 use strata_mailstore::names;
 
+use super::{Authed, R};
 use crate::respond::Responder;
-use crate::session::{Next, Session, State};
-
-type R = std::io::Result<Next>;
+use crate::session::{Step, To};
 
 pub(super) async fn create(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     m: &Mailbox<'_>,
     r: &mut Responder<'_>,
@@ -28,43 +26,44 @@ pub(super) async fn create(
         Ok(p) => p,
         Err(e) => {
             super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     match user.create(path).await {
-        Ok(_) => finish(s, tag, "CREATE completed", r).await,
+        Ok(_) => finish(a, tag, "CREATE completed", r).await,
         Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 pub(super) async fn delete(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     m: &Mailbox<'_>,
     r: &mut Responder<'_>,
 ) -> R {
     let Some(path) = super::path_or_refuse(m, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     match user.delete(path).await {
         Ok(()) => {
             // A session whose own mailbox vanished goes back to the authenticated state.
-            if s.selected().is_some_and(|sel| sel.view().is_deleted()) {
-                s.apply(State::Authenticated);
+            if a.sel.as_ref().is_some_and(|sel| sel.view().is_deleted()) {
                 r.untagged("OK [CLOSED] the selected mailbox was deleted");
+                r.tagged_ok(tag, None, "DELETE completed");
+                return Ok(Step::to(To::Deselect));
             }
-            finish(s, tag, "DELETE completed", r).await
+            finish(a, tag, "DELETE completed", r).await
         }
         Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 pub(super) async fn rename(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     from: &Mailbox<'_>,
     to: &Mailbox<'_>,
@@ -74,28 +73,28 @@ pub(super) async fn rename(
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => {
             super::name_error(r, tag, &e);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     match user.rename(from, to).await {
-        Ok(()) => finish(s, tag, "RENAME completed", r).await,
+        Ok(()) => finish(a, tag, "RENAME completed", r).await,
         Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 pub(super) async fn subscribe(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     m: &Mailbox<'_>,
     on: bool,
     r: &mut Responder<'_>,
 ) -> R {
     let Some(path) = super::path_or_refuse(m, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     let name = names::join_name(&path);
     if on {
         // RFC 3501 allows refusing to subscribe to a mailbox that does not exist; clients rely
@@ -104,24 +103,15 @@ pub(super) async fn subscribe(
             Ok(_) => {}
             Err(e) => {
                 super::store_error(r, tag, &e);
-                return Ok(Next::Continue);
+                return Ok(Step::CONTINUE);
             }
         }
     }
-    let res = user
-        .index()
-        .write(Durability::Immediate, move |t| {
-            if on {
-                t.subscribe(&name)
-            } else {
-                t.unsubscribe(&name)
-            }
-        })
-        .await;
+    let res = user.set_subscribed(name, on).await;
     match res {
         Ok(()) => {
             finish(
-                s,
+                a,
                 tag,
                 if on {
                     "SUBSCRIBE completed"
@@ -132,27 +122,27 @@ pub(super) async fn subscribe(
             )
             .await
         }
-        Err(e) => super::store_error(r, tag, &e.into()),
+        Err(e) => super::store_error(r, tag, &e),
     }
-    Ok(Next::Continue)
+    Ok(Step::CONTINUE)
 }
 
 pub(super) async fn status(
-    s: &mut Session,
+    a: &mut Authed<'_>,
     tag: &str,
     m: &Mailbox<'_>,
     items: &[StatusDataItemName],
     r: &mut Responder<'_>,
 ) -> R {
     let Some(path) = super::path_or_refuse(m, tag, r) else {
-        return Ok(Next::Continue);
+        return Ok(Step::CONTINUE);
     };
-    let user = s.user.clone().expect("authenticated");
+    let user = a.user.clone();
     let rec = match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
         Ok(rec) => rec,
         Err(e) => {
             super::store_error(r, tag, &e);
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     };
     let mut parts = Vec::new();
@@ -165,23 +155,28 @@ pub(super) async fn status(
                 parts.push(format!("UIDVALIDITY {}", rec.uid_validity))
             }
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", rec.unseen)),
+            StatusDataItemName::HighestModSeq => {
+                // Asking for it is a CONDSTORE enabling command (RFC 7162 3.1).
+                a.enabled.condstore();
+                parts.push(format!("HIGHESTMODSEQ {}", rec.highest_modseq.0.max(1)));
+            }
             other => {
                 r.tagged_bad(
                     tag,
                     None,
                     &format!("STATUS item {other:?} is not supported"),
                 );
-                return Ok(Next::Continue);
+                return Ok(Step::CONTINUE);
             }
         }
     }
     r.out.raw("* STATUS ");
     r.out.astring(names::join_name(&path).as_bytes());
     r.out.raw(format!(" ({})", parts.join(" "))).crlf();
-    finish(s, tag, "STATUS completed", r).await;
-    Ok(Next::Continue)
+    finish(a, tag, "STATUS completed", r).await;
+    Ok(Step::CONTINUE)
 }
 
-async fn finish(s: &mut Session, tag: &str, text: &str, r: &mut Responder<'_>) {
-    super::finish_selected(s, tag, None, text, true, r).await;
+async fn finish(a: &mut Authed<'_>, tag: &str, text: &str, r: &mut Responder<'_>) {
+    a.finish(tag, None, text, r).await;
 }

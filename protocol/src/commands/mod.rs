@@ -14,118 +14,196 @@ mod search;
 mod select;
 mod store;
 
+use std::sync::Arc;
+
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::mailbox::Mailbox;
-use strata_index::IndexError;
-use strata_mailstore::{StoreError, names};
+use strata_mailstore::model::{IndexError, MailboxRecord, Uid};
+use strata_mailstore::{StoreError, UserStore, names};
 
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::selected::Selected;
+use crate::session::{Enabled, Session, State, Step};
 
-pub(crate) use auth::finish_authenticate;
+pub(crate) use auth::{finish_authenticate, take_authenticating};
 pub(crate) use idle::{finish_idle, idle_update};
 
-/// Runs a command allowed in the current state.
+type R = std::io::Result<Step>;
+
+/// A logged-in session as the authenticated state's handlers see it.
+pub(crate) struct Authed<'a> {
+    pub(crate) user: Arc<UserStore>,
+    /// The selected mailbox, when there is one (its changes are reported after the command).
+    pub(crate) sel: Option<&'a mut Selected>,
+    pub(crate) enabled: &'a mut Enabled,
+}
+
+/// A session with a mailbox selected, as the selected state's handlers see it.
+pub(crate) struct InMailbox<'a> {
+    pub(crate) user: Arc<UserStore>,
+    pub(crate) sel: &'a mut Selected,
+    pub(crate) enabled: &'a mut Enabled,
+}
+
+impl Authed<'_> {
+    /// Reports other sessions' changes to the selected mailbox, if any, then the tagged OK.
+    pub(crate) async fn finish(
+        &mut self,
+        tag: &str,
+        code: Option<&str>,
+        text: &str,
+        r: &mut Responder<'_>,
+    ) {
+        if let Some(sel) = self.sel.as_deref_mut() {
+            sync_selected(&self.user, sel, *self.enabled, true, r).await;
+            tell_highest(sel, self.enabled, r);
+        }
+        self.enabled.condstore_news = false;
+        r.tagged_ok(tag, code, text);
+    }
+}
+
+impl InMailbox<'_> {
+    /// Reports other sessions' changes (with EXPUNGE when `expunges`), then the tagged OK.
+    pub(crate) async fn finish(
+        &mut self,
+        tag: &str,
+        code: Option<&str>,
+        text: &str,
+        expunges: bool,
+        r: &mut Responder<'_>,
+    ) {
+        sync_selected(&self.user, self.sel, *self.enabled, expunges, r).await;
+        tell_highest(self.sel, self.enabled, r);
+        r.tagged_ok(tag, code, text);
+    }
+}
+
+/// Tells the selected mailbox's HIGHESTMODSEQ when the command just turned CONDSTORE on
+/// (RFC 7162 3.1: the client learns it before the enabling command completes).
+fn tell_highest(sel: &Selected, enabled: &mut Enabled, r: &mut Responder<'_>) {
+    if std::mem::take(&mut enabled.condstore_news) {
+        r.untagged(&format!(
+            "OK [HIGHESTMODSEQ {}] CONDSTORE is on",
+            sel.highest.0.max(1)
+        ));
+    }
+}
+
+/// Answers a command the current state does not allow.
+fn refuse(tag: &str, r: &mut Responder<'_>, name: &str, why: &str) -> R {
+    r.tagged_bad(tag, None, &format!("{name} {why}"));
+    Ok(Step::CONTINUE)
+}
+
+/// Runs a command if the session's state allows it (RFC 3501 section 6), else answers BAD.
 pub(crate) async fn dispatch(
     s: &mut Session,
     tag: String,
     body: CommandBody<'static>,
     r: &mut Responder<'_>,
-) -> std::io::Result<Next> {
+) -> R {
     use CommandBody as C;
+    let name = body.name();
+    match body {
+        C::Capability => return any::capability(s, &tag, r),
+        C::Logout => return any::logout(&tag, r),
+        C::Id { .. } => return any::id(&tag, r),
+        _ => {}
+    }
+    if !s.authenticated() {
+        return match body {
+            C::Noop => {
+                r.tagged_ok(&tag, None, "NOOP completed");
+                Ok(Step::CONTINUE)
+            }
+            C::StartTLS => auth::starttls(s, &tag, r),
+            C::Login { username, password } => {
+                auth::login(
+                    s,
+                    &tag,
+                    username.as_ref(),
+                    password.declassify().as_ref(),
+                    r,
+                )
+                .await
+            }
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                let ir = initial_response.map(|i| i.declassify().to_vec());
+                auth::authenticate(s, &tag, mechanism.as_ref(), ir, r).await
+            }
+            _ => refuse(&tag, r, name, "is not allowed before login"),
+        };
+    }
+    if matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. }) {
+        return refuse(&tag, r, name, "is only allowed before login");
+    }
+    let Session { state, enabled, .. } = s;
+    let (user, sel) = match state {
+        State::Authenticated { user, .. } => (user.clone(), None),
+        State::Selected { user, mailbox, .. } => (user.clone(), Some(&mut **mailbox)),
+        State::NotAuthenticated { .. } | State::Logout => {
+            return refuse(&tag, r, name, "is not allowed now");
+        }
+    };
     // With `append_ack = "acked"`, an OK means the store holds the change: see `settle`.
-    let settles = s.user.as_ref().filter(|u| u.settles()).cloned();
+    let settles = user.settles().then(|| user.clone());
     let before = match &settles {
         Some(u) => u.snapshot().ok().map(|snap| snap.modseq()),
         None => None,
     };
-    let next = match body {
-        C::Capability => any::capability(s, &tag, r),
-        C::Noop | C::Check => any::noop(s, &tag, r).await,
-        C::Logout => any::logout(s, &tag, r),
-        C::Id { .. } => any::id(&tag, r),
-        C::Enable { .. } => any::enable(&tag, r),
+    let mut a = Authed { user, sel, enabled };
+    let step = match body {
+        C::Noop => any::noop(&mut a, &tag, r).await,
+        C::Enable { capabilities } => any::enable(&mut a, &tag, capabilities, r).await,
         C::Namespace => any::namespace(&tag, r),
-        C::StartTLS => auth::starttls(s, &tag, r),
-        C::Login { username, password } => {
-            auth::login(
-                s,
-                &tag,
-                username.as_ref(),
-                password.declassify().as_ref(),
-                r,
-            )
-            .await
-        }
-        C::Authenticate {
-            mechanism,
-            initial_response,
-        } => {
-            let ir = initial_response.map(|i| i.declassify().to_vec());
-            auth::authenticate(s, &tag, mechanism.as_ref(), ir, r).await
-        }
-        C::Select { mailbox, .. } => select::select(s, &tag, &mailbox, false, r).await,
-        C::Examine { mailbox, .. } => select::select(s, &tag, &mailbox, true, r).await,
-        C::Create { mailbox } => mailbox::create(s, &tag, &mailbox, r).await,
-        C::Delete { mailbox } => mailbox::delete(s, &tag, &mailbox, r).await,
-        C::Rename { from, to } => mailbox::rename(s, &tag, &from, &to, r).await,
-        C::Subscribe { mailbox } => mailbox::subscribe(s, &tag, &mailbox, true, r).await,
-        C::Unsubscribe { mailbox } => mailbox::subscribe(s, &tag, &mailbox, false, r).await,
+        C::Select {
+            mailbox,
+            parameters,
+        } => select::select(&mut a, &tag, &mailbox, false, parameters, r).await,
+        C::Examine {
+            mailbox,
+            parameters,
+        } => select::select(&mut a, &tag, &mailbox, true, parameters, r).await,
+        C::Create { mailbox } => mailbox::create(&mut a, &tag, &mailbox, r).await,
+        C::Delete { mailbox } => mailbox::delete(&mut a, &tag, &mailbox, r).await,
+        C::Rename { from, to } => mailbox::rename(&mut a, &tag, &from, &to, r).await,
+        C::Subscribe { mailbox } => mailbox::subscribe(&mut a, &tag, &mailbox, true, r).await,
+        C::Unsubscribe { mailbox } => mailbox::subscribe(&mut a, &tag, &mailbox, false, r).await,
         C::List {
             reference,
             mailbox_wildcard,
-        } => list::list(s, &tag, &reference, &mailbox_wildcard, false, r),
+        } => list::list(&a, &tag, &reference, &mailbox_wildcard, false, r),
         C::Lsub {
             reference,
             mailbox_wildcard,
-        } => list::list(s, &tag, &reference, &mailbox_wildcard, true, r),
+        } => list::list(&a, &tag, &reference, &mailbox_wildcard, true, r),
         C::Status {
             mailbox,
             item_names,
-        } => mailbox::status(s, &tag, &mailbox, &item_names, r).await,
+        } => mailbox::status(&mut a, &tag, &mailbox, &item_names, r).await,
         C::Append {
             mailbox,
             flags,
             date,
             message,
-        } => append::append(s, &tag, &mailbox, flags, date, message, r).await,
-        C::Close => expunge::close(s, &tag, r).await,
-        C::Unselect => expunge::unselect(s, &tag, r),
-        C::Expunge => expunge::expunge(s, &tag, None, r).await,
-        C::ExpungeUid { sequence_set } => expunge::expunge(s, &tag, Some(sequence_set), r).await,
-        C::Search {
-            charset,
-            criteria,
-            uid,
-        } => search::search(s, &tag, charset, criteria, uid, r).await,
-        C::Fetch {
-            sequence_set,
-            macro_or_item_names,
-            uid,
-            ..
-        } => fetch::fetch(s, &tag, &sequence_set, macro_or_item_names, uid, r).await,
-        C::Store {
-            sequence_set,
-            kind,
-            response,
-            flags,
-            uid,
-            ..
-        } => store::store(s, &tag, &sequence_set, kind, response, flags, uid, r).await,
-        C::Copy {
-            sequence_set,
-            mailbox,
-            uid,
-        } => copy::copy(s, &tag, &sequence_set, &mailbox, uid, false, r).await,
-        C::Move {
-            sequence_set,
-            mailbox,
-            uid,
-        } => copy::copy(s, &tag, &sequence_set, &mailbox, uid, true, r).await,
-        C::Idle => idle::idle(s, &tag, r),
-        other => {
-            r.tagged_bad(&tag, None, &format!("{} is not supported", other.name()));
-            Ok(Next::Continue)
+        } => append::append(&mut a, &tag, &mailbox, flags, date, message, r).await,
+        C::Idle => idle::idle(&tag, r),
+        body => {
+            let Authed { user, sel, enabled } = a;
+            let Some(sel) = sel else {
+                let why = if is_selected_command(&body) {
+                    "needs a selected mailbox"
+                } else {
+                    "is not supported"
+                };
+                return refuse(&tag, r, name, why);
+            };
+            let mut m = InMailbox { user, sel, enabled };
+            selected(&mut m, &tag, body, r).await
         }
     }?;
     if let (Some(u), Some(before)) = (settles, before)
@@ -140,7 +218,96 @@ pub(crate) async fn dispatch(
             &format!("done on this server, but the store has not confirmed it yet: {e}"),
         );
     }
-    Ok(next)
+    Ok(step)
+}
+
+/// Commands of the selected state (RFC 3501 6.4 and its extensions).
+fn is_selected_command(body: &CommandBody<'_>) -> bool {
+    use CommandBody as C;
+    matches!(
+        body,
+        C::Check
+            | C::Close
+            | C::Unselect
+            | C::Expunge
+            | C::ExpungeUid { .. }
+            | C::Search { .. }
+            | C::Fetch { .. }
+            | C::Store { .. }
+            | C::Copy { .. }
+            | C::Move { .. }
+    )
+}
+
+/// Runs a command of the selected state.
+async fn selected(
+    m: &mut InMailbox<'_>,
+    tag: &str,
+    body: CommandBody<'static>,
+    r: &mut Responder<'_>,
+) -> R {
+    use CommandBody as C;
+    match body {
+        C::Check => {
+            m.finish(tag, None, "CHECK completed", true, r).await;
+            Ok(Step::CONTINUE)
+        }
+        C::Close => expunge::close(m, tag, r).await,
+        C::Unselect => expunge::unselect(tag, r),
+        C::Expunge => expunge::expunge(m, tag, None, r).await,
+        C::ExpungeUid { sequence_set } => expunge::expunge(m, tag, Some(sequence_set), r).await,
+        C::Search {
+            charset,
+            criteria,
+            uid,
+        } => search::search(m, tag, charset, criteria, uid, r).await,
+        C::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            modifiers,
+        } => {
+            fetch::fetch(
+                m,
+                tag,
+                &sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+                r,
+            )
+            .await
+        }
+        C::Store {
+            sequence_set,
+            kind,
+            response,
+            flags,
+            uid,
+            modifiers,
+        } => {
+            let req = store::Request {
+                set: sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            };
+            store::store(m, tag, req, r).await
+        }
+        C::Copy {
+            sequence_set,
+            mailbox,
+            uid,
+        } => copy::copy(m, tag, &sequence_set, &mailbox, uid, false, r).await,
+        C::Move {
+            sequence_set,
+            mailbox,
+            uid,
+        } => copy::copy(m, tag, &sequence_set, &mailbox, uid, true, r).await,
+        other => refuse(tag, r, other.name(), "is not supported"),
+    }
 }
 
 /// A mailbox argument as index path components.
@@ -198,11 +365,11 @@ pub(crate) fn path_or_refuse(
 /// The destination of APPEND, COPY or MOVE, or `None` after answering NO (`TRYCREATE` when it
 /// does not exist, as RFC 3501 asks).
 pub(crate) fn destination(
-    user: &strata_mailstore::UserStore,
+    user: &UserStore,
     m: &Mailbox<'_>,
     tag: &str,
     r: &mut Responder<'_>,
-) -> Option<strata_index::MailboxRecord> {
+) -> Option<MailboxRecord> {
     let path = path_or_refuse(m, tag, r)?;
     match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
         Ok(rec) => Some(rec),
@@ -224,13 +391,13 @@ pub(crate) fn destination(
 /// The messages a set names in the selected mailbox, or `None` after answering (NO for a
 /// write to a read-only mailbox, BAD for a set naming messages that do not exist).
 pub(crate) fn targets(
-    sel: &crate::selected::Selected,
+    sel: &Selected,
     set: &imap_codec::imap_types::sequence::SequenceSet,
     uid: bool,
     writes: bool,
     tag: &str,
     r: &mut Responder<'_>,
-) -> Option<Vec<(u32, strata_index::Uid)>> {
+) -> Option<Vec<(u32, Uid)>> {
     if writes && sel.read_only {
         r.tagged_no(tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
         return None;
@@ -253,56 +420,38 @@ pub(crate) fn name_error(r: &mut Responder<'_>, tag: &str, e: &names::NameError)
     r.tagged_no(tag, Some(code), &e.to_string());
 }
 
-/// Ends a command in the selected state: reports other sessions' changes (with EXPUNGE when
-/// `expunges`), claims new messages as `\Recent` for a read-write session, then the tagged OK.
-pub(crate) async fn finish_selected(
-    s: &mut Session,
-    tag: &str,
-    code: Option<&str>,
-    text: &str,
+/// Reports other sessions' changes to the selected mailbox (with EXPUNGE when `expunges`) and
+/// claims newly arrived messages as `\Recent` for a read-write session.
+pub(crate) async fn sync_selected(
+    user: &UserStore,
+    sel: &mut Selected,
+    enabled: Enabled,
     expunges: bool,
     r: &mut Responder<'_>,
 ) {
-    sync_selected(s, expunges, r).await;
-    r.tagged_ok(tag, code, text);
-}
-
-/// Reports other sessions' changes to the selected mailbox, if any.
-pub(crate) async fn sync_selected(s: &mut Session, expunges: bool, r: &mut Responder<'_>) {
-    let Some(user) = s.user.clone() else { return };
-    let Some(sel) = s.selected_mut() else { return };
     // Another session may have added keywords since SELECT.
     if let Ok(kw) = user.snapshot().and_then(|snap| Ok(snap.keywords()?))
         && kw.len() != sel.keywords.len()
     {
         sel.set_keywords(kw.into_iter().collect(), r);
     }
-    let arrived = sel.sync(r, expunges);
+    let arrived = sel.sync(r, expunges, enabled);
     if expunges {
         // What this session has now reported may be the last thing an expunged body waited for.
         user.release_graves().await;
     }
-    let Some(sel) = s.selected_mut() else { return };
     if arrived.is_empty() {
         return;
     }
     let mut recent = Vec::new();
-    if !sel.read_only {
-        let id = sel.id;
-        // Claims share fsyncs with other sessions' changes: every session that sees new mail
-        // claims, and a claim lost in a crash only shows \Recent once more.
-        if let Ok((from, to)) = user
-            .index()
-            .write(strata_index::Durability::Grouped, move |t| {
-                t.claim_recent(id)
-            })
-            .await
-        {
-            recent = arrived
-                .into_iter()
-                .filter(|u| *u >= from && *u < to)
-                .collect();
-        }
+    if !sel.read_only
+        && let Ok((from, to)) = user.claim_recent(sel.id).await
+    {
+        // Every session that sees new mail claims; exactly one gets each message.
+        recent = arrived
+            .into_iter()
+            .filter(|u| *u >= from && *u < to)
+            .collect();
     }
     sel.add_recent(r, recent);
 }

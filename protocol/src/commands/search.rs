@@ -7,19 +7,22 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
-use strata_index::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
 use strata_mailstore::mime::{part_text, search_text};
+use strata_mailstore::model::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
 use strata_mailstore::{BodyRead, SYNCED_HEADERS, decode_header, parse_date};
 
+use super::{InMailbox, R};
 use crate::respond::Responder;
 use crate::selected::{Selected, ranges};
-use crate::session::{Next, Session};
+use crate::session::Step;
 
 /// What evaluating the criteria needs beyond the view.
 #[derive(Default, Clone, Copy)]
 struct Needs {
     content: bool,
     body: bool,
+    /// A MODSEQ key: the answer ends with the highest MODSEQ found (RFC 7162 3.1.5).
+    modseq: bool,
 }
 
 fn needs(k: &SearchKey<'_>, n: &mut Needs) {
@@ -44,6 +47,7 @@ fn needs(k: &SearchKey<'_>, n: &mut Needs) {
             n.content = true;
             n.body = true;
         }
+        K::ModSequence { .. } => n.modseq = true,
         _ => {}
     }
 }
@@ -248,17 +252,20 @@ fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32) -
         K::Header(name, v) => c.header_matches(&String::from_utf8_lossy(name.as_ref()), &s(v)),
         K::Body(v) => c.body_matches(&s(v), false),
         K::Text(v) => c.body_matches(&s(v), true),
+        // One MODSEQ per message: an entry name, if given, is answered from it (RFC 7162
+        // 3.1.5 allows this).
+        K::ModSequence { modseq, .. } => c.entry.modseq.0 >= *modseq,
     }
 }
 
 pub(super) async fn search(
-    s: &mut Session,
+    m: &mut InMailbox<'_>,
     tag: &str,
     charset: Option<Charset<'_>>,
     criteria: imap_codec::imap_types::core::Vec1<SearchKey<'_>>,
     uid: bool,
     r: &mut Responder<'_>,
-) -> std::io::Result<Next> {
+) -> R {
     if let Some(cs) = &charset {
         let cs = cs.as_ref();
         if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
@@ -267,7 +274,7 @@ pub(super) async fn search(
                 Some("BADCHARSET (UTF-8 US-ASCII)"),
                 "charset not supported",
             );
-            return Ok(Next::Continue);
+            return Ok(Step::CONTINUE);
         }
     }
     let keys = criteria.into_inner();
@@ -278,8 +285,8 @@ pub(super) async fn search(
     };
     let mut need = Needs::default();
     needs(&key, &mut need);
-    let user = s.user.clone().expect("authenticated");
-    let sel = s.selected().expect("selected");
+    let user = m.user.clone();
+    let sel = &*m.sel;
     let entries: Vec<(u32, ViewEntry)> = sel
         .uids
         .iter()
@@ -299,7 +306,7 @@ pub(super) async fn search(
             Ok(s) => Some(s),
             Err(e) => {
                 super::store_error(r, tag, &e);
-                return Ok(Next::Continue);
+                return Ok(Step::CONTINUE);
             }
         }
     } else {
@@ -348,7 +355,7 @@ pub(super) async fn search(
                     Some(Err(e)) => {
                         drop(bodies);
                         super::store_error(r, tag, &e);
-                        return Ok(Next::Continue);
+                        return Ok(Step::CONTINUE);
                     }
                     None => break,
                 }
@@ -367,7 +374,7 @@ pub(super) async fn search(
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
-                hits.push(if uid { e.uid.0 } else { *seq });
+                hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
             }
         }
     } else {
@@ -385,16 +392,23 @@ pub(super) async fn search(
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid) {
-                hits.push(if uid { e.uid.0 } else { *seq });
+                hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
             }
         }
     }
     let mut line = String::from("SEARCH");
-    for h in hits {
+    for (h, _) in &hits {
         line.push(' ');
         line.push_str(&h.to_string());
     }
+    if need.modseq {
+        // A CONDSTORE enabling command (RFC 7162 3.1).
+        m.enabled.condstore();
+        if let Some(highest) = hits.iter().map(|h| h.1).max() {
+            line.push_str(&format!(" (MODSEQ {})", highest.0));
+        }
+    }
     r.untagged(&line);
-    super::finish_selected(s, tag, None, "SEARCH completed", false, r).await;
-    Ok(Next::Continue)
+    m.finish(tag, None, "SEARCH completed", false, r).await;
+    Ok(Step::CONTINUE)
 }

@@ -1,0 +1,75 @@
+//! What an IMAP session asks of a user's index besides APPEND, expunge and MOVE: views,
+//! `\Recent` claims, flag changes, COPY, subscriptions and the commit events IDLE waits on.
+//! Each picks its durability here, so no caller chooses one.
+
+use std::sync::Arc;
+
+use strata_index::{
+    CommitEvent, Durability, Flags, MailboxId, MailboxView, Modseq, StoreOp, StoreOutcome, Uid,
+};
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::store::UserStore;
+
+impl UserStore {
+    /// The shared in-memory view of a mailbox.
+    pub async fn view(&self, mailbox: MailboxId) -> Result<Arc<MailboxView>> {
+        Ok(self.index().view(mailbox).await?)
+    }
+
+    /// Claims the mailbox's not-yet-claimed messages as `\Recent` for the caller; returns the
+    /// UID range `[from, to)` it got. Claims share fsyncs with other sessions' changes: a claim
+    /// lost in a crash only shows `\Recent` once more.
+    pub async fn claim_recent(&self, mailbox: MailboxId) -> Result<(Uid, Uid)> {
+        Ok(self
+            .index()
+            .write(Durability::Grouped, move |t| t.claim_recent(mailbox))
+            .await?)
+    }
+
+    /// Changes flags (group-committed with other sessions' changes). With `unchanged_since`,
+    /// messages changed after that MODSEQ are left alone and listed as conflicts (RFC 7162).
+    pub async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<Uid>,
+        op: StoreOp,
+        flags: Flags,
+        unchanged_since: Option<Modseq>,
+    ) -> Result<StoreOutcome> {
+        Ok(self
+            .index()
+            .store(mailbox, uids, op, flags, unchanged_since)
+            .await?)
+    }
+
+    /// Copies messages (durable before return); returns (source UID, new UID) pairs.
+    pub async fn copy(
+        &self,
+        from: MailboxId,
+        uids: Vec<Uid>,
+        to: MailboxId,
+    ) -> Result<Vec<(Uid, Uid)>> {
+        Ok(self.index().copy(from, uids, to).await?)
+    }
+
+    /// Subscribes to a mailbox name or unsubscribes from it (durable before return).
+    pub async fn set_subscribed(&self, name: String, on: bool) -> Result<()> {
+        Ok(self
+            .index()
+            .write(Durability::Immediate, move |t| {
+                if on {
+                    t.subscribe(&name)
+                } else {
+                    t.unsubscribe(&name)
+                }
+            })
+            .await?)
+    }
+
+    /// Every commit from now on, for a session waiting in IDLE.
+    pub fn commits(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.index().subscribe()
+    }
+}

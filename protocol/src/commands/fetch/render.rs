@@ -1,0 +1,246 @@
+//! Writing one message's FETCH answer: one writer per item, from the view entry, the content
+//! record and the bytes read for its sections. Also what a FETCH needs from the index and the
+//! store for its items (parsed parts, the byte range to read).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use strata_mailstore::SYNCED_HEADERS;
+use strata_mailstore::model::{ContentRecord, Parts, Timestamp, Uid, ViewEntry};
+
+use super::items::Item;
+use crate::encode::Out;
+use crate::structure::{self, SectionBytes, SectionSpec};
+
+/// Everything one message's answer is written from.
+pub(super) struct Message<'a> {
+    pub(super) seq: u32,
+    pub(super) uid: Uid,
+    pub(super) entry: &'a ViewEntry,
+    pub(super) recent: bool,
+    pub(super) content: Option<&'a ContentRecord>,
+    /// The bytes read for its sections, and the offset in the message they start at.
+    pub(super) bytes: &'a [u8],
+    pub(super) base: u64,
+    /// FLAGS are added, with MODSEQ when CONDSTORE is on, because this FETCH set `\Seen`.
+    pub(super) seen_now: bool,
+    pub(super) condstore: bool,
+}
+
+/// Writes `* seq FETCH (...)` for one message.
+pub(super) fn message(
+    o: &mut Out,
+    items: &[Item],
+    m: &Message<'_>,
+    names: &dyn Fn(strata_mailstore::model::KeywordId) -> Option<String>,
+) {
+    o.raw(format!("* {} FETCH (", m.seq));
+    let mut flags_done = false;
+    let mut uid_done = false;
+    let mut modseq_done = false;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            o.raw(" ");
+        }
+        match item {
+            Item::Uid => uid_done = true,
+            Item::Flags => flags_done = true,
+            Item::ModSeq => modseq_done = true,
+            _ => {}
+        }
+        write_item(o, item, m, names);
+    }
+    if m.seen_now && !flags_done {
+        o.raw(" ");
+        write_item(o, &Item::Flags, m, names);
+    }
+    if m.seen_now && m.condstore {
+        // RFC 7162 3.1: an implicit \Seen is told with UID and MODSEQ.
+        if !uid_done {
+            o.raw(" ");
+            write_item(o, &Item::Uid, m, names);
+        }
+        if !modseq_done {
+            o.raw(" ");
+            write_item(o, &Item::ModSeq, m, names);
+        }
+    }
+    o.raw(")").crlf();
+}
+
+/// Writes one item.
+fn write_item(
+    o: &mut Out,
+    item: &Item,
+    m: &Message<'_>,
+    names: &dyn Fn(strata_mailstore::model::KeywordId) -> Option<String>,
+) {
+    let content = || m.content.expect("planned with content");
+    match item {
+        Item::Uid => {
+            o.raw(format!("UID {}", m.uid));
+        }
+        Item::ModSeq => {
+            o.raw(format!("MODSEQ ({})", m.entry.modseq.0));
+        }
+        Item::Flags => {
+            o.raw("FLAGS ");
+            o.flags(&m.entry.flags, names, m.recent);
+        }
+        Item::InternalDate => {
+            o.raw(format!(
+                "INTERNALDATE \"{}\"",
+                internal_date(m.entry.internal_date)
+            ));
+        }
+        Item::Size => {
+            o.raw(format!("RFC822.SIZE {}", m.entry.size));
+        }
+        Item::Envelope => {
+            o.raw("ENVELOPE ");
+            structure::envelope(o, &content().parsed.envelope);
+        }
+        Item::Body | Item::BodyStructure => {
+            let ext = matches!(item, Item::BodyStructure);
+            o.raw(if ext { "BODYSTRUCTURE " } else { "BODY " });
+            structure::body_structure(o, &content().parsed.structure, ext);
+        }
+        Item::Section {
+            spec,
+            partial,
+            label,
+            ..
+        } => {
+            let section = section_data(content(), spec, m.bytes, m.base);
+            match partial {
+                Some((start, len)) => {
+                    let start = (*start as usize).min(section.len());
+                    let end = start.saturating_add(*len as usize).min(section.len());
+                    o.raw(format!("{label}<{start}> "));
+                    o.literal(&section[start..end]);
+                }
+                None => {
+                    o.raw(format!("{label} "));
+                    o.literal(&section);
+                }
+            }
+        }
+    }
+}
+
+/// The INTERNALDATE form: `"17-Jul-1996 02:44:25 -0700"`.
+pub(crate) fn internal_date(t: Timestamp) -> String {
+    let offset = chrono::FixedOffset::east_opt(i32::from(t.offset_minutes) * 60)
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"));
+    let dt = chrono::DateTime::from_timestamp(t.unix, 0)
+        .unwrap_or_default()
+        .with_timezone(&offset);
+    dt.format("%d-%b-%Y %H:%M:%S %z").to_string()
+}
+
+/// The parsed parts of the content record that the items are answered from.
+pub(super) fn parts_of(items: &[Item]) -> Parts {
+    let mut p = Parts::default();
+    for item in items {
+        match item {
+            Item::Envelope => p.envelope = true,
+            Item::Body | Item::BodyStructure => p.structure = true,
+            Item::Section { spec, .. } if from_index(spec) => p.headers = true,
+            Item::Section { .. } => p.structure = true,
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Whether an item needs bytes from the backend.
+pub(super) fn reads_body(item: &Item) -> bool {
+    matches!(item, Item::Section { spec, .. } if !from_index(spec))
+}
+
+/// Whether a section is answered from the header fields the index keeps: HEADER.FIELDS of the
+/// message itself naming only synced fields (what clients fetch to list a mailbox).
+fn from_index(spec: &SectionSpec) -> bool {
+    match spec {
+        SectionSpec::Fields {
+            part: None,
+            names,
+            keep: true,
+        } => names.iter().all(|n| {
+            SYNCED_HEADERS
+                .iter()
+                .any(|h| h.as_bytes().eq_ignore_ascii_case(n))
+        }),
+        _ => false,
+    }
+}
+
+/// The requested fields, in message order, from the index (see [`from_index`]).
+fn fields_from_index(c: &ContentRecord, names: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in &c.parsed.headers {
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
+        {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The smallest byte range of the message that holds every requested section.
+pub(super) fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<u64>> {
+    let mut out: Option<Range<u64>> = None;
+    for item in items {
+        let Item::Section { spec, .. } = item else {
+            continue;
+        };
+        if from_index(spec) {
+            continue;
+        }
+        let r = match structure::section_bytes(&c.parsed.structure, spec) {
+            SectionBytes::Range(r) => r,
+            SectionBytes::Fields { header, .. } => header,
+            SectionBytes::Empty => continue,
+        };
+        out = Some(match out {
+            None => r,
+            Some(o) => o.start.min(r.start)..o.end.max(r.end),
+        });
+    }
+    out.map(|r| r.start..r.end.min(c.size))
+}
+
+/// A section's bytes, cut from `data`, which holds the message from offset `base`: borrowed
+/// where the section is a run of the message's bytes, so it is copied once, into the answer.
+fn section_data<'d>(
+    c: &ContentRecord,
+    spec: &SectionSpec,
+    data: &'d [u8],
+    base: u64,
+) -> Cow<'d, [u8]> {
+    if let SectionSpec::Fields { names, .. } = spec
+        && from_index(spec)
+    {
+        return Cow::Owned(fields_from_index(c, names));
+    }
+    let cut = |r: Range<u64>| -> &'d [u8] {
+        let s = (r.start.saturating_sub(base) as usize).min(data.len());
+        let e = (r.end.saturating_sub(base) as usize).clamp(s, data.len());
+        &data[s..e]
+    };
+    match structure::section_bytes(&c.parsed.structure, spec) {
+        SectionBytes::Range(r) => Cow::Borrowed(cut(r)),
+        SectionBytes::Fields {
+            header,
+            names,
+            keep,
+        } => Cow::Owned(structure::filter_fields(cut(header), &names, keep)),
+        SectionBytes::Empty => Cow::Borrowed(&[]),
+    }
+}
