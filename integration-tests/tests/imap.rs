@@ -1039,6 +1039,28 @@ async fn python_imaplib_runs_a_whole_session() {
     assert!(out.contains("imaplib session ok"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_imapclient_uses_condstore() {
+    assert!(tool("python3"), "python3 is needed (.ci/run installs it)");
+    let s = TestServer::start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/imapclient_condstore.py"
+    );
+    let addr = s.imaps_addr();
+    let out = run_client(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg("localhost")
+            .arg(addr.port().to_string())
+            .arg(s.certificate())
+            .arg("alice")
+            .arg("alice-password"),
+    )
+    .await;
+    assert!(out.contains("imapclient condstore ok"), "{out}");
+}
+
 /// Writes `n` messages into a Maildir as another mail program would, some flagged in the name.
 fn fill_maildir(dir: &std::path::Path, folder: &str, n: u32) -> Vec<Vec<u8>> {
     let base = if folder == "INBOX" {

@@ -35,6 +35,7 @@ pub use error::{Result, StoreError};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use reconcile::{ReconcileReport, is_strata_key};
 pub use relocate::{RelocateOptions, RelocateReport};
+pub use session::Vanished;
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,
     MailstoreOptions, UserStore, Watch,

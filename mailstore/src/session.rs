@@ -5,12 +5,23 @@
 use std::sync::Arc;
 
 use strata_index::{
-    CommitEvent, Durability, Flags, MailboxId, MailboxView, Modseq, StoreOp, StoreOutcome, Uid,
+    ChangeKind, CommitEvent, Durability, Flags, MailboxId, MailboxView, Modseq, StoreOp,
+    StoreOutcome, Uid,
 };
 use tokio::sync::broadcast;
 
 use crate::error::Result;
 use crate::store::UserStore;
+
+/// What the change log can say about a mailbox's expunges since some MODSEQ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vanished {
+    /// Exactly these UIDs (ascending) were expunged since then.
+    Exactly(Vec<Uid>),
+    /// The log was trimmed past that MODSEQ: any UID not in the mailbox now may have been
+    /// expunged (RFC 7162 3.2.5.1 lets a server report such UIDs, even ones never used).
+    Unknown,
+}
 
 impl UserStore {
     /// The shared in-memory view of a mailbox.
@@ -71,5 +82,22 @@ impl UserStore {
     /// Every commit from now on, for a session waiting in IDLE.
     pub fn commits(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
         self.index().subscribe()
+    }
+
+    /// The UIDs expunged from `mailbox` after `since` (QRESYNC's VANISHED), from the change log.
+    pub fn vanished_since(&self, mailbox: MailboxId, since: Modseq) -> Result<Vanished> {
+        let snap = self.snapshot()?;
+        if snap.log_floor() > since {
+            return Ok(Vanished::Unknown);
+        }
+        let mut uids: Vec<Uid> = snap
+            .changes_since(since)?
+            .into_iter()
+            .filter(|e| e.mailbox == mailbox && matches!(e.kind, ChangeKind::Expunged { .. }))
+            .map(|e| e.uid)
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(Vanished::Exactly(uids))
     }
 }

@@ -17,6 +17,7 @@ mod respond;
 mod selected;
 mod session;
 pub mod structure;
+mod uidset;
 
 pub use connection::{Exit, LITERAL_BYTES_PER_SECOND, Limits, greeting, run};
 pub use respond::Responder;

@@ -15,6 +15,7 @@ use strata_mailstore::model::{KeywordId, MailboxId, MailboxView, Modseq, Uid, Vi
 use crate::encode::SYSTEM_FLAGS;
 use crate::respond::Responder;
 use crate::session::Enabled;
+use crate::uidset::UidSet;
 
 /// A session's selected mailbox.
 pub struct Selected {
@@ -33,6 +34,9 @@ pub struct Selected {
     synced: Modseq,
     /// The mailbox's HIGHESTMODSEQ as of `synced`.
     pub(crate) highest: Modseq,
+    /// The view MODSEQ of the last sync that reported expunges: everything up to it has been
+    /// told, expunges included.
+    told_all: Modseq,
     /// Flag changes this session already reported itself (its own STORE), by UID.
     reported: HashMap<Uid, Modseq>,
     /// Keyword names by id, for the flags the client sees.
@@ -77,6 +81,7 @@ impl Selected {
             recent,
             synced,
             highest,
+            told_all: synced,
             reported: HashMap::new(),
             keywords,
             watch,
@@ -213,6 +218,8 @@ impl Selected {
         let mut flag_lines = Vec::new();
         let mut arrived = Vec::new();
         let mut expunged_seqs = Vec::new();
+        let mut vanished = Vec::new();
+        let mut withheld = false;
         let view = self.view.clone();
         let (modseq, highest) = view.with_entries_at(|cur, modseq, highest| {
             let cur: &[ViewEntry] = if deleted { &[] } else { cur };
@@ -224,6 +231,7 @@ impl Selected {
                     } else {
                         // Each EXPUNGE renumbers the rest: report against the shrinking list.
                         expunged_seqs.push(i as u32 + 1 - expunged_seqs.len() as u32);
+                        vanished.push(*uid);
                         self.recent.remove(uid);
                     }
                 }
@@ -245,10 +253,28 @@ impl Selected {
             }
             let start = cur.partition_point(|e| e.uid <= last);
             arrived.extend(cur[start..].iter().map(|e| e.uid));
+            // Every present message at or below `last` is in the numbering; fewer means some
+            // expunge is being held back.
+            withheld = start < self.uids.len();
             (modseq, highest)
         });
-        for seq in expunged_seqs {
-            r.untagged(&format!("{seq} EXPUNGE"));
+        if enabled.qresync {
+            // RFC 7162 3.2.10: VANISHED, by UID, instead of EXPUNGE.
+            if !vanished.is_empty() {
+                r.untagged(&format!("VANISHED {}", UidSet::from_sorted(&vanished)));
+            }
+        } else {
+            for seq in expunged_seqs {
+                r.untagged(&format!("{seq} EXPUNGE"));
+            }
+        }
+        if withheld && enabled.condstore && !flag_lines.is_empty() {
+            // The MODSEQs about to be told are above an expunge not yet told: a client must
+            // not take them as how far it is in sync (RFC 7162 3.2).
+            r.untagged(&format!(
+                "OK [HIGHESTMODSEQ {}] expunges pending",
+                self.told_all.0.max(1)
+            ));
         }
         for (seq, e) in flag_lines {
             self.flags_fetch(r, seq, &e, true, enabled.condstore);
@@ -262,6 +288,7 @@ impl Selected {
         self.reported.clear();
         if expunges {
             self.watch.told(modseq);
+            self.told_all = modseq;
         }
         arrived
     }

@@ -93,6 +93,8 @@ impl Step {
 pub struct Enabled {
     /// RFC 7162 CONDSTORE: MODSEQ in every untagged FETCH.
     pub condstore: bool,
+    /// RFC 7162 QRESYNC: VANISHED instead of EXPUNGE, and SELECT's QRESYNC parameter.
+    pub qresync: bool,
     /// CONDSTORE was turned on by the command in progress, with a mailbox selected whose
     /// HIGHESTMODSEQ the client must now be told (RFC 7162 3.1).
     pub(crate) condstore_news: bool,
@@ -275,7 +277,8 @@ impl Session {
             }
         } else {
             caps.push_str(
-                " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE",
+                " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE \
+                 QRESYNC",
             );
         }
         caps.push_str(" LITERAL+ ID");

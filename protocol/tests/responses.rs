@@ -259,6 +259,12 @@ const COMMANDS: &[&str] = &[
     "e6 ID NIL",
     "e7 CAPABILITY",
     "e8 NOOP",
+    "q1 ENABLE QRESYNC",
+    "q2 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+    "q3 SELECT INBOX (QRESYNC (1 1 1:5))",
+    "q4 STORE 1 +FLAGS.SILENT (\\Deleted)",
+    "q5 EXPUNGE",
+    "q6 EXAMINE INBOX (QRESYNC (1 1))",
 ];
 
 proptest! {

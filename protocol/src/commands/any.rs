@@ -46,11 +46,20 @@ pub(super) async fn enable(
 ) -> R {
     let mut now = Vec::new();
     for name in names.into_inner() {
-        if let CapabilityEnable::CondStore = name
-            && !a.enabled.condstore
-        {
-            a.enabled.condstore();
-            now.push("CONDSTORE");
+        match &name {
+            CapabilityEnable::CondStore if !a.enabled.condstore => {
+                a.enabled.condstore();
+                now.push("CONDSTORE");
+            }
+            // QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+            CapabilityEnable::Other(_)
+                if name.to_string().eq_ignore_ascii_case("QRESYNC") && !a.enabled.qresync =>
+            {
+                a.enabled.qresync = true;
+                a.enabled.condstore();
+                now.push("QRESYNC");
+            }
+            _ => {}
         }
     }
     let mut line = String::from("ENABLED");

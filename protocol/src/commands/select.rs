@@ -1,16 +1,19 @@
 //! SELECT and EXAMINE (RFC 3501 6.3.1, 6.3.2), with CONDSTORE's parameter and HIGHESTMODSEQ
-//! (RFC 7162 3.1).
+//! (RFC 7162 3.1) and QRESYNC's resynchronization: VANISHED (EARLIER) and the flags changed
+//! since the client's MODSEQ, in the SELECT itself (RFC 7162 3.2.5).
 
 use std::collections::HashMap;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
-use strata_mailstore::model::{KeywordId, Uid};
+use strata_mailstore::model::{KeywordId, Modseq, Uid};
+use strata_mailstore::{UserStore, Vanished};
 
 use super::{Authed, R};
 use crate::respond::Responder;
 use crate::selected::Selected;
 use crate::session::{Step, To};
+use crate::uidset::UidSet;
 
 pub(super) async fn select(
     a: &mut Authed<'_>,
@@ -20,15 +23,34 @@ pub(super) async fn select(
     params: Vec<SelectParameter>,
     r: &mut Responder<'_>,
 ) -> R {
-    for p in &params {
+    let mut resync = None;
+    for p in params.iter() {
         match p {
             SelectParameter::CondStore => {}
-            SelectParameter::QResync { .. } => {
+            SelectParameter::QResync { .. } if !a.enabled.qresync => {
                 // RFC 7162 3.2.5: QRESYNC without ENABLE QRESYNC is a protocol error.
                 r.tagged_bad(tag, None, "QRESYNC has not been enabled");
                 return Ok(Step::CONTINUE);
             }
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } => {
+                // The sequence match data only helps a server that keeps no expunge history;
+                // the change log answers exactly, or says it cannot (see `vanished`).
+                resync = Some((
+                    uid_validity.get(),
+                    Modseq(mod_sequence_value.get()),
+                    known_uids.clone(),
+                ));
+            }
         }
+    }
+    if a.sel.is_some() {
+        // The boundary between the old mailbox's responses and the new one's (RFC 7162 3.2.11).
+        r.untagged("OK [CLOSED] previous mailbox closed");
     }
     // Selecting, even if it fails, leaves the previous mailbox without expunging it.
     let Some(path) = super::path_or_refuse(mailbox, tag, r) else {
@@ -93,6 +115,34 @@ pub(super) async fn select(
         "OK [HIGHESTMODSEQ {}] highest",
         sel.highest.0.max(1)
     ));
+    if let Some((validity, since, known)) = resync
+        && validity == rec.uid_validity
+    {
+        // Anything below UIDNEXT may be known to the client when it names no UIDs.
+        let known = match known {
+            Some(set) => UidSet::from_sequence_set(&set, rec.uid_next.0.saturating_sub(1)),
+            None if rec.uid_next.0 > 1 => UidSet::range(1, rec.uid_next.0 - 1),
+            None => UidSet::default(),
+        };
+        match vanished(&a.user, &sel, since, &known) {
+            Ok(gone) if !gone.is_empty() => r.untagged(&format!("VANISHED (EARLIER) {gone}")),
+            Ok(_) => {}
+            Err(e) => {
+                super::store_error(r, tag, &e);
+                return Ok(Step::to(To::Deselect));
+            }
+        }
+        let changed = sel.view().with_entries(|entries| {
+            entries
+                .iter()
+                .filter(|e| e.modseq > since && known.contains(e.uid))
+                .filter_map(|e| Some((sel.seq_of(e.uid)?, e.clone())))
+                .collect::<Vec<_>>()
+        });
+        for (seq, e) in changed {
+            sel.flags_fetch(r, seq, &e, true, true);
+        }
+    }
     let (code, what) = if read_only {
         ("READ-ONLY", "EXAMINE")
     } else {
@@ -100,4 +150,26 @@ pub(super) async fn select(
     };
     r.tagged_ok(tag, Some(code), &format!("{what} completed"));
     Ok(Step::to(To::Select(Box::new(sel))))
+}
+
+/// The UIDs in `within` expunged after `since` that this session may call vanished: none it
+/// still numbers (those are told by the next sync), none the mailbox holds. When the change log
+/// no longer reaches back to `since`, that is every UID in `within` the mailbox lacks.
+pub(super) fn vanished(
+    user: &UserStore,
+    sel: &Selected,
+    since: Modseq,
+    within: &UidSet,
+) -> strata_mailstore::Result<UidSet> {
+    let mut present: Vec<Uid> = sel
+        .view()
+        .with_entries(|e| e.iter().map(|e| e.uid).collect());
+    present.extend_from_slice(&sel.uids);
+    present.sort_unstable();
+    present.dedup();
+    Ok(match user.vanished_since(sel.id, since)? {
+        Vanished::Exactly(uids) => UidSet::from_sorted(&uids).intersect(within),
+        Vanished::Unknown => within.clone(),
+    }
+    .without(&present))
 }

@@ -1,5 +1,5 @@
 //! The items a FETCH asks for, decoded from imap-codec's names into what Strata answers, and
-//! the command's modifiers (CONDSTORE's CHANGEDSINCE).
+//! the command's modifiers (CONDSTORE's CHANGEDSINCE, QRESYNC's VANISHED).
 
 use std::num::NonZeroU32;
 
@@ -19,6 +19,8 @@ pub(super) struct Request {
     pub(super) items: Vec<Item>,
     /// CHANGEDSINCE: only messages whose MODSEQ is above this.
     pub(super) changed_since: Option<Modseq>,
+    /// VANISHED (QRESYNC): also tell which UIDs in the set were expunged since then.
+    pub(super) vanished: bool,
     /// The FETCH uses CONDSTORE (MODSEQ or CHANGEDSINCE), which turns it on (RFC 7162 3.1).
     pub(super) condstore: bool,
 }
@@ -33,6 +35,7 @@ impl Request {
     ) -> Result<Request, String> {
         let mut items = items_of(names, uid)?;
         let mut changed_since = None;
+        let mut vanished = false;
         for m in modifiers {
             match m {
                 FetchModifier::ChangedSince(n) => {
@@ -41,9 +44,19 @@ impl Request {
                     }
                 }
                 FetchModifier::Vanished => {
-                    return Err("VANISHED needs QRESYNC, which has not been enabled".into());
+                    if !enabled.qresync {
+                        return Err("VANISHED needs QRESYNC, which has not been enabled".into());
+                    }
+                    if !uid {
+                        return Err("VANISHED is only allowed in UID FETCH".into());
+                    }
+                    vanished = true;
                 }
             }
+        }
+        if vanished && changed_since.is_none() {
+            // RFC 7162 3.2.6.
+            return Err("VANISHED needs CHANGEDSINCE".into());
         }
         let asked = items.iter().any(|i| matches!(i, Item::ModSeq));
         // CHANGEDSINCE implies MODSEQ (RFC 7162 3.1.4.1); once CONDSTORE is on, FLAGS come
@@ -55,6 +68,7 @@ impl Request {
         Ok(Request {
             items,
             changed_since,
+            vanished,
             condstore: asked || changed_since.is_some(),
         })
     }

@@ -1,4 +1,5 @@
-//! FETCH and UID FETCH (RFC 3501 6.4.5), with CONDSTORE's MODSEQ and CHANGEDSINCE (RFC 7162).
+//! FETCH and UID FETCH (RFC 3501 6.4.5), with CONDSTORE's MODSEQ and CHANGEDSINCE and QRESYNC's
+//! VANISHED (RFC 7162).
 //! Everything but body content comes from the index (the shared view for flags, sizes, dates
 //! and MODSEQ; the content record for ENVELOPE and BODYSTRUCTURE). Body sections are read from
 //! the backend: one read per message covering only the bytes its sections need, all messages'
@@ -24,6 +25,7 @@ use strata_mailstore::{BodyRead, StoreError};
 use super::{InMailbox, R};
 use crate::respond::Responder;
 use crate::session::Step;
+use crate::uidset::UidSet;
 use items::{Item, Request};
 
 /// What one message's answer needs.
@@ -56,6 +58,18 @@ pub(super) async fn fetch(
     };
     if req.condstore {
         m.enabled.condstore();
+    }
+    if let (true, Some(since)) = (req.vanished, req.changed_since) {
+        let largest = m.sel.uids.last().map_or(0, |u| u.0);
+        let asked = UidSet::from_sequence_set(set, largest);
+        match super::select::vanished(&m.user, m.sel, since, &asked) {
+            Ok(gone) if !gone.is_empty() => r.untagged(&format!("VANISHED (EARLIER) {gone}")),
+            Ok(_) => {}
+            Err(e) => {
+                super::store_error(r, tag, &e);
+                return Ok(Step::CONTINUE);
+            }
+        }
     }
     if let Some(since) = req.changed_since {
         // Messages expunged meanwhile are not "changed since": they are left out.
