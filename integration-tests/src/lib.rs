@@ -284,6 +284,24 @@ impl Client {
         }
     }
 
+    /// Sends COMPRESS DEFLATE and, once it is answered OK, deflates what it sends and inflates
+    /// what it reads (RFC 4978).
+    pub async fn compress(mut self) -> Client {
+        let r = self.cmd("COMPRESS DEFLATE").await;
+        assert!(r.is_ok(), "COMPRESS: {r:?}");
+        let inner = self.io.into_inner();
+        let (rd, wr) = tokio::io::split(inner);
+        let z = tokio::io::join(
+            async_compression::tokio::bufread::DeflateDecoder::new(BufReader::new(rd)),
+            async_compression::tokio::write::DeflateEncoder::new(wr),
+        );
+        Client {
+            io: BufReader::new(Box::new(z)),
+            next_tag: self.next_tag,
+            greeting: self.greeting,
+        }
+    }
+
     /// Writes raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.io.get_mut().write_all(bytes).await.expect("write");

@@ -13,6 +13,10 @@ use tokio::sync::broadcast;
 use crate::error::Result;
 use crate::store::UserStore;
 
+/// Views kept per open user after their sessions end (a few megabytes for mailboxes of
+/// 100,000 messages).
+pub const KEPT_VIEWS: usize = 4;
+
 /// What the change log can say about a mailbox's expunges since some MODSEQ.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Vanished {
@@ -24,9 +28,15 @@ pub enum Vanished {
 }
 
 impl UserStore {
-    /// The shared in-memory view of a mailbox.
+    /// The shared in-memory view of a mailbox. The last [`KEPT_VIEWS`] asked for are kept while
+    /// the user is open, so selecting one again finds it built and current.
     pub async fn view(&self, mailbox: MailboxId) -> Result<Arc<MailboxView>> {
-        Ok(self.index().view(mailbox).await?)
+        let view = self.index().view(mailbox).await?;
+        let mut kept = self.kept_views.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|v| v.mailbox() != mailbox && !v.is_deleted());
+        kept.push_front(view.clone());
+        kept.truncate(KEPT_VIEWS);
+        Ok(view)
     }
 
     /// Claims the mailbox's not-yet-claimed messages as `\Recent` for the caller; returns the

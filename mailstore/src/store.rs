@@ -159,6 +159,7 @@ impl Mailstore {
                 (Some(o), Some(t)) => Some(Shipper::start(user, index_handle, ship_to, o, t)),
                 _ => None,
             },
+            kept_views: Mutex::new(std::collections::VecDeque::new()),
         });
         store.ensure_default_mailboxes().await?;
         *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
@@ -333,6 +334,9 @@ pub struct UserStore {
     labeller: Mutex<Option<crate::labels::Labeller>>,
     /// Ships the index to the main store (see `ship`), when configured.
     shipper: Option<Shipper>,
+    /// The views of the mailboxes selected last, kept (and kept current by the index) after
+    /// their sessions end, so a client that comes back does not wait for one to be built.
+    pub(crate) kept_views: Mutex<std::collections::VecDeque<Arc<strata_index::MailboxView>>>,
 }
 
 /// Keys of an APPEND in flight, forgotten when it ends however it ends.

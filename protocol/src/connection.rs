@@ -9,10 +9,11 @@ use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use strata_mailstore::model::CommitEvent;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
 
 use crate::commands;
+use crate::compress;
 use crate::framing::{Framer, Sizes, Skipped};
 use crate::respond::Responder;
 use crate::session::{Next, Session};
@@ -114,6 +115,40 @@ pub async fn run<S>(
     limits: &Limits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Exit>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    match serve(stream, session, limits, shutdown).await? {
+        Ended::Exit(e) => Ok(e),
+        Ended::Compress => {
+            // From here on both directions are DEFLATE (RFC 4978); nothing was read past the
+            // COMPRESS command, which the client sends alone.
+            let mut z = compress::deflate(stream);
+            session.compressed = true;
+            let ended = serve(&mut z, session, limits, shutdown).await;
+            let _ = z.shutdown().await;
+            match ended? {
+                Ended::Exit(e) => Ok(e),
+                // COMPRESS is refused once compression is on.
+                Ended::Compress => Ok(Exit::Closed),
+            }
+        }
+    }
+}
+
+/// How one pass of [`serve`] ended.
+enum Ended {
+    Exit(Exit),
+    /// COMPRESS DEFLATE was answered: wrap the stream and serve on.
+    Compress,
+}
+
+async fn serve<S>(
+    stream: &mut S,
+    session: &mut Session,
+    limits: &Limits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Ended>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -243,7 +278,7 @@ where
                             literal_time = Duration::ZERO;
                         }
                     }
-                    Event::Eof => return Ok(Exit::Closed),
+                    Event::Eof => return Ok(Ended::Exit(Exit::Closed)),
                     Event::Timeout => {
                         let mut w = Responder::new(stream);
                         w.untagged(match which {
@@ -252,13 +287,13 @@ where
                             Deadline::Idle => "BYE autologout: idle for too long",
                         });
                         w.flush().await?;
-                        return Ok(Exit::TimedOut);
+                        return Ok(Ended::Exit(Exit::TimedOut));
                     }
                     Event::Shutdown => {
                         let mut w = Responder::new(stream);
                         w.untagged("BYE server shutting down");
                         w.flush().await?;
-                        return Ok(Exit::Shutdown);
+                        return Ok(Ended::Exit(Exit::Shutdown));
                     }
                     Event::Fenced(why) => {
                         let mut w = Responder::new(stream);
@@ -266,7 +301,7 @@ where
                             "BYE [UNAVAILABLE] this mailbox is now served by another server: {why}"
                         ));
                         w.flush().await?;
-                        return Ok(Exit::Fenced);
+                        return Ok(Ended::Exit(Exit::Fenced));
                     }
                     Event::Changed => {
                         let mut w = Responder::new(stream);
@@ -315,8 +350,9 @@ where
                         framer.set_sizes(limits.sizes(authenticated(session)));
                         match next {
                             Next::Continue => {}
-                            Next::Close => return Ok(Exit::Closed),
-                            Next::StartTls => return Ok(Exit::StartTls),
+                            Next::Close => return Ok(Ended::Exit(Exit::Closed)),
+                            Next::StartTls => return Ok(Ended::Exit(Exit::StartTls)),
+                            Next::Compress => return Ok(Ended::Compress),
                             Next::Idle => {
                                 events = session.user_store().map(|u| u.commits());
                                 mode = Mode::Idle;

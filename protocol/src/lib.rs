@@ -10,6 +10,7 @@
 //! upgrades STARTTLS when [`run`] returns [`Exit::StartTls`], and supplies an [`Authenticator`].
 
 mod commands;
+mod compress;
 mod connection;
 pub mod encode;
 mod framing;

@@ -123,6 +123,8 @@ pub enum Next {
     Idle,
     /// Wait for a SASL response line for this AUTHENTICATE.
     AuthContinue,
+    /// Turn on DEFLATE in both directions, then continue (RFC 4978).
+    Compress,
 }
 
 /// Checks credentials. The server implements it over its user database, with its failed-login
@@ -157,6 +159,8 @@ pub struct Session {
     pub(crate) auth: Arc<dyn Authenticator>,
     /// What the client enabled.
     pub(crate) enabled: Enabled,
+    /// COMPRESS DEFLATE is on.
+    pub(crate) compressed: bool,
     /// Failed logins on this connection (logged; the per-address limit is the server's).
     pub(crate) failed_logins: u32,
     /// When the connection was accepted: the login deadline runs from here.
@@ -174,6 +178,7 @@ impl Session {
             store,
             auth,
             enabled: Enabled::default(),
+            compressed: false,
             failed_logins: 0,
             connected_at: Instant::now(),
         }
@@ -280,6 +285,10 @@ impl Session {
                 " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE \
                  QRESYNC",
             );
+            caps.push_str(" STATUS=SIZE WITHIN");
+            if !self.compressed {
+                caps.push_str(" COMPRESS=DEFLATE");
+            }
         }
         caps.push_str(" LITERAL+ ID");
         caps

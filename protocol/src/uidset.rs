@@ -51,26 +51,6 @@ impl UidSet {
         self.0.get(i).is_some_and(|r| r.0 <= uid.0)
     }
 
-    /// The UIDs in both sets.
-    pub fn intersect(&self, other: &UidSet) -> UidSet {
-        let mut out = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        while i < self.0.len() && j < other.0.len() {
-            let (a, b) = (self.0[i], other.0[j]);
-            let lo = a.0.max(b.0);
-            let hi = a.1.min(b.1);
-            if lo <= hi {
-                out.push((lo, hi));
-            }
-            if a.1 < b.1 {
-                i += 1;
-            } else {
-                j += 1;
-            }
-        }
-        UidSet(out)
-    }
-
     /// The set without the UIDs `present` (ascending) has.
     pub fn without(&self, present: &[Uid]) -> UidSet {
         let mut out = Vec::new();
@@ -130,10 +110,8 @@ mod tests {
     }
 
     #[test]
-    fn intersection_and_difference() {
+    fn difference() {
         let a = UidSet::from_ranges(vec![(1, 10), (20, 30)]);
-        let b = UidSet::from_ranges(vec![(5, 25)]);
-        assert_eq!(a.intersect(&b).to_string(), "5:10,20:25");
         assert_eq!(
             a.without(&uids(&[1, 4, 5, 10, 25])).to_string(),
             "2:3,6:9,20:24,26:30"

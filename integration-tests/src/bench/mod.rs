@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod report;
+pub mod resync;
 pub mod ship;
 
 use std::net::SocketAddr;

@@ -24,6 +24,9 @@ enum Command {
     Run(RunArgs),
     /// Runs the phases against an in-process Strata over the delay backend at each latency.
     Sweep(SweepArgs),
+    /// Measures resynchronization: one SELECT (QRESYNC ...) against a plain SELECT and a full
+    /// flag fetch, after 1% of flags changed and 0.5% of messages went.
+    Resync(ResyncArgs),
     /// Measures index shipping: APPEND throughput with it on and off, bytes shipped, and the
     /// restore of N-message users from S3.
     Ship(ShipArgs),
@@ -46,6 +49,38 @@ struct ShipArgs {
     /// Injected store latency of the second restore of each size, in ms.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ResyncArgs {
+    /// A server to compare with, as NAME=HOST:PORT (plain IMAP); a `strata` process is started
+    /// and measured first.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// Login on the other targets.
+    #[arg(long, default_value = "bench")]
+    user: String,
+    /// Password on the other targets.
+    #[arg(long, default_value = "bench")]
+    password: String,
+    /// Messages in the mailbox.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u32,
+    /// Flags changed while the client is away, in percent of the messages.
+    #[arg(long, default_value_t = 1.0)]
+    changed_pct: f64,
+    /// Messages expunged while the client is away, in percent.
+    #[arg(long, default_value_t = 0.5)]
+    expunged_pct: f64,
+    /// Samples of each way of resyncing.
+    #[arg(long, default_value_t = 7)]
+    repeats: u32,
+    /// Connections the mailbox is filled over.
+    #[arg(long, default_value_t = 8)]
+    connections: u32,
     /// Append the report (markdown) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -285,6 +320,43 @@ fn write_out(out: &Option<PathBuf>, text: &str) {
     }
 }
 
+/// A `--target NAME=HOST:PORT` as a plain-IMAP target.
+fn target(spec: &str, user: &str, password: &str) -> Target {
+    let (name, addr) = spec.split_once('=').expect("--target NAME=HOST:PORT");
+    let addr: SocketAddr = addr.parse().expect("--target NAME=HOST:PORT");
+    Target {
+        name: name.to_string(),
+        addr,
+        tls_ca: None,
+        user: user.to_string(),
+        password: password.to_string(),
+        processes: Vec::new(),
+    }
+}
+
+async fn resync(args: ResyncArgs) {
+    let (server, strata) = spawn_strata();
+    let mut targets = vec![strata];
+    targets.extend(
+        args.targets
+            .iter()
+            .map(|spec| target(spec, &args.user, &args.password)),
+    );
+    let o = bench::resync::ResyncOptions {
+        messages: args.messages,
+        changed_pct: args.changed_pct,
+        expunged_pct: args.expunged_pct,
+        repeats: args.repeats,
+        connections: args.connections,
+    };
+    let results = bench::resync::run(&targets, &o).await;
+    write_out(
+        &args.out,
+        &format!("\n{}", bench::resync::report(&o, &results)),
+    );
+    drop(server);
+}
+
 async fn run(args: RunArgs) {
     let o = args.sizes.options();
     let phases = args.sizes.phases(PHASES);
@@ -296,23 +368,16 @@ async fn run(args: RunArgs) {
         targets.push(target);
     }
     targets.extend(args.targets.iter().map(|spec| {
-        let (name, addr) = spec.split_once('=').expect("--target NAME=HOST:PORT");
-        let addr: SocketAddr = addr.parse().expect("--target NAME=HOST:PORT");
-        let processes = args
+        let mut t = target(spec, &args.user, &args.password);
+        t.tls_ca = args.tls_ca.clone();
+        t.processes = args
             .processes
             .iter()
             .filter_map(|p| p.split_once('='))
-            .filter(|(n, _)| *n == name)
+            .filter(|(n, _)| *n == t.name)
             .flat_map(|(_, list)| list.split(',').map(str::to_string))
             .collect();
-        Target {
-            name: name.to_string(),
-            addr,
-            tls_ca: args.tls_ca.clone(),
-            user: args.user.clone(),
-            password: args.password.clone(),
-            processes,
-        }
+        t
     }));
     let results = bench::run(&targets, &phases, &o).await;
     let mut text = format!(
@@ -425,6 +490,7 @@ async fn main() {
     match Cli::parse().command {
         Command::Run(a) => run(a).await,
         Command::Sweep(a) => sweep(a).await,
+        Command::Resync(a) => resync(a).await,
         Command::Ship(a) => {
             let text = strata_integration_tests::bench::ship::run(
                 &strata_integration_tests::bench::ship::Options {

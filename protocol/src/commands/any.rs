@@ -1,7 +1,8 @@
 //! Commands valid in any state: CAPABILITY, NOOP, LOGOUT, ID; and the small authenticated-state
-//! ones: ENABLE, NAMESPACE.
+//! ones: ENABLE, NAMESPACE, COMPRESS.
 
 use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::extensions::compress::CompressionAlgorithm;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 
 use super::{Authed, R};
@@ -70,6 +71,32 @@ pub(super) async fn enable(
     r.untagged(&line);
     a.finish(tag, None, "ENABLE completed", r).await;
     Ok(Step::CONTINUE)
+}
+
+/// RFC 4978: DEFLATE from the end of the tagged OK on, in both directions.
+pub(super) fn compress(
+    tag: &str,
+    algorithm: &CompressionAlgorithm,
+    active: bool,
+    r: &mut Responder<'_>,
+) -> R {
+    if active {
+        r.tagged_no(tag, Some("COMPRESSIONACTIVE"), "DEFLATE is already on");
+        return Ok(Step::CONTINUE);
+    }
+    match algorithm {
+        CompressionAlgorithm::Deflate => {
+            r.tagged_ok(tag, None, "DEFLATE active");
+            Ok(Step {
+                next: crate::session::Next::Compress,
+                to: None,
+            })
+        }
+        other => {
+            r.tagged_no(tag, Some("CANNOT"), &format!("{other} is not offered"));
+            Ok(Step::CONTINUE)
+        }
+    }
 }
 
 /// RFC 2342: one personal namespace, no others.

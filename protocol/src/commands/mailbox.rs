@@ -155,6 +155,8 @@ pub(super) async fn status(
                 parts.push(format!("UIDVALIDITY {}", rec.uid_validity))
             }
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", rec.unseen)),
+            // RFC 8438.
+            StatusDataItemName::Size => parts.push(format!("SIZE {}", rec.size)),
             StatusDataItemName::HighestModSeq => {
                 // Asking for it is a CONDSTORE enabling command (RFC 7162 3.1).
                 a.enabled.condstore();

@@ -141,7 +141,13 @@ pub(crate) async fn dispatch(
     if matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. }) {
         return refuse(&tag, r, name, "is only allowed before login");
     }
-    let Session { state, enabled, .. } = s;
+    let Session {
+        state,
+        enabled,
+        compressed,
+        ..
+    } = s;
+    let compressed = *compressed;
     let (user, sel) = match state {
         State::Authenticated { user, .. } => (user.clone(), None),
         State::Selected { user, mailbox, .. } => (user.clone(), Some(&mut **mailbox)),
@@ -192,6 +198,7 @@ pub(crate) async fn dispatch(
             message,
         } => append::append(&mut a, &tag, &mailbox, flags, date, message, r).await,
         C::Idle => idle::idle(&tag, r),
+        C::Compress { algorithm } => any::compress(&tag, &algorithm, compressed, r),
         body => {
             let Authed { user, sel, enabled } = a;
             let Some(sel) = sel else {

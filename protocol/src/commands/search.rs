@@ -200,7 +200,7 @@ fn local_date(t: Timestamp) -> NaiveDate {
         .date_naive()
 }
 
-fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32) -> bool {
+fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32, now: i64) -> bool {
     use SearchKey as K;
     let sys = c.entry.flags.system;
     let kw_named = |name: &str| {
@@ -211,9 +211,9 @@ fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32) -
     };
     let s = |a: &imap_codec::imap_types::core::AString<'_>| a.as_ref().to_vec();
     match k {
-        K::And(ks) => ks.as_ref().iter().all(|k| matches(k, c, sel, max_uid)),
-        K::Or(a, b) => matches(a, c, sel, max_uid) || matches(b, c, sel, max_uid),
-        K::Not(k) => !matches(k, c, sel, max_uid),
+        K::And(ks) => ks.as_ref().iter().all(|k| matches(k, c, sel, max_uid, now)),
+        K::Or(a, b) => matches(a, c, sel, max_uid, now) || matches(b, c, sel, max_uid, now),
+        K::Not(k) => !matches(k, c, sel, max_uid, now),
         K::SequenceSet(set) => ranges(set, sel.exists())
             .iter()
             .any(|&(a, b)| a <= c.seq && c.seq <= b),
@@ -255,6 +255,9 @@ fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32) -
         // One MODSEQ per message: an entry name, if given, is answered from it (RFC 7162
         // 3.1.5 allows this).
         K::ModSequence { modseq, .. } => c.entry.modseq.0 >= *modseq,
+        // RFC 5032: at least (OLDER) or at most (YOUNGER) that many seconds before now.
+        K::Older(secs) => c.entry.internal_date.unix <= now - i64::from(secs.get()),
+        K::Younger(secs) => c.entry.internal_date.unix >= now - i64::from(secs.get()),
     }
 }
 
@@ -294,6 +297,7 @@ pub(super) async fn search(
         .filter_map(|(i, u)| sel.entry(*u).map(|e| (i as u32 + 1, e)))
         .collect();
     let max_uid = sel.uids.last().map_or(0, |u| u.0);
+    let now = chrono::Utc::now().timestamp();
     // Header criteria read the synced fields; a body search also needs the MIME tree to know
     // which ranges to read.
     let want = Parts {
@@ -373,7 +377,7 @@ pub(super) async fn search(
                 text_parts: text_parts(&content.parsed.structure),
                 text: Default::default(),
             };
-            if matches(&key, &c, sel, max_uid) {
+            if matches(&key, &c, sel, max_uid, now) {
                 hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
             }
         }
@@ -391,7 +395,7 @@ pub(super) async fn search(
                 text_parts: Vec::new(),
                 text: Default::default(),
             };
-            if matches(&key, &c, sel, max_uid) {
+            if matches(&key, &c, sel, max_uid, now) {
                 hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
             }
         }

@@ -161,15 +161,24 @@ pub(super) fn vanished(
     since: Modseq,
     within: &UidSet,
 ) -> strata_mailstore::Result<UidSet> {
-    let mut present: Vec<Uid> = sel
-        .view()
-        .with_entries(|e| e.iter().map(|e| e.uid).collect());
-    present.extend_from_slice(&sel.uids);
-    present.sort_unstable();
-    present.dedup();
     Ok(match user.vanished_since(sel.id, since)? {
-        Vanished::Exactly(uids) => UidSet::from_sorted(&uids).intersect(within),
-        Vanished::Unknown => within.clone(),
-    }
-    .without(&present))
+        Vanished::Exactly(uids) => {
+            // Few, as a rule: each is looked up rather than the mailbox listed.
+            let gone: Vec<Uid> = uids
+                .into_iter()
+                .filter(|u| within.contains(*u) && sel.seq_of(*u).is_none())
+                .filter(|u| sel.entry(*u).is_none())
+                .collect();
+            UidSet::from_sorted(&gone)
+        }
+        Vanished::Unknown => {
+            let mut present: Vec<Uid> = sel
+                .view()
+                .with_entries(|e| e.iter().map(|e| e.uid).collect());
+            present.extend_from_slice(&sel.uids);
+            present.sort_unstable();
+            present.dedup();
+            within.without(&present)
+        }
+    })
 }
