@@ -56,6 +56,18 @@ impl Out {
         self
     }
 
+    /// Appends a literal8 (RFC 3516) when the bytes hold a NUL, a literal otherwise: BINARY's
+    /// data goes out exactly as decoded.
+    pub fn literal8(&mut self, s: &[u8]) -> &mut Self {
+        if memchr::memchr(0, s).is_none() {
+            return self.literal(s);
+        }
+        self.buf
+            .extend_from_slice(format!("~{{{}}}\r\n", s.len()).as_bytes());
+        self.buf.extend_from_slice(s);
+        self
+    }
+
     /// Appends a string or NIL.
     pub fn nstring(&mut self, s: Option<&[u8]>) -> &mut Self {
         match s {

@@ -285,7 +285,7 @@ impl Session {
                 " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE \
                  QRESYNC",
             );
-            caps.push_str(" STATUS=SIZE WITHIN");
+            caps.push_str(" STATUS=SIZE WITHIN BINARY");
             if !self.compressed {
                 caps.push_str(" COMPRESS=DEFLATE");
             }

@@ -86,6 +86,14 @@ pub(super) enum Item {
     Envelope,
     Body,
     BodyStructure,
+    /// RFC 3516 BINARY[part] (or BINARY.SIZE[part] with `size_only`): the part's body with its
+    /// transfer encoding undone.
+    Binary {
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+        size_only: bool,
+    },
     /// A body section, with the name it is answered under.
     Section {
         spec: SectionSpec,
@@ -99,12 +107,19 @@ impl Item {
     pub(super) fn needs_content(&self) -> bool {
         matches!(
             self,
-            Item::Envelope | Item::Body | Item::BodyStructure | Item::Section { .. }
+            Item::Envelope
+                | Item::Body
+                | Item::BodyStructure
+                | Item::Section { .. }
+                | Item::Binary { .. }
         )
     }
 
     pub(super) fn sets_seen(&self) -> bool {
-        matches!(self, Item::Section { peek: false, .. })
+        matches!(
+            self,
+            Item::Section { peek: false, .. } | Item::Binary { peek: false, .. }
+        )
     }
 }
 
@@ -246,8 +261,23 @@ pub(super) fn items_of(
                 peek: false,
                 label: "RFC822.TEXT".into(),
             },
+            N::Binary {
+                section,
+                partial,
+                peek,
+            } => Item::Binary {
+                part: section.iter().map(|n| n.get()).collect(),
+                partial: partial.map(|(a, b)| (a, b.get())),
+                peek,
+                size_only: false,
+            },
+            N::BinarySize { section } => Item::Binary {
+                part: section.iter().map(|n| n.get()).collect(),
+                partial: None,
+                peek: true,
+                size_only: true,
+            },
             N::ModSeq => Item::ModSeq,
-            other => return Err(format!("FETCH item {other:?} is not supported")),
         };
         if matches!(item, Item::Uid) && items.iter().any(|i| matches!(i, Item::Uid)) {
             continue;

@@ -28,6 +28,13 @@ use crate::session::Step;
 use crate::uidset::UidSet;
 use items::{Item, Request};
 
+/// Why a FETCH is answered NO.
+enum Refused {
+    Store(StoreError),
+    /// BINARY names a part whose transfer encoding is unknown (RFC 3516 4.3).
+    UnknownCte,
+}
+
 /// What one message's answer needs.
 struct Planned {
     seq: u32,
@@ -84,8 +91,16 @@ pub(super) async fn fetch(
     };
     let missing = match answer(m, &req.items, targets, &seen_now, r).await? {
         Ok(missing) => missing,
-        Err(e) => {
+        Err(Refused::Store(e)) => {
             super::store_error(r, tag, &e);
+            return Ok(Step::CONTINUE);
+        }
+        Err(Refused::UnknownCte) => {
+            r.tagged_no(
+                tag,
+                Some("UNKNOWN-CTE"),
+                "a part's transfer encoding cannot be decoded for BINARY",
+            );
             return Ok(Step::CONTINUE);
         }
     };
@@ -138,13 +153,13 @@ async fn answer(
     targets: Vec<(u32, Uid)>,
     seen_now: &HashSet<Uid>,
     r: &mut Responder<'_>,
-) -> std::io::Result<Result<bool, StoreError>> {
+) -> std::io::Result<Result<bool, Refused>> {
     let user = m.user.clone();
     let sel = &*m.sel;
     let condstore = m.enabled.condstore;
     let snap = match user.snapshot() {
         Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(Refused::Store(e))),
     };
     let want = render::parts_of(items);
     let needs_content = items.iter().any(Item::needs_content);
@@ -161,6 +176,13 @@ async fn answer(
     let (mut plan, mut missing) = plan(&targets, items, needs_content && plan_content, |u| {
         content_of(u, sel.entry(u).as_ref())
     });
+    if plan.iter().any(|p| {
+        p.content
+            .as_ref()
+            .is_some_and(|c| render::unknown_cte(c, items))
+    }) {
+        return Ok(Err(Refused::UnknownCte));
+    }
     let reads: Vec<_> = plan
         .iter()
         .filter_map(|p| {
@@ -204,7 +226,7 @@ async fn answer(
                 Some(Err(e)) => {
                     drop(bodies);
                     r.flush().await?;
-                    return Ok(Err(e));
+                    return Ok(Err(Refused::Store(e)));
                 }
                 None => None,
             }

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use strata_mailstore::SYNCED_HEADERS;
-use strata_mailstore::model::{ContentRecord, Parts, Timestamp, Uid, ViewEntry};
+use strata_mailstore::mime::transfer_decoded;
+use strata_mailstore::model::{ContentRecord, MimePart, Parts, Timestamp, Uid, ViewEntry};
 
 use super::items::Item;
 use crate::encode::Out;
@@ -105,6 +106,33 @@ fn write_item(
             o.raw(if ext { "BODYSTRUCTURE " } else { "BODY " });
             structure::body_structure(o, &content().parsed.structure, ext);
         }
+        Item::Binary {
+            part,
+            partial,
+            size_only,
+            ..
+        } => {
+            let c = content();
+            let raw = section_data(c, &binary_spec(part), m.bytes, m.base);
+            let data = binary_decoded(c, part, raw);
+            let label = part_label(part);
+            if *size_only {
+                o.raw(format!("BINARY.SIZE[{label}] {}", data.len()));
+                return;
+            }
+            let (start, end) = match partial {
+                Some((start, len)) => {
+                    let start = (*start as usize).min(data.len());
+                    (start, start.saturating_add(*len as usize).min(data.len()))
+                }
+                None => (0, data.len()),
+            };
+            match partial {
+                Some(_) => o.raw(format!("BINARY[{label}]<{start}> ")),
+                None => o.raw(format!("BINARY[{label}] ")),
+            };
+            o.literal8(&data[start..end]);
+        }
         Item::Section {
             spec,
             partial,
@@ -146,7 +174,7 @@ pub(super) fn parts_of(items: &[Item]) -> Parts {
             Item::Envelope => p.envelope = true,
             Item::Body | Item::BodyStructure => p.structure = true,
             Item::Section { spec, .. } if from_index(spec) => p.headers = true,
-            Item::Section { .. } => p.structure = true,
+            Item::Section { .. } | Item::Binary { .. } => p.structure = true,
             _ => {}
         }
     }
@@ -155,7 +183,11 @@ pub(super) fn parts_of(items: &[Item]) -> Parts {
 
 /// Whether an item needs bytes from the backend.
 pub(super) fn reads_body(item: &Item) -> bool {
-    matches!(item, Item::Section { spec, .. } if !from_index(spec))
+    match item {
+        Item::Section { spec, .. } => !from_index(spec),
+        Item::Binary { .. } => true,
+        _ => false,
+    }
 }
 
 /// Whether a section is answered from the header fields the index keeps: HEADER.FIELDS of the
@@ -197,12 +229,15 @@ fn fields_from_index(c: &ContentRecord, names: &[Vec<u8>]) -> Vec<u8> {
 pub(super) fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<u64>> {
     let mut out: Option<Range<u64>> = None;
     for item in items {
-        let Item::Section { spec, .. } = item else {
-            continue;
+        let binary;
+        let spec = match item {
+            Item::Section { spec, .. } if !from_index(spec) => spec,
+            Item::Binary { part, .. } => {
+                binary = binary_spec(part);
+                &binary
+            }
+            _ => continue,
         };
-        if from_index(spec) {
-            continue;
-        }
         let r = match structure::section_bytes(&c.parsed.structure, spec) {
             SectionBytes::Range(r) => r,
             SectionBytes::Fields { header, .. } => header,
@@ -214,6 +249,60 @@ pub(super) fn covering_range(c: &ContentRecord, items: &[Item]) -> Option<Range<
         });
     }
     out.map(|r| r.start..r.end.min(c.size))
+}
+
+/// The byte range BINARY[part] reads: the part's body, or the whole message for `[]`.
+pub(super) fn binary_spec(part: &[u32]) -> SectionSpec {
+    if part.is_empty() {
+        SectionSpec::Full
+    } else {
+        SectionSpec::Part(part.to_vec())
+    }
+}
+
+fn part_label(part: &[u32]) -> String {
+    let nums: Vec<String> = part.iter().map(u32::to_string).collect();
+    nums.join(".")
+}
+
+/// The transfer encodings BINARY can undo (RFC 3516 4.2); others are `[UNKNOWN-CTE]`.
+fn known_encoding(e: Option<&[u8]>) -> bool {
+    e.is_none_or(|e| {
+        ["7bit", "8bit", "binary", "base64", "quoted-printable"]
+            .iter()
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(e))
+    })
+}
+
+/// The leaf part BINARY[part] decodes, if it names one (a multipart or a message is sent as
+/// it is stored).
+fn binary_leaf<'c>(c: &'c ContentRecord, part: &[u32]) -> Option<&'c MimePart> {
+    if part.is_empty() {
+        return None;
+    }
+    structure::find_part(&c.parsed.structure, part)
+        .filter(|p| p.children.is_empty() && !p.media_type.eq_ignore_ascii_case(b"message"))
+}
+
+/// Whether some BINARY item names a part whose encoding cannot be undone.
+pub(super) fn unknown_cte(c: &ContentRecord, items: &[Item]) -> bool {
+    items.iter().any(|i| match i {
+        Item::Binary { part, .. } => {
+            binary_leaf(c, part).is_some_and(|p| !known_encoding(p.encoding.as_deref()))
+        }
+        _ => false,
+    })
+}
+
+fn binary_decoded<'d>(c: &ContentRecord, part: &[u32], raw: Cow<'d, [u8]>) -> Cow<'d, [u8]> {
+    match binary_leaf(c, part).and_then(|p| p.encoding.as_deref()) {
+        Some(e)
+            if e.eq_ignore_ascii_case(b"base64") || e.eq_ignore_ascii_case(b"quoted-printable") =>
+        {
+            Cow::Owned(transfer_decoded(&raw, Some(e)))
+        }
+        _ => raw,
+    }
 }
 
 /// A section's bytes, cut from `data`, which holds the message from offset `base`: borrowed
