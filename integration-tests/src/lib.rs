@@ -218,6 +218,18 @@ impl Reply {
     }
 }
 
+/// The number after `key` (and any spaces or an opening parenthesis) in `line`: the value of
+/// `UIDVALIDITY 7`, `MODSEQ (12)`, `HIGHESTMODSEQ 40`.
+pub fn number_after(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(key)? + key.len();
+    line[at..]
+        .trim_start_matches([' ', '('])
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// An IMAP client that sends commands and reads their responses.
 pub struct Client {
     io: BufReader<Box<dyn Io>>,

@@ -2,20 +2,10 @@
 //! enabling commands, HIGHESTMODSEQ, FETCH MODSEQ and CHANGEDSINCE, STORE UNCHANGEDSINCE with
 //! `[MODIFIED]`, SEARCH MODSEQ, and MODSEQ in every untagged FETCH once on.
 
-use strata_integration_tests::{Client, Reply, TestServer};
+use strata_integration_tests::{Client, Reply, TestServer, number_after};
 
 fn message(n: u32) -> Vec<u8> {
     format!("From: a@example.org\r\nSubject: message {n}\r\n\r\nbody {n}\r\n").into_bytes()
-}
-
-/// The number after `key ` (or `key (`) in `line`.
-fn number_after(line: &str, key: &str) -> Option<u64> {
-    let at = line.find(key)? + key.len();
-    let rest = line[at..].trim_start_matches([' ', '(']);
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// The HIGHESTMODSEQ a reply carries, in an untagged OK or a STATUS.

@@ -1022,44 +1022,32 @@ async fn run_client(cmd: &mut std::process::Command) -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_imaplib_runs_a_whole_session() {
+/// Runs a Python client script from `clients/` over TLS as alice; returns its output.
+async fn python_client(script: &str) -> String {
     assert!(tool("python3"), "python3 is needed (.ci/run installs it)");
     let s = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/imaplib_session.py");
-    let addr = s.imaps_addr();
-    let out = run_client(
+    let script = format!("{}/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    run_client(
         std::process::Command::new("python3")
             .arg(script)
             .arg("localhost")
-            .arg(addr.port().to_string())
+            .arg(s.imaps_addr().port().to_string())
             .arg(s.certificate())
             .arg("alice")
             .arg("alice-password"),
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_imaplib_runs_a_whole_session() {
+    let out = python_client("imaplib_session.py").await;
     assert!(out.contains("imaplib session ok"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_imapclient_uses_condstore() {
-    assert!(tool("python3"), "python3 is needed (.ci/run installs it)");
-    let s = TestServer::start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/clients/imapclient_condstore.py"
-    );
-    let addr = s.imaps_addr();
-    let out = run_client(
-        std::process::Command::new("python3")
-            .arg(script)
-            .arg("localhost")
-            .arg(addr.port().to_string())
-            .arg(s.certificate())
-            .arg("alice")
-            .arg("alice-password"),
-    )
-    .await;
+    let out = python_client("imapclient_condstore.py").await;
     assert!(out.contains("imapclient condstore ok"), "{out}");
 }
 

@@ -5,20 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use strata_integration_tests::{Client, Reply, TestServer};
+use strata_integration_tests::{Client, Reply, TestServer, number_after};
 
 fn message(n: u32) -> Vec<u8> {
     format!("From: a@example.org\r\nSubject: message {n}\r\n\r\nbody {n}\r\n").into_bytes()
-}
-
-fn number_after(line: &str, key: &str) -> Option<u64> {
-    let at = line.find(key)? + key.len();
-    line[at..]
-        .trim_start_matches([' ', '('])
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn code(r: &Reply, key: &str) -> u64 {
@@ -66,6 +56,14 @@ fn flags_by_uid(r: &Reply) -> BTreeMap<u32, Vec<String>> {
             Some((uid, f))
         })
         .collect()
+}
+
+/// Creates `Box` with messages 1..=n through `c`.
+async fn boxed(c: &mut Client, n: u32) {
+    c.ok("CREATE Box").await;
+    for i in 1..=n {
+        assert!(c.append("Box", "", &message(i)).await.is_ok());
+    }
 }
 
 async fn qresync_client(s: &TestServer) -> Client {
@@ -147,10 +145,7 @@ async fn a_client_resyncs_with_one_select() {
 async fn known_uids_and_uidvalidity_limit_what_is_told() {
     let s = TestServer::start().await;
     let mut c = qresync_client(&s).await;
-    c.ok("CREATE Box").await;
-    for i in 1..=6 {
-        c.append("Box", "", &message(i)).await;
-    }
+    boxed(&mut c, 6).await;
     let r = c.ok("SELECT Box").await;
     let validity = code(&r, "UIDVALIDITY");
     let highest = code(&r, "HIGHESTMODSEQ");
@@ -167,28 +162,14 @@ async fn known_uids_and_uidvalidity_limit_what_is_told() {
         flags_by_uid(&r).keys().copied().collect::<Vec<_>>(),
         vec![3]
     );
-    // A different UIDVALIDITY: a plain SELECT.
-    let r = c
-        .ok(&format!(
-            "SELECT Box (QRESYNC ({} {highest}))",
-            validity + 1
-        ))
-        .await;
-    assert!(
-        vanished_earlier(&r).is_empty() && flags_by_uid(&r).is_empty(),
-        "{r:?}"
-    );
-    // A MODSEQ from the future: nothing changed after it.
-    let r = c
-        .ok(&format!(
-            "SELECT Box (QRESYNC ({validity} {}))",
-            highest * 1000
-        ))
-        .await;
-    assert!(
-        vanished_earlier(&r).is_empty() && flags_by_uid(&r).is_empty(),
-        "{r:?}"
-    );
+    // A different UIDVALIDITY is a plain SELECT; after a MODSEQ from the future nothing changed.
+    for (v, m) in [(validity + 1, highest), (validity, highest * 1000)] {
+        let r = c.ok(&format!("SELECT Box (QRESYNC ({v} {m}))")).await;
+        assert!(
+            vanished_earlier(&r).is_empty() && flags_by_uid(&r).is_empty(),
+            "{r:?}"
+        );
+    }
     // UID FETCH with VANISHED: the same answer for a UID range.
     let r = c
         .ok(&format!(
@@ -210,10 +191,7 @@ async fn known_uids_and_uidvalidity_limit_what_is_told() {
 async fn expunges_are_told_as_vanished() {
     let s = TestServer::start().await;
     let mut c = qresync_client(&s).await;
-    c.ok("CREATE Box").await;
-    for i in 1..=5 {
-        c.append("Box", "", &message(i)).await;
-    }
+    boxed(&mut c, 5).await;
     c.ok("SELECT Box").await;
     c.ok("STORE 2,4 +FLAGS.SILENT (\\Deleted)").await;
     let r = c.ok("EXPUNGE").await;
@@ -261,10 +239,7 @@ async fn qresync_errors_are_bad() {
 async fn modseqs_told_while_an_expunge_waits_come_with_a_lower_highestmodseq() {
     let s = TestServer::start().await;
     let mut c = qresync_client(&s).await;
-    c.ok("CREATE Box").await;
-    for i in 1..=3 {
-        c.append("Box", "", &message(i)).await;
-    }
+    boxed(&mut c, 3).await;
     let r = c.ok("SELECT Box").await;
     let before = code(&r, "HIGHESTMODSEQ");
     let mut other = s.login("alice").await;

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::{Target, append, uids};
-use crate::{Client, Reply};
+use crate::{Client, Reply, number_after};
 
 const BOX: &str = "BenchResync";
 
@@ -50,16 +50,6 @@ pub struct ResyncResult {
 fn reply_bytes(r: &Reply) -> u64 {
     // "* " + line + CRLF for each untagged line; tag + status + CRLF for the last.
     r.untagged.iter().map(|l| l.len() as u64 + 4).sum::<u64>() + r.status.len() as u64 + 8
-}
-
-fn number_after(line: &str, key: &str) -> Option<u64> {
-    let at = line.find(key)? + key.len();
-    line[at..]
-        .trim_start_matches([' ', '('])
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// The median of some durations.
