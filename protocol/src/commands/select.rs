@@ -73,10 +73,6 @@ pub(super) async fn select(
             // EXAMINE sees which messages are recent but takes nothing from other sessions
             // (RFC 3501 6.3.2).
             ((rec.first_recent_uid, Uid(u32::MAX)), None)
-        } else if rec.first_recent_uid >= rec.uid_next {
-            // Nothing to claim: no write (and no fsync) for a SELECT of a mailbox already seen.
-            // Anything newer arrives after this snapshot and is claimed at the next sync.
-            ((rec.uid_next, rec.uid_next), Some(rec.uid_next))
         } else {
             let (from, to) = user.claim_recent(rec.id).await?;
             // Mail that arrives after the claim is not this session's yet: it is reported
