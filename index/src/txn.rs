@@ -503,19 +503,35 @@ impl<'a, 't> Txn<'a, 't> {
         Ok(())
     }
 
-    /// Marks every message now in the mailbox as no longer `\Recent` and returns the UID range
-    /// `[first, uid_next)` that was recent for the caller (RFC 3501: the first session to see a
-    /// message gets it as recent). Does not change MODSEQ.
-    pub fn claim_recent(&mut self, id: MailboxId) -> Result<(Uid, Uid)> {
+    /// Marks the mailbox's messages below `below` as no longer `\Recent` and returns the UID
+    /// range `[first, end)` that was recent for the caller (RFC 3501: the first session to see a
+    /// message gets it as recent). A session passes one past the last UID it numbers, so a
+    /// message that arrives meanwhile stays for whoever sees it. Does not change MODSEQ.
+    pub fn claim_recent(&mut self, id: MailboxId, below: Uid) -> Result<(Uid, Uid)> {
         self.begin_op();
         let mut rec = self.must_mailbox(id)?;
-        let range = (rec.first_recent_uid, rec.uid_next);
-        if rec.first_recent_uid != rec.uid_next {
-            rec.first_recent_uid = rec.uid_next;
-            rec.recent = 0;
+        let end = below.min(rec.uid_next);
+        let range = (rec.first_recent_uid, end.max(rec.first_recent_uid));
+        if end > rec.first_recent_uid {
+            rec.first_recent_uid = end;
+            rec.recent = if end == rec.uid_next {
+                0
+            } else {
+                self.count_messages_from(id, end)?
+            };
             self.put_mailbox(&rec)?;
         }
         Ok(range)
+    }
+
+    /// How many messages of `mailbox` have a UID of at least `from`.
+    fn count_messages_from(&self, mailbox: MailboxId, from: Uid) -> Result<u32> {
+        let mut n = 0;
+        self.for_each_message(mailbox, from, &mut |_| {
+            n += 1;
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(n)
     }
 
     /// Subscribes to a mailbox name (which need not exist).

@@ -251,7 +251,7 @@ async fn base_and_diffs_restore_an_identical_index() {
                 None,
             )?;
             t.subscribe("INBOX")?;
-            t.claim_recent(inbox).map(drop)
+            t.claim_recent(inbox, Uid(u32::MAX)).map(drop)
         })
         .await
         .unwrap();

@@ -55,6 +55,8 @@ enum Op {
     },
     ClaimRecent {
         mb: u8,
+        // Claims below this UID (255: all).
+        below: u8,
     },
     Group {
         ops: Vec<Op>,
@@ -79,7 +81,8 @@ fn leaf_op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), uids.clone()).prop_map(|(mb, uids)| Op::Expunge { mb, uids }),
         2 => (any::<u8>(), uids.clone(), any::<u8>()).prop_map(|(from, uids, to)| Op::Copy { from, uids, to }),
         2 => (any::<u8>(), uids, any::<u8>()).prop_map(|(from, uids, to)| Op::Move { from, uids, to }),
-        1 => any::<u8>().prop_map(|mb| Op::ClaimRecent { mb }),
+        1 => (any::<u8>(), prop_oneof![0u8..16, Just(255)])
+            .prop_map(|(mb, below)| Op::ClaimRecent { mb, below }),
     ]
 }
 
@@ -129,7 +132,7 @@ enum Resolved {
     Expunge(u32, Vec<u32>),
     Copy(u32, Vec<u32>, u32),
     Move(u32, Vec<u32>, u32),
-    ClaimRecent(u32),
+    ClaimRecent(u32, u32),
 }
 
 impl Model {
@@ -206,7 +209,14 @@ impl Model {
                 let f = self.pick_mailbox(*from);
                 Resolved::Move(f, self.pick_uids(f, uids), self.pick_mailbox(*to))
             }
-            Op::ClaimRecent { mb } => Resolved::ClaimRecent(self.pick_mailbox(*mb)),
+            Op::ClaimRecent { mb, below } => Resolved::ClaimRecent(
+                self.pick_mailbox(*mb),
+                if *below == 255 {
+                    u32::MAX
+                } else {
+                    u32::from(*below)
+                },
+            ),
             Op::Group { .. } | Op::Reopen | Op::Repack => unreachable!("resolved by the driver"),
         }
     }
@@ -350,11 +360,11 @@ impl Model {
                 }
                 true
             }
-            Resolved::ClaimRecent(mb) => {
+            Resolved::ClaimRecent(mb, below) => {
                 let Some(m) = self.mailboxes.get_mut(mb) else {
                     return false;
                 };
-                m.first_recent = m.uid_next;
+                m.first_recent = m.first_recent.max((*below).min(m.uid_next));
                 true
             }
         }
@@ -407,7 +417,7 @@ fn run(t: &mut Txn<'_, '_>, r: &Resolved) -> Result<()> {
             t.move_messages(MailboxId(*from), &uids, MailboxId(*to))
                 .map(drop)
         }
-        Resolved::ClaimRecent(mb) => t.claim_recent(MailboxId(*mb)).map(drop),
+        Resolved::ClaimRecent(mb, below) => t.claim_recent(MailboxId(*mb), Uid(*below)).map(drop),
     }
 }
 

@@ -381,7 +381,9 @@ async fn recent_is_claimed_once() {
     common::fill(&index, inbox, 0..4).await;
     let claim = |index: UserIndex| async move {
         index
-            .write(Durability::Immediate, move |t| t.claim_recent(inbox))
+            .write(Durability::Immediate, move |t| {
+                t.claim_recent(inbox, Uid(u32::MAX))
+            })
             .await
             .unwrap()
     };

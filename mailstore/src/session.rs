@@ -39,13 +39,14 @@ impl UserStore {
         Ok(view)
     }
 
-    /// Claims the mailbox's not-yet-claimed messages as `\Recent` for the caller; returns the
-    /// UID range `[from, to)` it got. Claims share fsyncs with other sessions' changes: a claim
-    /// lost in a crash only shows `\Recent` once more.
-    pub async fn claim_recent(&self, mailbox: MailboxId) -> Result<(Uid, Uid)> {
+    /// Claims the mailbox's not-yet-claimed messages below `below` (all with `None`) as
+    /// `\Recent` for the caller; returns the UID range `[from, to)` it got. Claims share fsyncs
+    /// with other sessions' changes: a claim lost in a crash only shows `\Recent` once more.
+    pub async fn claim_recent(&self, mailbox: MailboxId, below: Option<Uid>) -> Result<(Uid, Uid)> {
+        let below = below.unwrap_or(Uid(u32::MAX));
         Ok(self
             .index()
-            .write(Durability::Grouped, move |t| t.claim_recent(mailbox))
+            .write(Durability::Grouped, move |t| t.claim_recent(mailbox, below))
             .await?)
     }
 

@@ -451,8 +451,11 @@ pub(crate) async fn sync_selected(
         return;
     }
     let mut recent = Vec::new();
+    // Only what this session now numbers: a message arriving meanwhile is left for the session
+    // that reports it.
+    let below = arrived.last().map(|u| Uid(u.0 + 1));
     if !sel.read_only
-        && let Ok((from, to)) = user.claim_recent(sel.id).await
+        && let Ok((from, to)) = user.claim_recent(sel.id, below).await
     {
         // Every session that sees new mail claims; exactly one gets each message.
         recent = arrived

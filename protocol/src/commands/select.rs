@@ -73,8 +73,12 @@ pub(super) async fn select(
             // EXAMINE sees which messages are recent but takes nothing from other sessions
             // (RFC 3501 6.3.2).
             ((rec.first_recent_uid, Uid(u32::MAX)), None)
+        } else if rec.first_recent_uid >= rec.uid_next {
+            // Nothing to claim: no write. What arrives after the snapshot is numbered (and
+            // claimed) at the next sync.
+            ((rec.uid_next, rec.uid_next), Some(rec.uid_next))
         } else {
-            let (from, to) = user.claim_recent(rec.id).await?;
+            let (from, to) = user.claim_recent(rec.id, None).await?;
             // Mail that arrives after the claim is not this session's yet: it is reported
             // (and claimed) at the next sync, so exactly one session sees it as recent.
             ((from, to), Some(to))
