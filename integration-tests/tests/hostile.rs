@@ -361,6 +361,22 @@ async fn deeply_nested_or_huge_commands_get_an_answer_and_the_session_goes_on() 
                 .join(",")
         ),
         format!("SEARCH {}", "SUBJECT x ".repeat(5000)),
+        // Extension syntax cut out before imap-codec sees the command.
+        format!("SEARCH RETURN ({}) ALL", "(".repeat(deep)),
+        format!(
+            "SEARCH RETURN (SAVE) {}ALL{}",
+            "(".repeat(deep),
+            ")".repeat(deep)
+        ),
+        format!("SEARCH {}", "$ ".repeat(deep)),
+        format!("LIST ({}) \"\" *", "(".repeat(deep)),
+        format!("LIST \"\" ({})", "* ".repeat(deep)),
+        format!(
+            "LIST \"\" * RETURN (STATUS ({}MESSAGES{}))",
+            "(".repeat(deep),
+            ")".repeat(deep)
+        ),
+        format!("CREATE x (USE ({}))", "\\Sent ".repeat(deep)),
     ];
     for command in &commands {
         let r = c.cmd(command).await;
@@ -378,4 +394,19 @@ async fn deeply_nested_or_huge_commands_get_an_answer_and_the_session_goes_on() 
     c.ok("SEARCH ((((ALL))))").await;
     c.ok("SEARCH OR OR SUBJECT a SUBJECT b SUBJECT c").await;
     c.ok("FETCH 1 (BODY.PEEK[1.1.1.1.1.1.1.1])").await;
+    // A saved result of every other message, used often, is refused as too large a command.
+    for i in 2..=2000 {
+        let r = c
+            .append("INBOX", "", format!("Subject: {i}\r\n\r\nx\r\n").as_bytes())
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+    c.ok("NOOP").await;
+    let mut odd: Vec<String> = (1..=2000).step_by(2).map(|n| n.to_string()).collect();
+    odd.truncate(1000);
+    c.ok(&format!("SEARCH RETURN (SAVE) {}", odd.join(",")))
+        .await;
+    let r = c.cmd(&format!("SEARCH {}", "$ ".repeat(2000))).await;
+    assert!(r.status.starts_with("BAD [LIMIT]"), "{r:?}");
+    c.ok("SEARCH $ $").await;
 }

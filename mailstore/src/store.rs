@@ -492,6 +492,16 @@ impl UserStore {
 
     /// Creates the mailbox at `path`, and any missing parents (RFC 3501 CREATE).
     pub async fn create(&self, path: Vec<String>) -> Result<MailboxRecord> {
+        self.create_special(path, None).await
+    }
+
+    /// Creates the mailbox at `path` with a special use (RFC 6154 CREATE ... USE), and any
+    /// missing parents (which get none).
+    pub async fn create_special(
+        &self,
+        path: Vec<String>,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxRecord> {
         let name = join_name(&path);
         if path.len() == 1 && path[0] == "INBOX" {
             return Err(StoreError::MailboxExists(name));
@@ -510,7 +520,7 @@ impl UserStore {
                             let rec = t.create_mailbox(NewMailbox {
                                 parent,
                                 name: part.clone(),
-                                special_use: None,
+                                special_use: special_use.filter(|_| i == last),
                             })?;
                             if i == last {
                                 return Ok(Ok(rec));

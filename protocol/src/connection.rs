@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, watch};
 use crate::commands;
 use crate::compress;
 use crate::framing::{Framer, Sizes, Skipped};
+use crate::grammar;
 use crate::respond::Responder;
 use crate::session::{Next, Session};
 
@@ -322,13 +323,27 @@ where
         match mode {
             Mode::Command => {
                 let started = Instant::now();
-                let decoded = frag.decode_message(&CommandCodec::default());
-                let cmd = match decoded {
-                    Ok(cmd) => Ok(cmd.into_static()),
-                    Err(e) => Err(match e {
-                        DecodeMessageError::MessageTooLong { .. } => Some("TOOBIG"),
-                        _ => None,
-                    }),
+                // Extension syntax imap-codec lacks first (it never sees a cut message).
+                let whole = !frag.is_max_message_size_exceeded() && !frag.is_message_poisoned();
+                let saved = |uid: bool| session.selected().and_then(|s| s.saved_set(uid));
+                let mut extras = grammar::Extras::default();
+                let mut ext_error = None;
+                let cmd = match whole.then(|| grammar::parse(frag.message_bytes(), &saved)) {
+                    Some(Ok(Some(parsed))) => {
+                        extras = parsed.extras;
+                        Ok(parsed.command)
+                    }
+                    Some(Err(why)) => {
+                        ext_error = Some(why);
+                        Err(None)
+                    }
+                    _ => match frag.decode_message(&CommandCodec::default()) {
+                        Ok(cmd) => Ok(cmd.into_static()),
+                        Err(e) => Err(match e {
+                            DecodeMessageError::MessageTooLong { .. } => Some("TOOBIG"),
+                            _ => None,
+                        }),
+                    },
                 };
                 let tag = frag
                     .decode_tag()
@@ -337,7 +352,7 @@ where
                 match (cmd, refused.take()) {
                     (Ok(cmd), None) => {
                         let name = cmd.body.name();
-                        let next = session.handle(cmd, &mut w).await?;
+                        let next = session.handle(cmd, extras, &mut w).await?;
                         tracing::debug!(
                             user = session.user().unwrap_or("-"),
                             command = name,
@@ -377,7 +392,12 @@ where
                         w.flush().await?;
                     }
                     (Err(_), None) => {
-                        w.tagged_bad(&tag, Some("PARSE"), "syntax error in command");
+                        let (code, why) = ext_error
+                            .as_ref()
+                            .map_or(("PARSE", "syntax error in command"), |e| {
+                                (e.code, e.text.as_str())
+                            });
+                        w.tagged_bad(&tag, Some(code), why);
                         w.flush().await?;
                     }
                 }

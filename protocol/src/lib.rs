@@ -14,6 +14,7 @@ mod compress;
 mod connection;
 pub mod encode;
 mod framing;
+mod grammar;
 mod respond;
 mod selected;
 mod session;

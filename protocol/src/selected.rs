@@ -43,6 +43,8 @@ pub struct Selected {
     pub(crate) keywords: HashMap<KeywordId, String>,
     /// Keeps what others expunge readable until this session has told its client.
     watch: Watch,
+    /// The last `SEARCH RETURN (SAVE)` result, ascending (RFC 5182); empty until one.
+    pub(crate) saved: Vec<Uid>,
 }
 
 impl Selected {
@@ -85,7 +87,27 @@ impl Selected {
             reported: HashMap::new(),
             keywords,
             watch,
+            saved: Vec::new(),
         }
+    }
+
+    /// The saved search result as a set (RFC 5182's `$`): UIDs for a UID command, else the
+    /// sequence numbers of those still numbered; `None` when none is.
+    pub(crate) fn saved_set(&self, uid: bool) -> Option<String> {
+        let present: Vec<(u32, Uid)> = self
+            .saved
+            .iter()
+            .filter_map(|u| self.seq_of(*u).map(|s| (s, *u)))
+            .collect();
+        if present.is_empty() {
+            return None;
+        }
+        let as_uids: Vec<Uid> = if uid {
+            present.iter().map(|p| p.1).collect()
+        } else {
+            present.iter().map(|p| Uid(p.0)).collect()
+        };
+        Some(UidSet::from_sorted(&as_uids).to_string())
     }
 
     /// The FLAGS and PERMANENTFLAGS responses: the system flags and the user's keywords.

@@ -10,6 +10,7 @@ use imap_codec::imap_types::command::Command;
 use strata_mailstore::{Mailstore, UserStore};
 
 use crate::commands;
+use crate::grammar::Extras;
 use crate::respond::Responder;
 use crate::selected::Selected;
 
@@ -285,7 +286,8 @@ impl Session {
                 " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE ENABLE CONDSTORE \
                  QRESYNC",
             );
-            caps.push_str(" STATUS=SIZE WITHIN BINARY");
+            caps.push_str(" STATUS=SIZE WITHIN BINARY ESEARCH SEARCHRES PARTIAL");
+            caps.push_str(" LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE");
             if !self.compressed {
                 caps.push_str(" COMPRESS=DEFLATE");
             }
@@ -295,13 +297,14 @@ impl Session {
     }
 
     /// Handles one command, writing its responses (and any pending untagged updates).
-    pub async fn handle(
+    pub(crate) async fn handle(
         &mut self,
         cmd: Command<'static>,
+        extras: Extras,
         r: &mut Responder<'_>,
     ) -> std::io::Result<Next> {
         let tag = cmd.tag.as_ref().to_string();
-        let step = commands::dispatch(self, tag, cmd.body, r).await?;
+        let step = commands::dispatch(self, tag, cmd.body, extras, r).await?;
         if let Some(to) = step.to {
             self.apply(to);
         }

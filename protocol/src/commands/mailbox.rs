@@ -2,18 +2,39 @@
 
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
+use strata_mailstore::model::{MailboxRecord, SpecialUse};
 use strata_mailstore::names;
 
 use super::{Authed, R};
 use crate::respond::Responder;
-use crate::session::{Step, To};
+use crate::session::{Enabled, Step, To};
 
 pub(super) async fn create(
     a: &mut Authed<'_>,
     tag: &str,
     m: &Mailbox<'_>,
+    uses: &[String],
     r: &mut Responder<'_>,
 ) -> R {
+    let special_use = match uses {
+        [] => None,
+        [one] => match super::list::special_use_of(one) {
+            // \All and \Flagged are views of other mailboxes, which Strata does not keep.
+            Some(su) if !matches!(su, SpecialUse::All | SpecialUse::Flagged) => Some(su),
+            _ => {
+                r.tagged_no(
+                    tag,
+                    Some("USEATTR"),
+                    &format!("cannot create a {one} mailbox"),
+                );
+                return Ok(Step::CONTINUE);
+            }
+        },
+        _ => {
+            r.tagged_no(tag, Some("USEATTR"), "a mailbox has one special use");
+            return Ok(Step::CONTINUE);
+        }
+    };
     // A trailing delimiter only says the client means to create children under it.
     let path = match m {
         Mailbox::Other(o) => {
@@ -30,7 +51,7 @@ pub(super) async fn create(
         }
     };
     let user = a.user.clone();
-    match user.create(path).await {
+    match user.create_special(path, special_use).await {
         Ok(_) => finish(a, tag, "CREATE completed", r).await,
         Err(e) => super::store_error(r, tag, &e),
     }
@@ -145,6 +166,31 @@ pub(super) async fn status(
             return Ok(Step::CONTINUE);
         }
     };
+    let parts = match status_items(&rec, items, a.enabled) {
+        Ok(p) => p,
+        Err(why) => {
+            r.tagged_bad(tag, None, &why);
+            return Ok(Step::CONTINUE);
+        }
+    };
+    r.out.raw("* STATUS ");
+    r.out.astring(names::join_name(&path).as_bytes());
+    r.out.raw(format!(" ({parts})")).crlf();
+    finish(a, tag, "STATUS completed", r).await;
+    Ok(Step::CONTINUE)
+}
+
+async fn finish(a: &mut Authed<'_>, tag: &str, text: &str, r: &mut Responder<'_>) {
+    a.finish(tag, None, text, r).await;
+}
+
+/// A STATUS response's items for a mailbox (RFC 3501 6.3.10, RFC 8438 SIZE, RFC 7162
+/// HIGHESTMODSEQ), space-separated; `Err` names an item Strata does not answer.
+pub(super) fn status_items(
+    rec: &MailboxRecord,
+    items: &[StatusDataItemName],
+    enabled: &mut Enabled,
+) -> Result<String, String> {
     let mut parts = Vec::new();
     for item in items {
         match item {
@@ -155,30 +201,14 @@ pub(super) async fn status(
                 parts.push(format!("UIDVALIDITY {}", rec.uid_validity))
             }
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", rec.unseen)),
-            // RFC 8438.
             StatusDataItemName::Size => parts.push(format!("SIZE {}", rec.size)),
             StatusDataItemName::HighestModSeq => {
                 // Asking for it is a CONDSTORE enabling command (RFC 7162 3.1).
-                a.enabled.condstore();
+                enabled.condstore();
                 parts.push(format!("HIGHESTMODSEQ {}", rec.highest_modseq.0.max(1)));
             }
-            other => {
-                r.tagged_bad(
-                    tag,
-                    None,
-                    &format!("STATUS item {other:?} is not supported"),
-                );
-                return Ok(Step::CONTINUE);
-            }
+            other => return Err(format!("STATUS item {other:?} is not supported")),
         }
     }
-    r.out.raw("* STATUS ");
-    r.out.astring(names::join_name(&path).as_bytes());
-    r.out.raw(format!(" ({})", parts.join(" "))).crlf();
-    finish(a, tag, "STATUS completed", r).await;
-    Ok(Step::CONTINUE)
-}
-
-async fn finish(a: &mut Authed<'_>, tag: &str, text: &str, r: &mut Responder<'_>) {
-    a.finish(tag, None, text, r).await;
+    Ok(parts.join(" "))
 }

@@ -21,6 +21,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use strata_mailstore::model::{IndexError, MailboxRecord, Uid};
 use strata_mailstore::{StoreError, UserStore, names};
 
+use crate::grammar::Extras;
 use crate::respond::Responder;
 use crate::selected::Selected;
 use crate::session::{Enabled, Session, State, Step};
@@ -101,6 +102,7 @@ pub(crate) async fn dispatch(
     s: &mut Session,
     tag: String,
     body: CommandBody<'static>,
+    extras: Extras,
     r: &mut Responder<'_>,
 ) -> R {
     use CommandBody as C;
@@ -174,7 +176,9 @@ pub(crate) async fn dispatch(
             mailbox,
             parameters,
         } => select::select(&mut a, &tag, &mailbox, true, parameters, r).await,
-        C::Create { mailbox } => mailbox::create(&mut a, &tag, &mailbox, r).await,
+        C::Create { mailbox } => {
+            mailbox::create(&mut a, &tag, &mailbox, &extras.create_use, r).await
+        }
         C::Delete { mailbox } => mailbox::delete(&mut a, &tag, &mailbox, r).await,
         C::Rename { from, to } => mailbox::rename(&mut a, &tag, &from, &to, r).await,
         C::Subscribe { mailbox } => mailbox::subscribe(&mut a, &tag, &mailbox, true, r).await,
@@ -182,11 +186,22 @@ pub(crate) async fn dispatch(
         C::List {
             reference,
             mailbox_wildcard,
-        } => list::list(&a, &tag, &reference, &mailbox_wildcard, false, r),
+        } => {
+            let opts = extras.list.unwrap_or_default();
+            list::list(&mut a, &tag, &reference, mailbox_wildcard, opts, false, r)
+        }
         C::Lsub {
             reference,
             mailbox_wildcard,
-        } => list::list(&a, &tag, &reference, &mailbox_wildcard, true, r),
+        } => list::list(
+            &mut a,
+            &tag,
+            &reference,
+            mailbox_wildcard,
+            Default::default(),
+            true,
+            r,
+        ),
         C::Status {
             mailbox,
             item_names,
@@ -210,7 +225,13 @@ pub(crate) async fn dispatch(
                 return refuse(&tag, r, name, why);
             };
             let mut m = InMailbox { user, sel, enabled };
-            selected(&mut m, &tag, body, r).await
+            if extras.saved_empty {
+                // `$` names no message: the command acts on none (RFC 5182 2.1).
+                m.finish(&tag, None, &format!("{name} completed"), true, r)
+                    .await;
+                return Ok(Step::CONTINUE);
+            }
+            selected(&mut m, &tag, body, extras, r).await
         }
     }?;
     if let (Some(u), Some(before)) = (settles, before)
@@ -251,6 +272,7 @@ async fn selected(
     m: &mut InMailbox<'_>,
     tag: &str,
     body: CommandBody<'static>,
+    extras: Extras,
     r: &mut Responder<'_>,
 ) -> R {
     use CommandBody as C;
@@ -267,7 +289,7 @@ async fn selected(
             charset,
             criteria,
             uid,
-        } => search::search(m, tag, charset, criteria, uid, r).await,
+        } => search::search(m, tag, charset, criteria, uid, extras.search, r).await,
         C::Fetch {
             sequence_set,
             macro_or_item_names,

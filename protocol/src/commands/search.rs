@@ -8,13 +8,17 @@ use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 use strata_mailstore::mime::{part_text, search_text};
-use strata_mailstore::model::{ContentRecord, MimePart, Parts, SystemFlags, Timestamp, ViewEntry};
+use strata_mailstore::model::{
+    ContentRecord, MimePart, Modseq, Parts, SystemFlags, Timestamp, Uid, ViewEntry,
+};
 use strata_mailstore::{BodyRead, SYNCED_HEADERS, decode_header, parse_date};
 
 use super::{InMailbox, R};
+use crate::grammar::SearchReturn;
 use crate::respond::Responder;
 use crate::selected::{Selected, ranges};
 use crate::session::Step;
+use crate::uidset::UidSet;
 
 /// What evaluating the criteria needs beyond the view.
 #[derive(Default, Clone, Copy)]
@@ -267,8 +271,13 @@ pub(super) async fn search(
     charset: Option<Charset<'_>>,
     criteria: imap_codec::imap_types::core::Vec1<SearchKey<'_>>,
     uid: bool,
+    ret: Option<SearchReturn>,
     r: &mut Responder<'_>,
 ) -> R {
+    if ret.as_ref().is_some_and(|r| r.save) {
+        // A SAVE that fails leaves the result empty (RFC 5182 2.1).
+        m.sel.saved.clear();
+    }
     if let Some(cs) = &charset {
         let cs = cs.as_ref();
         if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
@@ -378,7 +387,11 @@ pub(super) async fn search(
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid, now) {
-                hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
+                hits.push(Hit {
+                    seq: *seq,
+                    uid: e.uid,
+                    modseq: e.modseq,
+                });
             }
         }
     } else {
@@ -396,23 +409,134 @@ pub(super) async fn search(
                 text: Default::default(),
             };
             if matches(&key, &c, sel, max_uid, now) {
-                hits.push((if uid { e.uid.0 } else { *seq }, e.modseq));
+                hits.push(Hit {
+                    seq: *seq,
+                    uid: e.uid,
+                    modseq: e.modseq,
+                });
             }
         }
-    }
-    let mut line = String::from("SEARCH");
-    for (h, _) in &hits {
-        line.push(' ');
-        line.push_str(&h.to_string());
     }
     if need.modseq {
         // A CONDSTORE enabling command (RFC 7162 3.1).
         m.enabled.condstore();
-        if let Some(highest) = hits.iter().map(|h| h.1).max() {
-            line.push_str(&format!(" (MODSEQ {})", highest.0));
+    }
+    match ret {
+        Some(ret) => esearch(m.sel, tag, uid, &ret, &hits, need.modseq, r),
+        None => {
+            let mut line = String::from("SEARCH");
+            for h in &hits {
+                line.push(' ');
+                line.push_str(&h.number(uid).to_string());
+            }
+            if need.modseq
+                && let Some(highest) = hits.iter().map(|h| h.modseq).max()
+            {
+                line.push_str(&format!(" (MODSEQ {})", highest.0));
+            }
+            r.untagged(&line);
+        }
+    }
+    m.finish(tag, None, "SEARCH completed", false, r).await;
+    Ok(Step::CONTINUE)
+}
+
+/// A message the criteria matched.
+#[derive(Clone, Copy)]
+struct Hit {
+    seq: u32,
+    uid: Uid,
+    modseq: Modseq,
+}
+
+impl Hit {
+    fn number(&self, uid: bool) -> u32 {
+        if uid { self.uid.0 } else { self.seq }
+    }
+}
+
+/// The ESEARCH answer to `RETURN (...)` (RFC 4731 3.1, RFC 9394 3.1), saving the result for
+/// `$` when asked (RFC 5182 2.1). `hits` are in mailbox order.
+fn esearch(
+    sel: &mut Selected,
+    tag: &str,
+    uid: bool,
+    ret: &SearchReturn,
+    hits: &[Hit],
+    modseq: bool,
+    r: &mut Responder<'_>,
+) {
+    let (first, last) = (hits.first(), hits.last());
+    let part: Option<&[Hit]> = ret.partial.map(|p| {
+        let n = hits.len();
+        let (a, b) = (p.a as usize, p.b as usize);
+        let (start, end) = if p.from_end {
+            (n.saturating_sub(b), n.saturating_sub(a - 1))
+        } else {
+            ((a - 1).min(n), b.min(n))
+        };
+        &hits[start..end.max(start)]
+    });
+    if ret.save {
+        // MIN and MAX narrow what is saved, as does PARTIAL (RFC 5182 2.4, RFC 9394 3.1).
+        let saved: Vec<&Hit> = if ret.min || ret.max {
+            [first.filter(|_| ret.min), last.filter(|_| ret.max)]
+                .into_iter()
+                .flatten()
+                .collect()
+        } else if let Some(part) = part {
+            part.iter().collect()
+        } else {
+            hits.iter().collect()
+        };
+        sel.saved = saved.iter().map(|h| h.uid).collect();
+        sel.saved.sort_unstable();
+        sel.saved.dedup();
+        let only_save = !(ret.min || ret.max || ret.all || ret.count || ret.partial.is_some());
+        if only_save {
+            // SAVE alone answers nothing but the tagged OK.
+            return;
+        }
+    }
+    let set = |hs: &[Hit]| {
+        let nums: Vec<Uid> = hs.iter().map(|h| Uid(h.number(uid))).collect();
+        UidSet::from_sorted(&nums).to_string()
+    };
+    let mut line = format!("ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (true, Some(h)) = (ret.min, first) {
+        line.push_str(&format!(" MIN {}", h.number(uid)));
+    }
+    if let (true, Some(h)) = (ret.max, last) {
+        line.push_str(&format!(" MAX {}", h.number(uid)));
+    }
+    if ret.all && !hits.is_empty() {
+        line.push_str(&format!(" ALL {}", set(hits)));
+    }
+    if let (Some(p), Some(part)) = (ret.partial, part) {
+        let found = if part.is_empty() {
+            "NIL".to_string()
+        } else {
+            set(part)
+        };
+        line.push_str(&format!(" PARTIAL ({p} {found})"));
+    }
+    if ret.count {
+        line.push_str(&format!(" COUNT {}", hits.len()));
+    }
+    if modseq {
+        // RFC 7162 3.1.5: MIN or MAX alone report their message's, else the highest found.
+        let told: Vec<&Hit> = match (ret.min, ret.max, ret.all || ret.count || part.is_some()) {
+            (true, false, false) => first.into_iter().collect(),
+            (false, true, false) => last.into_iter().collect(),
+            (true, true, false) => first.into_iter().chain(last).collect(),
+            _ => hits.iter().collect(),
+        };
+        if let Some(highest) = told.iter().map(|h| h.modseq).max() {
+            line.push_str(&format!(" MODSEQ {}", highest.0));
         }
     }
     r.untagged(&line);
-    m.finish(tag, None, "SEARCH completed", false, r).await;
-    Ok(Step::CONTINUE)
 }

@@ -1,0 +1,491 @@
+//! Command syntax imap-codec does not decode: SEARCH's `RETURN (...)` (ESEARCH, RFC 4731;
+//! SAVE, RFC 5182; PARTIAL, RFC 9394), the `$` marker of RFC 5182, LIST's selection and return
+//! options and pattern lists (RFC 5258, 5819, 6154), and CREATE's `(USE (...))` (RFC 6154).
+//!
+//! Each clause is cut out of the command (a `$` is replaced by the set it names) and what is
+//! left is decoded by imap-codec as before; the clause comes back, typed, as [`Extras`]. This
+//! module only recognises syntax: what the options mean is the handlers' business.
+
+mod lexer;
+mod list;
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::mailbox::ListMailbox;
+use imap_codec::imap_types::status::StatusDataItemName;
+use lexer::{Kind, Token, closing, is_word, tokens};
+
+pub(crate) use list::ListOptions;
+
+/// What a command said beyond what imap-codec decoded.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// SEARCH's result options (ESEARCH answers).
+    pub(crate) search: Option<SearchReturn>,
+    /// LIST-EXTENDED's options and further patterns.
+    pub(crate) list: Option<ListOptions>,
+    /// CREATE's special-use attributes, as sent (`\Drafts`).
+    pub(crate) create_use: Vec<String>,
+    /// The command's message set was `$` and the saved result holds none of the mailbox's
+    /// messages: it acts on nothing (RFC 5182 2.1).
+    pub(crate) saved_empty: bool,
+}
+
+/// SEARCH `RETURN (...)` (RFC 4731 3.1, RFC 5182 2.1, RFC 9394 3.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SearchReturn {
+    pub(crate) min: bool,
+    pub(crate) max: bool,
+    pub(crate) all: bool,
+    pub(crate) count: bool,
+    pub(crate) save: bool,
+    pub(crate) partial: Option<Partial>,
+}
+
+/// A PARTIAL range: the `a`-th to `b`-th result (1-based, `a <= b`), counted from the first
+/// result, or from the last when `from_end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Partial {
+    pub(crate) from_end: bool,
+    pub(crate) a: u32,
+    pub(crate) b: u32,
+}
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = if self.from_end { "-" } else { "" };
+        write!(f, "{m}{}:{m}{}", self.a, self.b)
+    }
+}
+
+/// Extension syntax that is there but wrong: a BAD with this code.
+#[derive(Debug)]
+pub(crate) struct SyntaxError {
+    pub(crate) code: &'static str,
+    pub(crate) text: String,
+}
+
+impl From<String> for SyntaxError {
+    fn from(text: String) -> Self {
+        SyntaxError {
+            code: "PARSE",
+            text,
+        }
+    }
+}
+
+/// A command with the extension syntax taken out.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) command: Command<'static>,
+    pub(crate) extras: Extras,
+}
+
+/// The saved search result as a set for the command at hand: UIDs for a UID command, else
+/// sequence numbers; `None` when it names no message now in the mailbox.
+pub(crate) type Saved<'a> = &'a dyn Fn(bool) -> Option<String>;
+
+/// Recognises extension syntax in a complete command. `Ok(None)`: there is none, decode the
+/// command as it is. `Err`: the syntax is there but wrong (a BAD for the client).
+pub(crate) fn parse(msg: &[u8], saved: Saved<'_>) -> Result<Option<Parsed>, SyntaxError> {
+    let Some(toks) = tokens(msg) else {
+        return Ok(None);
+    };
+    // The saved set is written once per command, however many `$` it has.
+    let by_kind = std::cell::RefCell::new([None, None]);
+    let memo = |uid: bool| -> Option<String> {
+        by_kind.borrow_mut()[usize::from(uid)]
+            .get_or_insert_with(|| saved(uid))
+            .clone()
+    };
+    let saved: Saved<'_> = &memo;
+    if toks.len() < 2 || toks[..2].iter().any(|t| t.kind != Kind::Atom) {
+        return Ok(None);
+    }
+    let uid = is_word(msg, &toks[1], "UID");
+    let at = usize::from(uid) + 1;
+    let Some(name) = toks.get(at) else {
+        return Ok(None);
+    };
+    let name = String::from_utf8_lossy(&msg[name.span.clone()]).to_ascii_uppercase();
+    let mut edits = Edits::default();
+    let mut extras = Extras::default();
+    match (uid, name.as_str()) {
+        (_, "SEARCH") => search(msg, &toks, at + 1, uid, saved, &mut edits, &mut extras)?,
+        (_, "FETCH" | "STORE" | "COPY" | "MOVE") | (true, "EXPUNGE") => {
+            if let Some(set) = toks.get(at + 1).filter(|t| is_word(msg, t, "$")) {
+                match saved(uid) {
+                    Some(s) => edits.replace(set.span.clone(), s.into_bytes()),
+                    None => {
+                        // Any valid set: the command is answered without looking at it.
+                        extras.saved_empty = true;
+                        edits.replace(set.span.clone(), b"1".to_vec());
+                    }
+                }
+            }
+        }
+        (false, "LIST") => {
+            let Some((bytes, opts)) = list::parse(msg, &toks)? else {
+                return Ok(None);
+            };
+            extras.list = Some(opts);
+            return Ok(Some(Parsed {
+                command: decode(&bytes)?,
+                extras,
+            }));
+        }
+        (false, "CREATE") => create(msg, &toks, &mut edits, &mut extras)?,
+        _ => {}
+    }
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    if edits.added() > MAX_EXPANSION {
+        return Err(SyntaxError {
+            code: "LIMIT",
+            text: "the saved result is used too often in one command".into(),
+        });
+    }
+    Ok(Some(Parsed {
+        command: decode(&edits.apply(msg))?,
+        extras,
+    }))
+}
+
+/// Decodes a command with imap-codec.
+fn decode(bytes: &[u8]) -> Result<Command<'static>, String> {
+    match CommandCodec::default().decode(bytes) {
+        Ok(([], cmd)) => Ok(cmd.into_static()),
+        _ => Err("syntax error in command".into()),
+    }
+}
+
+/// Decodes the STATUS items of `(MESSAGES UNSEEN ...)`, the bytes of a parenthesised list.
+fn status_items(list: &[u8]) -> Result<Vec<StatusDataItemName>, String> {
+    let mut cmd = b"s STATUS INBOX ".to_vec();
+    cmd.extend_from_slice(list);
+    cmd.extend_from_slice(b"\r\n");
+    match decode(&cmd)?.body {
+        CommandBody::Status { item_names, .. } => Ok(item_names.into_owned()),
+        _ => Err("syntax error in STATUS items".into()),
+    }
+}
+
+/// Decodes one LIST pattern token (atom, string or literal).
+fn list_pattern(tok: &[u8]) -> Result<ListMailbox<'static>, String> {
+    let mut cmd = b"p LIST \"\" ".to_vec();
+    cmd.extend_from_slice(tok);
+    cmd.extend_from_slice(b"\r\n");
+    match decode(&cmd)?.body {
+        CommandBody::List {
+            mailbox_wildcard, ..
+        } => Ok(mailbox_wildcard),
+        _ => Err("syntax error in LIST pattern".into()),
+    }
+}
+
+/// How many bytes `$` may add to one command: a saved result of 100,000 scattered messages
+/// is about 600 KB as a set.
+const MAX_EXPANSION: usize = 4 << 20;
+
+/// Replacements of spans of a message, applied together.
+#[derive(Default)]
+struct Edits(Vec<(std::ops::Range<usize>, Vec<u8>)>);
+
+impl Edits {
+    fn replace(&mut self, span: std::ops::Range<usize>, with: Vec<u8>) {
+        self.0.push((span, with));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes the replacements add.
+    fn added(&self) -> usize {
+        self.0.iter().map(|(_, with)| with.len()).sum()
+    }
+
+    fn apply(mut self, msg: &[u8]) -> Vec<u8> {
+        self.0.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(msg.len());
+        let mut at = 0;
+        for (r, with) in self.0 {
+            out.extend_from_slice(&msg[at..r.start]);
+            out.extend_from_slice(&with);
+            at = r.end;
+        }
+        out.extend_from_slice(&msg[at..]);
+        out
+    }
+}
+
+/// SEARCH: its RETURN clause, and `$` where a search key may stand.
+fn search(
+    msg: &[u8],
+    toks: &[Token],
+    mut at: usize,
+    uid: bool,
+    saved: Saved<'_>,
+    edits: &mut Edits,
+    extras: &mut Extras,
+) -> Result<(), String> {
+    if toks.get(at).is_some_and(|t| is_word(msg, t, "RETURN")) {
+        if toks.get(at + 1).map(|t| t.kind) != Some(Kind::Open) {
+            return Err("RETURN needs a parenthesised list of result options".into());
+        }
+        let close = closing(toks, at + 1).ok_or("RETURN's list is not closed")?;
+        let Some(next) = toks.get(close + 1) else {
+            return Err("SEARCH needs criteria".into());
+        };
+        extras.search = Some(return_options(msg, &toks[at + 2..close])?);
+        edits.replace(toks[at].span.start..next.span.start, Vec::new());
+        at = close + 1;
+    }
+    if toks.get(at).is_some_and(|t| is_word(msg, t, "CHARSET")) {
+        at += 2;
+    }
+    // Walk the keys, skipping their arguments, so that a `$` is replaced only where it is a
+    // key (or UID's set), never where it is a string to search for.
+    let mut skip = 0usize;
+    let mut i = at;
+    while i < toks.len() {
+        let t = &toks[i];
+        i += 1;
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if t.kind != Kind::Atom {
+            continue;
+        }
+        let word = msg[t.span.clone()].to_ascii_uppercase();
+        match word.as_slice() {
+            b"$" => edits.replace(t.span.clone(), saved_key(saved(uid))),
+            b"UID" => {
+                if let Some(set) = toks.get(i).filter(|s| is_word(msg, s, "$")) {
+                    edits.replace(t.span.start..set.span.end, saved_key(saved(true)));
+                }
+                skip = 1;
+            }
+            b"MODSEQ" => {
+                // MODSEQ ["entry" type] value (RFC 7162 3.1.5).
+                skip = if toks.get(i).is_some_and(|n| n.kind == Kind::Quoted) {
+                    3
+                } else {
+                    1
+                };
+            }
+            b"HEADER" => skip = 2,
+            b"BCC" | b"BODY" | b"CC" | b"FROM" | b"SUBJECT" | b"TEXT" | b"TO" | b"KEYWORD"
+            | b"UNKEYWORD" | b"BEFORE" | b"ON" | b"SINCE" | b"SENTBEFORE" | b"SENTON"
+            | b"SENTSINCE" | b"LARGER" | b"SMALLER" | b"YOUNGER" | b"OLDER" | b"EMAILID"
+            | b"THREADID" | b"SAVEDBEFORE" | b"SAVEDON" | b"SAVEDSINCE" => skip = 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The search key that stands for the saved result.
+fn saved_key(set: Option<String>) -> Vec<u8> {
+    match set {
+        // By UID whatever the command: the set is the client's own result.
+        Some(uids) => format!("UID {uids}").into_bytes(),
+        None => b"NOT ALL".to_vec(),
+    }
+}
+
+/// The options inside `RETURN (...)`.
+fn return_options(msg: &[u8], toks: &[Token]) -> Result<SearchReturn, String> {
+    let mut ret = SearchReturn::default();
+    let mut it = toks.iter();
+    while let Some(t) = it.next() {
+        let word = String::from_utf8_lossy(&msg[t.span.clone()]).to_ascii_uppercase();
+        match (t.kind, word.as_str()) {
+            (Kind::Atom, "MIN") => ret.min = true,
+            (Kind::Atom, "MAX") => ret.max = true,
+            (Kind::Atom, "ALL") => ret.all = true,
+            (Kind::Atom, "COUNT") => ret.count = true,
+            (Kind::Atom, "SAVE") => ret.save = true,
+            (Kind::Atom, "PARTIAL") => {
+                let range = it.next().ok_or("PARTIAL needs a range")?;
+                let p = partial(&msg[range.span.clone()])
+                    .ok_or("PARTIAL's range is n:m or -n:-m with non-zero numbers")?;
+                if ret.partial.replace(p).is_some() {
+                    return Err("PARTIAL given twice".into());
+                }
+            }
+            _ => return Err(format!("unknown SEARCH result option {word}")),
+        }
+    }
+    if !(ret.min || ret.max || ret.count || ret.save || ret.partial.is_some()) {
+        // RETURN () means ALL (RFC 4731 3.1).
+        ret.all = true;
+    }
+    if ret.all && ret.partial.is_some() {
+        // RFC 9394 3.1: they contradict each other.
+        return Err("PARTIAL and ALL cannot be combined".into());
+    }
+    Ok(ret)
+}
+
+/// `n:m` or `-n:-m` (RFC 9394's partial-range).
+fn partial(s: &[u8]) -> Option<Partial> {
+    let s = std::str::from_utf8(s).ok()?;
+    let (a, b) = s.split_once(':')?;
+    let from_end = a.starts_with('-');
+    if from_end != b.starts_with('-') {
+        return None;
+    }
+    let num = |x: &str| -> Option<u32> {
+        let x = x.strip_prefix('-').unwrap_or(x);
+        if x.is_empty() || !x.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        x.parse().ok().filter(|n| *n > 0)
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    Some(Partial {
+        from_end,
+        a: a.min(b),
+        b: a.max(b),
+    })
+}
+
+/// CREATE name (USE (attrs)) (RFC 6154 3).
+fn create(
+    msg: &[u8],
+    toks: &[Token],
+    edits: &mut Edits,
+    extras: &mut Extras,
+) -> Result<(), String> {
+    let (Some(name), Some(open)) = (toks.get(2), toks.get(3)) else {
+        return Ok(());
+    };
+    if open.kind != Kind::Open {
+        return Ok(());
+    }
+    let close = closing(toks, 3).ok_or("CREATE's parameters are not closed")?;
+    if close + 1 != toks.len() {
+        return Err("text after CREATE's parameters".into());
+    }
+    let inner = &toks[4..close];
+    let ok = inner.len() >= 3
+        && is_word(msg, &inner[0], "USE")
+        && inner[1].kind == Kind::Open
+        && closing(toks, 5) == Some(close - 1);
+    if !ok {
+        return Err("the only CREATE parameter is USE (attributes)".into());
+    }
+    for t in &inner[2..inner.len() - 1] {
+        if t.kind != Kind::Atom || msg[t.span.start] != b'\\' {
+            return Err("USE takes special-use attributes such as \\Drafts".into());
+        }
+        extras
+            .create_use
+            .push(String::from_utf8_lossy(&msg[t.span.clone()]).into_owned());
+    }
+    edits.replace(name.span.end..toks[close].span.end, Vec::new());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str, saved: Option<&str>) -> Result<Option<(String, Extras)>, String> {
+        let saved = saved.map(str::to_string);
+        let f = move |_uid: bool| saved.clone();
+        let parsed = parse(line.as_bytes(), &f).map_err(|e| e.text)?;
+        Ok(parsed.map(|p| (format!("{:?}", p.command.body), p.extras)))
+    }
+
+    #[test]
+    fn dollar_cannot_blow_a_command_up() {
+        let set: String = (1..200_000).step_by(2).map(|n| format!("{n},")).collect();
+        let f = move |_uid: bool| Some(set.trim_end_matches(',').to_string());
+        let line = format!("a SEARCH {}\r\n", ["$"; 100].join(" "));
+        let e = parse(line.as_bytes(), &f).unwrap_err();
+        assert_eq!(e.code, "LIMIT");
+    }
+
+    #[test]
+    fn search_return_options_are_cut_out() {
+        let (body, x) = run("a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n", None)
+            .unwrap()
+            .unwrap();
+        assert!(
+            body.contains("Unseen") && body.contains("uid: true"),
+            "{body}"
+        );
+        let r = x.search.unwrap();
+        assert!(r.min && r.count && !r.all && !r.max);
+        let (_, x) = run("a SEARCH RETURN () ALL\r\n", None).unwrap().unwrap();
+        assert!(x.search.unwrap().all);
+        let (_, x) = run("a SEARCH RETURN (PARTIAL -1:-10 COUNT) ALL\r\n", None)
+            .unwrap()
+            .unwrap();
+        let p = x.search.unwrap().partial.unwrap();
+        assert_eq!(
+            (p.from_end, p.a, p.b, p.to_string()),
+            (true, 1, 10, "-1:-10".into())
+        );
+    }
+
+    #[test]
+    fn bad_return_options_are_refused() {
+        for line in [
+            "a SEARCH RETURN (FOO) ALL\r\n",
+            "a SEARCH RETURN (MIN ALL\r\n",
+            "a SEARCH RETURN (MIN)\r\n",
+            "a SEARCH RETURN (PARTIAL 0:5) ALL\r\n",
+            "a SEARCH RETURN (PARTIAL 1:-5) ALL\r\n",
+            "a SEARCH RETURN (PARTIAL 1:5 ALL) ALL\r\n",
+            "a SEARCH RETURN MIN ALL\r\n",
+        ] {
+            assert!(run(line, None).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn dollar_becomes_the_saved_set_only_where_a_key_stands() {
+        let (body, _) = run("a SEARCH $ SUBJECT $ KEYWORD $\r\n", Some("4:7"))
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("Uid"), "{body}");
+        assert!(body.contains("Subject"), "{body}");
+        let (body, _) = run("a SEARCH OR UID $ SEEN\r\n", None).unwrap().unwrap();
+        assert!(body.contains("Not(All)"), "{body}");
+        assert!(run("a SEARCH SUBJECT $\r\n", Some("1")).unwrap().is_none());
+    }
+
+    #[test]
+    fn dollar_as_a_message_set() {
+        let (body, x) = run("a UID FETCH $ FLAGS\r\n", Some("3,9"))
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("3") && !x.saved_empty, "{body}");
+        let (_, x) = run("a COPY $ Trash\r\n", None).unwrap().unwrap();
+        assert!(x.saved_empty);
+        assert!(
+            run("a STORE 1 +FLAGS ($)\r\n", Some("1"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn create_use() {
+        let (body, x) = run("a CREATE Sent (USE (\\Sent))\r\n", None)
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("Create"), "{body}");
+        assert_eq!(x.create_use, vec!["\\Sent".to_string()]);
+        assert!(run("a CREATE x (FOO (\\Sent))\r\n", None).is_err());
+        assert!(run("a CREATE x (USE (Sent))\r\n", None).is_err());
+        assert!(run("a CREATE x\r\n", None).unwrap().is_none());
+    }
+}
