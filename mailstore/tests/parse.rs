@@ -318,3 +318,10 @@ fn the_number_of_parts_is_bounded() {
     assert_eq!(parts, MAX_PARTS);
     assert_eq!(p.structure.end_offset, raw.len() as u64);
 }
+
+#[test]
+fn a_preview_holds_no_control_characters() {
+    let p = parse(b"Subject: x\r\n\r\nnul\0here \x01\x0fbell\x07 and\tTAB\r\n");
+    assert_eq!(p.preview, "nul here bell and TAB");
+    assert!(!p.preview.chars().any(char::is_control));
+}

@@ -325,10 +325,13 @@ where
                 let started = Instant::now();
                 // Extension syntax imap-codec lacks first (it never sees a cut message).
                 let whole = !frag.is_max_message_size_exceeded() && !frag.is_message_poisoned();
-                let saved = |uid: bool| session.selected().and_then(|s| s.saved_set(uid));
+                let resolve: &dyn grammar::Resolve = match session.selected() {
+                    Some(sel) => sel,
+                    None => &grammar::NoMailbox,
+                };
                 let mut extras = grammar::Extras::default();
                 let mut ext_error = None;
-                let cmd = match whole.then(|| grammar::parse(frag.message_bytes(), &saved)) {
+                let cmd = match whole.then(|| grammar::parse(frag.message_bytes(), resolve)) {
                     Some(Ok(Some(parsed))) => {
                         extras = parsed.extras;
                         Ok(parsed.command)

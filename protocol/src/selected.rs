@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use strata_mailstore::Watch;
-use strata_mailstore::model::{KeywordId, MailboxId, MailboxView, Modseq, Uid, ViewEntry};
+use strata_mailstore::model::{
+    KeywordId, MailboxId, MailboxView, Modseq, Timestamp, Uid, ViewEntry,
+};
 
 use crate::encode::SYSTEM_FLAGS;
+use crate::grammar::{Day, Resolve, SearchKeyExt};
 use crate::respond::Responder;
 use crate::session::Enabled;
 use crate::uidset::UidSet;
@@ -93,7 +96,7 @@ impl Selected {
 
     /// The saved search result as a set (RFC 5182's `$`): UIDs for a UID command, else the
     /// sequence numbers of those still numbered; `None` when none is.
-    pub(crate) fn saved_set(&self, uid: bool) -> Option<String> {
+    fn saved_set(&self, uid: bool) -> Option<String> {
         let present: Vec<(u32, Uid)> = self
             .saved
             .iter()
@@ -339,4 +342,31 @@ pub fn ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
             }
         })
         .collect()
+}
+
+impl Resolve for Selected {
+    fn saved(&self, uid: bool) -> Option<String> {
+        self.saved_set(uid)
+    }
+
+    fn matching(&self, key: SearchKeyExt) -> Option<String> {
+        // The save date's own day, its time and zone disregarded (RFC 8514 4.2).
+        let day = |t: Timestamp| {
+            chrono::DateTime::from_timestamp(t.unix + i64::from(t.offset_minutes) * 60, 0)
+                .unwrap_or_default()
+                .date_naive()
+        };
+        let hits: Vec<Uid> = self.view.with_entries(|entries| {
+            entries
+                .iter()
+                .filter(|e| match key {
+                    SearchKeyExt::SaveDate(Day::Before, d) => day(e.save_date) < d,
+                    SearchKeyExt::SaveDate(Day::On, d) => day(e.save_date) == d,
+                    SearchKeyExt::SaveDate(Day::Since, d) => day(e.save_date) >= d,
+                })
+                .map(|e| e.uid)
+                .collect()
+        });
+        (!hits.is_empty()).then(|| UidSet::from_sorted(&hits).to_string())
+    }
 }

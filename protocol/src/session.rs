@@ -287,7 +287,7 @@ impl Session {
                  QRESYNC",
             );
             caps.push_str(" STATUS=SIZE WITHIN BINARY ESEARCH SEARCHRES PARTIAL");
-            caps.push_str(" LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE");
+            caps.push_str(" LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SAVEDATE PREVIEW");
             if !self.compressed {
                 caps.push_str(" COMPRESS=DEFLATE");
             }

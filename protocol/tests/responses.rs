@@ -104,6 +104,15 @@ async fn run(c: &mut DuplexStream, tag: &str, command: &[u8]) -> Vec<String> {
             seen.push(shown);
             continue;
         }
+        let ext_fetch = command.starts_with(b"v1 ") || command.starts_with(b"v3 ");
+        let r = if ext_fetch && r.starts_with(b"* ") && !r.starts_with(b"* OK") {
+            // imap-codec decodes neither SAVEDATE nor PREVIEW: their values are checked here
+            // against RFC 8514 and RFC 8970, and the rest decoded as usual.
+            without_savedate_and_preview(&r)
+                .unwrap_or_else(|| panic!("bad SAVEDATE/PREVIEW: {shown:?}"))
+        } else {
+            r
+        };
         if r.starts_with(b"* ESEARCH") {
             // imap-codec has no ESEARCH decoder: RFC 4731's grammar is checked instead.
             assert!(esearch_grammar(&shown), "not RFC 4731 ESEARCH: {shown:?}");
@@ -134,6 +143,48 @@ async fn run(c: &mut DuplexStream, tag: &str, command: &[u8]) -> Vec<String> {
             return seen;
         }
     }
+}
+
+/// A FETCH response's SAVEDATE and PREVIEW items taken out, once their values have RFC 8514's
+/// and RFC 8970's syntax: they must be its last items.
+fn without_savedate_and_preview(r: &[u8]) -> Option<Vec<u8>> {
+    let find = |name: &[u8]| r.windows(name.len()).position(|w| w == name);
+    let start = find(b" SAVEDATE ").or_else(|| find(b" PREVIEW "))?;
+    let (head, mut rest) = (&r[..start], &r[start..]);
+    if let Some(after) = rest.strip_prefix(b" SAVEDATE ") {
+        // date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP zone DQUOTE
+        let date = after.get(..28)?;
+        let text = std::str::from_utf8(&date[1..27]).ok()?;
+        let ok = date[0] == b'"'
+            && date[27] == b'"'
+            && chrono::DateTime::parse_from_str(text, "%d-%b-%Y %H:%M:%S %z").is_ok();
+        if !ok {
+            return None;
+        }
+        rest = &after[28..];
+    }
+    if let Some(after) = rest.strip_prefix(b" PREVIEW ") {
+        rest = if let Some(a) = after.strip_prefix(b"NIL") {
+            a
+        } else if let Some(q) = after.strip_prefix(b"\"") {
+            let end = q.iter().position(|&b| b == b'"')?;
+            if q[..end].iter().any(|&b| b == b'\\' || b >= 0x80) {
+                return None;
+            }
+            &q[end + 1..]
+        } else {
+            let open = after.strip_prefix(b"{")?;
+            let close = open.iter().position(|&b| b == b'}')?;
+            let n: usize = std::str::from_utf8(&open[..close]).ok()?.parse().ok()?;
+            let data = open.get(close + 3..close + 3 + n)?;
+            // At most 256 characters of UTF-8 (RFC 8970 3).
+            if std::str::from_utf8(data).ok()?.chars().count() > 256 {
+                return None;
+            }
+            &open[close + 3 + n..]
+        };
+    }
+    (rest == b")\r\n").then(|| [head, rest].concat())
 }
 
 /// Whether `line` is an ESEARCH response as RFC 4731 section 5 (with RFC 7162's MODSEQ and
@@ -353,6 +404,9 @@ const COMMANDS: &[&str] = &[
     "m4 LIST (SPECIAL-USE) \"\" (INBOX \"K*\") RETURN (SUBSCRIBED)",
     "m5 LIST \"\" * RETURN (STATUS (UNSEEN HIGHESTMODSEQ))",
     "m6 CREATE Bad (USE (\\All))",
+    "v1 FETCH 1:* (UID SAVEDATE PREVIEW)",
+    "v2 SEARCH OR SAVEDSINCE 1-Jan-2000 SAVEDBEFORE \"1-Jan-2000\" SAVEDATESUPPORTED",
+    "v3 UID FETCH 1:* PREVIEW (LAZY)",
 ];
 
 proptest! {

@@ -94,7 +94,11 @@ fn preview(raw: &[u8], root: &MimePart) -> String {
     let text = part_text(body, part);
     let mut out = String::new();
     let mut chars = 0;
-    for word in text.split_whitespace() {
+    // Control characters (NUL among them, which no IMAP string may hold) count as blanks.
+    for word in text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+    {
         let n = word.chars().count();
         if chars + n + usize::from(chars > 0) > PREVIEW_CHARS {
             break;

@@ -296,16 +296,13 @@ async fn selected(
             uid,
             modifiers,
         } => {
-            fetch::fetch(
-                m,
-                tag,
-                &sequence_set,
-                macro_or_item_names,
+            let asked = fetch::Asked {
+                names: macro_or_item_names,
                 uid,
                 modifiers,
-                r,
-            )
-            .await
+                extras: &extras,
+            };
+            fetch::fetch(m, tag, &sequence_set, asked, r).await
         }
         C::Store {
             sequence_set,

@@ -1,10 +1,12 @@
 //! Command syntax imap-codec does not decode: SEARCH's `RETURN (...)` (ESEARCH, RFC 4731;
 //! SAVE, RFC 5182; PARTIAL, RFC 9394), the `$` marker of RFC 5182, LIST's selection and return
-//! options and pattern lists (RFC 5258, 5819, 6154), and CREATE's `(USE (...))` (RFC 6154).
+//! options and pattern lists (RFC 5258, 5819, 6154), CREATE's `(USE (...))` (RFC 6154), the
+//! FETCH items SAVEDATE (RFC 8514) and PREVIEW (RFC 8970) and the SAVEDATE search keys.
 //!
-//! Each clause is cut out of the command (a `$` is replaced by the set it names) and what is
-//! left is decoded by imap-codec as before; the clause comes back, typed, as [`Extras`]. This
-//! module only recognises syntax: what the options mean is the handlers' business.
+//! Each clause is cut out of the command and what is left is decoded by imap-codec as before;
+//! the clause comes back, typed, as [`Extras`]. A `$` or a search key imap-codec lacks is
+//! replaced by the set of messages it names, which the session works out ([`Resolve`]); apart
+//! from that, this module only recognises syntax.
 
 mod lexer;
 mod list;
@@ -31,6 +33,57 @@ pub(crate) struct Extras {
     /// The command's message set was `$` and the saved result holds none of the mailbox's
     /// messages: it acts on nothing (RFC 5182 2.1).
     pub(crate) saved_empty: bool,
+    /// FETCH items imap-codec lacks, answered after the others.
+    pub(crate) fetch: Vec<FetchItem>,
+    /// Every FETCH item was one of those: the decoded command carries a stand-in `UID`.
+    pub(crate) fetch_stand_in: bool,
+}
+
+/// A FETCH item imap-codec does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FetchItem {
+    /// RFC 8514.
+    SaveDate,
+    /// RFC 8970 (with or without `(LAZY)`: the preview is always at hand).
+    Preview,
+}
+
+/// A search key imap-codec does not decode, which the session turns into the messages it
+/// matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SearchKeyExt {
+    /// SAVEDBEFORE, SAVEDON, SAVEDSINCE (RFC 8514 4.2).
+    SaveDate(Day, chrono::NaiveDate),
+}
+
+/// How a date key compares a message's day with its date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Day {
+    Before,
+    On,
+    Since,
+}
+
+/// What rewriting needs from the session: the selected mailbox's saved result and the messages
+/// a key imap-codec lacks matches, each as a set; `None` when there is no such message.
+pub(crate) trait Resolve {
+    /// The saved result: UIDs for a UID command, else sequence numbers.
+    fn saved(&self, uid: bool) -> Option<String>;
+    /// The UIDs of the messages `key` matches.
+    fn matching(&self, key: SearchKeyExt) -> Option<String>;
+}
+
+/// No mailbox is selected: nothing is saved and nothing matches.
+pub(crate) struct NoMailbox;
+
+impl Resolve for NoMailbox {
+    fn saved(&self, _uid: bool) -> Option<String> {
+        None
+    }
+
+    fn matching(&self, _key: SearchKeyExt) -> Option<String> {
+        None
+    }
 }
 
 /// SEARCH `RETURN (...)` (RFC 4731 3.1, RFC 5182 2.1, RFC 9394 3.1).
@@ -83,13 +136,9 @@ pub(crate) struct Parsed {
     pub(crate) extras: Extras,
 }
 
-/// The saved search result as a set for the command at hand: UIDs for a UID command, else
-/// sequence numbers; `None` when it names no message now in the mailbox.
-pub(crate) type Saved<'a> = &'a dyn Fn(bool) -> Option<String>;
-
 /// Recognises extension syntax in a complete command. `Ok(None)`: there is none, decode the
 /// command as it is. `Err`: the syntax is there but wrong (a BAD for the client).
-pub(crate) fn parse(msg: &[u8], saved: Saved<'_>) -> Result<Option<Parsed>, SyntaxError> {
+pub(crate) fn parse(msg: &[u8], session: &dyn Resolve) -> Result<Option<Parsed>, SyntaxError> {
     let Some(toks) = tokens(msg) else {
         return Ok(None);
     };
@@ -97,10 +146,11 @@ pub(crate) fn parse(msg: &[u8], saved: Saved<'_>) -> Result<Option<Parsed>, Synt
     let by_kind = std::cell::RefCell::new([None, None]);
     let memo = |uid: bool| -> Option<String> {
         by_kind.borrow_mut()[usize::from(uid)]
-            .get_or_insert_with(|| saved(uid))
+            .get_or_insert_with(|| session.saved(uid))
             .clone()
     };
     let saved: Saved<'_> = &memo;
+    let matching = |key| session.matching(key);
     if toks.len() < 2 || toks[..2].iter().any(|t| t.kind != Kind::Atom) {
         return Ok(None);
     }
@@ -113,8 +163,17 @@ pub(crate) fn parse(msg: &[u8], saved: Saved<'_>) -> Result<Option<Parsed>, Synt
     let mut edits = Edits::default();
     let mut extras = Extras::default();
     match (uid, name.as_str()) {
-        (_, "SEARCH") => search(msg, &toks, at + 1, uid, saved, &mut edits, &mut extras)?,
+        (_, "SEARCH") => {
+            let keys = Keys {
+                saved,
+                matching: &matching,
+            };
+            search(msg, &toks, at + 1, uid, keys, &mut edits, &mut extras)?
+        }
         (_, "FETCH" | "STORE" | "COPY" | "MOVE") | (true, "EXPUNGE") => {
+            if name == "FETCH" {
+                fetch_items(msg, &toks, at + 2, &mut edits, &mut extras)?;
+            }
             if let Some(set) = toks.get(at + 1).filter(|t| is_word(msg, t, "$")) {
                 match saved(uid) {
                     Some(s) => edits.replace(set.span.clone(), s.into_bytes()),
@@ -222,16 +281,26 @@ impl Edits {
     }
 }
 
-/// SEARCH: its RETURN clause, and `$` where a search key may stand.
+/// The saved result as a set for the command at hand (see [`Resolve::saved`]).
+type Saved<'a> = &'a dyn Fn(bool) -> Option<String>;
+
+/// How SEARCH's keys that imap-codec lacks become sets.
+struct Keys<'a> {
+    saved: Saved<'a>,
+    matching: &'a dyn Fn(SearchKeyExt) -> Option<String>,
+}
+
+/// SEARCH: its RETURN clause, and `$` and the SAVEDATE keys where a search key may stand.
 fn search(
     msg: &[u8],
     toks: &[Token],
     mut at: usize,
     uid: bool,
-    saved: Saved<'_>,
+    keys: Keys<'_>,
     edits: &mut Edits,
     extras: &mut Extras,
 ) -> Result<(), String> {
+    let saved = keys.saved;
     if toks.get(at).is_some_and(|t| is_word(msg, t, "RETURN")) {
         if toks.get(at + 1).map(|t| t.kind) != Some(Kind::Open) {
             return Err("RETURN needs a parenthesised list of result options".into());
@@ -279,13 +348,131 @@ fn search(
                 };
             }
             b"HEADER" => skip = 2,
+            b"SAVEDATESUPPORTED" => edits.replace(t.span.clone(), b"ALL".to_vec()),
+            b"SAVEDBEFORE" | b"SAVEDON" | b"SAVEDSINCE" => {
+                let arg = toks.get(i).ok_or("a SAVEDATE key needs a date")?;
+                let date = search_date(&msg[arg.span.clone()])
+                    .ok_or("a SAVEDATE key's date is d-Mon-yyyy")?;
+                let day = match word.as_slice() {
+                    b"SAVEDBEFORE" => Day::Before,
+                    b"SAVEDON" => Day::On,
+                    _ => Day::Since,
+                };
+                let key = SearchKeyExt::SaveDate(day, date);
+                let set = (keys.matching)(key).map(|s| format!("UID {s}"));
+                let with = set.unwrap_or_else(|| "NOT ALL".into()).into_bytes();
+                edits.replace(t.span.start..arg.span.end, with);
+                skip = 1;
+            }
             b"BCC" | b"BODY" | b"CC" | b"FROM" | b"SUBJECT" | b"TEXT" | b"TO" | b"KEYWORD"
             | b"UNKEYWORD" | b"BEFORE" | b"ON" | b"SINCE" | b"SENTBEFORE" | b"SENTON"
             | b"SENTSINCE" | b"LARGER" | b"SMALLER" | b"YOUNGER" | b"OLDER" | b"EMAILID"
-            | b"THREADID" | b"SAVEDBEFORE" | b"SAVEDON" | b"SAVEDSINCE" => skip = 1,
+            | b"THREADID" => skip = 1,
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// A search key's date (RFC 3501 `date`: `d-Mon-yyyy`, quoted or not).
+fn search_date(s: &[u8]) -> Option<chrono::NaiveDate> {
+    let s = std::str::from_utf8(s).ok()?;
+    let s = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s);
+    chrono::NaiveDate::parse_from_str(s, "%d-%b-%Y").ok()
+}
+
+/// FETCH's items: SAVEDATE and PREVIEW are cut out of the list (or the single item) and
+/// returned in `extras`; a list left empty becomes a stand-in `UID`.
+fn fetch_items(
+    msg: &[u8],
+    toks: &[Token],
+    at: usize,
+    edits: &mut Edits,
+    extras: &mut Extras,
+) -> Result<(), String> {
+    let Some(first) = toks.get(at) else {
+        return Ok(());
+    };
+    let ext = |t: &Token| -> Option<FetchItem> {
+        if is_word(msg, t, "SAVEDATE") {
+            Some(FetchItem::SaveDate)
+        } else if is_word(msg, t, "PREVIEW") {
+            Some(FetchItem::Preview)
+        } else {
+            None
+        }
+    };
+    // PREVIEW's modifiers (RFC 8970 3), LAZY the only one: the index of the group's `)`.
+    let lazy = |open: usize| -> Result<Option<usize>, String> {
+        if toks.get(open).map(|t| t.kind) != Some(Kind::Open) {
+            return Ok(None);
+        }
+        let end = closing(toks, open).ok_or("FETCH's item list is not closed")?;
+        let mods = &toks[open + 1..end];
+        Ok((!mods.is_empty() && mods.iter().all(|m| is_word(msg, m, "LAZY"))).then_some(end))
+    };
+    if first.kind == Kind::Atom {
+        if let Some(item) = ext(first) {
+            extras.fetch.push(item);
+            extras.fetch_stand_in = true;
+            // A lone PREVIEW may carry its (LAZY); any other group is FETCH's modifiers.
+            let end = match item {
+                FetchItem::Preview => lazy(at + 1)?.map_or(first.span.end, |e| toks[e].span.end),
+                FetchItem::SaveDate => first.span.end,
+            };
+            edits.replace(first.span.start..end, b"UID".to_vec());
+        }
+        return Ok(());
+    }
+    if first.kind != Kind::Open {
+        return Ok(());
+    }
+    let close = closing(toks, at).ok_or("FETCH's item list is not closed")?;
+    // The items as they will be sent on: spans of the message, ext items left out.
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut i = at + 1;
+    while i < close {
+        let t = &toks[i];
+        let group_end = |j: usize| -> Result<usize, String> {
+            Ok(closing(toks, j).ok_or("FETCH's item list is not closed")?)
+        };
+        match ext(t) {
+            Some(item) => {
+                extras.fetch.push(item);
+                i += 1;
+                if item == FetchItem::Preview && toks[i].kind == Kind::Open {
+                    let end = lazy(i)?.ok_or("PREVIEW's only modifier is LAZY")?;
+                    i = end + 1;
+                }
+            }
+            None if t.kind == Kind::Open => {
+                let end = group_end(i)?;
+                kept.push(t.span.start..toks[end].span.end);
+                i = end + 1;
+            }
+            None => {
+                kept.push(t.span.clone());
+                i += 1;
+            }
+        }
+    }
+    if extras.fetch.is_empty() {
+        return Ok(());
+    }
+    let inner = if kept.is_empty() {
+        extras.fetch_stand_in = true;
+        b"UID".to_vec()
+    } else {
+        let parts: Vec<&[u8]> = kept.iter().map(|r| &msg[r.clone()]).collect();
+        parts.join(&b' ')
+    };
+    let mut list = b"(".to_vec();
+    list.extend_from_slice(&inner);
+    list.push(b')');
+    edits.replace(first.span.start..toks[close].span.end, list);
     Ok(())
 }
 
@@ -396,9 +583,21 @@ fn create(
 mod tests {
     use super::*;
 
+    /// A session whose saved result (and every SAVEDATE key's match) is one fixed set.
+    struct Fixed(Option<String>);
+
+    impl Resolve for Fixed {
+        fn saved(&self, _uid: bool) -> Option<String> {
+            self.0.clone()
+        }
+
+        fn matching(&self, _key: SearchKeyExt) -> Option<String> {
+            self.0.clone()
+        }
+    }
+
     fn run(line: &str, saved: Option<&str>) -> Result<Option<(String, Extras)>, String> {
-        let saved = saved.map(str::to_string);
-        let f = move |_uid: bool| saved.clone();
+        let f = Fixed(saved.map(str::to_string));
         let parsed = parse(line.as_bytes(), &f).map_err(|e| e.text)?;
         Ok(parsed.map(|p| (format!("{:?}", p.command.body), p.extras)))
     }
@@ -406,10 +605,55 @@ mod tests {
     #[test]
     fn dollar_cannot_blow_a_command_up() {
         let set: String = (1..200_000).step_by(2).map(|n| format!("{n},")).collect();
-        let f = move |_uid: bool| Some(set.trim_end_matches(',').to_string());
+        let f = Fixed(Some(set.trim_end_matches(',').to_string()));
         let line = format!("a SEARCH {}\r\n", ["$"; 100].join(" "));
         let e = parse(line.as_bytes(), &f).unwrap_err();
         assert_eq!(e.code, "LIMIT");
+    }
+
+    #[test]
+    fn savedate_and_preview_fetch_items() {
+        let (body, x) = run(
+            "a FETCH 1:* (FLAGS SAVEDATE PREVIEW (LAZY) BODY.PEEK[HEADER.FIELDS (A B)])\r\n",
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(x.fetch, vec![FetchItem::SaveDate, FetchItem::Preview]);
+        assert!(
+            !x.fetch_stand_in && body.contains("Flags") && body.contains("HeaderFields"),
+            "{body}"
+        );
+        let (body, x) = run("a UID FETCH 1 PREVIEW (CHANGEDSINCE 4)\r\n", None)
+            .unwrap()
+            .unwrap();
+        assert!(
+            x.fetch_stand_in && body.contains("Uid") && body.contains("ChangedSince"),
+            "{body}"
+        );
+        let (_, x) = run("a FETCH 1 (savedate)\r\n", None).unwrap().unwrap();
+        assert!(x.fetch_stand_in && x.fetch == vec![FetchItem::SaveDate]);
+        assert!(run("a FETCH 1 (PREVIEW (FAST))\r\n", None).is_err());
+        let (body, x) = run("a FETCH 1 PREVIEW (LAZY)\r\n", None).unwrap().unwrap();
+        assert!(x.fetch_stand_in && !body.contains("Lazy"), "{body}");
+        assert!(run("a FETCH 1 (FLAGS UID)\r\n", None).unwrap().is_none());
+    }
+
+    #[test]
+    fn savedate_search_keys() {
+        let (body, _) = run(
+            "a SEARCH OR SAVEDBEFORE 1-Feb-2020 SAVEDSINCE \"2-Mar-2021\"\r\n",
+            Some("4:6"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(body.matches("Uid").count(), 2, "{body}");
+        let (body, _) = run("a SEARCH SAVEDON 1-Feb-2020 SAVEDATESUPPORTED\r\n", None)
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("Not(All)") && body.contains("All"), "{body}");
+        assert!(run("a SEARCH SAVEDON 2020-02-01\r\n", None).is_err());
+        assert!(run("a SEARCH SAVEDON\r\n", None).is_err());
     }
 
     #[test]

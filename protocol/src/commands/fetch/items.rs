@@ -11,6 +11,7 @@ use imap_codec::imap_types::fetch::{
 use strata_mailstore::model::Modseq;
 
 use crate::encode::Out;
+use crate::grammar::FetchItem;
 use crate::session::Enabled;
 use crate::structure::SectionSpec;
 
@@ -32,8 +33,18 @@ impl Request {
         uid: bool,
         modifiers: Vec<FetchModifier>,
         enabled: Enabled,
+        ext: &[FetchItem],
+        stand_in: bool,
     ) -> Result<Request, String> {
         let mut items = items_of(names, uid)?;
+        if stand_in && !uid {
+            // The `UID` that stood in for items imap-codec does not know.
+            items.retain(|i| !matches!(i, Item::Uid));
+        }
+        items.extend(ext.iter().map(|e| match e {
+            FetchItem::SaveDate => Item::SaveDate,
+            FetchItem::Preview => Item::Preview,
+        }));
         let mut changed_since = None;
         let mut vanished = false;
         for m in modifiers {
@@ -80,6 +91,10 @@ pub(super) enum Item {
     Uid,
     /// RFC 7162 MODSEQ.
     ModSeq,
+    /// RFC 8514 SAVEDATE.
+    SaveDate,
+    /// RFC 8970 PREVIEW, from the index.
+    Preview,
     Flags,
     InternalDate,
     Size,
@@ -108,6 +123,7 @@ impl Item {
         matches!(
             self,
             Item::Envelope
+                | Item::Preview
                 | Item::Body
                 | Item::BodyStructure
                 | Item::Section { .. }

@@ -23,6 +23,7 @@ use strata_mailstore::model::{ContentRecord, Flags, StoreOp, SystemFlags, Uid};
 use strata_mailstore::{BodyRead, StoreError};
 
 use super::{InMailbox, R};
+use crate::grammar::Extras;
 use crate::respond::Responder;
 use crate::session::Step;
 use crate::uidset::UidSet;
@@ -44,16 +45,30 @@ struct Planned {
     read: Option<Range<u64>>,
 }
 
+/// What a FETCH asked for: its items (imap-codec's, and those it lacks, in `extras`) and
+/// modifiers.
+pub(super) struct Asked<'a> {
+    pub(super) names: MacroOrMessageDataItemNames<'a>,
+    pub(super) uid: bool,
+    pub(super) modifiers: Vec<FetchModifier>,
+    pub(super) extras: &'a Extras,
+}
+
 pub(super) async fn fetch(
     m: &mut InMailbox<'_>,
     tag: &str,
     set: &SequenceSet,
-    names: MacroOrMessageDataItemNames<'_>,
-    uid: bool,
-    modifiers: Vec<FetchModifier>,
+    asked: Asked<'_>,
     r: &mut Responder<'_>,
 ) -> R {
-    let req = match Request::new(names, uid, modifiers, *m.enabled) {
+    let Asked {
+        names,
+        uid,
+        modifiers,
+        extras,
+    } = asked;
+    let (ext, stand_in) = (&extras.fetch, extras.fetch_stand_in);
+    let req = match Request::new(names, uid, modifiers, *m.enabled, ext, stand_in) {
         Ok(req) => req,
         Err(why) => {
             r.tagged_bad(tag, None, &why);

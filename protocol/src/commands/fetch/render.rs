@@ -97,6 +97,21 @@ fn write_item(
         Item::Size => {
             o.raw(format!("RFC822.SIZE {}", m.entry.size));
         }
+        Item::SaveDate => {
+            o.raw(format!("SAVEDATE \"{}\"", internal_date(m.entry.save_date)));
+        }
+        Item::Preview => {
+            // Up to 200 characters of UTF-8, a literal when not ASCII (RFC 8970 3).
+            o.raw("PREVIEW ");
+            let preview = &content().parsed.preview;
+            if preview.chars().any(char::is_control) {
+                // Written by a version that kept control characters.
+                let clean: String = preview.chars().filter(|c| !c.is_control()).collect();
+                o.nstring(Some(clean.as_bytes()));
+            } else {
+                o.nstring(Some(preview.as_bytes()));
+            }
+        }
         Item::Envelope => {
             o.raw("ENVELOPE ");
             structure::envelope(o, &content().parsed.envelope);
@@ -172,6 +187,7 @@ pub(super) fn parts_of(items: &[Item]) -> Parts {
     for item in items {
         match item {
             Item::Envelope => p.envelope = true,
+            Item::Preview => p.preview = true,
             Item::Body | Item::BodyStructure => p.structure = true,
             Item::Section { spec, .. } if from_index(spec) => p.headers = true,
             Item::Section { .. } | Item::Binary { .. } => p.structure = true,
