@@ -78,3 +78,53 @@ async fn older_and_younger_compare_internaldate_with_now() {
     let r = c.cmd("SEARCH OLDER 0").await;
     assert!(r.status.starts_with("BAD"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_deleted_counts_what_expunge_would_remove() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.ok("CREATE Marked").await;
+    c.fill("Marked", 4, "marked").await;
+    let r = c
+        .ok("STATUS Marked (DELETED DELETED-STORAGE MESSAGES)")
+        .await;
+    assert_eq!(
+        r.with("STATUS"),
+        vec!["STATUS Marked (DELETED 0 DELETED-STORAGE 0 MESSAGES 4)"],
+        "{r:?}"
+    );
+    c.ok("SELECT Marked").await;
+    c.ok("STORE 2,4 +FLAGS.SILENT (\\Deleted)").await;
+    let sizes = c.ok("FETCH 2,4 RFC822.SIZE").await;
+    let bytes: u64 = sizes
+        .with("")
+        .iter()
+        .map(|l| {
+            l.trim_end_matches(')')
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    // Another session's STATUS, and LIST-STATUS, see the flags at once.
+    let mut other = s.login("alice").await;
+    let r = other.ok("STATUS Marked (DELETED DELETED-STORAGE)").await;
+    assert_eq!(
+        r.with("STATUS"),
+        vec![format!("STATUS Marked (DELETED 2 DELETED-STORAGE {bytes})").as_str()],
+        "{r:?}"
+    );
+    let r = other.ok("LIST \"\" Marked RETURN (STATUS (DELETED))").await;
+    assert_eq!(r.with("STATUS"), vec!["STATUS Marked (DELETED 2)"], "{r:?}");
+    c.ok("EXPUNGE").await;
+    let r = other
+        .ok("STATUS Marked (DELETED DELETED-STORAGE MESSAGES)")
+        .await;
+    assert_eq!(
+        r.with("STATUS"),
+        vec!["STATUS Marked (DELETED 0 DELETED-STORAGE 0 MESSAGES 2)"],
+        "{r:?}"
+    );
+}

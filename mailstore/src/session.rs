@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use strata_index::{
     ChangeKind, CommitEvent, Durability, Flags, MailboxId, MailboxView, Modseq, StoreOp,
-    StoreOutcome, Uid,
+    StoreOutcome, SystemFlags, Uid,
 };
 use tokio::sync::broadcast;
 
@@ -37,6 +37,19 @@ impl UserStore {
         kept.push_front(view.clone());
         kept.truncate(KEPT_VIEWS);
         Ok(view)
+    }
+
+    /// How many of the mailbox's messages are flagged `\Deleted`, and their total size (STATUS
+    /// DELETED and DELETED-STORAGE, RFC 9051 and RFC 9208): counted on the mailbox's view,
+    /// which is kept once built.
+    pub async fn deleted_messages(&self, mailbox: MailboxId) -> Result<(u32, u64)> {
+        let view = self.view(mailbox).await?;
+        Ok(view.with_entries(|entries| {
+            entries
+                .iter()
+                .filter(|e| e.flags.system.contains(SystemFlags::DELETED))
+                .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.size))
+        }))
     }
 
     /// Claims the mailbox's not-yet-claimed messages below `below` (all with `None`) as

@@ -24,7 +24,7 @@ struct Listed {
 
 /// Answers LIST or LSUB. `opts` carries LIST-EXTENDED's options and further patterns (all
 /// off for a basic LIST).
-pub(super) fn list(
+pub(super) async fn list(
     a: &mut Authed<'_>,
     tag: &str,
     reference: &Mailbox<'_>,
@@ -95,17 +95,17 @@ pub(super) fn list(
         r.out.crlf();
         if let (Some(items), Some(rec)) = (&opts.ret.status, &item.rec) {
             // RFC 5819: each selectable mailbox's STATUS right after its LIST.
-            match super::mailbox::status_items(rec, items, a.enabled) {
-                Ok(parts) => {
-                    r.out.raw("* STATUS ");
-                    r.out.astring(name.as_bytes());
-                    r.out.raw(format!(" ({parts})")).crlf();
-                }
-                Err(why) => {
-                    r.tagged_bad(tag, None, &why);
+            let deleted = match super::mailbox::deleted_if_asked(&a.user, rec, items).await {
+                Ok(d) => d,
+                Err(e) => {
+                    super::store_error(r, tag, &e);
                     return Ok(Step::CONTINUE);
                 }
-            }
+            };
+            let parts = super::mailbox::status_items(rec, items, deleted, a.enabled);
+            r.out.raw("* STATUS ");
+            r.out.astring(name.as_bytes());
+            r.out.raw(format!(" ({parts})")).crlf();
         }
     }
     r.tagged_ok(tag, None, &format!("{cmd} completed"));

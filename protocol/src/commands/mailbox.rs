@@ -3,7 +3,7 @@
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
 use strata_mailstore::model::{MailboxRecord, SpecialUse};
-use strata_mailstore::names;
+use strata_mailstore::{UserStore, names};
 
 use super::{Authed, R};
 use crate::respond::Responder;
@@ -166,13 +166,14 @@ pub(super) async fn status(
             return Ok(Step::CONTINUE);
         }
     };
-    let parts = match status_items(&rec, items, a.enabled) {
-        Ok(p) => p,
-        Err(why) => {
-            r.tagged_bad(tag, None, &why);
+    let deleted = match deleted_if_asked(&user, &rec, items).await {
+        Ok(d) => d,
+        Err(e) => {
+            super::store_error(r, tag, &e);
             return Ok(Step::CONTINUE);
         }
     };
+    let parts = status_items(&rec, items, deleted, a.enabled);
     r.out.raw("* STATUS ");
     r.out.astring(names::join_name(&path).as_bytes());
     r.out.raw(format!(" ({parts})")).crlf();
@@ -184,13 +185,33 @@ async fn finish(a: &mut Authed<'_>, tag: &str, text: &str, r: &mut Responder<'_>
     a.finish(tag, None, text, r).await;
 }
 
+/// The `\Deleted` messages' count and size, when the items ask for either (zeros otherwise).
+pub(super) async fn deleted_if_asked(
+    user: &UserStore,
+    rec: &MailboxRecord,
+    items: &[StatusDataItemName],
+) -> strata_mailstore::Result<(u32, u64)> {
+    let asked = items.iter().any(|i| {
+        matches!(
+            i,
+            StatusDataItemName::Deleted | StatusDataItemName::DeletedStorage
+        )
+    });
+    if asked {
+        user.deleted_messages(rec.id).await
+    } else {
+        Ok((0, 0))
+    }
+}
+
 /// A STATUS response's items for a mailbox (RFC 3501 6.3.10, RFC 8438 SIZE, RFC 7162
-/// HIGHESTMODSEQ), space-separated; `Err` names an item Strata does not answer.
+/// HIGHESTMODSEQ, DELETED and DELETED-STORAGE from `deleted`), space-separated.
 pub(super) fn status_items(
     rec: &MailboxRecord,
     items: &[StatusDataItemName],
+    deleted: (u32, u64),
     enabled: &mut Enabled,
-) -> Result<String, String> {
+) -> String {
     let mut parts = Vec::new();
     for item in items {
         match item {
@@ -202,13 +223,17 @@ pub(super) fn status_items(
             }
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", rec.unseen)),
             StatusDataItemName::Size => parts.push(format!("SIZE {}", rec.size)),
+            // RFC 9051 and RFC 9208.
+            StatusDataItemName::Deleted => parts.push(format!("DELETED {}", deleted.0)),
+            StatusDataItemName::DeletedStorage => {
+                parts.push(format!("DELETED-STORAGE {}", deleted.1))
+            }
             StatusDataItemName::HighestModSeq => {
                 // Asking for it is a CONDSTORE enabling command (RFC 7162 3.1).
                 enabled.condstore();
                 parts.push(format!("HIGHESTMODSEQ {}", rec.highest_modseq.0.max(1)));
             }
-            other => return Err(format!("STATUS item {other:?} is not supported")),
         }
     }
-    Ok(parts.join(" "))
+    parts.join(" ")
 }

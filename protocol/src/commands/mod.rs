@@ -188,20 +188,23 @@ pub(crate) async fn dispatch(
             mailbox_wildcard,
         } => {
             let opts = extras.list.unwrap_or_default();
-            list::list(&mut a, &tag, &reference, mailbox_wildcard, opts, false, r)
+            list::list(&mut a, &tag, &reference, mailbox_wildcard, opts, false, r).await
         }
         C::Lsub {
             reference,
             mailbox_wildcard,
-        } => list::list(
-            &mut a,
-            &tag,
-            &reference,
-            mailbox_wildcard,
-            Default::default(),
-            true,
-            r,
-        ),
+        } => {
+            list::list(
+                &mut a,
+                &tag,
+                &reference,
+                mailbox_wildcard,
+                Default::default(),
+                true,
+                r,
+            )
+            .await
+        }
         C::Status {
             mailbox,
             item_names,
