@@ -425,6 +425,20 @@ impl Client {
         self.send_raw(b"\r\n").await;
         self.until_tagged(&tag).await
     }
+
+    /// APPENDs a message with an INTERNALDATE (`"01-Jan-2020 10:00:00 +0000"`) and a
+    /// non-synchronizing literal; returns the reply.
+    pub async fn append_dated(&mut self, mailbox: &str, date: &str, message: &[u8]) -> Reply {
+        let tag = self.tag();
+        let head = format!(
+            "{tag} APPEND {mailbox} \"{date}\" {{{}+}}\r\n",
+            message.len()
+        );
+        self.send_raw(head.as_bytes()).await;
+        self.send_raw(message).await;
+        self.send_raw(b"\r\n").await;
+        self.until_tagged(&tag).await
+    }
 }
 
 fn lossy(b: &[u8]) -> String {

@@ -12,18 +12,10 @@ async fn savedate_is_when_the_message_came_into_the_mailbox() {
     c.ok("CREATE Kept").await;
     // INTERNALDATE from APPEND is old; the save date is today.
     let old = plain_message(1, "old");
-    let tag = c.tag();
-    c.send_raw(
-        format!(
-            "{tag} APPEND Kept \"01-Jan-2020 10:00:00 +0000\" {{{}+}}\r\n",
-            old.len()
-        )
-        .as_bytes(),
-    )
-    .await;
-    c.send_raw(&old).await;
-    c.send_raw(b"\r\n").await;
-    assert!(c.until_tagged(&tag).await.is_ok());
+    let r = c
+        .append_dated("Kept", "01-Jan-2020 10:00:00 +0000", &old)
+        .await;
+    assert!(r.is_ok(), "{r:?}");
     c.ok("SELECT Kept").await;
     let r = c.ok("FETCH 1 (INTERNALDATE SAVEDATE)").await;
     let line = r.with("1 FETCH")[0];

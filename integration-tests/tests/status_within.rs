@@ -54,18 +54,10 @@ async fn older_and_younger_compare_internaldate_with_now() {
     c.ok("CREATE Aged").await;
     // An old message (APPEND's date), then a new one (now).
     let old = plain_message(1, "old");
-    let tag = c.tag();
-    c.send_raw(
-        format!(
-            "{tag} APPEND Aged \"01-Jan-2020 10:00:00 +0000\" {{{}+}}\r\n",
-            old.len()
-        )
-        .as_bytes(),
-    )
-    .await;
-    c.send_raw(&old).await;
-    c.send_raw(b"\r\n").await;
-    assert!(c.until_tagged(&tag).await.is_ok());
+    let r = c
+        .append_dated("Aged", "01-Jan-2020 10:00:00 +0000", &old)
+        .await;
+    assert!(r.is_ok(), "{r:?}");
     assert!(c.append("Aged", "", &plain_message(2, "new")).await.is_ok());
     c.ok("SELECT Aged").await;
     let r = c.ok("SEARCH OLDER 86400").await;
