@@ -96,6 +96,9 @@ pub struct Enabled {
     pub condstore: bool,
     /// RFC 7162 QRESYNC: VANISHED instead of EXPUNGE, and SELECT's QRESYNC parameter.
     pub qresync: bool,
+    /// RFC 9051 IMAP4rev2's rules (Appendix E): no `\Recent`, ESEARCH answers to SEARCH, a LIST
+    /// response and no UNSEEN code from SELECT.
+    pub rev2: bool,
     /// CONDSTORE was turned on by the command in progress, with a mailbox selected whose
     /// HIGHESTMODSEQ the client must now be told (RFC 7162 3.1).
     pub(crate) condstore_news: bool,

@@ -408,6 +408,10 @@ const COMMANDS: &[&str] = &[
     "v1 FETCH 1:* (UID SAVEDATE PREVIEW)",
     "v2 SEARCH OR SAVEDSINCE 1-Jan-2000 SAVEDBEFORE \"1-Jan-2000\" SAVEDATESUPPORTED",
     "v3 UID FETCH 1:* PREVIEW (LAZY)",
+    "z1 ENABLE IMAP4rev2",
+    "z2 SELECT INBOX",
+    "z3 UID SEARCH ALL",
+    "z4 FETCH 1:* (FLAGS)",
 ];
 
 proptest! {

@@ -60,6 +60,16 @@ pub(super) async fn enable(
                 a.enabled.condstore();
                 now.push("QRESYNC");
             }
+            CapabilityEnable::Other(_)
+                if name.to_string().eq_ignore_ascii_case("IMAP4rev2") && !a.enabled.rev2 =>
+            {
+                a.enabled.rev2 = true;
+                if let Some(sel) = a.sel.as_deref_mut() {
+                    // \Recent is gone from here on (RFC 9051 Appendix E).
+                    sel.recent.clear();
+                }
+                now.push("IMAP4rev2");
+            }
             _ => {}
         }
     }

@@ -472,6 +472,10 @@ pub(crate) async fn sync_selected(
     if arrived.is_empty() {
         return;
     }
+    if enabled.rev2 {
+        // No \Recent in IMAP4rev2: nothing to claim or tell.
+        return;
+    }
     let mut recent = Vec::new();
     // Only what this session now numbers: a message arriving meanwhile is left for the session
     // that reports it.

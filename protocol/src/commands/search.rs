@@ -421,6 +421,13 @@ pub(super) async fn search(
         // A CONDSTORE enabling command (RFC 7162 3.1).
         m.enabled.condstore();
     }
+    // IMAP4rev2 answers every SEARCH with ESEARCH, ALL unless told otherwise (RFC 9051 6.4.4).
+    let ret = ret.or_else(|| {
+        m.enabled.rev2.then(|| SearchReturn {
+            all: true,
+            ..SearchReturn::default()
+        })
+    });
     match ret {
         Some(ret) => esearch(m.sel, tag, uid, &ret, &hits, need.modseq, r),
         None => {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 use strata_mailstore::model::{KeywordId, Modseq, Uid};
-use strata_mailstore::{UserStore, Vanished};
+use strata_mailstore::{UserStore, Vanished, names};
 
 use super::{Authed, R};
 use crate::respond::Responder;
@@ -69,7 +69,10 @@ pub(super) async fn select(
         let watch = user.watch(rec.id);
         let view = user.view(rec.id).await?;
         // Which UIDs are \Recent here, and the last UID this session starts with.
-        let (recent, upto) = if read_only {
+        let (recent, upto) = if a.enabled.rev2 {
+            // IMAP4rev2 has no \Recent: nothing is claimed, so rev1 sessions still see it.
+            ((rec.uid_next, rec.uid_next), None)
+        } else if read_only {
             // EXAMINE sees which messages are recent but takes nothing from other sessions
             // (RFC 3501 6.3.2).
             ((rec.first_recent_uid, Uid(u32::MAX)), None)
@@ -105,13 +108,21 @@ pub(super) async fn select(
     );
     sel.write_flag_lists(r);
     r.untagged(&format!("{} EXISTS", sel.exists()));
-    r.untagged(&format!("{} RECENT", sel.recent.len()));
-    let first_unseen = sel.view().with_entries(|e| {
-        e.iter()
-            .position(|e| sel.seq_of(e.uid).is_some() && !e.flags.is_seen())
-    });
-    if let Some(i) = first_unseen {
-        r.untagged(&format!("OK [UNSEEN {}] first unseen", i + 1));
+    if a.enabled.rev2 {
+        // RFC 9051 6.3.2: the mailbox's name as the server has it, in place of RECENT and
+        // UNSEEN.
+        r.out.raw(format!("* LIST () \"{}\" ", names::DELIMITER));
+        r.out.astring(names::join_name(&path).as_bytes());
+        r.out.crlf();
+    } else {
+        r.untagged(&format!("{} RECENT", sel.recent.len()));
+        let first_unseen = sel.view().with_entries(|e| {
+            e.iter()
+                .position(|e| sel.seq_of(e.uid).is_some() && !e.flags.is_seen())
+        });
+        if let Some(i) = first_unseen {
+            r.untagged(&format!("OK [UNSEEN {}] first unseen", i + 1));
+        }
     }
     r.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", rec.uid_validity));
     r.untagged(&format!("OK [UIDNEXT {}] predicted next UID", rec.uid_next));
