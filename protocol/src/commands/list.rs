@@ -71,7 +71,7 @@ pub(super) async fn list(
         }
         let subscribed = snap.subscriptions()?;
         Ok(if lsub {
-            lsub_names(&all, &subscribed, &full)
+            lsub_names(&all, &subscribed, &full, matches)
         } else {
             list_names(&all, &subscribed, &opts, matches)
         })
@@ -189,9 +189,9 @@ fn lsub_names(
     all: &BTreeMap<String, (MailboxRecord, bool)>,
     subscribed: &[String],
     full: &[String],
+    matches: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, Listed> {
     let is_subscribed: HashSet<&str> = subscribed.iter().map(String::as_str).collect();
-    let matches = |name: &str| full.iter().any(|p| names::matches_pattern(name, p));
     let noselect = || Listed {
         attrs: vec!["\\Noselect"],
         ..Listed::default()
