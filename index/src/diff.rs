@@ -17,6 +17,7 @@ use crate::model::Modseq;
 use crate::schema::{self, Table, UserState};
 use crate::snapshot::Snapshot;
 use crate::store::{RawRead, guard};
+use crate::threads::ThreadKeys;
 use crate::txn::Txn;
 
 /// Tables small enough to be carried whole in every diff.
@@ -108,6 +109,17 @@ pub(crate) fn since(snap: &Snapshot, from: Modseq) -> Result<Diff> {
         for guid in contents {
             let key = schema::guid_key(&guid);
             let v = snap.get_raw(Table::Contents, key)?;
+            if let Some(raw) = &v {
+                // The Message-IDs a content brought, so that a copy threads the next reply
+                // the same way. (Those of content gone since are left to the copy: a stale
+                // row only joins a later reply to a thread that was.)
+                let stored: schema::StoredContent =
+                    schema::decode(&path, Table::Contents, key, raw)?;
+                for k in ThreadKeys::of_blobs(&stored.envelope, &stored.headers).row_keys() {
+                    let row = snap.get_raw(Table::Threads, &k)?;
+                    diff.rows.push((Table::Threads, k, row));
+                }
+            }
             diff.rows.push((Table::Contents, key.to_vec(), v));
         }
         Ok(diff)

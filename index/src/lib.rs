@@ -76,6 +76,7 @@ mod schema;
 mod shipped;
 mod snapshot;
 mod store;
+mod threads;
 mod txn;
 mod view;
 

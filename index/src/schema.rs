@@ -16,9 +16,10 @@ use crate::model::{
     BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, Uid,
 };
 use crate::parsed::{MAX_STORED_DEPTH, MimePart};
+use crate::threads::{self, Known, ThreadKeys, ThreadRows};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest schema version this build can upgrade from.
 pub const OLDEST_UPGRADABLE: u32 = 1;
@@ -47,11 +48,13 @@ pub enum Table {
     Keywords = 6,
     /// `subscriptions`: mailbox name → ().
     Subscriptions = 7,
+    /// `threads`: `m` ‖ Message-ID → [`crate::threads::Known`] (its thread, for THREADID).
+    Threads = 8,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Mailboxes,
         Table::MailboxNames,
@@ -60,6 +63,7 @@ impl Table {
         Table::Changes,
         Table::Keywords,
         Table::Subscriptions,
+        Table::Threads,
     ];
 
     pub(crate) fn def(self) -> Tbl {
@@ -77,6 +81,7 @@ impl Table {
             Table::Changes => "changes",
             Table::Keywords => "keywords",
             Table::Subscriptions => "subscriptions",
+            Table::Threads => "threads",
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct StoredContent {
     pub headers: Vec<u8>,
     /// The preview.
     pub preview: String,
+    /// Its thread (RFC 8474 THREADID): the GUID of the content that started it.
+    pub thread: Guid,
 }
 
 /// [`StoredContent`] borrowed from the stored value, for readers that decode one part.
@@ -145,6 +152,7 @@ pub(crate) struct StoredContentRef<'a> {
     pub headers: &'a [u8],
     #[serde(borrow)]
     pub preview: &'a str,
+    pub thread: Guid,
 }
 
 /// Which parsed parts of a content record a reader wants decoded; the others are left empty.
@@ -172,16 +180,18 @@ impl Parts {
 
 impl StoredContent {
     /// Encodes a content record's parts.
-    pub(crate) fn new(refs: u32, c: &ContentRecord) -> StoredContent {
+    pub(crate) fn new(refs: u32, c: &ContentRecord, thread: Guid) -> StoredContent {
+        let v2 = StoredContentV2::new(refs, c);
         StoredContent {
             refs,
-            guid: c.guid,
-            size: c.size,
-            location: c.location.clone(),
-            envelope: blob(&c.parsed.envelope),
-            structure: blob(&c.parsed.structure),
-            headers: blob(&c.parsed.headers),
-            preview: c.parsed.preview.clone(),
+            guid: v2.guid,
+            size: v2.size,
+            location: v2.location,
+            envelope: v2.envelope,
+            structure: v2.structure,
+            headers: v2.headers,
+            preview: v2.preview,
+            thread,
         }
     }
 }
@@ -357,10 +367,16 @@ pub(crate) struct Upgrade {
 /// The upgrade path, oldest first. Each entry takes a file one version forward; opening a file
 /// runs the entries from its version up to [`SCHEMA_VERSION`] in one transaction, so an
 /// interrupted upgrade leaves the old version intact.
-pub(crate) const UPGRADES: &[Upgrade] = &[Upgrade {
-    from: 1,
-    run: v1_split_contents,
-}];
+pub(crate) const UPGRADES: &[Upgrade] = &[
+    Upgrade {
+        from: 1,
+        run: v1_split_contents,
+    },
+    Upgrade {
+        from: 2,
+        run: v2_thread_contents,
+    },
+];
 
 /// Version 1 kept a content record as one postcard value.
 #[derive(Deserialize)]
@@ -388,7 +404,7 @@ fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
             for row in range.take(1024) {
                 let (k, v) = row.map_err(|e| IndexError::engine(path, e))?;
                 let old: StoredContentV1 = decode(path, Table::Contents, k.value(), v.value())?;
-                let new = StoredContent::new(old.refs, &old.content);
+                let new = StoredContentV2::new(old.refs, &old.content);
                 rows.push((k.value().to_vec(), encode(k.value(), &new)));
             }
         }
@@ -398,6 +414,122 @@ fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
         after = Some(last.clone());
         for (k, v) in rows {
             t.insert(k.as_slice(), v.as_slice())
+                .map_err(|e| IndexError::engine(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Version 2's content row: version 3's without the thread.
+#[derive(Serialize, Deserialize)]
+struct StoredContentV2 {
+    refs: u32,
+    guid: Guid,
+    size: u64,
+    location: BodyLocation,
+    #[serde(with = "serde_bytes")]
+    envelope: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    structure: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    headers: Vec<u8>,
+    preview: String,
+}
+
+impl StoredContentV2 {
+    fn new(refs: u32, c: &ContentRecord) -> StoredContentV2 {
+        StoredContentV2 {
+            refs,
+            guid: c.guid,
+            size: c.size,
+            location: c.location.clone(),
+            envelope: blob(&c.parsed.envelope),
+            structure: blob(&c.parsed.structure),
+            headers: blob(&c.parsed.headers),
+            preview: c.parsed.preview.clone(),
+        }
+    }
+}
+
+/// Threading rows written straight into the file, during an upgrade.
+struct UpgradeThreads<'a, 't> {
+    path: &'a Path,
+    table: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+impl ThreadRows for UpgradeThreads<'_, '_> {
+    fn known(&self, key: &[u8]) -> Result<Option<Known>> {
+        match self
+            .table
+            .get(key)
+            .map_err(|e| IndexError::engine(self.path, e))?
+        {
+            Some(v) => decode(self.path, Table::Threads, key, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn record(&mut self, key: &[u8], known: &Known) -> Result<()> {
+        self.table
+            .insert(key, encode(key, known).as_slice())
+            .map_err(|e| IndexError::engine(self.path, e))?;
+        Ok(())
+    }
+
+    fn forget(&mut self, key: &[u8]) -> Result<()> {
+        self.table
+            .remove(key)
+            .map_err(|e| IndexError::engine(self.path, e))?;
+        Ok(())
+    }
+}
+
+/// 2 → 3: every content gets a thread, worked out from the messages already there (a reply
+/// met before its original still joins it: the original finds its own Message-ID recorded).
+fn v2_thread_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
+    let mut t = w
+        .open_table(Table::Contents.def())
+        .map_err(|e| IndexError::engine(path, e))?;
+    let mut threads = UpgradeThreads {
+        path,
+        table: w
+            .open_table(Table::Threads.def())
+            .map_err(|e| IndexError::engine(path, e))?,
+    };
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let mut rows = Vec::new();
+        {
+            let range = match &after {
+                Some(k) => t.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded)),
+                None => t.range::<&[u8]>(..),
+            }
+            .map_err(|e| IndexError::engine(path, e))?;
+            for row in range.take(1024) {
+                let (k, v) = row.map_err(|e| IndexError::engine(path, e))?;
+                let old: StoredContentV2 = decode(path, Table::Contents, k.value(), v.value())?;
+                rows.push((k.value().to_vec(), old));
+            }
+        }
+        let Some((last, _)) = rows.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (k, old) in rows {
+            let keys = ThreadKeys::of_blobs(&old.envelope, &old.headers);
+            let thread = threads::assign(&mut threads, old.guid, &keys)?;
+            let new = StoredContent {
+                refs: old.refs,
+                guid: old.guid,
+                size: old.size,
+                location: old.location,
+                envelope: old.envelope,
+                structure: old.structure,
+                headers: old.headers,
+                preview: old.preview,
+                thread,
+            };
+            t.insert(k.as_slice(), encode(&k, &new).as_slice())
                 .map_err(|e| IndexError::engine(path, e))?;
         }
     }

@@ -215,6 +215,12 @@ impl Snapshot {
         guard(&self.path, || Reader::content_parts(self, guid, want))
     }
 
+    /// A message content's thread (RFC 8474 THREADID): the GUID of the content that started
+    /// it. `None` when there is no such content.
+    pub fn thread(&self, guid: &Guid) -> Result<Option<Guid>> {
+        guard(&self.path, || Reader::thread_of(self, guid))
+    }
+
     /// How many messages refer to a content record.
     pub fn content_refs(&self, guid: &Guid) -> Result<u32> {
         guard(&self.path, || {

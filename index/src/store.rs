@@ -237,6 +237,22 @@ pub(crate) trait Reader: RawRead {
         })
     }
 
+    /// A content's thread (RFC 8474 THREADID), without decoding its parsed parts.
+    fn thread_of(&self, guid: &Guid) -> Result<Option<Guid>>
+    where
+        Self: Sized,
+    {
+        let key = schema::guid_key(guid);
+        let path = self.path();
+        self.with_raw(Table::Contents, key, |raw| {
+            let body = schema::verify(path, Table::Contents, key, raw)?;
+            let stored: StoredContentRef<'_> = postcard::from_bytes(body).map_err(|e| {
+                IndexError::corrupt(path, format!("undecodable content {guid}: {e}"))
+            })?;
+            Ok(stored.thread)
+        })
+    }
+
     fn changes_since(
         &self,
         after: Modseq,

@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::schema::{self, StoredContent, Table, UserState};
 use crate::store::{KeyRange, RawRead, Reader, RowFn, get_in, len_in, scan_in};
+use crate::threads::{self, Known, ThreadKeys, ThreadRows};
 
 /// Longest mailbox name (one hierarchy level) the index stores, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -128,6 +129,20 @@ pub struct Txn<'a, 't> {
     /// Mailbox records changed in this transaction (`None`: deleted), written once at flush:
     /// a batch of appends to one mailbox then writes its record once, not once per message.
     mailboxes: HashMap<MailboxId, Option<MailboxRecord>>,
+}
+
+impl ThreadRows for Txn<'_, '_> {
+    fn known(&self, key: &[u8]) -> Result<Option<Known>> {
+        self.decoded(Table::Threads, key)
+    }
+
+    fn record(&mut self, key: &[u8], known: &Known) -> Result<()> {
+        self.put(Table::Threads, key, known)
+    }
+
+    fn forget(&mut self, key: &[u8]) -> Result<()> {
+        self.delete(Table::Threads, key)
+    }
 }
 
 impl RawRead for Txn<'_, '_> {
@@ -624,7 +639,12 @@ impl<'a, 't> Txn<'a, 't> {
                 existing.refs += 1;
                 existing
             }
-            None => StoredContent::new(1, &msg.content),
+            None => {
+                let keys =
+                    ThreadKeys::of(&msg.content.parsed.envelope, &msg.content.parsed.headers);
+                let thread = threads::assign(self, guid, &keys)?;
+                StoredContent::new(1, &msg.content, thread)
+            }
         };
         let uid = rec.uid_next;
         if uid.0 == u32::MAX {
@@ -785,6 +805,8 @@ impl<'a, 't> Txn<'a, 't> {
             .ok_or(IndexError::NoSuchContent(*guid))?;
         stored.refs = stored.refs.saturating_sub(1);
         if stored.refs == 0 {
+            let keys = ThreadKeys::of_blobs(&stored.envelope, &stored.headers);
+            threads::release(self, *guid, &keys)?;
             self.delete(Table::Contents, key)
         } else {
             self.put(Table::Contents, key, &stored)

@@ -291,6 +291,14 @@ fn fixture_opens(v: u32) {
     let want = std::fs::read_to_string(fixture.with_extension("dump")).unwrap();
     let upgraded = common::runtime().block_on(async {
         let (index, report) = UserIndex::open(&p, IndexOptions::default()).await.unwrap();
+        // Every message has a thread, however old its file (version 3 threads them).
+        let snap = index.snapshot().unwrap();
+        for mb in snap.mailboxes().unwrap() {
+            for m in snap.messages(mb.id).unwrap() {
+                assert!(snap.thread(&m.guid).unwrap().is_some(), "{m:?}");
+            }
+        }
+        drop(snap);
         index.close().await;
         report.upgraded_from
     });
@@ -308,4 +316,10 @@ fn schema_v1_fixture_opens() {
 #[test]
 fn schema_v2_fixture_opens() {
     fixture_opens(2);
+}
+
+/// Version 3 (every content with its thread, and the Message-IDs threads are found by).
+#[test]
+fn schema_v3_fixture_opens() {
+    fixture_opens(3);
 }
