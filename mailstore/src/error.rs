@@ -27,6 +27,9 @@ pub enum StoreError {
     /// An operation the mailbox does not allow (deleting INBOX, deleting a parent...).
     #[error("{0}")]
     NotAllowed(String),
+    /// DELETE of a mailbox that has children (RFC 9051's HASCHILDREN).
+    #[error("\"{0}\" has child mailboxes; delete them first")]
+    HasChildren(String),
     /// A migration between stores could not run or go on.
     #[error("migration: {0}")]
     Migration(String),

@@ -22,6 +22,7 @@ mod intents;
 mod labels;
 pub mod mime;
 pub mod model;
+pub mod mutf7;
 pub mod names;
 mod reconcile;
 mod relocate;

@@ -1,9 +1,15 @@
 //! Mailbox names as IMAP clients send them, checked and split into the index's path components.
 //!
-//! The hierarchy delimiter is `/`. Names are kept in their wire form (modified UTF-7 for
-//! non-ASCII), so they round-trip byte for byte. `INBOX` is case-insensitive, as RFC 3501 says.
+//! The hierarchy delimiter is `/`. Names are kept in IMAP4rev1's wire form, modified UTF-7
+//! (`mutf7`), so they round-trip byte for byte to IMAP4rev1 clients; `to_stored` and `shown`
+//! convert at the edge for IMAP4rev2 clients, which speak UTF-8. `INBOX` is case-insensitive,
+//! as RFC 3501 says.
+
+use std::borrow::Cow;
 
 use thiserror::Error;
+
+use crate::mutf7;
 
 /// The hierarchy delimiter.
 pub const DELIMITER: char = '/';
@@ -34,6 +40,32 @@ pub enum NameError {
     /// Not UTF-8.
     #[error("mailbox name is not valid UTF-8")]
     NotUtf8,
+    /// An IMAP4rev1 name that is not modified UTF-7 (a bare `&`, say: `&-` stands for `&`).
+    #[error("mailbox name is not valid modified UTF-7 (write & as &-)")]
+    NotUtf7,
+}
+
+/// A name as a client sent it, in the form names are kept in (modified UTF-7). UTF-8 from an
+/// IMAP4rev2 client is encoded, as is any 8-bit name from an IMAP4rev1 one (it can only be
+/// UTF-8 meant as such); ASCII from an IMAP4rev1 client is modified UTF-7 already.
+pub fn to_stored(raw: &[u8], utf8: bool) -> Cow<'_, [u8]> {
+    if !utf8 && raw.is_ascii() {
+        return Cow::Borrowed(raw);
+    }
+    match std::str::from_utf8(raw) {
+        Ok(text) => Cow::Owned(mutf7::encode(text).into_bytes()),
+        // Refused by `split_name`.
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
+
+/// A kept name as a client sees it: UTF-8 for an IMAP4rev2 client, modified UTF-7 otherwise.
+/// A name kept before names were checked, and not modified UTF-7, is shown as it is.
+pub fn shown(stored: &str, utf8: bool) -> Cow<'_, str> {
+    match utf8.then(|| mutf7::decode(stored)).flatten() {
+        Some(text) => Cow::Owned(text),
+        None => Cow::Borrowed(stored),
+    }
 }
 
 /// Splits and checks a mailbox name; `INBOX` in any case becomes `INBOX`.
@@ -47,6 +79,9 @@ pub fn split_name(raw: &[u8]) -> Result<Vec<String>, NameError> {
     }
     if name.contains(['%', '*']) {
         return Err(NameError::Wildcard);
+    }
+    if mutf7::decode(name).is_none() {
+        return Err(NameError::NotUtf7);
     }
     let mut parts: Vec<String> = Vec::new();
     for (i, part) in name.split(DELIMITER).enumerate() {
@@ -83,12 +118,9 @@ pub fn join_name<S: AsRef<str>>(path: &[S]) -> String {
 /// Whether `name` matches a LIST pattern: `*` matches anything, `%` anything but the delimiter.
 /// `INBOX` matches case-insensitively.
 pub fn matches_pattern(name: &str, pattern: &str) -> bool {
-    let (name, pattern) = if name.len() >= 5
-        && name[..5].eq_ignore_ascii_case("INBOX")
-        && pattern.len() >= 5
-        && pattern.is_char_boundary(5)
-        && pattern[..5].eq_ignore_ascii_case("INBOX")
-    {
+    // Bytes, not `str` slices: byte 5 of a UTF-8 name may fall inside a character.
+    let inbox = |s: &str| s.len() >= 5 && s.as_bytes()[..5].eq_ignore_ascii_case(b"INBOX");
+    let (name, pattern) = if inbox(name) && inbox(pattern) {
         (&name[5..], &pattern[5..])
     } else {
         (name, pattern)
@@ -138,6 +170,21 @@ mod tests {
         assert_eq!(split_name(b"a\0b"), Err(NameError::Control));
         assert_eq!(split_name(&[b'x'; 10_000]), Err(NameError::TooLong));
         assert_eq!(split_name(b"a*"), Err(NameError::Wildcard));
+        assert_eq!(split_name(b"R&D"), Err(NameError::NotUtf7));
+        assert_eq!(split_name("Entwürfe".as_bytes()), Err(NameError::NotUtf7));
+        assert_eq!(split_name(b"Entw&APw-rfe").unwrap(), vec!["Entw&APw-rfe"]);
+    }
+
+    #[test]
+    fn names_are_kept_in_modified_utf7() {
+        assert_eq!(&*to_stored(b"R&D", true), b"R&-D");
+        assert_eq!(&*to_stored(b"R&-D", false), b"R&-D");
+        assert_eq!(&*to_stored("Entwürfe".as_bytes(), false), b"Entw&APw-rfe");
+        assert_eq!(&*to_stored("Entwürfe".as_bytes(), true), b"Entw&APw-rfe");
+        assert_eq!(&*to_stored(b"\xff", true), b"\xff");
+        assert_eq!(shown("Entw&APw-rfe", true), "Entwürfe");
+        assert_eq!(shown("Entw&APw-rfe", false), "Entw&APw-rfe");
+        assert_eq!(shown("R&D", true), "R&D");
     }
 
     #[test]
@@ -153,5 +200,10 @@ mod tests {
         assert!(matches_pattern("Sent", "S%t"));
         assert!(!matches_pattern("Sent", "S%x"));
         assert!(matches_pattern("a/b/c", "%/%/c"));
+        // Byte 5 inside a character, on either side.
+        assert!(matches_pattern("Entwürfe", "Entw%"));
+        assert!(!matches_pattern("INBOXü", "Entwürfe"));
+        assert!(matches_pattern("inbox/été", "INBOX/*"));
+        assert!(!matches_pattern("Entwürfe", "INBOX"));
     }
 }

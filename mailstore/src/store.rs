@@ -544,9 +544,7 @@ impl UserStore {
         let snap = self.snapshot()?;
         let rec = self.find(&snap, &path)?;
         if !snap.children(Some(rec.id))?.is_empty() {
-            return Err(StoreError::NotAllowed(format!(
-                "\"{name}\" has child mailboxes; delete them first"
-            )));
+            return Err(StoreError::HasChildren(name));
         }
         let guids: Vec<Guid> = snap.messages(rec.id)?.iter().map(|m| m.guid).collect();
         let _moving = self.relocating.read().await;
