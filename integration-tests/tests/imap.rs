@@ -178,7 +178,7 @@ async fn mailboxes_create_list_rename_delete_subscribe_status() {
 
     // DELETE refuses a parent and INBOX; RENAME moves a subtree.
     let r = c.cmd("DELETE Work").await;
-    assert!(r.status.starts_with("NO [CANNOT]"), "{r:?}");
+    assert!(r.status.starts_with("NO [HASCHILDREN]"), "{r:?}");
     assert!(c.cmd("DELETE INBOX").await.status.starts_with("NO"));
     assert!(
         c.cmd("DELETE Nope")

@@ -63,3 +63,116 @@ async fn enabling_imap4rev2_in_a_mailbox_drops_recent_there() {
     let r = c.ok("ENABLE IMAP4rev2").await;
     assert_eq!(r.with("ENABLED"), vec!["ENABLED"], "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap4rev2_names_mailboxes_in_utf8_and_imap4rev1_in_modified_utf7() {
+    let s = TestServer::start().await;
+    let mut old = s.login("alice").await;
+    let r = old.ok("CAPABILITY").await;
+    assert!(r.has("IMAP4rev1 IMAP4rev2"), "{r:?}");
+    old.ok("CREATE Entw&APw-rfe").await;
+    // A bare & is not modified UTF-7; "&-" is the & itself.
+    let r = old.cmd("CREATE \"R&D\"").await;
+    assert!(r.status.starts_with("NO [CANNOT]"), "{r:?}");
+    old.ok("CREATE R&-D").await;
+    // 8-bit from an IMAP4rev1 client can only mean UTF-8: kept as modified UTF-7.
+    let raw = "Über".as_bytes();
+    let tag = old.tag();
+    old.send_raw(format!("{tag} CREATE {{{}+}}\r\n", raw.len()).as_bytes())
+        .await;
+    old.send_raw(raw).await;
+    old.send_raw(b"\r\n").await;
+    assert!(old.until_tagged(&tag).await.is_ok());
+
+    let mut new = s.login("alice").await;
+    new.ok("ENABLE IMAP4rev2").await;
+    let r = new.ok("LIST \"\" *").await;
+    for name in ["\"Entwürfe\"", "R&D", "\"Über\""] {
+        assert!(
+            r.with("LIST").iter().any(|l| l.ends_with(name)),
+            "{name}: {r:?}"
+        );
+    }
+    // Wildcards stand for whole characters.
+    let r = new.ok("LIST \"\" \"%rfe\"").await;
+    assert_eq!(
+        r.with("LIST"),
+        vec!["LIST (\\HasNoChildren) \"/\" \"Entwürfe\""]
+    );
+    let r = new.ok("LIST \"\" \"Entw?rfe\"").await;
+    assert!(r.with("LIST").is_empty(), "{r:?}");
+    new.ok("CREATE \"Отправленные\"").await;
+    new.ok("CREATE \"Q&A\"").await;
+    // A UTF-8 name that looks like modified UTF-7 is still only itself.
+    new.ok("CREATE \"&AOk-\"").await;
+    let r = new.ok("LIST \"\" \"&*\"").await;
+    assert_eq!(
+        r.with("LIST"),
+        vec!["LIST (\\HasNoChildren) \"/\" &AOk-"],
+        "{r:?}"
+    );
+    assert!(
+        new.append("\"Entwürfe\"", "", &plain_message(1, "draft"))
+            .await
+            .is_ok()
+    );
+    let r = new.ok("SELECT \"Entwürfe\"").await;
+    assert_eq!(r.with("LIST"), vec!["LIST () \"/\" \"Entwürfe\""], "{r:?}");
+    assert!(r.has("1 EXISTS"), "{r:?}");
+    let r = new.ok("STATUS \"Отправленные\" (MESSAGES)").await;
+    assert_eq!(
+        r.with("STATUS"),
+        vec!["STATUS \"Отправленные\" (MESSAGES 0)"],
+        "{r:?}"
+    );
+    new.ok("RENAME \"Отправленные\" \"Brouillons/été\"").await;
+    let r = new.ok("COPY 1 \"Brouillons/été\"").await;
+    assert!(r.status.contains("COPYUID"), "{r:?}");
+    new.ok("SUBSCRIBE \"Brouillons/été\"").await;
+    let r = new.ok("LSUB \"\" \"Brouillons/%\"").await;
+    assert_eq!(
+        r.with("LSUB"),
+        vec!["LSUB () \"/\" \"Brouillons/été\""],
+        "{r:?}"
+    );
+
+    // The IMAP4rev1 session sees the same mailboxes in modified UTF-7.
+    let r = old.ok("LIST \"\" *").await;
+    for name in [
+        "Entw&APw-rfe",
+        "R&-D",
+        "&ANw-ber",
+        "Brouillons/&AOk-t&AOk-",
+        "Q&-A",
+        "&-AOk-",
+    ] {
+        assert!(
+            r.with("LIST").iter().any(|l| l.ends_with(name)),
+            "{name}: {r:?}"
+        );
+    }
+    let r = old.ok("STATUS Brouillons/&AOk-t&AOk- (MESSAGES)").await;
+    assert!(r.has("(MESSAGES 1)"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap4rev2_refuses_what_it_removed_and_names_its_codes() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    c.ok("CREATE Parent/Child").await;
+    c.ok("ENABLE IMAP4rev2").await;
+    let r = c.cmd("STATUS INBOX (MESSAGES RECENT)").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    c.ok("SELECT INBOX").await;
+    for key in ["RECENT", "NEW", "OLD", "OR SEEN NOT NEW"] {
+        let r = c.cmd(&format!("SEARCH {key}")).await;
+        assert!(r.status.starts_with("BAD"), "{key}: {r:?}");
+    }
+    // RFC 9051 7.1's codes.
+    let r = c.cmd("DELETE Parent").await;
+    assert!(r.status.starts_with("NO [HASCHILDREN]"), "{r:?}");
+    let r = c.cmd("CREATE Parent").await;
+    assert!(r.status.starts_with("NO [ALREADYEXISTS]"), "{r:?}");
+    // The connection is still good.
+    c.ok("NOOP").await;
+}

@@ -151,7 +151,8 @@ async fn workload(c: &mut Client) {
 }
 
 /// What a client can learn of the account: mailboxes, subscriptions, and per mailbox its
-/// UIDVALIDITY and UIDNEXT and every message's UID, flags, date, size and subject.
+/// UIDVALIDITY, UIDNEXT and MAILBOXID and every message's UID, flags, date, size, subject,
+/// EMAILID and THREADID.
 async fn state(c: &mut Client) -> Vec<String> {
     let mut out = Vec::new();
     let mut list: Vec<String> = c.ok("LIST \"\" \"*\"").await.untagged;
@@ -164,14 +165,15 @@ async fn state(c: &mut Client) -> Vec<String> {
         let name = mailbox_of(&line);
         let status = c
             .ok(&format!(
-                "STATUS {name} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
+                "STATUS {name} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN MAILBOXID)"
             ))
             .await;
         out.extend(status.untagged);
         c.ok(&format!("EXAMINE {name}")).await;
         let r = c
             .cmd(
-                "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+                "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE EMAILID THREADID \
+                 BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
             )
             .await;
         out.extend(r.untagged.into_iter().filter(|l| l.contains("FETCH")));
@@ -285,6 +287,13 @@ async fn node_loss(kind: &str) {
     let mut kept = contents(&mut c).await;
     assert!(
         before.iter().any(|l| l.contains("$Important")),
+        "{before:?}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("THREADID (T") && l.contains("EMAILID (M"))
+            && before.iter().any(|l| l.contains("MAILBOXID (F")),
         "{before:?}"
     );
 

@@ -325,8 +325,12 @@ where
                 let started = Instant::now();
                 // Extension syntax imap-codec lacks first (it never sees a cut message).
                 let whole = !frag.is_max_message_size_exceeded() && !frag.is_message_poisoned();
-                let resolve: &dyn grammar::Resolve = match session.selected() {
-                    Some(sel) => sel,
+                let in_view = session
+                    .selected()
+                    .zip(session.user_store())
+                    .map(|(sel, user)| crate::selected::InView { sel, user });
+                let resolve: &dyn grammar::Resolve = match &in_view {
+                    Some(v) => v,
                     None => &grammar::NoMailbox,
                 };
                 let mut extras = grammar::Extras::default();

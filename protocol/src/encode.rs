@@ -86,6 +86,24 @@ impl Out {
         }
     }
 
+    /// Appends a mailbox name as the client sees it (`names::shown`): an astring, or for a
+    /// client that names mailboxes in UTF-8 a
+    /// quoted UTF-8 string (RFC 9051's quoted takes UTF-8; names hold no CR, LF or NUL).
+    pub fn mailbox(&mut self, name: &str, utf8: bool) -> &mut Self {
+        if !utf8 || name.is_ascii() || name.chars().any(char::is_control) {
+            return self.astring(name.as_bytes());
+        }
+        self.buf.push(b'"');
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                self.buf.push(b'\\');
+            }
+            self.buf.push(b);
+        }
+        self.buf.push(b'"');
+        self
+    }
+
     /// Appends a number.
     pub fn num(&mut self, n: impl std::fmt::Display) -> &mut Self {
         self.raw(n.to_string())

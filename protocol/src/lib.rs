@@ -15,6 +15,7 @@ mod connection;
 pub mod encode;
 mod framing;
 mod grammar;
+mod objectid;
 mod respond;
 mod selected;
 mod session;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use strata_mailstore::Watch;
 use strata_mailstore::model::{
-    KeywordId, MailboxId, MailboxView, Modseq, Timestamp, Uid, ViewEntry,
+    Guid, KeywordId, MailboxId, MailboxView, Modseq, Timestamp, Uid, ViewEntry,
 };
 
 use crate::encode::SYSTEM_FLAGS;
@@ -344,12 +344,44 @@ pub fn ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
         .collect()
 }
 
-impl Resolve for Selected {
+/// The selected mailbox with its user's index, as the grammar resolves `$` and the search keys
+/// imap-codec lacks (THREADID needs the index).
+pub(crate) struct InView<'a> {
+    pub(crate) sel: &'a Selected,
+    pub(crate) user: &'a strata_mailstore::UserStore,
+}
+
+impl Resolve for InView<'_> {
     fn saved(&self, uid: bool) -> Option<String> {
-        self.saved_set(uid)
+        self.sel.saved_set(uid)
     }
 
     fn matching(&self, key: SearchKeyExt) -> Option<String> {
+        let hits: Vec<Uid> = match key {
+            SearchKeyExt::SaveDate(..) | SearchKeyExt::EmailId(_) => {
+                return self.sel.matching_entries(key);
+            }
+            SearchKeyExt::ThreadId(None) => return None,
+            SearchKeyExt::ThreadId(Some(thread)) => {
+                let snap = self.user.snapshot().ok()?;
+                let guids: Vec<(Uid, Guid)> = self
+                    .sel
+                    .view
+                    .with_entries(|entries| entries.iter().map(|e| (e.uid, e.guid)).collect());
+                guids
+                    .into_iter()
+                    .filter(|(_, g)| snap.thread(g).ok().flatten() == Some(Guid(thread)))
+                    .map(|(u, _)| u)
+                    .collect()
+            }
+        };
+        (!hits.is_empty()).then(|| UidSet::from_sorted(&hits).to_string())
+    }
+}
+
+impl Selected {
+    /// The UIDs a key answered from the view alone matches, as a set.
+    fn matching_entries(&self, key: SearchKeyExt) -> Option<String> {
         // The save date's own day, its time and zone disregarded (RFC 8514 4.2).
         let day = |t: Timestamp| {
             chrono::DateTime::from_timestamp(t.unix + i64::from(t.offset_minutes) * 60, 0)
@@ -363,6 +395,8 @@ impl Resolve for Selected {
                     SearchKeyExt::SaveDate(Day::Before, d) => day(e.save_date) < d,
                     SearchKeyExt::SaveDate(Day::On, d) => day(e.save_date) == d,
                     SearchKeyExt::SaveDate(Day::Since, d) => day(e.save_date) >= d,
+                    SearchKeyExt::EmailId(id) => id == Some(e.guid.0),
+                    SearchKeyExt::ThreadId(_) => false,
                 })
                 .map(|e| e.uid)
                 .collect()

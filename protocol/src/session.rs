@@ -105,6 +105,11 @@ pub struct Enabled {
 }
 
 impl Enabled {
+    /// Whether mailbox names go both ways in UTF-8 rather than modified UTF-7 (RFC 9051 5.1).
+    pub(crate) fn utf8_names(&self) -> bool {
+        self.rev2
+    }
+
     /// Turns CONDSTORE on, as an enabling command does.
     pub(crate) fn condstore(&mut self) {
         if !self.condstore {
@@ -271,7 +276,8 @@ impl Session {
 
     /// The capability list before or after login.
     pub(crate) fn capability_list(&self, logged_in: bool) -> String {
-        let mut caps = String::from("IMAP4rev1");
+        // Both revisions: an IMAP4rev2 client turns its rules on with ENABLE (RFC 9051 7.2.2).
+        let mut caps = String::from("IMAP4rev1 IMAP4rev2");
         // STARTTLS is for before login, on a connection not yet encrypted (RFC 3501 6.2.1).
         if self.opts.starttls_available && !self.opts.tls_active && !logged_in {
             caps.push_str(" STARTTLS");
@@ -290,7 +296,9 @@ impl Session {
                  QRESYNC",
             );
             caps.push_str(" STATUS=SIZE WITHIN BINARY ESEARCH SEARCHRES PARTIAL");
-            caps.push_str(" LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SAVEDATE PREVIEW");
+            caps.push_str(
+                " LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SAVEDATE PREVIEW OBJECTID",
+            );
             if !self.compressed {
                 caps.push_str(" COMPRESS=DEFLATE");
             }

@@ -25,7 +25,7 @@ pub(super) async fn append(
         LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
     };
     let user = a.user.clone();
-    let Some(target) = super::destination(&user, mailbox, tag, r) else {
+    let Some(target) = super::destination(&user, mailbox, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);
     };
     let flags = match super::store::flags_from(&user, &flags).await {

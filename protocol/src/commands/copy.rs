@@ -25,7 +25,7 @@ pub(super) async fn copy(
         return Ok(Step::CONTINUE);
     };
     let from = sel.id;
-    let Some(dest) = super::destination(&user, mailbox, tag, r) else {
+    let Some(dest) = super::destination(&user, mailbox, m.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);
     };
     let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();

@@ -59,6 +59,13 @@ pub(super) async fn list(
         .collect();
     let matches = |name: &str| full.iter().any(|p| names::matches_pattern(name, p));
     let user = a.user.clone();
+    // Patterns match names as the client sees them (UTF-8 for IMAP4rev2), so a wildcard
+    // stands for whole characters.
+    let utf8 = a.enabled.utf8_names();
+    let shown = |stored: String| match names::shown(&stored, utf8) {
+        std::borrow::Cow::Owned(text) => text,
+        std::borrow::Cow::Borrowed(_) => stored,
+    };
     let listed = (|| -> strata_mailstore::Result<BTreeMap<String, Listed>> {
         let snap = user.snapshot()?;
         let mut all = BTreeMap::new();
@@ -67,9 +74,9 @@ pub(super) async fn list(
                 continue;
             };
             let has_children = !snap.children(Some(mb.id))?.is_empty();
-            all.insert(names::join_name(&path), (mb, has_children));
+            all.insert(shown(names::join_name(&path)), (mb, has_children));
         }
-        let subscribed = snap.subscriptions()?;
+        let subscribed: Vec<String> = snap.subscriptions()?.into_iter().map(shown).collect();
         Ok(if lsub {
             lsub_names(&all, &subscribed, &full, matches)
         } else {
@@ -88,7 +95,7 @@ pub(super) async fn list(
             "* {cmd} ({}) \"{DELIMITER}\" ",
             item.attrs.join(" ")
         ));
-        r.out.astring(name.as_bytes());
+        r.out.mailbox(&name, utf8);
         if item.childinfo && opts.select.subscribed {
             r.out.raw(" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
         }
@@ -102,9 +109,15 @@ pub(super) async fn list(
                     return Ok(Step::CONTINUE);
                 }
             };
-            let parts = super::mailbox::status_items(rec, items, deleted, a.enabled);
+            let parts = super::mailbox::status_items(
+                rec,
+                items,
+                deleted,
+                opts.ret.status_mailbox_id,
+                a.enabled,
+            );
             r.out.raw("* STATUS ");
-            r.out.astring(name.as_bytes());
+            r.out.mailbox(&name, utf8);
             r.out.raw(format!(" ({parts})")).crlf();
         }
     }

@@ -39,7 +39,8 @@ pub(super) async fn create(
     let path = match m {
         Mailbox::Other(o) => {
             let raw = o.as_ref();
-            names::split_name(raw.strip_suffix(b"/").unwrap_or(raw))
+            let raw = raw.strip_suffix(b"/").unwrap_or(raw);
+            names::split_name(&names::to_stored(raw, a.enabled.utf8_names()))
         }
         Mailbox::Inbox => Ok(vec!["INBOX".into()]),
     };
@@ -52,7 +53,11 @@ pub(super) async fn create(
     };
     let user = a.user.clone();
     match user.create_special(path, special_use).await {
-        Ok(_) => finish(a, tag, "CREATE completed", r).await,
+        Ok(rec) => {
+            // RFC 8474 4.1.
+            let code = format!("MAILBOXID ({})", crate::objectid::mailbox_id(&rec));
+            a.finish(tag, Some(&code), "CREATE completed", r).await;
+        }
         Err(e) => super::store_error(r, tag, &e),
     }
     Ok(Step::CONTINUE)
@@ -64,7 +69,7 @@ pub(super) async fn delete(
     m: &Mailbox<'_>,
     r: &mut Responder<'_>,
 ) -> R {
-    let Some(path) = super::path_or_refuse(m, tag, r) else {
+    let Some(path) = super::path_or_refuse(m, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);
     };
     let user = a.user.clone();
@@ -90,7 +95,10 @@ pub(super) async fn rename(
     to: &Mailbox<'_>,
     r: &mut Responder<'_>,
 ) -> R {
-    let (from, to) = match (super::mailbox_path(from), super::mailbox_path(to)) {
+    let (from, to) = match (
+        super::mailbox_path(from, a.enabled.utf8_names()),
+        super::mailbox_path(to, a.enabled.utf8_names()),
+    ) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => {
             super::name_error(r, tag, &e);
@@ -112,7 +120,7 @@ pub(super) async fn subscribe(
     on: bool,
     r: &mut Responder<'_>,
 ) -> R {
-    let Some(path) = super::path_or_refuse(m, tag, r) else {
+    let Some(path) = super::path_or_refuse(m, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);
     };
     let user = a.user.clone();
@@ -153,9 +161,14 @@ pub(super) async fn status(
     tag: &str,
     m: &Mailbox<'_>,
     items: &[StatusDataItemName],
+    mailbox_id: bool,
     r: &mut Responder<'_>,
 ) -> R {
-    let Some(path) = super::path_or_refuse(m, tag, r) else {
+    if a.enabled.rev2 && items.contains(&StatusDataItemName::Recent) {
+        r.tagged_bad(tag, None, "RECENT is not an IMAP4rev2 STATUS item");
+        return Ok(Step::CONTINUE);
+    }
+    let Some(path) = super::path_or_refuse(m, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);
     };
     let user = a.user.clone();
@@ -173,9 +186,11 @@ pub(super) async fn status(
             return Ok(Step::CONTINUE);
         }
     };
-    let parts = status_items(&rec, items, deleted, a.enabled);
+    let parts = status_items(&rec, items, deleted, mailbox_id, a.enabled);
     r.out.raw("* STATUS ");
-    r.out.astring(names::join_name(&path).as_bytes());
+    let utf8 = a.enabled.utf8_names();
+    r.out
+        .mailbox(&names::shown(&names::join_name(&path), utf8), utf8);
     r.out.raw(format!(" ({parts})")).crlf();
     finish(a, tag, "STATUS completed", r).await;
     Ok(Step::CONTINUE)
@@ -210,9 +225,14 @@ pub(super) fn status_items(
     rec: &MailboxRecord,
     items: &[StatusDataItemName],
     deleted: (u32, u64),
+    mailbox_id: bool,
     enabled: &mut Enabled,
 ) -> String {
     let mut parts = Vec::new();
+    if mailbox_id {
+        // RFC 8474 4.2.
+        parts.push(format!("MAILBOXID ({})", crate::objectid::mailbox_id(rec)));
+    }
     for item in items {
         match item {
             StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", rec.messages)),

@@ -208,7 +208,16 @@ pub(crate) async fn dispatch(
         C::Status {
             mailbox,
             item_names,
-        } => mailbox::status(&mut a, &tag, &mailbox, &item_names, r).await,
+        } => {
+            // MAILBOXID alone came with a stand-in MESSAGES (see `grammar`).
+            let items = if extras.status_stand_in {
+                Vec::new()
+            } else {
+                item_names.into_owned()
+            };
+            let mailbox_id = extras.status_mailbox_id;
+            mailbox::status(&mut a, &tag, &mailbox, &items, mailbox_id, r).await
+        }
         C::Append {
             mailbox,
             flags,
@@ -339,11 +348,12 @@ async fn selected(
     }
 }
 
-/// A mailbox argument as index path components.
-pub(crate) fn mailbox_path(m: &Mailbox<'_>) -> Result<Vec<String>, names::NameError> {
+/// A mailbox argument as index path components; `utf8` when the client names mailboxes in
+/// UTF-8 (`Enabled::utf8_names`).
+pub(crate) fn mailbox_path(m: &Mailbox<'_>, utf8: bool) -> Result<Vec<String>, names::NameError> {
     match m {
         Mailbox::Inbox => Ok(vec!["INBOX".into()]),
-        Mailbox::Other(o) => names::split_name(o.as_ref()),
+        Mailbox::Other(o) => names::split_name(&names::to_stored(o.as_ref(), utf8)),
     }
 }
 
@@ -356,11 +366,12 @@ pub(crate) fn store_error(r: &mut Responder<'_>, tag: &str, e: &StoreError) {
         StoreError::MailboxExists(_) | StoreError::Index(IndexError::MailboxExists { .. }) => {
             "ALREADYEXISTS"
         }
+        // RFC 9051 7.1: a mailbox with children cannot be deleted.
+        StoreError::HasChildren(_) | StoreError::Index(IndexError::HasChildren(_)) => "HASCHILDREN",
         StoreError::Name(_)
         | StoreError::NotAllowed(_)
         | StoreError::Index(
-            IndexError::HasChildren(_)
-            | IndexError::RenameIntoSelf(_)
+            IndexError::RenameIntoSelf(_)
             | IndexError::InvalidName { .. }
             | IndexError::InvalidKeyword(_),
         ) => "CANNOT",
@@ -379,10 +390,11 @@ pub(crate) fn store_error(r: &mut Responder<'_>, tag: &str, e: &StoreError) {
 /// A mailbox argument as path components, or `None` after answering NO.
 pub(crate) fn path_or_refuse(
     m: &Mailbox<'_>,
+    utf8: bool,
     tag: &str,
     r: &mut Responder<'_>,
 ) -> Option<Vec<String>> {
-    match mailbox_path(m) {
+    match mailbox_path(m, utf8) {
         Ok(p) => Some(p),
         Err(e) => {
             name_error(r, tag, &e);
@@ -396,10 +408,11 @@ pub(crate) fn path_or_refuse(
 pub(crate) fn destination(
     user: &UserStore,
     m: &Mailbox<'_>,
+    utf8: bool,
     tag: &str,
     r: &mut Responder<'_>,
 ) -> Option<MailboxRecord> {
-    let path = path_or_refuse(m, tag, r)?;
+    let path = path_or_refuse(m, utf8, tag, r)?;
     match user.snapshot().and_then(|snap| user.find(&snap, &path)) {
         Ok(rec) => Some(rec),
         Err(StoreError::NoSuchMailbox(name)) => {

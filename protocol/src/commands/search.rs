@@ -27,6 +27,8 @@ struct Needs {
     body: bool,
     /// A MODSEQ key: the answer ends with the highest MODSEQ found (RFC 7162 3.1.5).
     modseq: bool,
+    /// RECENT, NEW or OLD, which IMAP4rev2 no longer has (RFC 9051 Appendix E).
+    recent: bool,
 }
 
 fn needs(k: &SearchKey<'_>, n: &mut Needs) {
@@ -52,6 +54,7 @@ fn needs(k: &SearchKey<'_>, n: &mut Needs) {
             n.body = true;
         }
         K::ModSequence { .. } => n.modseq = true,
+        K::Recent | K::New | K::Old => n.recent = true,
         _ => {}
     }
 }
@@ -297,6 +300,14 @@ pub(super) async fn search(
     };
     let mut need = Needs::default();
     needs(&key, &mut need);
+    if need.recent && m.enabled.rev2 {
+        r.tagged_bad(
+            tag,
+            None,
+            "RECENT, NEW and OLD are not IMAP4rev2 search keys",
+        );
+        return Ok(Step::CONTINUE);
+    }
     let user = m.user.clone();
     let sel = &*m.sel;
     let entries: Vec<(u32, ViewEntry)> = sel

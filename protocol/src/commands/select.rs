@@ -53,7 +53,7 @@ pub(super) async fn select(
         r.untagged("OK [CLOSED] previous mailbox closed");
     }
     // Selecting, even if it fails, leaves the previous mailbox without expunging it.
-    let Some(path) = super::path_or_refuse(mailbox, tag, r) else {
+    let Some(path) = super::path_or_refuse(mailbox, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::to(To::Deselect));
     };
     if params.contains(&SelectParameter::CondStore) {
@@ -112,7 +112,9 @@ pub(super) async fn select(
         // RFC 9051 6.3.2: the mailbox's name as the server has it, in place of RECENT and
         // UNSEEN.
         r.out.raw(format!("* LIST () \"{}\" ", names::DELIMITER));
-        r.out.astring(names::join_name(&path).as_bytes());
+        let utf8 = a.enabled.utf8_names();
+        r.out
+            .mailbox(&names::shown(&names::join_name(&path), utf8), utf8);
         r.out.crlf();
     } else {
         r.untagged(&format!("{} RECENT", sel.recent.len()));
@@ -129,6 +131,10 @@ pub(super) async fn select(
     r.untagged(&format!(
         "OK [HIGHESTMODSEQ {}] highest",
         sel.highest.0.max(1)
+    ));
+    r.untagged(&format!(
+        "OK [MAILBOXID ({})] mailbox id",
+        crate::objectid::mailbox_id(&rec)
     ));
     if let Some((validity, since, known)) = resync
         && validity == rec.uid_validity

@@ -25,6 +25,8 @@ pub(crate) struct ListReturn {
     pub(crate) children: bool,
     pub(crate) special_use: bool,
     pub(crate) status: Option<Vec<StatusDataItemName>>,
+    /// STATUS's items include MAILBOXID (RFC 8474 4.2).
+    pub(crate) status_mailbox_id: bool,
 }
 
 /// An extended LIST's options; the first pattern stays in the decoded command.
@@ -150,7 +152,13 @@ fn return_options(msg: &[u8], toks: &[Token], opts: &mut ListOptions) -> Result<
                     return Err("STATUS needs a list of status items".into());
                 }
                 let close = closing(toks, open).ok_or("STATUS's items are not closed")?;
-                let items = super::status_items(&msg[toks[open].span.start..toks[close].span.end])?;
+                let (kept, mailbox_id) = super::cut_mailbox_id(msg, &toks[open + 1..close]);
+                opts.ret.status_mailbox_id = mailbox_id;
+                let items = if kept.is_empty() && mailbox_id {
+                    Vec::new()
+                } else {
+                    super::status_items(&[&b"("[..], &kept, b")"].concat())?
+                };
                 if opts.ret.status.replace(items).is_some() {
                     return Err("STATUS given twice".into());
                 }

@@ -1,7 +1,8 @@
 //! Command syntax imap-codec does not decode: SEARCH's `RETURN (...)` (ESEARCH, RFC 4731;
 //! SAVE, RFC 5182; PARTIAL, RFC 9394), the `$` marker of RFC 5182, LIST's selection and return
 //! options and pattern lists (RFC 5258, 5819, 6154), CREATE's `(USE (...))` (RFC 6154), the
-//! FETCH items SAVEDATE (RFC 8514) and PREVIEW (RFC 8970) and the SAVEDATE search keys.
+//! FETCH items SAVEDATE (RFC 8514), PREVIEW (RFC 8970), EMAILID and THREADID (RFC 8474), the
+//! SAVEDATE, EMAILID and THREADID search keys, and STATUS MAILBOXID (RFC 8474).
 //!
 //! Each clause is cut out of the command and what is left is decoded by imap-codec as before;
 //! the clause comes back, typed, as [`Extras`]. A `$` or a search key imap-codec lacks is
@@ -37,6 +38,10 @@ pub(crate) struct Extras {
     pub(crate) fetch: Vec<FetchItem>,
     /// Every FETCH item was one of those: the decoded command carries a stand-in `UID`.
     pub(crate) fetch_stand_in: bool,
+    /// STATUS asked for MAILBOXID (RFC 8474 4.2).
+    pub(crate) status_mailbox_id: bool,
+    /// MAILBOXID was STATUS's only item: the decoded command carries a stand-in `MESSAGES`.
+    pub(crate) status_stand_in: bool,
 }
 
 /// A FETCH item imap-codec does not decode.
@@ -46,6 +51,10 @@ pub(crate) enum FetchItem {
     SaveDate,
     /// RFC 8970 (with or without `(LAZY)`: the preview is always at hand).
     Preview,
+    /// RFC 8474.
+    EmailId,
+    /// RFC 8474.
+    ThreadId,
 }
 
 /// A search key imap-codec does not decode, which the session turns into the messages it
@@ -54,6 +63,10 @@ pub(crate) enum FetchItem {
 pub(crate) enum SearchKeyExt {
     /// SAVEDBEFORE, SAVEDON, SAVEDSINCE (RFC 8514 4.2).
     SaveDate(Day, chrono::NaiveDate),
+    /// EMAILID (RFC 8474 6); `None` for an id Strata never gives out, which matches nothing.
+    EmailId(Option<[u8; 16]>),
+    /// THREADID (RFC 8474 6).
+    ThreadId(Option<[u8; 16]>),
 }
 
 /// How a date key compares a message's day with its date.
@@ -196,6 +209,24 @@ pub(crate) fn parse(msg: &[u8], session: &dyn Resolve) -> Result<Option<Parsed>,
             }));
         }
         (false, "CREATE") => create(msg, &toks, &mut edits, &mut extras)?,
+        (false, "STATUS") => {
+            let open = at + 2;
+            if toks.get(open).map(|t| t.kind) == Some(Kind::Open) {
+                let close = closing(&toks, open)
+                    .ok_or_else(|| "STATUS's items are not closed".to_string())?;
+                let (kept, found) = cut_mailbox_id(msg, &toks[open + 1..close]);
+                if found {
+                    extras.status_mailbox_id = true;
+                    extras.status_stand_in = kept.is_empty();
+                    let list = if kept.is_empty() {
+                        b"(MESSAGES)".to_vec()
+                    } else {
+                        [&b"("[..], &kept, b")"].concat()
+                    };
+                    edits.replace(toks[open].span.start..toks[close].span.end, list);
+                }
+            }
+        }
         _ => {}
     }
     if edits.is_empty() {
@@ -219,6 +250,21 @@ fn decode(bytes: &[u8]) -> Result<Command<'static>, String> {
         Ok(([], cmd)) => Ok(cmd.into_static()),
         _ => Err("syntax error in command".into()),
     }
+}
+
+/// STATUS items without MAILBOXID, which imap-codec does not know: the others, space-separated,
+/// and whether it was there.
+fn cut_mailbox_id(msg: &[u8], items: &[Token]) -> (Vec<u8>, bool) {
+    let mut found = false;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for t in items {
+        if is_word(msg, t, "MAILBOXID") {
+            found = true;
+        } else {
+            kept.push(&msg[t.span.clone()]);
+        }
+    }
+    (kept.join(&b' '), found)
 }
 
 /// Decodes the STATUS items of `(MESSAGES UNSEEN ...)`, the bytes of a parenthesised list.
@@ -364,10 +410,24 @@ fn search(
                 edits.replace(t.span.start..arg.span.end, with);
                 skip = 1;
             }
+            b"EMAILID" | b"THREADID" => {
+                let arg = toks
+                    .get(i)
+                    .ok_or("EMAILID and THREADID need an object id")?;
+                let raw = &msg[arg.span.clone()];
+                let key = if word.as_slice() == b"EMAILID" {
+                    SearchKeyExt::EmailId(crate::objectid::parse(b'M', raw))
+                } else {
+                    SearchKeyExt::ThreadId(crate::objectid::parse(b'T', raw))
+                };
+                let set = (keys.matching)(key).map(|s| format!("UID {s}"));
+                let with = set.unwrap_or_else(|| "NOT ALL".into()).into_bytes();
+                edits.replace(t.span.start..arg.span.end, with);
+                skip = 1;
+            }
             b"BCC" | b"BODY" | b"CC" | b"FROM" | b"SUBJECT" | b"TEXT" | b"TO" | b"KEYWORD"
             | b"UNKEYWORD" | b"BEFORE" | b"ON" | b"SINCE" | b"SENTBEFORE" | b"SENTON"
-            | b"SENTSINCE" | b"LARGER" | b"SMALLER" | b"YOUNGER" | b"OLDER" | b"EMAILID"
-            | b"THREADID" => skip = 1,
+            | b"SENTSINCE" | b"LARGER" | b"SMALLER" | b"YOUNGER" | b"OLDER" => skip = 1,
             _ => {}
         }
     }
@@ -401,6 +461,10 @@ fn fetch_items(
             Some(FetchItem::SaveDate)
         } else if is_word(msg, t, "PREVIEW") {
             Some(FetchItem::Preview)
+        } else if is_word(msg, t, "EMAILID") {
+            Some(FetchItem::EmailId)
+        } else if is_word(msg, t, "THREADID") {
+            Some(FetchItem::ThreadId)
         } else {
             None
         }
@@ -421,7 +485,7 @@ fn fetch_items(
             // A lone PREVIEW may carry its (LAZY); any other group is FETCH's modifiers.
             let end = match item {
                 FetchItem::Preview => lazy(at + 1)?.map_or(first.span.end, |e| toks[e].span.end),
-                FetchItem::SaveDate => first.span.end,
+                _ => first.span.end,
             };
             edits.replace(first.span.start..end, b"UID".to_vec());
         }

@@ -44,6 +44,8 @@ impl Request {
         items.extend(ext.iter().map(|e| match e {
             FetchItem::SaveDate => Item::SaveDate,
             FetchItem::Preview => Item::Preview,
+            FetchItem::EmailId => Item::EmailId,
+            FetchItem::ThreadId => Item::ThreadId,
         }));
         let mut changed_since = None;
         let mut vanished = false;
@@ -95,6 +97,10 @@ pub(super) enum Item {
     SaveDate,
     /// RFC 8970 PREVIEW, from the index.
     Preview,
+    /// RFC 8474 EMAILID: the content's GUID.
+    EmailId,
+    /// RFC 8474 THREADID.
+    ThreadId,
     Flags,
     InternalDate,
     Size,

@@ -177,6 +177,7 @@ async fn answer(
         Err(e) => return Ok(Err(Refused::Store(e))),
     };
     let want = render::parts_of(items);
+    let wants_thread = items.iter().any(|i| matches!(i, Item::ThreadId));
     let needs_content = items.iter().any(Item::needs_content);
     // Only when bodies are read is every record needed up front (to plan the reads); otherwise
     // each is decoded as its answer is written and freed at once.
@@ -258,6 +259,11 @@ async fn answer(
             base: p.read.as_ref().map_or(0, |r| r.start),
             seen_now: seen_now.contains(&p.uid),
             condstore,
+            thread: if wants_thread {
+                snap.thread(&entry.guid).ok().flatten()
+            } else {
+                None
+            },
         };
         render::message(&mut r.out, items, &msg, &names);
         if !plan_content {

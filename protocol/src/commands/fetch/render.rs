@@ -7,10 +7,11 @@ use std::ops::Range;
 
 use strata_mailstore::SYNCED_HEADERS;
 use strata_mailstore::mime::transfer_decoded;
-use strata_mailstore::model::{ContentRecord, MimePart, Parts, Timestamp, Uid, ViewEntry};
+use strata_mailstore::model::{ContentRecord, Guid, MimePart, Parts, Timestamp, Uid, ViewEntry};
 
 use super::items::Item;
 use crate::encode::Out;
+use crate::objectid::object_id;
 use crate::structure::{self, SectionBytes, SectionSpec};
 
 /// Everything one message's answer is written from.
@@ -26,6 +27,8 @@ pub(super) struct Message<'a> {
     /// FLAGS are added, with MODSEQ when CONDSTORE is on, because this FETCH set `\Seen`.
     pub(super) seen_now: bool,
     pub(super) condstore: bool,
+    /// Its thread, when THREADID is asked for and the index knows it.
+    pub(super) thread: Option<Guid>,
 }
 
 /// Writes `* seq FETCH (...)` for one message.
@@ -99,6 +102,16 @@ fn write_item(
         }
         Item::SaveDate => {
             o.raw(format!("SAVEDATE \"{}\"", internal_date(m.entry.save_date)));
+        }
+        Item::EmailId => {
+            o.raw(format!("EMAILID ({})", object_id('M', m.entry.guid.0)));
+        }
+        Item::ThreadId => {
+            match m.thread {
+                Some(t) => o.raw(format!("THREADID ({})", object_id('T', t.0))),
+                // RFC 8474 5.2: a message the server cannot thread.
+                None => o.raw("THREADID NIL"),
+            };
         }
         Item::Preview => {
             // Up to 200 characters of UTF-8, a literal when not ASCII (RFC 8970 3).
