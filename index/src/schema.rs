@@ -387,11 +387,22 @@ struct StoredContentV1 {
 
 /// 1 → 2: content rows get their parsed parts as separate blobs.
 fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
+    rewrite_contents(w, path, |k, v| {
+        let old: StoredContentV1 = decode(path, Table::Contents, k, v)?;
+        Ok(encode(k, &StoredContentV2::new(old.refs, &old.content)))
+    })
+}
+
+/// Rewrites every `contents` row with `rewrite(key, value)`, in batches, since a table cannot
+/// be written while it is iterated and a big mailbox's contents do not all fit in memory.
+fn rewrite_contents(
+    w: &redb::WriteTransaction,
+    path: &Path,
+    mut rewrite: impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>>,
+) -> Result<()> {
     let mut t = w
         .open_table(Table::Contents.def())
         .map_err(|e| IndexError::engine(path, e))?;
-    // In batches, since a table cannot be written while it is iterated, and a big mailbox's
-    // contents do not all fit in memory at once.
     let mut after: Option<Vec<u8>> = None;
     loop {
         let mut rows = Vec::new();
@@ -403,9 +414,7 @@ fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
             .map_err(|e| IndexError::engine(path, e))?;
             for row in range.take(1024) {
                 let (k, v) = row.map_err(|e| IndexError::engine(path, e))?;
-                let old: StoredContentV1 = decode(path, Table::Contents, k.value(), v.value())?;
-                let new = StoredContentV2::new(old.refs, &old.content);
-                rows.push((k.value().to_vec(), encode(k.value(), &new)));
+                rows.push((k.value().to_vec(), v.value().to_vec()));
             }
         }
         let Some((last, _)) = rows.last() else {
@@ -413,7 +422,8 @@ fn v1_split_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
         };
         after = Some(last.clone());
         for (k, v) in rows {
-            t.insert(k.as_slice(), v.as_slice())
+            let new = rewrite(&k, &v)?;
+            t.insert(k.as_slice(), new.as_slice())
                 .map_err(|e| IndexError::engine(path, e))?;
         }
     }
@@ -487,51 +497,27 @@ impl ThreadRows for UpgradeThreads<'_, '_> {
 /// 2 → 3: every content gets a thread, worked out from the messages already there (a reply
 /// met before its original still joins it: the original finds its own Message-ID recorded).
 fn v2_thread_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
-    let mut t = w
-        .open_table(Table::Contents.def())
-        .map_err(|e| IndexError::engine(path, e))?;
     let mut threads = UpgradeThreads {
         path,
         table: w
             .open_table(Table::Threads.def())
             .map_err(|e| IndexError::engine(path, e))?,
     };
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let mut rows = Vec::new();
-        {
-            let range = match &after {
-                Some(k) => t.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded)),
-                None => t.range::<&[u8]>(..),
-            }
-            .map_err(|e| IndexError::engine(path, e))?;
-            for row in range.take(1024) {
-                let (k, v) = row.map_err(|e| IndexError::engine(path, e))?;
-                let old: StoredContentV2 = decode(path, Table::Contents, k.value(), v.value())?;
-                rows.push((k.value().to_vec(), old));
-            }
-        }
-        let Some((last, _)) = rows.last() else {
-            break;
+    rewrite_contents(w, path, |k, v| {
+        let old: StoredContentV2 = decode(path, Table::Contents, k, v)?;
+        let keys = ThreadKeys::of_blobs(&old.envelope, &old.headers);
+        let thread = threads::assign(&mut threads, old.guid, &keys)?;
+        let new = StoredContent {
+            refs: old.refs,
+            guid: old.guid,
+            size: old.size,
+            location: old.location,
+            envelope: old.envelope,
+            structure: old.structure,
+            headers: old.headers,
+            preview: old.preview,
+            thread,
         };
-        after = Some(last.clone());
-        for (k, old) in rows {
-            let keys = ThreadKeys::of_blobs(&old.envelope, &old.headers);
-            let thread = threads::assign(&mut threads, old.guid, &keys)?;
-            let new = StoredContent {
-                refs: old.refs,
-                guid: old.guid,
-                size: old.size,
-                location: old.location,
-                envelope: old.envelope,
-                structure: old.structure,
-                headers: old.headers,
-                preview: old.preview,
-                thread,
-            };
-            t.insert(k.as_slice(), encode(&k, &new).as_slice())
-                .map_err(|e| IndexError::engine(path, e))?;
-        }
-    }
-    Ok(())
+        Ok(encode(k, &new))
+    })
 }

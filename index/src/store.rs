@@ -221,36 +221,40 @@ pub(crate) trait Reader: RawRead {
         self.decoded(Table::Contents, schema::guid_key(guid))
     }
 
+    /// `f` of a content row borrowed from the file, none of its parsed parts decoded.
+    fn with_content<R>(
+        &self,
+        guid: &Guid,
+        f: impl FnOnce(&StoredContentRef<'_>, &Path) -> Result<R>,
+    ) -> Result<Option<R>>
+    where
+        Self: Sized,
+    {
+        let key = schema::guid_key(guid);
+        let path = self.path();
+        self.with_raw(Table::Contents, key, |raw| {
+            let body = schema::verify(path, Table::Contents, key, raw)?;
+            let stored: StoredContentRef<'_> = postcard::from_bytes(body).map_err(|e| {
+                IndexError::corrupt(path, format!("undecodable content {guid}: {e}"))
+            })?;
+            f(&stored, path)
+        })
+    }
+
     /// A content record with only the wanted parsed parts decoded.
     fn content_parts(&self, guid: &Guid, want: Parts) -> Result<Option<ContentRecord>>
     where
         Self: Sized,
     {
-        let key = schema::guid_key(guid);
-        let path = self.path();
-        self.with_raw(Table::Contents, key, |raw| {
-            let body = schema::verify(path, Table::Contents, key, raw)?;
-            let stored: StoredContentRef<'_> = postcard::from_bytes(body).map_err(|e| {
-                IndexError::corrupt(path, format!("undecodable content {guid}: {e}"))
-            })?;
-            stored.record(path, want)
-        })
+        self.with_content(guid, |stored, path| stored.record(path, want))
     }
 
-    /// A content's thread (RFC 8474 THREADID), without decoding its parsed parts.
+    /// A content's thread (RFC 8474 THREADID).
     fn thread_of(&self, guid: &Guid) -> Result<Option<Guid>>
     where
         Self: Sized,
     {
-        let key = schema::guid_key(guid);
-        let path = self.path();
-        self.with_raw(Table::Contents, key, |raw| {
-            let body = schema::verify(path, Table::Contents, key, raw)?;
-            let stored: StoredContentRef<'_> = postcard::from_bytes(body).map_err(|e| {
-                IndexError::corrupt(path, format!("undecodable content {guid}: {e}"))
-            })?;
-            Ok(stored.thread)
-        })
+        self.with_content(guid, |stored, _| Ok(stored.thread))
     }
 
     fn changes_since(
