@@ -101,25 +101,24 @@ impl ThreadKeys {
 
 /// Threads new content `guid`: returns its thread and records the Message-IDs it brings.
 pub(crate) fn assign(rows: &mut dyn ThreadRows, guid: Guid, keys: &ThreadKeys) -> Result<Guid> {
-    let mut thread = None;
+    // Each id's row read once: APPEND pays this per new content.
+    let mut found: Vec<(Vec<u8>, Option<Known>)> = Vec::new();
     for key in keys.row_keys() {
-        if let Some(k) = rows.known(&key)?
-            && k.subject == keys.subject
-        {
-            thread = Some(k.thread);
-            break;
-        }
+        let known = rows.known(&key)?;
+        found.push((key, known));
     }
-    let thread = thread.unwrap_or(guid);
-    for key in keys.row_keys() {
-        if rows.known(&key)?.is_none() {
-            let known = Known {
-                thread,
-                subject: keys.subject,
-                creator: guid,
-            };
-            rows.record(&key, &known)?;
-        }
+    let thread = found
+        .iter()
+        .filter_map(|(_, k)| k.as_ref())
+        .find(|k| k.subject == keys.subject)
+        .map_or(guid, |k| k.thread);
+    let known = Known {
+        thread,
+        subject: keys.subject,
+        creator: guid,
+    };
+    for (key, _) in found.iter().filter(|(_, k)| k.is_none()) {
+        rows.record(key, &known)?;
     }
     Ok(thread)
 }
