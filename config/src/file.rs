@@ -153,6 +153,14 @@ struct RawIndex {
     repack_ratio: Option<f64>,
     log_retention: Option<u64>,
     ship: Option<RawShip>,
+    fts: Option<RawFts>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFts {
+    enabled: Option<bool>,
+    writer_memory_mb: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -595,6 +603,22 @@ fn parse_checked(
             &storage.main,
             ctx.base,
         ),
+        fts: {
+            let rf = rx.fts.unwrap_or_default();
+            let mb = rf
+                .writer_memory_mb
+                .unwrap_or(dx.fts.writer_memory_bytes >> 20);
+            if !(15..=4096).contains(&mb) {
+                p.add(
+                    "index.fts.writer_memory_mb",
+                    format!("{mb} is outside 15..=4096 (the full-text writer needs at least 15)"),
+                );
+            }
+            crate::schema::Fts {
+                enabled: rf.enabled.unwrap_or(dx.fts.enabled),
+                writer_memory_bytes: mb.clamp(15, 4096) << 20,
+            }
+        },
     };
     if index.group_commit_window > Duration::from_secs(1) {
         p.add(

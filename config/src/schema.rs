@@ -272,6 +272,18 @@ pub struct Index {
     pub log_retention: u64,
     /// Shipping each user's index to the main store.
     pub ship: Ship,
+    /// Each user's full-text index.
+    pub fts: Fts,
+}
+
+/// Each user's full-text index, which SEARCH BODY and TEXT answer from (`[index.fts]`). It is a
+/// cache under `<data_dir>/fts`, rebuilt from the index and the stores whenever it is lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fts {
+    /// Whether it is kept (off: SEARCH BODY and TEXT read bodies from the store).
+    pub enabled: bool,
+    /// The indexing buffer of the one full-text writer open at a time, in bytes.
+    pub writer_memory_bytes: u64,
 }
 
 /// Shipping each user's index to its main store as a chain of objects (a base and diffs), so
@@ -359,6 +371,10 @@ impl Default for Config {
                     max_changes: 256,
                     compact_ratio: 0.5,
                     max_diffs: 256,
+                },
+                fts: Fts {
+                    enabled: true,
+                    writer_memory_bytes: 16 << 20,
                 },
             },
             auth: Auth {

@@ -41,6 +41,7 @@ fn world() -> &'static World {
                 read_concurrency: 4,
                 index: IndexOptions::default(),
                 ship: None,
+                fts: None,
             },
             Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
         ));

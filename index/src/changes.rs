@@ -92,6 +92,8 @@ pub enum Change {
         mailbox: MailboxId,
         /// UID.
         uid: Uid,
+        /// Its content (gone too when this was its last message).
+        guid: Guid,
         /// MODSEQ.
         modseq: Modseq,
     },

@@ -788,6 +788,7 @@ impl<'a, 't> Txn<'a, 't> {
             self.changes.push(Change::Expunged {
                 mailbox,
                 uid,
+                guid: msg.guid,
                 modseq: m,
             });
             done.push(uid);

@@ -149,6 +149,25 @@ impl TestServer {
         .await;
     }
 
+    /// Waits until `user`'s full-text index holds every message (its indexer reads bodies in
+    /// the background, which tests that count store reads must let finish first).
+    pub async fn fts_caught_up(&self, user: &str) {
+        let store = self.running().store.clone();
+        until(
+            &format!("{user}'s full-text index caught up"),
+            Duration::from_secs(60),
+            || {
+                store
+                    .open_users()
+                    .iter()
+                    .find(|u| u.name() == user)
+                    .and_then(|u| u.fts_unindexed().ok().flatten())
+                    .is_none_or(|n| n == 0)
+            },
+        )
+        .await;
+    }
+
     /// Shuts the server down gracefully.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A change is committed here but not yet confirmed by the store.
     #[error(transparent)]
     NotShipped(#[from] crate::ship::NotShipped),
+    /// The full-text index failed or is turned off (SEARCH never sees this: it reads bodies).
+    #[error("full-text index: {0}")]
+    FullText(String),
     /// The message has been expunged by another session.
     #[error("message was expunged")]
     Expunged,

@@ -17,6 +17,7 @@
 mod bodies;
 mod body_meta;
 mod error;
+mod fts;
 mod graves;
 mod intents;
 mod labels;
@@ -26,6 +27,7 @@ pub mod mutf7;
 pub mod names;
 mod reconcile;
 mod relocate;
+pub mod searched;
 mod session;
 pub mod ship;
 mod store;
@@ -33,6 +35,7 @@ mod text;
 
 pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
+pub use fts::{FtsLag, FtsOptions, StoredText, TextScope};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use reconcile::{ReconcileReport, is_strata_key};
 pub use relocate::{RelocateOptions, RelocateReport};

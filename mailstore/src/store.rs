@@ -22,6 +22,7 @@ use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use crate::bodies::{BodyRead, BodyStores};
 use crate::error::{Result, StoreError};
+use crate::fts::{Fts, FtsOptions};
 use crate::graves::{Grave, Graves, Mark};
 use crate::names::join_name;
 use crate::ship::{ShipOptions, Shipper};
@@ -53,6 +54,8 @@ pub struct MailstoreOptions {
     pub index: IndexOptions,
     /// Shipping each user's index to their main store (and restoring it from there).
     pub ship: Option<ShipOptions>,
+    /// Each user's full-text index, when on.
+    pub fts: Option<FtsOptions>,
 }
 
 /// The mailboxes every user has from the first login, with their special use (RFC 6154).
@@ -75,6 +78,8 @@ pub struct Mailstore {
     // Opening and closing take turns, so two logins of one user share one index and a login
     // waits for a close in progress.
     opening: AsyncMutex<()>,
+    // One user's full-text batch at a time, so indexing memory does not grow with users.
+    fts_turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl Mailstore {
@@ -85,6 +90,7 @@ impl Mailstore {
             backends,
             users: Mutex::new(HashMap::new()),
             opening: AsyncMutex::new(()),
+            fts_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -160,9 +166,11 @@ impl Mailstore {
                 _ => None,
             },
             kept_views: Mutex::new(std::collections::VecDeque::new()),
+            fts: self.opts.fts.as_ref().and_then(|o| Fts::open(o, user)),
         });
         store.ensure_default_mailboxes().await?;
         *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
+        crate::fts::spawn(&store, self.fts_turn.clone());
         self.map().insert(user.to_string(), store.clone());
         Ok(store)
     }
@@ -337,6 +345,8 @@ pub struct UserStore {
     /// The views of the mailboxes selected last, kept (and kept current by the index) after
     /// their sessions end, so a client that comes back does not wait for one to be built.
     pub(crate) kept_views: Mutex<std::collections::VecDeque<Arc<strata_index::MailboxView>>>,
+    /// The full-text index and the task that keeps it (see `fts`), when on.
+    pub(crate) fts: Option<Fts>,
 }
 
 /// Keys of an APPEND in flight, forgotten when it ends however it ends.
@@ -413,6 +423,9 @@ impl UserStore {
             {
                 tracing::warn!(user = self.name, error = %e, "could not label message files");
             }
+        }
+        if let Some(f) = &self.fts {
+            f.stop().await;
         }
         self.release_graves().await;
         if let Some(s) = &self.shipper {

@@ -18,6 +18,7 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>, ack: AckPolicy) -> 
             read_concurrency: 8,
             index: IndexOptions::default(),
             ship: None,
+            fts: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), store.clone()))),
     )

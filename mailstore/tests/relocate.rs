@@ -25,6 +25,7 @@ fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
             read_concurrency: 8,
             index: IndexOptions::default(),
             ship: None,
+            fts: None,
         },
         Arc::new(move |_| Ok(stores.clone())),
     )

@@ -29,6 +29,7 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>, ship: ShipOptions) 
             read_concurrency: 8,
             index: IndexOptions::default(),
             ship: Some(ship),
+            fts: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), store.clone()))),
     )

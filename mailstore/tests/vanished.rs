@@ -18,6 +18,7 @@ async fn expunges_since_a_modseq_until_the_log_is_trimmed() {
             read_concurrency: 8,
             index: IndexOptions::default(),
             ship: None,
+            fts: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
     );

@@ -37,6 +37,7 @@ async fn session(dir: &std::path::Path) -> DuplexStream {
             read_concurrency: 8,
             index: IndexOptions::default(),
             ship: None,
+            fts: None,
         },
         Arc::new(move |_| Ok(BodyStores::new(StoreId(0), backend.clone()))),
     ));

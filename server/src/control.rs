@@ -118,6 +118,25 @@ async fn session(
         let _ = write.write_all(out.as_bytes()).await;
         return;
     }
+    if words.first() == Some(&"fts-status") {
+        let mut out = String::new();
+        let lines = fts_status(&store, words.get(1).copied());
+        for l in &lines {
+            out.push_str(&format!(". {l}\n"));
+        }
+        out.push_str(&format!("ok {} users open\n", lines.len()));
+        let _ = write.write_all(out.as_bytes()).await;
+        return;
+    }
+    if let ["fts-rebuild", user] = words.as_slice() {
+        tracing::info!(request = request.trim_end(), "control request");
+        let answer = match crate::fts_admin::rebuild_in(&store, user).await {
+            Ok(n) => format!("ok {user}: {n} messages indexed\n"),
+            Err(e) => format!("error {e:#}\n"),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
     let mut opts = RelocateOptions::default();
     let (to, user) = match words.as_slice() {
         ["migrate", to, user] => (to.to_string(), *user),
@@ -127,7 +146,7 @@ async fn session(
         }
         _ => {
             let _ = write
-                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all), \"shipping [USER]\" or \"shipped USER\"\n")
+                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all), \"shipping [USER]\", \"shipped USER\", \"fts-status [USER]\" or \"fts-rebuild USER\"\n")
                 .await;
             return;
         }
@@ -191,6 +210,28 @@ fn shipping(store: &Mailstore, only: Option<&str>) -> Vec<String> {
                 p.failures,
                 p.chain.map_or(0, |c| c.epoch),
                 if p.fenced.is_some() { " fenced" } else { "" },
+            ))
+        })
+        .collect()
+}
+
+/// Each open user's full-text index (or `only`'s), one line each: messages held, contents
+/// waiting and how long the oldest has waited, whether a full comparison is pending.
+fn fts_status(store: &Mailstore, only: Option<&str>) -> Vec<String> {
+    let mut users = store.open_users();
+    users.sort_by(|a, b| a.name().cmp(b.name()));
+    users
+        .iter()
+        .filter(|u| only.is_none_or(|o| o == u.name()))
+        .filter_map(|u| {
+            let lag = u.fts_lag()?;
+            Some(format!(
+                "user={} indexed={} queued={} oldest_ms={}{}",
+                u.name(),
+                lag.indexed,
+                lag.queued,
+                lag.oldest.as_millis(),
+                if lag.resync { " comparing" } else { "" },
             ))
         })
         .collect()

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod backends;
 pub mod control;
 pub mod fill;
+pub mod fts_admin;
 pub mod import;
 pub mod index_admin;
 pub mod maildir_scan;

@@ -57,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         action: IndexAction,
     },
+    /// Manages users' full-text indexes (`[index.fts]`), which SEARCH BODY and TEXT answer
+    /// from.
+    Fts {
+        #[command(subcommand)]
+        action: FtsAction,
+    },
     /// Moves users' message bodies to another configured store (`[storage]` or
     /// `[stores.NAME]`), batch by batch: copied, acked there, switched in the index, then
     /// deleted from where they were. Through the running server when there is one (users keep
@@ -74,6 +80,25 @@ enum Command {
         /// Bodies per batch (each batch is acked by the target before the index switches).
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
         batch: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum FtsAction {
+    /// Empties a user's full-text index and indexes every message again from the stores.
+    /// Through the running server when there is one (searches stay exact meanwhile: what is
+    /// not indexed yet is read from the store).
+    Rebuild {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Shows each open user's full-text index on the running server: messages indexed,
+    /// messages waiting and how long the oldest has waited.
+    Status {
+        /// The account (default: every open one).
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -316,6 +341,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import {
             source: ImportSource::Maildir { path, user },
         } => fill(&config(&cli)?, user, Some(path), false)?,
+        Command::Fts { action } => {
+            let cfg = config(&cli)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(async {
+                match action {
+                    FtsAction::Rebuild { user } => {
+                        println!("{}", strata_server::fts_admin::rebuild(&cfg, user).await?)
+                    }
+                    FtsAction::Status { user } => {
+                        for l in strata_server::fts_admin::status(&cfg, user.as_deref()).await? {
+                            println!("{l}");
+                        }
+                    }
+                }
+                anyhow::Ok(())
+            })?;
+        }
         Command::Migrate {
             to,
             user,

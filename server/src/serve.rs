@@ -165,6 +165,10 @@ pub async fn mailstore(
                 ..IndexOptions::default()
             },
             ship: ship_options(cfg),
+            fts: cfg.index.fts.enabled.then(|| strata_mailstore::FtsOptions {
+                dir: cfg.data_dir.join("fts"),
+                writer_memory: cfg.index.fts.writer_memory_bytes as usize,
+            }),
         },
         backends.factory(),
     ));

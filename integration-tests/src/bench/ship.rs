@@ -164,6 +164,7 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>) -> Mailstore {
             read_concurrency: 32,
             index: IndexOptions::default(),
             ship: Some(ShipOptions::default()),
+            fts: None,
         },
         Arc::new(move |user| {
             let view: Arc<dyn Backend> = Arc::new(Prefixed::new(store.clone(), user)?);

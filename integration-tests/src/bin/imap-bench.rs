@@ -227,6 +227,20 @@ struct Spawned {
     _dir: tempfile::TempDir,
 }
 
+impl Spawned {
+    /// A memory figure of the process from `/proc/PID/status`, in MiB (0 if unreadable).
+    fn status_mib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .map_or(0, |kib| kib >> 10)
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
@@ -405,6 +419,12 @@ async fn run(args: RunArgs) {
     for (t, r) in targets.iter().zip(&results) {
         text.push_str(&report::table(&t.name, r));
         text.push('\n');
+    }
+    if let Some(server) = &keep {
+        let (now, peak) = (server.status_mib("VmRSS:"), server.status_mib("VmHWM:"));
+        text.push_str(&format!(
+            "strata's memory after the run: resident {now} MiB (target under 100), peak {peak} MiB (target under 200)\n"
+        ));
     }
     write_out(&args.sizes.out, &text);
     drop(keep);

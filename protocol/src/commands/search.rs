@@ -3,15 +3,21 @@
 //! view; header keys from the fields the index keeps; BODY and TEXT read bodies (concurrently,
 //! in order) only when the criteria need them.
 
+use std::collections::HashSet;
+
+use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::StreamExt;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
-use strata_mailstore::mime::{part_text, search_text};
+use strata_mailstore::mime::search_text;
 use strata_mailstore::model::{
-    ContentRecord, MimePart, Modseq, Parts, SystemFlags, Timestamp, Uid, ViewEntry,
+    ContentRecord, Guid, MimePart, Modseq, Parts, SystemFlags, Timestamp, Uid, ViewEntry,
 };
-use strata_mailstore::{BodyRead, SYNCED_HEADERS, decode_header, parse_date};
+use strata_mailstore::searched::{searched_slices, searched_span, searched_text, text_parts};
+use strata_mailstore::{
+    BodyRead, SYNCED_HEADERS, StoreError, TextScope, UserStore, decode_header, parse_date,
+};
 
 use super::{InMailbox, R};
 use crate::grammar::SearchReturn;
@@ -72,21 +78,6 @@ struct Candidate<'a> {
     text_parts: Vec<&'a MimePart>,
     /// Decoded text of the text parts, computed on first use.
     text: std::cell::OnceCell<String>,
-}
-
-/// The text parts a body search reads (attachments are never read).
-fn text_parts(root: &MimePart) -> Vec<&MimePart> {
-    root.walk()
-        .map(|(_, p)| p)
-        .filter(|p| p.children.is_empty() && p.media_type.eq_ignore_ascii_case(b"text"))
-        .collect()
-}
-
-/// The byte ranges a body search reads: the header block, then the body of every text part.
-fn search_ranges(root: &MimePart) -> Vec<std::ops::Range<u64>> {
-    std::iter::once(0..root.body_offset)
-        .chain(text_parts(root).iter().map(|p| p.body_offset..p.end_offset))
-        .collect()
 }
 
 /// Header fields whose value is an address list.
@@ -179,14 +170,9 @@ impl Candidate<'_> {
         if self.parts.iter().any(|p| contains_ci(p, needle)) {
             return true;
         }
-        let text = self.text.get_or_init(|| {
-            self.parts
-                .iter()
-                .zip(&self.text_parts)
-                .map(|(body, p)| part_text(body, p))
-                .collect::<Vec<_>>()
-                .join("\n")
-        });
+        let text = self
+            .text
+            .get_or_init(|| searched_text(self.parts, &self.text_parts));
         contains_text(text, needle)
     }
 
@@ -268,6 +254,101 @@ fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32, n
     }
 }
 
+/// The BODY and TEXT needles every match must contain: those of the top-level conjunction.
+fn text_needles(k: &SearchKey<'_>, out: &mut Vec<(Vec<u8>, TextScope)>) {
+    match k {
+        SearchKey::And(ks) => ks.as_ref().iter().for_each(|k| text_needles(k, out)),
+        SearchKey::Body(v) => out.push((v.as_ref().to_vec(), TextScope::Body)),
+        SearchKey::Text(v) => out.push((v.as_ref().to_vec(), TextScope::Text)),
+        _ => {}
+    }
+}
+
+/// Messages whose searchable bytes are held at once: the full-text index's copies or the
+/// store's reads (then C at a time in flight), so memory does not grow with the mailbox.
+const COMPARED_AT_ONCE: usize = 512;
+
+/// What a body comparison needs besides the messages.
+struct Compare<'a> {
+    key: &'a SearchKey<'a>,
+    sel: &'a Selected,
+    max_uid: u32,
+    now: i64,
+}
+
+/// Compares `chunk` against the criteria, each message's searchable bytes taken from the
+/// full-text index when it holds them and read from the store (one covering range per
+/// message, all in flight together) otherwise; adds the matches to `hits`.
+async fn compare(
+    user: &UserStore,
+    chunk: &[&(u32, ViewEntry)],
+    content_of: &impl Fn(&ViewEntry) -> Option<ContentRecord>,
+    ctx: &Compare<'_>,
+    hits: &mut Vec<Hit>,
+) -> Result<(), StoreError> {
+    let contents: Vec<Option<ContentRecord>> = chunk.iter().map(|(_, e)| content_of(e)).collect();
+    let held: Vec<usize> = (0..chunk.len())
+        .filter(|&i| contents[i].is_some() && user.fts_holds(&chunk[i].1.guid))
+        .collect();
+    let mut stored: Vec<Option<(Bytes, Vec<Bytes>)>> = vec![None; chunk.len()];
+    let texts = user
+        .fts_texts(held.iter().map(|&i| chunk[i].1.guid).collect())
+        .await;
+    for (i, t) in held.into_iter().zip(texts) {
+        stored[i] = t.map(|t| {
+            (
+                Bytes::from(t.header),
+                t.parts.into_iter().map(Bytes::from).collect(),
+            )
+        });
+    }
+    let reads = contents
+        .iter()
+        .zip(&stored)
+        .filter_map(|(c, s)| match (c, s) {
+            (Some(c), None) => Some(BodyRead {
+                guid: c.guid,
+                location: c.location.clone(),
+                range: Some(searched_span(&c.parsed.structure)),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut bodies = user.bodies(reads);
+    for (i, (seq, e)) in chunk.iter().enumerate() {
+        let Some(content) = contents[i].as_ref() else {
+            continue;
+        };
+        let root = &content.parsed.structure;
+        let (header, parts) = match stored[i].take() {
+            Some(held) => held,
+            None => match bodies.next().await {
+                Some(Ok(b)) => searched_slices(root, &b),
+                Some(Err(e)) => return Err(e),
+                None => break,
+            },
+        };
+        let c = Candidate {
+            seq: *seq,
+            entry: e,
+            recent: ctx.sel.recent.contains(&e.uid),
+            content: Some(content),
+            header: Some(&header),
+            parts: &parts,
+            text_parts: text_parts(root),
+            text: Default::default(),
+        };
+        if matches(ctx.key, &c, ctx.sel, ctx.max_uid, ctx.now) {
+            hits.push(Hit {
+                seq: *seq,
+                uid: e.uid,
+                modseq: e.modseq,
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn search(
     m: &mut InMailbox<'_>,
     tag: &str,
@@ -340,69 +421,39 @@ pub(super) async fn search(
         snap.as_ref()
             .and_then(|snap| snap.content_parts(&e.guid, want).ok().flatten())
     };
-    let mut contents: Vec<Option<ContentRecord>> = Vec::new();
-    if need.body {
-        contents = entries.iter().map(|(_, e)| content_of(e)).collect();
-    }
     let mut hits = Vec::new();
     if need.body {
-        // Header blocks and text parts only: attachments, most of the bytes, stay unread.
-        let ranges: Vec<Vec<std::ops::Range<u64>>> = contents
-            .iter()
-            .map(|c| {
-                c.as_ref()
-                    .map(|c| search_ranges(&c.parsed.structure))
-                    .unwrap_or_default()
-            })
-            .collect();
-        let reads = contents
-            .iter()
-            .zip(&ranges)
-            .filter_map(|(c, rs)| Some((c.as_ref()?, rs)))
-            .flat_map(|(c, rs)| {
-                rs.iter().map(|r| BodyRead {
-                    guid: c.guid,
-                    location: c.location.clone(),
-                    range: Some(r.clone()),
-                })
-            })
-            .collect();
-        let mut bodies = user.bodies(reads);
-        for (i, (seq, e)) in entries.iter().enumerate() {
-            let Some(content) = contents[i].as_ref() else {
-                continue;
-            };
-            let mut got = Vec::with_capacity(ranges[i].len());
-            for _ in &ranges[i] {
-                match bodies.next().await {
-                    Some(Ok(b)) => got.push(b),
-                    Some(Err(e)) => {
-                        drop(bodies);
-                        super::store_error(r, tag, &e);
-                        return Ok(Step::CONTINUE);
-                    }
-                    None => break,
-                }
-            }
-            let Some((header, parts)) = got.split_first() else {
-                continue;
-            };
-            let c = Candidate {
-                seq: *seq,
-                entry: e,
-                recent: sel.recent.contains(&e.uid),
-                content: Some(content),
-                header: Some(header),
-                parts,
-                text_parts: text_parts(&content.parsed.structure),
-                text: Default::default(),
-            };
-            if matches(&key, &c, sel, max_uid, now) {
-                hits.push(Hit {
-                    seq: *seq,
-                    uid: e.uid,
-                    modseq: e.modseq,
+        let mut needles = Vec::new();
+        text_needles(&key, &mut needles);
+        // Every full-text candidate set holds all matches among the messages the index holds;
+        // a message it does not hold is always compared.
+        let mut narrow: Option<HashSet<Guid>> = None;
+        for (needle, scope) in needles {
+            if let Some(found) = user.fts_candidates(&needle, scope).await {
+                narrow = Some(match narrow {
+                    None => found,
+                    Some(n) => n.intersection(&found).copied().collect(),
                 });
+            }
+        }
+        let compared: Vec<&(u32, ViewEntry)> = entries
+            .iter()
+            .filter(|(_, e)| {
+                narrow
+                    .as_ref()
+                    .is_none_or(|n| n.contains(&e.guid) || !user.fts_holds(&e.guid))
+            })
+            .collect();
+        for chunk in compared.chunks(COMPARED_AT_ONCE) {
+            let ctx = Compare {
+                key: &key,
+                sel,
+                max_uid,
+                now,
+            };
+            if let Err(e) = compare(&user, chunk, &content_of, &ctx, &mut hits).await {
+                super::store_error(r, tag, &e);
+                return Ok(Step::CONTINUE);
             }
         }
     } else {
