@@ -153,6 +153,10 @@ struct RunArgs {
     /// Start a `strata` process and compare the one --target against it.
     #[arg(long)]
     with_strata: bool,
+    /// TOML appended to the started `strata`'s configuration, to measure a feature off (for
+    /// example `--strata-config '[index.fts]\nenabled = false'`; `\n` starts a line).
+    #[arg(long, default_value = "")]
+    strata_config: String,
     /// Login (the same on every target).
     #[arg(long, default_value = "bench")]
     user: String,
@@ -250,7 +254,7 @@ impl Drop for Spawned {
     }
 }
 
-fn spawn_strata() -> (Spawned, Target) {
+fn spawn_strata(extra: &str) -> (Spawned, Target) {
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe()
@@ -267,8 +271,9 @@ fn spawn_strata() -> (Spawned, Target) {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\nmax_connections = 100000\nmax_connections_per_ip = 100000\n",
-            data.display()
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\nmax_connections = 100000\nmax_connections_per_ip = 100000\n{}\n",
+            data.display(),
+            extra.replace("\\n", "\n")
         ),
     )
     .expect("config file");
@@ -349,7 +354,7 @@ fn target(spec: &str, user: &str, password: &str) -> Target {
 }
 
 async fn resync(args: ResyncArgs) {
-    let (server, strata) = spawn_strata();
+    let (server, strata) = spawn_strata("");
     let mut targets = vec![strata];
     targets.extend(
         args.targets
@@ -377,7 +382,7 @@ async fn run(args: RunArgs) {
     let mut keep = None;
     let mut targets: Vec<Target> = Vec::new();
     if args.targets.is_empty() || args.with_strata {
-        let (server, target) = spawn_strata();
+        let (server, target) = spawn_strata(&args.strata_config);
         keep = Some(server);
         targets.push(target);
     }
