@@ -38,6 +38,23 @@ pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) 
     }
 }
 
+/// The delay backend injecting `read` (with `jitter`) into every read and nothing else: the
+/// tests that count store reads wrap the store in it.
+pub fn read_delay(read: Duration, jitter: Duration) -> strata_config::Delay {
+    strata_config::Delay {
+        seed: 7,
+        read,
+        read_jitter: jitter,
+        write: Duration::ZERO,
+        write_jitter: Duration::ZERO,
+        error_rate: 0.0,
+        stall_rate: 0.0,
+        stall: Duration::ZERO,
+        ack: Duration::ZERO,
+        ack_jitter: Duration::ZERO,
+    }
+}
+
 /// A server on loopback with its own data directory.
 pub struct TestServer {
     /// The data directory (inside [`TestServer::root`]).

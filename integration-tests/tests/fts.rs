@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use strata_integration_tests::{Client, TestServer, until};
+use strata_integration_tests::{Client, TestServer, read_delay, until};
 
 /// Words the corpus is made of: ASCII, Latin-1, Greek, German, with case variants.
 const WORDS: &[&str] = &[
@@ -204,24 +204,12 @@ fn assert_same(with: &[String], without: &[String], when: &str) {
     }
 }
 
-fn zero_delay() -> strata_config::Delay {
-    strata_config::Delay {
-        seed: 1,
-        read: Duration::ZERO,
-        read_jitter: Duration::ZERO,
-        write: Duration::ZERO,
-        write_jitter: Duration::ZERO,
-        error_rate: 0.0,
-        stall_rate: 0.0,
-        stall: Duration::ZERO,
-        ack: Duration::ZERO,
-        ack_jitter: Duration::ZERO,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_answers_the_same_with_and_without_the_full_text_index() {
-    let mut with = TestServer::start_with(|c| c.storage.main.delay = Some(zero_delay())).await;
+    let mut with = TestServer::start_with(|c| {
+        c.storage.main.delay = Some(read_delay(Duration::ZERO, Duration::ZERO))
+    })
+    .await;
     let without = TestServer::start_with(|c| c.index.fts.enabled = false).await;
     let (mut a, mut b) = (with.login("alice").await, without.login("alice").await);
     let mut rng = Lcg(17);

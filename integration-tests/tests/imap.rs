@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use strata_integration_tests::{TestServer, multipart_message, plain_message};
+use strata_integration_tests::{TestServer, multipart_message, plain_message, read_delay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greeting_capabilities_and_login_over_every_transport() {
@@ -918,18 +918,10 @@ async fn bad_input_gets_a_clear_answer_and_the_connection_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_reads_run_in_parallel() {
     let s = TestServer::start_with(|c| {
-        c.storage.main.delay = Some(strata_config::Delay {
-            seed: 7,
-            read: Duration::from_millis(50),
-            read_jitter: Duration::from_millis(5),
-            write: Duration::ZERO,
-            write_jitter: Duration::ZERO,
-            error_rate: 0.0,
-            stall_rate: 0.0,
-            stall: Duration::ZERO,
-            ack: Duration::ZERO,
-            ack_jitter: Duration::ZERO,
-        });
+        c.storage.main.delay = Some(read_delay(
+            Duration::from_millis(50),
+            Duration::from_millis(5),
+        ));
     })
     .await;
     let mut c = s.login("alice").await;

@@ -108,22 +108,15 @@ async fn session(
         let _ = write.write_all(answer.as_bytes()).await;
         return;
     }
-    if words.first() == Some(&"shipping") {
-        let mut out = String::new();
-        let lines = shipping(&store, words.get(1).copied());
-        for l in &lines {
-            out.push_str(&format!(". {l}\n"));
-        }
-        out.push_str(&format!("ok {} users open\n", lines.len()));
-        let _ = write.write_all(out.as_bytes()).await;
-        return;
-    }
-    if words.first() == Some(&"fts-status") {
-        let mut out = String::new();
-        let lines = fts_status(&store, words.get(1).copied());
-        for l in &lines {
-            out.push_str(&format!(". {l}\n"));
-        }
+    let per_user: Option<PerUser> = match words.first() {
+        Some(&"shipping") => Some(shipping),
+        Some(&"fts-status") => Some(fts_status),
+        _ => None,
+    };
+    if let Some(report) = per_user {
+        // One line per open user, then how many.
+        let lines = report(&store, words.get(1).copied());
+        let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
         out.push_str(&format!("ok {} users open\n", lines.len()));
         let _ = write.write_all(out.as_bytes()).await;
         return;
@@ -214,6 +207,9 @@ fn shipping(store: &Mailstore, only: Option<&str>) -> Vec<String> {
         })
         .collect()
 }
+
+/// A report of one line per open user (or only the one named).
+type PerUser = fn(&Mailstore, Option<&str>) -> Vec<String>;
 
 /// Each open user's full-text index (or `only`'s), one line each: messages held, contents
 /// waiting and how long the oldest has waited, whether a full comparison is pending.
