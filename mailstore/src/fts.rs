@@ -48,6 +48,13 @@ const MAX_QUEUED: usize = 100_000;
 /// Contents indexed per commit.
 const BATCH: usize = 256;
 
+/// Body reads the indexer keeps in flight: fewer than a request's, so background work holds
+/// few of the file threads and little memory.
+const BACKGROUND_READS: usize = 8;
+
+/// How long arrivals are gathered before a commit that is not full.
+const GATHER: Duration = Duration::from_secs(1);
+
 /// How far behind a user's full-text index is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FtsLag {
@@ -144,6 +151,32 @@ pub(crate) fn spawn(user: &Arc<UserStore>, turn: Arc<Semaphore>) {
                     },
                 }
             }
+            // A commit costs the same for one message as for hundreds (a segment's files,
+            // fsyncs, merges): more arrivals are gathered for a moment, and what arrives
+            // meanwhile is read from the store by a search, so nothing waits on it.
+            let gather = tokio::time::Instant::now() + GATHER;
+            let mut quit = false;
+            while !resync && queue.adds.len() < BATCH {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => {
+                        quit = true;
+                        break;
+                    }
+                    _ = tokio::time::sleep_until(gather) => break,
+                    e = events.recv() => match e {
+                        Ok(e) => queue.take(&e, &gauge),
+                        Err(RecvError::Closed) => {
+                            quit = true;
+                            break;
+                        }
+                        Err(RecvError::Lagged(_)) => resync = true,
+                    },
+                }
+            }
+            if quit {
+                break;
+            }
             loop {
                 match events.try_recv() {
                     Ok(e) => queue.take(&e, &gauge),
@@ -157,6 +190,8 @@ pub(crate) fn spawn(user: &Arc<UserStore>, turn: Arc<Semaphore>) {
             if resync {
                 queue = Queue::default();
                 gauge.resync.store(true, Ordering::Relaxed);
+            } else if queue.is_empty() {
+                continue; // commits that added and removed nothing (flags, mailboxes)
             }
             let _held = tokio::select! {
                 biased;
@@ -313,7 +348,7 @@ impl UserStore {
             })
             .collect();
         let mut read: Vec<Bytes> = Vec::with_capacity(contents.len());
-        let mut bodies = self.bodies(reads);
+        let mut bodies = self.bodies_at_most(reads, BACKGROUND_READS);
         let mut skipped = Vec::new();
         for c in &contents {
             match bodies.next().await {

@@ -1036,9 +1036,18 @@ impl UserStore {
 
     /// Reads bodies (or byte ranges of them) concurrently, answering in request order.
     pub fn bodies(&self, reads: Vec<BodyRead>) -> BoxStream<'_, Result<Bytes>> {
+        self.bodies_at_most(reads, self.read_concurrency)
+    }
+
+    /// [`Self::bodies`] with at most `at_once` in flight (background work takes fewer).
+    pub(crate) fn bodies_at_most(
+        &self,
+        reads: Vec<BodyRead>,
+        at_once: usize,
+    ) -> BoxStream<'_, Result<Bytes>> {
         futures::stream::iter(reads)
             .map(move |r| self.read_body(r))
-            .buffered(self.read_concurrency)
+            .buffered(at_once.clamp(1, self.read_concurrency))
             .boxed()
     }
 
