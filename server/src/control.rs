@@ -186,11 +186,8 @@ async fn session(
 /// the MODSEQ the store has acked, the operations between them (what the node's loss would
 /// lose under `append_ack = "soft-done"`), the changes they hold, failures, the epoch.
 fn shipping(store: &Mailstore, only: Option<&str>) -> Vec<String> {
-    let mut users = store.open_users();
-    users.sort_by(|a, b| a.name().cmp(b.name()));
-    users
+    open_users(store, only)
         .iter()
-        .filter(|u| only.is_none_or(|o| o == u.name()))
         .filter_map(|u| {
             let p = u.ship_progress()?;
             let local = u.snapshot().ok()?.modseq().0;
@@ -208,17 +205,25 @@ fn shipping(store: &Mailstore, only: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The users open on this server (or only the one named), by name.
+fn open_users(store: &Mailstore, only: Option<&str>) -> Vec<Arc<strata_mailstore::UserStore>> {
+    let mut users: Vec<_> = store
+        .open_users()
+        .into_iter()
+        .filter(|u| only.is_none_or(|o| o == u.name()))
+        .collect();
+    users.sort_by(|a, b| a.name().cmp(b.name()));
+    users
+}
+
 /// A report of one line per open user (or only the one named).
 type PerUser = fn(&Mailstore, Option<&str>) -> Vec<String>;
 
 /// Each open user's full-text index (or `only`'s), one line each: messages held, contents
 /// waiting and how long the oldest has waited, whether a full comparison is pending.
 fn fts_status(store: &Mailstore, only: Option<&str>) -> Vec<String> {
-    let mut users = store.open_users();
-    users.sort_by(|a, b| a.name().cmp(b.name()));
-    users
+    open_users(store, only)
         .iter()
-        .filter(|u| only.is_none_or(|o| o == u.name()))
         .filter_map(|u| {
             let lag = u.fts_lag()?;
             Some(format!(

@@ -254,10 +254,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         bail!("{}", text.join("\n"));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let running = strata_server::serve::start(cfg).await?;
         if let Some(a) = running.imap {
@@ -343,10 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => fill(&config(&cli)?, user, Some(path), false)?,
         Command::Fts { action } => {
             let cfg = config(&cli)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let runtime = runtime()?;
             runtime.block_on(async {
                 match action {
                     FtsAction::Rebuild { user } => {
@@ -375,10 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => strata_server::migrate::Users::All,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let runtime = runtime()?;
             let opts = strata_mailstore::RelocateOptions {
                 batch: usize::from(*batch),
                 ..Default::default()
@@ -445,10 +436,7 @@ fn fill(
     from: Option<&PathBuf>,
     discard_shipped: bool,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = runtime()?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {elapsed}")
@@ -489,10 +477,7 @@ fn fill(
 /// `index restore | status | export | import`.
 fn index_admin(cfg: &Config, action: &IndexAction) -> anyhow::Result<()> {
     use strata_server::index_admin as admin;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         match action {
             IndexAction::Restore { user } => {
@@ -648,4 +633,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded runtime every long-running command runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
