@@ -281,15 +281,7 @@ impl UserStore {
         let Some(fts) = &self.fts else {
             return Ok(());
         };
-        let snap = self.snapshot()?;
-        let mut live = HashSet::new();
-        for m in snap.mailboxes()? {
-            snap.for_each_message(m.id, strata_index::Uid(0), |msg| {
-                live.insert(msg.guid);
-                std::ops::ControlFlow::Continue(())
-            })?;
-        }
-        drop(snap);
+        let live = self.live_contents()?;
         let held: HashSet<Guid> = fts.text.guids().into_iter().map(Guid).collect();
         let stale: Vec<[u8; 16]> = held.difference(&live).map(|g| g.0).collect();
         for g in live.difference(&held) {
@@ -426,17 +418,25 @@ impl UserStore {
         let Some(fts) = &self.fts else {
             return Ok(None);
         };
+        let live = self.live_contents()?;
+        Ok(Some(
+            live.iter()
+                .filter(|g| fts.text.kept(&g.0).is_none())
+                .count(),
+        ))
+    }
+
+    /// Every content a message of the user's mailboxes holds now.
+    fn live_contents(&self) -> crate::Result<HashSet<Guid>> {
         let snap = self.snapshot()?;
-        let mut missing = HashSet::new();
+        let mut live = HashSet::new();
         for m in snap.mailboxes()? {
             snap.for_each_message(m.id, strata_index::Uid(0), |msg| {
-                if fts.text.kept(&msg.guid.0).is_none() {
-                    missing.insert(msg.guid);
-                }
+                live.insert(msg.guid);
                 std::ops::ControlFlow::Continue(())
             })?;
         }
-        Ok(Some(missing.len()))
+        Ok(live)
     }
 
     /// Whether the full-text index holds `guid`'s searchable text (so SEARCH need not read it).
