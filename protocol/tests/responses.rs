@@ -176,11 +176,17 @@ fn without_savedate_and_preview(r: &[u8]) -> Option<Vec<u8>> {
         rest = if let Some(a) = after.strip_prefix(b"NIL") {
             a
         } else if let Some(q) = after.strip_prefix(b"\"") {
-            let end = q.iter().position(|&b| b == b'"')?;
-            if q[..end].iter().any(|&b| b == b'\\' || b >= 0x80) {
-                return None;
+            // quoted = DQUOTE *(TEXT-CHAR except quoted-specials / "\\" quoted-specials) DQUOTE
+            let mut i = 0;
+            loop {
+                match *q.get(i)? {
+                    b'"' => break,
+                    b'\\' if matches!(q.get(i + 1), Some(b'"' | b'\\')) => i += 2,
+                    b'\\' | b'\r' | b'\n' | 0 | 0x80.. => return None,
+                    _ => i += 1,
+                }
             }
-            &q[end + 1..]
+            &q[i + 1..]
         } else {
             let open = after.strip_prefix(b"{")?;
             let close = open.iter().position(|&b| b == b'}')?;
