@@ -10,7 +10,7 @@ port=${DOVECOT_PORT:-10143}
 
 # Two builds: a --bin filter would apply to both packages and skip the strata binary.
 cargo build --release -p strata-server
-cargo build --release -p strata-integration-tests --bin imap-bench
+cargo build --release -p strata-test-tools --bin imap-bench
 integration-tests/dovecot/dovecot.sh start /tmp/strata-bench-dovecot "$port"
 trap 'integration-tests/dovecot/dovecot.sh stop /tmp/strata-bench-dovecot' EXIT
 

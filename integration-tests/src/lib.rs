@@ -4,9 +4,9 @@
 //! temporary data directory with two accounts, and [`Client`] speaks IMAP to it over TCP, TLS or
 //! STARTTLS, reading responses (literals included) until the tagged status.
 //!
-//! The tests themselves are in `tests/imap.rs` (one binary); real clients (Python's imaplib,
-//! mbsync) are driven from there too. [`bench`] is the IMAP benchmark behind the `imap-bench`
-//! binary.
+//! The tests themselves are the modules of `tests/suite/` (one binary); real clients (Python's
+//! imaplib, mbsync) are driven from there too. [`bench`] is the IMAP benchmark behind the
+//! `imap-bench` binary of `tools/`.
 
 pub mod bench;
 pub mod process;

@@ -1,4 +1,4 @@
-//! Strata's server as a process of its own (the `serve-config` binary): for the tests that kill
+//! Strata's server as a process of its own (`strata-process serve`): for the tests that kill
 //! it, and for those that measure what it alone holds (its resident memory).
 
 use std::io::{BufRead, BufReader};
@@ -14,9 +14,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `serve-config` (at `binary`) on `config` and waits until it listens.
+    /// Starts `strata-process serve` (at `binary`) on `config` and waits until it listens.
     pub fn spawn(binary: &Path, config: &Path) -> ServerProcess {
         let mut child = Command::new(binary)
+            .arg("serve")
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

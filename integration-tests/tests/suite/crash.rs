@@ -34,7 +34,7 @@ level = "warn"
 
 /// Starts the server process.
 fn spawn(config: &Path) -> ServerProcess {
-    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_serve-config")), config)
+    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_strata-process")), config)
 }
 
 fn message(id: &str) -> String {

@@ -149,7 +149,7 @@ async fn fifty_clients_sending_60_mb_before_login_leave_the_server_small() {
     )
     .unwrap();
     let server = Arc::new(ServerProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_serve-config")),
+        Path::new(env!("CARGO_BIN_EXE_strata-process")),
         &config,
     ));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));

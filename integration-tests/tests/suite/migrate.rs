@@ -242,8 +242,15 @@ async fn a_migration_killed_again_and_again_finishes_and_loses_nothing() {
     let cfg_path = t.root.path().join("strata.toml");
     std::fs::write(&cfg_path, config_text(t.root.path(), &s3)).unwrap();
     let migrate = || {
-        Command::new(env!("CARGO_BIN_EXE_migrate-config"))
-            .args([cfg_path.to_str().unwrap(), "s3", "alice", "--batch", "10"])
+        Command::new(env!("CARGO_BIN_EXE_strata-process"))
+            .args([
+                "migrate",
+                cfg_path.to_str().unwrap(),
+                "s3",
+                "alice",
+                "--batch",
+                "10",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

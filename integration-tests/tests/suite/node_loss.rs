@@ -108,7 +108,7 @@ async fn add_alice(config: &Path) {
 }
 
 fn spawn(config: &Path) -> ServerProcess {
-    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_serve-config")), config)
+    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_strata-process")), config)
 }
 
 async fn login(port: u16) -> Client {

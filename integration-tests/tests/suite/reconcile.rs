@@ -124,7 +124,7 @@ fn config(root: &Path) -> String {
 /// Kills the server `rounds` times while clients work.
 async fn crash_loop(cfg: &Path, rounds: usize, first_round: usize, seen: &Arc<Mutex<Seen>>) {
     for round in first_round..first_round + rounds {
-        let mut server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_serve-config")), cfg);
+        let mut server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_strata-process")), cfg);
         let port = server.port;
         let clients: Vec<_> = (0..3)
             .map(|c| tokio::spawn(work_until_killed(port, c, round, seen.clone())))

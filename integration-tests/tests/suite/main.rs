@@ -1,0 +1,24 @@
+//! Strata end to end, one test binary: each module drives a real server over IMAP (TCP, TLS,
+//! STARTTLS) or as a process; `imap` is the suite run once per store (`STRATA_TEST_BACKEND`).
+//! One binary rather than one per file: each would link the whole server again.
+
+mod binary;
+mod compress;
+mod condstore;
+mod crash;
+mod esearch;
+mod fts;
+mod hostile;
+mod imap;
+mod imap4rev2;
+mod list_extended;
+mod maildir;
+mod migrate;
+mod node_loss;
+mod objectid;
+mod qresync;
+mod reconcile;
+mod rfc3501;
+mod s3;
+mod savedate_preview;
+mod status_within;
