@@ -101,6 +101,8 @@ pub struct PhaseResult {
     pub errors: u64,
     /// A figure of its own (commands/s for `mixed`, bytes per connection for `idle-memory`).
     pub figure: Option<(String, f64)>,
+    /// The server's peak resident memory during the phase, in bytes, where it could be read.
+    pub peak: Option<u64>,
 }
 
 impl PhaseResult {
@@ -146,23 +148,48 @@ impl Target {
 
     /// Resident memory of the server's processes, in bytes.
     pub fn rss(&self) -> Option<u64> {
+        self.status_sum("VmRSS:")
+    }
+
+    /// The sum of the server's processes' peak resident memory since `reset_peak`, in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        self.status_sum("VmHWM:")
+    }
+
+    /// Starts the server's processes' peak resident memory again from what they hold now.
+    pub fn reset_peak(&self) {
+        for dir in self.server_processes() {
+            // "5" resets VmHWM (proc(5), clear_refs); a process we may not write to keeps its own.
+            let _ = std::fs::write(dir.join("clear_refs"), "5");
+        }
+    }
+
+    fn server_processes(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|dir| {
+                std::fs::read_to_string(dir.join("comm"))
+                    .is_ok_and(|comm| self.processes.iter().any(|p| p == comm.trim()))
+            })
+            .collect()
+    }
+
+    fn status_sum(&self, field: &str) -> Option<u64> {
         if self.processes.is_empty() {
             return None;
         }
         let mut total = 0;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-                continue;
-            };
-            if !self.processes.iter().any(|p| p == comm.trim()) {
-                continue;
-            }
-            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+        for dir in self.server_processes() {
+            let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
                 continue;
             };
             if let Some(kb) = status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             {
                 total += kb * 1024;
@@ -476,15 +503,18 @@ pub async fn run(targets: &[Target], phases: &[String], o: &Options) -> Vec<Vec<
     let mut out: Vec<Vec<PhaseResult>> = vec![Vec::new(); targets.len()];
     for phase in phases {
         for (i, t) in targets.iter().enumerate() {
-            let r = run_phase(t, phase, o).await;
+            t.reset_peak();
+            let mut r = run_phase(t, phase, o).await;
+            r.peak = t.peak_rss();
             eprintln!(
-                "{:>10} {:<20} {:>9.1} ms total, p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
+                "{:>10} {:<20} {:>9.1} ms total, p50 {:.2} ms, p99 {:.2} ms, {} errors, peak {} MiB{}",
                 t.name,
                 phase,
                 r.total.as_secs_f64() * 1000.0,
                 r.quantile(0.5).as_secs_f64() * 1000.0,
                 r.quantile(0.99).as_secs_f64() * 1000.0,
                 r.errors,
+                r.peak.map_or("?".into(), |b| (b >> 20).to_string()),
                 r.figure
                     .as_ref()
                     .map(|(k, v)| format!(", {v:.0} {k}"))

@@ -12,7 +12,7 @@ fn ms(d: std::time::Duration) -> String {
 /// One target's phases.
 pub fn table(name: &str, results: &[PhaseResult]) -> String {
     let mut s = format!(
-        "#### {name}\n\n| phase | total ms | commands | p50 ms | p99 ms | errors | other |\n|---|---:|---:|---:|---:|---:|---|\n"
+        "#### {name}\n\n| phase | total ms | commands | p50 ms | p99 ms | errors | peak MiB | other |\n|---|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for r in results {
         let other = r
@@ -22,13 +22,14 @@ pub fn table(name: &str, results: &[PhaseResult]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.phase,
             ms(r.total),
             r.samples.len(),
             ms(r.quantile(0.5)),
             ms(r.quantile(0.99)),
             r.errors,
+            r.peak.map_or("".into(), |b| (b >> 20).to_string()),
             other
         );
     }

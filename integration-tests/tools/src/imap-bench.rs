@@ -426,7 +426,10 @@ async fn run(args: RunArgs) {
         text.push('\n');
     }
     if let Some(server) = &keep {
-        let (now, peak) = (server.status_mib("VmRSS:"), server.status_mib("VmHWM:"));
+        // Each phase starts the peak afresh (to report its own): the run's is the largest.
+        let phases_peak = results[0].iter().filter_map(|r| r.peak).max().unwrap_or(0) >> 20;
+        let now = server.status_mib("VmRSS:");
+        let peak = server.status_mib("VmHWM:").max(phases_peak);
         text.push_str(&format!(
             "strata's memory after the run: resident {now} MiB (target under 100), peak {peak} MiB (target under 200)\n"
         ));
