@@ -91,4 +91,7 @@ pub struct BodyRead {
     pub location: BodyLocation,
     /// The bytes wanted, or the whole body.
     pub range: Option<Range<u64>>,
+    /// How many bytes it returns (the range's length, or the body's size): what it holds in
+    /// memory until the caller takes it.
+    pub size: u64,
 }

@@ -333,10 +333,14 @@ impl UserStore {
         drop(snap);
         let reads = contents
             .iter()
-            .map(|c| BodyRead {
-                guid: c.guid,
-                location: c.location.clone(),
-                range: Some(searched_span(&c.parsed.structure)),
+            .map(|c| {
+                let span = searched_span(&c.parsed.structure);
+                BodyRead {
+                    guid: c.guid,
+                    location: c.location.clone(),
+                    size: span.end,
+                    range: Some(span),
+                }
             })
             .collect();
         let mut read: Vec<Bytes> = Vec::with_capacity(contents.len());

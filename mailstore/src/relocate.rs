@@ -125,6 +125,7 @@ impl UserStore {
                     guid: m.guid,
                     location: m.from.clone(),
                     range: None,
+                    size: m.size,
                 })
                 .collect();
             let read: Vec<Result<bytes::Bytes>> = self.bodies(reads).collect().await;

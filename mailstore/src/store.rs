@@ -37,6 +37,10 @@ pub enum AckPolicy {
     Acked,
 }
 
+/// Bytes of bodies one read stream holds in flight at most (a single larger body is read
+/// alone): what one FETCH or SEARCH pins, whatever `read_concurrency` allows.
+pub const READ_BUDGET: u64 = 32 << 20;
+
 /// Opens the stores that hold one user's bodies.
 pub type BackendFactory =
     Arc<dyn Fn(&str) -> std::result::Result<BodyStores, BackendError> + Send + Sync>;
@@ -1039,16 +1043,38 @@ impl UserStore {
         self.bodies_at_most(reads, self.read_concurrency)
     }
 
-    /// [`Self::bodies`] with at most `at_once` in flight (background work takes fewer).
+    /// [`Self::bodies`] with at most `at_once` in flight (background work takes fewer). Reads
+    /// start while the bytes in flight stay within [`READ_BUDGET`] (one larger body is read
+    /// alone), so a FETCH of many large bodies pins a bounded amount of memory.
     pub(crate) fn bodies_at_most(
         &self,
         reads: Vec<BodyRead>,
         at_once: usize,
     ) -> BoxStream<'_, Result<Bytes>> {
-        futures::stream::iter(reads)
-            .map(move |r| self.read_body(r))
-            .buffered(at_once.clamp(1, self.read_concurrency))
-            .boxed()
+        let at_once = at_once.clamp(1, self.read_concurrency);
+        let mut pending = reads.into_iter().peekable();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        // The sizes of the reads in flight, in answer order, and their sum.
+        let mut sizes = std::collections::VecDeque::new();
+        let mut held = 0u64;
+        futures::stream::poll_fn(move |cx| {
+            while in_flight.len() < at_once {
+                let Some(next) = pending.peek() else { break };
+                if !in_flight.is_empty() && held.saturating_add(next.size) > READ_BUDGET {
+                    break;
+                }
+                let r = pending.next().expect("peeked");
+                held = held.saturating_add(r.size);
+                sizes.push_back(r.size);
+                in_flight.push_back(self.read_body(r));
+            }
+            let polled = in_flight.poll_next_unpin(cx);
+            if let std::task::Poll::Ready(Some(_)) = &polled {
+                held = held.saturating_sub(sizes.pop_front().unwrap_or(0));
+            }
+            polled
+        })
+        .boxed()
     }
 
     async fn read_body(&self, r: BodyRead) -> Result<Bytes> {

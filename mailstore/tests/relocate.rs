@@ -76,6 +76,7 @@ async fn check_all(user: &UserStore, want_store: StoreId) -> usize {
                     guid: m.guid,
                     location: c.location.clone(),
                     range: None,
+                    size: c.size,
                 },
                 c.size,
             ));
@@ -127,6 +128,7 @@ async fn bodies_move_to_the_target_and_stay_readable() {
                 guid: m.guid,
                 location: c.location,
                 range: Some(0..4),
+                size: 4,
             }
         })
         .collect();

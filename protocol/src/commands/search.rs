@@ -306,11 +306,15 @@ async fn compare(
         .iter()
         .zip(&stored)
         .filter_map(|(c, s)| match (c, s) {
-            (Some(c), None) => Some(BodyRead {
-                guid: c.guid,
-                location: c.location.clone(),
-                range: Some(searched_span(&c.parsed.structure)),
-            }),
+            (Some(c), None) => {
+                let span = searched_span(&c.parsed.structure);
+                Some(BodyRead {
+                    guid: c.guid,
+                    location: c.location.clone(),
+                    size: span.end,
+                    range: Some(span),
+                })
+            }
             _ => None,
         })
         .collect();

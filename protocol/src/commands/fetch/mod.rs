@@ -208,6 +208,11 @@ async fn answer(
             Some(BodyRead {
                 guid: c.guid,
                 location: c.location.clone(),
+                size: if whole {
+                    c.size
+                } else {
+                    range.end - range.start
+                },
                 range: if whole { None } else { Some(range) },
             })
         })
