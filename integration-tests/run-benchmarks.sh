@@ -8,9 +8,9 @@ messages=${MESSAGES:-2000}
 sweep_messages=${SWEEP_MESSAGES:-300}
 port=${DOVECOT_PORT:-10143}
 
-# Two builds: a --bin filter would apply to both packages and skip the strata binary.
-cargo build --release -p strata-server
-cargo build --release -p strata-test-tools --bin imap-bench
+# Every binary of the workspace, so that features unify as in `cargo test --workspace` and
+# what the tests built is reused (with -p, cargo compiles the dependencies again).
+cargo build --release --workspace --bins
 integration-tests/dovecot/dovecot.sh start /tmp/strata-bench-dovecot "$port"
 trap 'integration-tests/dovecot/dovecot.sh stop /tmp/strata-bench-dovecot' EXIT
 
