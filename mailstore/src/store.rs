@@ -163,6 +163,7 @@ impl Mailstore {
                     .collect(),
             ),
             expunging,
+            releasing: tokio::sync::Mutex::new(()),
             background: Arc::new(RwLock::new(())),
             labeller: Mutex::new(None),
             shipper: match (self.opts.ship.clone(), taken) {
@@ -340,6 +341,9 @@ pub struct UserStore {
     expunging: PathBuf,
     /// What it lists.
     given_up: Mutex<Vec<BodyLocation>>,
+    /// Held while graves are released: one release at a time, and waiting for it waits for
+    /// the ones started before.
+    releasing: tokio::sync::Mutex<()>,
     /// Held shared by background work on the user, exclusively by closing it.
     pub(crate) background: Arc<RwLock<()>>,
     /// Keeps a Maildir's file names in step with flags (see `labels`).
@@ -396,18 +400,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         self.mark = None;
         // The session is gone: what only it could name can go too.
-        if self.user.graves.any()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let user = Arc::downgrade(&self.user);
-            let gate = self.user.background.clone();
-            rt.spawn(async move {
-                let _held = gate.read_owned().await;
-                if let Some(user) = user.upgrade() {
-                    user.release_graves().await;
-                }
-            });
-        }
+        self.user.release_graves_soon();
     }
 }
 
@@ -752,7 +745,9 @@ impl UserStore {
         let done = self.index.expunge(mailbox, uids).await?;
         self.bury(mailbox, dying, &done)?;
         drop(moving);
-        self.release_graves().await;
+        // The intent file names what is given up, so the answer need not wait for the store
+        // to delete it (unlinking a thousand files costs more than the commit).
+        self.release_graves_soon();
         Ok(done)
     }
 
@@ -776,7 +771,7 @@ impl UserStore {
         self.bury(mailbox, leaving, &gone)?;
         self.refile_meta(dest, &moved).await;
         drop(moving);
-        self.release_graves().await;
+        self.release_graves_soon();
         Ok(pairs)
     }
 
@@ -868,9 +863,30 @@ impl UserStore {
         self.graves.find(mailbox, uid)
     }
 
+    /// [`Self::release_graves`] in a background task (holding the user open as other
+    /// background work does), when there are graves; a command's answer does not wait for the
+    /// store's deletes, which the expunge intent file covers should the process stop first.
+    pub fn release_graves_soon(self: &Arc<Self>) {
+        if !self.graves.any() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let user = Arc::downgrade(self);
+        let gate = self.background.clone();
+        rt.spawn(async move {
+            let _held = gate.read_owned().await;
+            if let Some(user) = user.upgrade() {
+                user.release_graves().await;
+            }
+        });
+    }
+
     /// Deletes the bodies of expunged messages every session has been told of (and whose
-    /// content no other message shares).
+    /// content no other message shares), once any release already under way has finished.
     pub async fn release_graves(&self) {
+        let _one = self.releasing.lock().await;
         let gone = self.graves.released();
         if gone.is_empty() {
             return;

@@ -138,6 +138,8 @@ async fn bodies_an_expunge_gave_up_stay_listed_until_deleted() {
     // The expunge is recorded; deleting its body fails (as if the process died right then).
     flaky.set_error_rate(1.0);
     user.expunge(inbox, vec![uids[1]]).await.unwrap();
+    // The answer does not wait for the deletes; this waits for them to have been tried.
+    user.release_graves().await;
     flaky.set_error_rate(0.0);
     assert_eq!(memory.list("").await.unwrap().len(), 3);
     let given_up = user.given_up();

@@ -368,7 +368,9 @@ async fn expunged_bodies_are_deleted_only_after_the_index_stops_naming_them() {
         .await
         .unwrap();
     user.expunge(inbox, uids[..2].to_vec()).await.unwrap();
-    // The store's chain already says they are gone: a restore names no deleted body.
+    // The deletes follow the answer; once they are done, the store's chain already says the
+    // messages are gone: a restore names no deleted body.
+    user.release_graves().await;
     let (_keep, restored) = chain_answers(&*backend).await;
     let restored = restored.unwrap();
     for uid in [Uid(1), Uid(2)] {

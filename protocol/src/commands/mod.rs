@@ -465,7 +465,7 @@ pub(crate) fn name_error(r: &mut Responder<'_>, tag: &str, e: &names::NameError)
 /// Reports other sessions' changes to the selected mailbox (with EXPUNGE when `expunges`) and
 /// claims newly arrived messages as `\Recent` for a read-write session.
 pub(crate) async fn sync_selected(
-    user: &UserStore,
+    user: &Arc<UserStore>,
     sel: &mut Selected,
     enabled: Enabled,
     expunges: bool,
@@ -480,7 +480,7 @@ pub(crate) async fn sync_selected(
     let arrived = sel.sync(r, expunges, enabled);
     if expunges {
         // What this session has now reported may be the last thing an expunged body waited for.
-        user.release_graves().await;
+        user.release_graves_soon();
     }
     if arrived.is_empty() {
         return;
