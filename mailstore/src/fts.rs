@@ -504,11 +504,35 @@ impl UserStore {
     }
 }
 
+/// The nice value indexing runs at: requests always come first, and an idle core indexes.
+const INDEXING_NICE: i32 = 19;
+
+/// Runs an indexing step on a thread of its own at [`INDEXING_NICE`]. On Linux the nice value
+/// is per thread and inherited by the threads tantivy starts from it, so a commit's
+/// tokenizing and merging yield the cores to commands rather than share them.
 async fn run_blocking(
     f: impl FnOnce() -> Result<(), strata_fts::FtsError> + Send + 'static,
 ) -> crate::Result<()> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| crate::StoreError::FullText(format!("task failed: {e}")))?
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("strata-fts".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(|e| crate::StoreError::FullText(format!("no indexing thread: {e}")))?;
+    rx.await
+        .map_err(|_| crate::StoreError::FullText("indexing thread failed".into()))?
         .map_err(|e| crate::StoreError::FullText(e.to_string()))
 }
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // `None` is the calling thread on Linux (elsewhere it would be the whole process).
+    if let Err(e) = rustix::process::setpriority_process(None, INDEXING_NICE) {
+        tracing::debug!(error = %e, "full-text indexing at normal priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
