@@ -53,6 +53,9 @@ pub struct Message<'a> {
     pub parts: Vec<&'a [u8]>,
     /// The decoded text of the text parts.
     pub text: &'a str,
+    /// What header searches (SUBJECT, FROM, HEADER) compare besides the header block itself:
+    /// values unfolded, encoded words decoded, addresses as `name <mailbox@host>`.
+    pub fields: &'a [String],
 }
 
 /// What SEARCH compares, as the index keeps it.
@@ -71,6 +74,9 @@ pub enum Scope {
     Body,
     /// The header and the text parts (SEARCH TEXT).
     Text,
+    /// The header fields' values in every form a header search compares (SUBJECT, FROM,
+    /// HEADER): the header block and [`Message::fields`].
+    Header,
 }
 
 /// How [`TextIndex::open`] found the directory.
@@ -92,6 +98,7 @@ struct Fields {
     large: Field,
     head: Field,
     body: Field,
+    fields: Field,
     header: Field,
     part: Field,
     parts: Field,
@@ -110,7 +117,8 @@ fn schema() -> (Schema, Fields) {
         lo: b.add_u64_field("guid_lo", FAST),
         large: b.add_u64_field("too_large", FAST | INDEXED),
         head: b.add_text_field("head", trigrams.clone()),
-        body: b.add_text_field("body", trigrams),
+        body: b.add_text_field("body", trigrams.clone()),
+        fields: b.add_text_field("fields", trigrams),
         header: b.add_bytes_field("header", STORED),
         part: b.add_bytes_field("part", STORED),
         parts: b.add_u64_field("parts", STORED),
@@ -303,6 +311,14 @@ impl TextIndex {
             doc.add_text(f.body, fold::ascii(p));
         }
         doc.add_text(f.body, fold::text(m.text));
+        for v in m.fields {
+            let ascii = fold::ascii(v.as_bytes());
+            let text = fold::text(v);
+            if text != ascii {
+                doc.add_text(f.fields, text);
+            }
+            doc.add_text(f.fields, ascii);
+        }
         doc.add_bytes(f.header, m.header);
         for p in &m.parts {
             doc.add_bytes(f.part, p);
@@ -338,12 +354,18 @@ impl TextIndex {
         };
         let ascii = fold::ascii(needle.as_bytes());
         let text = fold::text(needle);
-        let mut alternatives = vec![(self.f.body, ascii.as_str())];
-        if text != ascii {
-            alternatives.push((self.f.body, text.as_str()));
-        }
-        if scope == Scope::Text {
-            alternatives.push((self.f.head, ascii.as_str()));
+        // Each field under each folding its text is indexed with.
+        let within = match scope {
+            Scope::Body => vec![self.f.body],
+            Scope::Text => vec![self.f.body, self.f.head],
+            Scope::Header => vec![self.f.head, self.f.fields],
+        };
+        let mut alternatives = Vec::new();
+        for field in within {
+            alternatives.push((field, ascii.as_str()));
+            if text != ascii && field != self.f.head {
+                alternatives.push((field, text.as_str()));
+            }
         }
         let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, folded) in alternatives {

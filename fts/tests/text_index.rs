@@ -12,13 +12,26 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
+fn contains_text(hay: &str, needle: &[u8]) -> bool {
+    hay.to_lowercase()
+        .contains(&String::from_utf8_lossy(needle).to_lowercase())
+}
+
 /// SEARCH's comparison, as the protocol makes it.
-fn matches(header: &[u8], parts: &[Vec<u8>], text: &str, needle: &[u8], scope: Scope) -> bool {
-    (scope == Scope::Text && contains_ci(header, needle))
-        || parts.iter().any(|p| contains_ci(p, needle))
-        || text
-            .to_lowercase()
-            .contains(&String::from_utf8_lossy(needle).to_lowercase())
+fn matches(d: &Doc, needle: &[u8], scope: Scope) -> bool {
+    match scope {
+        Scope::Header => {
+            contains_ci(&d.header, needle)
+                || d.fields
+                    .iter()
+                    .any(|f| contains_ci(f.as_bytes(), needle) || contains_text(f, needle))
+        }
+        _ => {
+            (scope == Scope::Text && contains_ci(&d.header, needle))
+                || d.parts.iter().any(|p| contains_ci(p, needle))
+                || contains_text(&d.text, needle)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -26,6 +39,7 @@ struct Doc {
     header: Vec<u8>,
     parts: Vec<Vec<u8>>,
     text: String,
+    fields: Vec<String>,
 }
 
 fn alphabet() -> impl Strategy<Value = String> {
@@ -45,14 +59,16 @@ fn doc() -> impl Strategy<Value = Doc> {
         proptest::collection::vec(alphabet(), 0..3),
         alphabet(),
         proptest::collection::vec(any::<u8>(), 0..8),
+        proptest::collection::vec(alphabet(), 0..3),
     )
-        .prop_map(|(h, parts, text, junk)| {
+        .prop_map(|(h, parts, text, junk, fields)| {
             let mut header = h.into_bytes();
             header.extend_from_slice(&junk);
             Doc {
                 header,
                 parts: parts.into_iter().map(String::into_bytes).collect(),
                 text,
+                fields,
             }
         })
 }
@@ -72,6 +88,7 @@ fn add(ix: &TextIndex, docs: &[Doc]) {
             header: &d.header,
             parts: d.parts.iter().map(Vec::as_slice).collect(),
             text: &d.text,
+            fields: &d.fields,
         })
         .collect();
     ix.apply(&messages, &[]).unwrap();
@@ -89,13 +106,13 @@ proptest! {
         let (ix, _) = TextIndex::open(dir.path(), 0).unwrap();
         add(&ix, &docs);
         for needle in &needles {
-            for scope in [Scope::Body, Scope::Text] {
+            for scope in [Scope::Body, Scope::Text, Scope::Header] {
                 let Some(cands) = ix.candidates(needle.as_bytes(), scope).unwrap() else {
                     prop_assert!(needle.chars().count() < 3 || needle.to_lowercase().chars().count() < 3);
                     continue;
                 };
                 for (i, d) in docs.iter().enumerate() {
-                    if matches(&d.header, &d.parts, &d.text, needle.as_bytes(), scope) {
+                    if matches(d, needle.as_bytes(), scope) {
                         prop_assert!(cands.contains(&guid(i)), "{needle:?} in doc {i} missed");
                     }
                 }
@@ -118,11 +135,13 @@ fn narrows_reopens_removes_and_resets() {
             header: b"Subject: Quarterly figures\r\n\r\n".to_vec(),
             parts: vec![b"Revenue grew =C3=A9".to_vec()],
             text: "Revenue grew é".into(),
+            fields: vec!["Été à Paris".into()],
         },
         Doc {
             header: b"Subject: lunch\r\n\r\n".to_vec(),
             parts: vec![b"Shall we meet at noon?".to_vec(), Vec::new()],
             text: "Shall we meet at noon?\n".into(),
+            fields: Vec::new(),
         },
     ];
     {
@@ -133,6 +152,13 @@ fn narrows_reopens_removes_and_resets() {
         assert_eq!(c("REVENUE", Scope::Body).len(), 1);
         assert!(c("quarterly", Scope::Body).is_empty());
         assert!(c("quarterly", Scope::Text).contains(&guid(0)));
+        assert!(c("quarterly", Scope::Header).contains(&guid(0)));
+        assert!(c("ÉTÉ À", Scope::Header).contains(&guid(0)));
+        assert!(
+            c("été", Scope::Text).is_empty(),
+            "decoded header forms are not TEXT's"
+        );
+        assert!(c("noon", Scope::Header).is_empty());
         assert!(c("grew É", Scope::Body).contains(&guid(0)));
         assert!(c("=c3=a9", Scope::Body).contains(&guid(0)));
         assert_eq!(ix.candidates(b"no", Scope::Body).unwrap(), None);
@@ -160,6 +186,7 @@ fn narrows_reopens_removes_and_resets() {
         header: b"",
         parts: vec![&big],
         text: "",
+        fields: &[],
     };
     ix.apply(&[m], &[]).unwrap();
     assert_eq!(ix.kept(&guid(7)), Some(Kept::TooLarge));

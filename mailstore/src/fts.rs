@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use strata_index::{Change, Guid, Parts};
 
 use crate::bodies::BodyRead;
-use crate::searched::{searched_slices, searched_span, searched_text, text_parts};
+use crate::searched::{header_forms, searched_slices, searched_span, searched_text, text_parts};
 use crate::store::UserStore;
 
 pub use strata_fts::{Scope as TextScope, StoredText};
@@ -372,16 +372,18 @@ impl UserStore {
                     let root = &c.parsed.structure;
                     let (header, parts) = searched_slices(root, bytes);
                     let decoded = searched_text(&parts, &text_parts(root));
-                    (c.guid.0, header, parts, decoded)
+                    let fields = header_forms(&header);
+                    (c.guid.0, header, parts, decoded, fields)
                 })
                 .collect();
             let messages: Vec<Message<'_>> = prepared
                 .iter()
-                .map(|(g, header, parts, decoded)| Message {
+                .map(|(g, header, parts, decoded, fields)| Message {
                     guid: *g,
                     header,
                     parts: parts.iter().map(|p| p.as_ref()).collect(),
                     text: decoded,
+                    fields,
                 })
                 .collect();
             text.apply(&messages, &removes)

@@ -1,7 +1,8 @@
-//! The full-text index: SEARCH BODY and TEXT answer exactly what they answer without it (on a
-//! generated corpus with charsets, transfer encodings, HTML, encoded words and attachments),
-//! while it catches up, once it has (without reading a body from the store), after expunges,
-//! after `strata fts rebuild`, and after the index is damaged.
+//! The full-text index: SEARCH BODY, TEXT and the header keys answer exactly what they answer
+//! without it (on a generated corpus with charsets, transfer encodings, HTML, encoded words in
+//! subjects and addresses, folded fields and attachments), while it catches up, once it has
+//! (without reading a body from the store), after expunges, after `strata fts rebuild`, and
+//! after the index is damaged.
 
 use std::time::Duration;
 
@@ -69,8 +70,20 @@ fn qp_latin1(text: &str) -> String {
 fn message(i: usize, rng: &mut Lcg) -> Vec<u8> {
     let subject = rng.words(3);
     let body = rng.words(12);
+    // Addresses as a name, as a comment and as encoded words; a folded field the index does
+    // not keep.
+    let from = match i % 3 {
+        0 => format!("Sender {i} <s{i}@example.org>"),
+        1 => format!("s{i}@example.org (Sender {i})"),
+        _ => format!("=?UTF-8?Q?S=C3=A9nder_{i}?=\r\n <s{i}@example.org>"),
+    };
+    let mailer = if i.is_multiple_of(2) {
+        format!("Corpus {i}")
+    } else {
+        format!("Corpus {i}\r\n\tfolded café")
+    };
     let head = format!(
-        "From: Sender {i} <s{i}@example.org>\r\nTo: alice@example.org\r\nMessage-ID: <fts{i}@example.org>\r\nX-Mailer: Corpus {i}\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+        "From: {from}\r\nTo: alice@example.org\r\nMessage-ID: <fts{i}@example.org>\r\nX-Mailer: {mailer}\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
     );
     let mut m = match i % 7 {
         0 => format!("{head}Subject: {subject}\r\n\r\n{body}\r\n").into_bytes(),
@@ -156,11 +169,28 @@ fn searches() -> Vec<Vec<u8>> {
         "ends",
         "pha be",
         "fts3@example",
+        "sender 1 <s1@",
+        "s4@example.org (sender",
+        "sénder",
+        "SÉNDER 2",
+        "nder 5 <s5",
+        "folded caf",
+        "folded café",
+        "corpus 3",
+        "alice@",
     ];
     let literal = |s: &str| format!("{{{}+}}\r\n{s}", s.len());
     let mut out = Vec::new();
     for n in needles {
-        for key in ["BODY", "TEXT"] {
+        for key in [
+            "BODY",
+            "TEXT",
+            "SUBJECT",
+            "FROM",
+            "TO",
+            "HEADER X-Mailer",
+            "HEADER Subject",
+        ] {
             out.push(format!("UID SEARCH CHARSET UTF-8 {key} {}", literal(n)));
         }
         out.push(format!(

@@ -56,6 +56,28 @@ pub(crate) fn add_line(fields: &mut Vec<Field>, raw: &[u8], line: Range<usize>) 
     }
 }
 
+/// The fields of a header block (up to its empty line), as the MIME walk reads them.
+pub(crate) fn block(raw: &[u8]) -> Vec<Field> {
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() {
+        let (next, text_end) = match memchr::memchr(b'\n', &raw[pos..]) {
+            Some(i) => {
+                let lf = pos + i;
+                let cr = lf > pos && raw[lf - 1] == b'\r';
+                (lf + 1, if cr { lf - 1 } else { lf })
+            }
+            None => (raw.len(), raw.len()),
+        };
+        if text_end == pos {
+            break;
+        }
+        add_line(&mut fields, raw, pos..text_end);
+        pos = next;
+    }
+    fields
+}
+
 /// The first field called `name`.
 pub(crate) fn first<'f>(fields: &'f [Field], raw: &[u8], name: &str) -> Option<&'f Field> {
     fields.iter().find(|f| f.is(raw, name))

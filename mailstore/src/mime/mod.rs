@@ -12,7 +12,7 @@ mod address;
 mod content;
 mod decode;
 mod envelope;
-mod header;
+pub(crate) mod header;
 mod tree;
 
 pub use address::{MISSING_DOMAIN, MISSING_MAILBOX, parse_list as parse_addresses, search_text};

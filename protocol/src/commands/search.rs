@@ -1,7 +1,9 @@
 //! SEARCH and UID SEARCH (RFC 3501 6.4.4): every key, nested OR/NOT/AND, sequence and UID sets,
 //! dates, sizes, flags, headers and text. Flags, sizes, dates and UIDs come from the shared
 //! view; header keys from the fields the index keeps; BODY and TEXT read bodies (concurrently,
-//! in order) only when the criteria need them.
+//! in order) only when the criteria need them. The text and header strings of the top-level
+//! conjunction first narrow the messages compared to the full-text index's candidates (and
+//! those it does not hold); the comparison itself is the same either way.
 
 use std::collections::HashSet;
 
@@ -14,7 +16,10 @@ use strata_mailstore::mime::search_text;
 use strata_mailstore::model::{
     ContentRecord, Guid, MimePart, Modseq, Parts, SystemFlags, Timestamp, Uid, ViewEntry,
 };
-use strata_mailstore::searched::{searched_slices, searched_span, searched_text, text_parts};
+use strata_mailstore::searched::{
+    ADDRESS_FIELDS, contains_ci, field_values, searched_slices, searched_span, searched_text,
+    strip_breaks, text_parts,
+};
 use strata_mailstore::{
     BodyRead, SYNCED_HEADERS, StoreError, TextScope, UserStore, decode_header, parse_date,
 };
@@ -80,24 +85,6 @@ struct Candidate<'a> {
     text: std::cell::OnceCell<String>,
 }
 
-/// Header fields whose value is an address list.
-const ADDRESS_FIELDS: &[&str] = &["From", "To", "Cc", "Bcc", "Sender", "Reply-To"];
-
-/// A header value with its line breaks removed.
-fn unfold(v: &[u8]) -> Vec<u8> {
-    v.iter()
-        .copied()
-        .filter(|b| *b != b'\r' && *b != b'\n')
-        .collect()
-}
-
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
 fn contains_text(hay: &str, needle: &[u8]) -> bool {
     let needle = String::from_utf8_lossy(needle).to_lowercase();
     hay.to_lowercase().contains(&needle)
@@ -119,26 +106,9 @@ impl Candidate<'_> {
                 .map(|h| h.value.clone())
                 .collect();
         }
-        let Some(header) = self.header else {
-            return Vec::new();
-        };
-        let mut out: Vec<Vec<u8>> = Vec::new();
-        let mut current = false;
-        for line in header.split_inclusive(|&b| b == b'\n') {
-            if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-                if current && let Some(last) = out.last_mut() {
-                    last.extend_from_slice(line.trim_ascii_end());
-                }
-                continue;
-            }
-            let mut it = line.splitn(2, |&b| b == b':');
-            let field = it.next().unwrap_or_default().trim_ascii();
-            current = field.eq_ignore_ascii_case(name.as_bytes());
-            if current {
-                out.push(it.next().unwrap_or_default().trim_ascii().to_vec());
-            }
-        }
-        out
+        self.header
+            .map(|header| field_values(header, name))
+            .unwrap_or_default()
     }
 
     fn header_matches(&self, name: &str, needle: &[u8]) -> bool {
@@ -155,7 +125,7 @@ impl Candidate<'_> {
                 || (!v.is_ascii() && contains_text(&String::from_utf8_lossy(v), needle))
                 || (contains_ci(v, b"=?") && contains_text(&decode_header(v), needle))
                 || (address && {
-                    let plain = search_text(&unfold(v));
+                    let plain = search_text(&strip_breaks(v));
                     contains_ci(&plain, needle)
                         || (contains_ci(&plain, b"=?")
                             && contains_text(&decode_header(&plain), needle))
@@ -254,12 +224,17 @@ fn matches(k: &SearchKey<'_>, c: &Candidate<'_>, sel: &Selected, max_uid: u32, n
     }
 }
 
-/// The BODY and TEXT needles every match must contain: those of the top-level conjunction.
+/// The strings every match must contain, and where: the text and header keys of the top-level
+/// conjunction, which the full-text index narrows by.
 fn text_needles(k: &SearchKey<'_>, out: &mut Vec<(Vec<u8>, TextScope)>) {
+    use SearchKey as K;
     match k {
-        SearchKey::And(ks) => ks.as_ref().iter().for_each(|k| text_needles(k, out)),
-        SearchKey::Body(v) => out.push((v.as_ref().to_vec(), TextScope::Body)),
-        SearchKey::Text(v) => out.push((v.as_ref().to_vec(), TextScope::Text)),
+        K::And(ks) => ks.as_ref().iter().for_each(|k| text_needles(k, out)),
+        K::Body(v) => out.push((v.as_ref().to_vec(), TextScope::Body)),
+        K::Text(v) => out.push((v.as_ref().to_vec(), TextScope::Text)),
+        K::Subject(v) | K::From(v) | K::To(v) | K::Cc(v) | K::Bcc(v) | K::Header(_, v) => {
+            out.push((v.as_ref().to_vec(), TextScope::Header))
+        }
         _ => {}
     }
 }
@@ -426,28 +401,28 @@ pub(super) async fn search(
             .and_then(|snap| snap.content_parts(&e.guid, want).ok().flatten())
     };
     let mut hits = Vec::new();
-    if need.body {
-        let mut needles = Vec::new();
-        text_needles(&key, &mut needles);
-        // Every full-text candidate set holds all matches among the messages the index holds;
-        // a message it does not hold is always compared.
-        let mut narrow: Option<HashSet<Guid>> = None;
-        for (needle, scope) in needles {
-            if let Some(found) = user.fts_candidates(&needle, scope).await {
-                narrow = Some(match narrow {
-                    None => found,
-                    Some(n) => n.intersection(&found).copied().collect(),
-                });
-            }
+    let mut needles = Vec::new();
+    text_needles(&key, &mut needles);
+    // Every full-text candidate set holds all matches among the messages the index holds;
+    // a message it does not hold is always compared.
+    let mut narrow: Option<HashSet<Guid>> = None;
+    for (needle, scope) in needles {
+        if let Some(found) = user.fts_candidates(&needle, scope).await {
+            narrow = Some(match narrow {
+                None => found,
+                Some(n) => n.intersection(&found).copied().collect(),
+            });
         }
-        let compared: Vec<&(u32, ViewEntry)> = entries
-            .iter()
-            .filter(|(_, e)| {
-                narrow
-                    .as_ref()
-                    .is_none_or(|n| n.contains(&e.guid) || !user.fts_holds(&e.guid))
-            })
-            .collect();
+    }
+    let compared: Vec<&(u32, ViewEntry)> = entries
+        .iter()
+        .filter(|(_, e)| {
+            narrow
+                .as_ref()
+                .is_none_or(|n| n.contains(&e.guid) || !user.fts_holds(&e.guid))
+        })
+        .collect();
+    if need.body {
         for chunk in compared.chunks(COMPARED_AT_ONCE) {
             let ctx = Compare {
                 key: &key,
@@ -461,7 +436,7 @@ pub(super) async fn search(
             }
         }
     } else {
-        for (seq, e) in &entries {
+        for (seq, e) in compared {
             // Decoded one at a time and dropped after the match.
             let content = if need.content { content_of(e) } else { None };
             let c = Candidate {
