@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: Strata and Dovecot side by side (phase by phase, in one run), then
-# Strata's latency sweep over the delay backend. Sizes can be changed through the environment:
-#   MESSAGES=2000 SWEEP_MESSAGES=300 integration-tests/run-benchmarks.sh
+# Strata's latency sweep over the delay backend and SEARCH BODY on a large mailbox on S3. Sizes
+# can be changed through the environment:
+#   MESSAGES=2000 SWEEP_MESSAGES=300 SCALE_MESSAGES=100000 integration-tests/run-benchmarks.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${MESSAGES:-2000}
 sweep_messages=${SWEEP_MESSAGES:-300}
+scale_messages=${SCALE_MESSAGES:-100000}
 port=${DOVECOT_PORT:-10143}
 
 # Every binary of the workspace, so that features unify as in `cargo test --workspace` and
@@ -38,5 +40,9 @@ echo -e "\n## Latency sweep (Strata over the delay backend)\n" >> "$out"
 echo "Header-only phases should stay flat (they come from the index); body phases should grow like" >> "$out"
 echo "ceil(bodies / read_concurrency) × latency; APPEND only under the answer-at-acked policy." >> "$out"
 ./target/release/imap-bench sweep --messages "$sweep_messages" --out "$out"
+echo -e "\n## SEARCH BODY at scale\n" >> "$out"
+echo "A large mailbox on S3 with every store read delayed: SEARCH BODY answered from the full-text" >> "$out"
+echo "index (target: under 100 ms at 100,000 messages and 50 ms), and a smaller one without it." >> "$out"
+./target/release/imap-bench search-scale --messages "$scale_messages" --latency-ms 50 --out "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

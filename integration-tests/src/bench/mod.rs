@@ -6,6 +6,7 @@
 pub mod corpus;
 pub mod report;
 pub mod resync;
+pub mod search_scale;
 pub mod ship;
 
 use std::net::SocketAddr;

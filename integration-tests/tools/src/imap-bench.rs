@@ -30,6 +30,31 @@ enum Command {
     /// Measures index shipping: APPEND throughput with it on and off, bytes shipped, and the
     /// restore of N-message users from S3.
     Ship(ShipArgs),
+    /// Measures SEARCH BODY on a large mailbox on S3 with injected latency, answered from the
+    /// full-text index (and, on a smaller one, without it).
+    SearchScale(SearchScaleArgs),
+}
+
+#[derive(Args, Clone)]
+struct SearchScaleArgs {
+    /// Messages in the mailbox searched with the full-text index.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u32,
+    /// Messages in the mailbox searched without it.
+    #[arg(long, default_value_t = 2_000)]
+    unindexed: u32,
+    /// Injected latency of every store read, in ms.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Searches per needle.
+    #[arg(long, default_value_t = 5)]
+    repeats: u32,
+    /// Connections the APPENDs are spread over.
+    #[arg(long, default_value_t = 8)]
+    connections: u32,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -529,6 +554,17 @@ async fn main() {
                     latency: Duration::from_millis(a.latency_ms),
                 },
             )
+            .await;
+            write_out(&a.out, &text);
+        }
+        Command::SearchScale(a) => {
+            let text = bench::search_scale::run(&bench::search_scale::Options {
+                messages: a.messages,
+                unindexed: a.unindexed,
+                latency: Duration::from_millis(a.latency_ms),
+                repeats: a.repeats,
+                connections: a.connections,
+            })
             .await;
             write_out(&a.out, &text);
         }
