@@ -37,6 +37,7 @@ mod key;
 mod label;
 mod memory;
 mod meta;
+mod pool;
 mod prefixed;
 mod receipt;
 
@@ -47,5 +48,6 @@ pub use key::{Key, MAX_KEY_BYTES};
 pub use label::Label;
 pub use memory::MemoryBackend;
 pub use meta::{BodyMeta, PAIR_NAMES};
+pub use pool::{BufferPool, READ_BUFFERS_MAX, read_buffers};
 pub use prefixed::Prefixed;
 pub use receipt::{AckTracker, Receipt};

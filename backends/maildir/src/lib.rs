@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
     AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op,
-    Receipt,
+    Receipt, read_buffers,
 };
 
 mod tree;
@@ -375,28 +375,38 @@ impl Inner {
 
     fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
         let (path, mut f) = self.open_read(key)?;
-        let mut out = Vec::new();
-        match range {
+        let len = f.metadata().map_err(|e| io_err("reading", &path, e))?.len();
+        // Sized once (growing by doubling copied the body and faulted its pages in again at
+        // each step), from buffers earlier reads have given back.
+        let pool = read_buffers();
+        let mut out = match range {
             None => {
-                // Sized once: growing by doubling copied the body and faulted in its pages
-                // again at each step (most of a body FETCH's time in a profile).
-                let len = f.metadata().map_or(0, |m| m.len());
-                out.reserve_exact(usize::try_from(len).unwrap_or(0));
+                let mut out = pool.take(usize::try_from(len).unwrap_or(0));
                 f.read_to_end(&mut out)
                     .map_err(|e| io_err("reading", &path, e))?;
+                out
             }
             Some(r) => {
-                let len = f.metadata().map_err(|e| io_err("reading", &path, e))?.len();
                 let start = r.start.min(len);
                 let end = r.end.clamp(start, len);
                 f.seek(SeekFrom::Start(start))
                     .map_err(|e| io_err("reading", &path, e))?;
+                let mut out = pool.take((end - start) as usize);
                 out.resize((end - start) as usize, 0);
                 f.read_exact(&mut out)
                     .map_err(|e| io_err("reading", &path, e))?;
+                out
             }
+        };
+        // A small read in a large pooled buffer would pin the buffer for as long as the
+        // bytes live; it is copied out instead.
+        if out.capacity() > 2 * out.len().max(4096) {
+            let copy = Bytes::copy_from_slice(&out);
+            out.clear();
+            drop(pool.bytes(out));
+            return Ok(copy);
         }
-        Ok(Bytes::from(out))
+        Ok(pool.bytes(out))
     }
 
     fn size(&self, key: &Key) -> Result<u64, BackendError> {
