@@ -509,23 +509,49 @@ impl UserStore {
 /// The nice value indexing runs at: requests always come first, and an idle core indexes.
 const INDEXING_NICE: i32 = 19;
 
-/// Runs an indexing step on a thread of its own at [`INDEXING_NICE`]. On Linux the nice value
-/// is per thread and inherited by the threads tantivy starts from it, so a commit's
-/// tokenizing and merging yield the cores to commands rather than share them.
+/// Runs an indexing step on the server's indexing thread, which runs at [`INDEXING_NICE`]. On
+/// Linux the nice value is per thread and inherited by the threads tantivy starts from it, so
+/// a commit's tokenizing and merging yield the cores to commands rather than share them. One
+/// long-lived thread, not one per batch: a thread's allocator heap is reused from batch to
+/// batch instead of being left behind for others to reclaim.
 async fn run_blocking(
     f: impl FnOnce() -> Result<(), strata_fts::FtsError> + Send + 'static,
 ) -> crate::Result<()> {
     let (tx, rx) = oneshot::channel();
+    let job: IndexingJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    indexing_thread()
+        .map_err(|e| crate::StoreError::FullText(format!("no indexing thread: {e}")))?
+        .send(job)
+        .map_err(|_| crate::StoreError::FullText("the indexing thread is gone".into()))?;
+    rx.await
+        .map_err(|_| crate::StoreError::FullText("indexing step failed".into()))?
+        .map_err(|e| crate::StoreError::FullText(e.to_string()))
+}
+
+type IndexingJob = Box<dyn FnOnce() + Send>;
+
+/// The indexing thread's queue, started on first use.
+fn indexing_thread() -> std::io::Result<&'static std::sync::mpsc::Sender<IndexingJob>> {
+    static JOBS: std::sync::OnceLock<std::sync::mpsc::Sender<IndexingJob>> =
+        std::sync::OnceLock::new();
+    if let Some(jobs) = JOBS.get() {
+        return Ok(jobs);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<IndexingJob>();
     std::thread::Builder::new()
         .name("strata-fts".into())
         .spawn(move || {
             lower_priority();
-            let _ = tx.send(f());
-        })
-        .map_err(|e| crate::StoreError::FullText(format!("no indexing thread: {e}")))?;
-    rx.await
-        .map_err(|_| crate::StoreError::FullText("indexing thread failed".into()))?
-        .map_err(|e| crate::StoreError::FullText(e.to_string()))
+            for job in rx {
+                // A panicking step drops its result sender: its caller sees the failure, and
+                // the thread goes on with the next step.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })?;
+    // Two first uses at once start two threads; the loser's queue closes and its thread ends.
+    Ok(JOBS.get_or_init(|| tx))
 }
 
 #[cfg(target_os = "linux")]
