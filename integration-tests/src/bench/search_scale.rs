@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use strata_config::Config;
 
+use crate::bench::corpus::WORDS;
 use crate::stores::Store;
 use crate::{Client, TestServer, read_delay, until};
 
@@ -33,25 +34,6 @@ const RARE: &str = "quokka";
 const ABSENT: &str = "axolotl";
 /// Every message holds it.
 const COMMON: &str = "meeting";
-
-const WORDS: &[&str] = &[
-    "quarterly",
-    "report",
-    "budget",
-    "invoice",
-    "project",
-    "deadline",
-    "review",
-    "lunch",
-    "travel",
-    "release",
-    "customer",
-    "contract",
-    "schedule",
-    "update",
-    "design",
-    "server",
-];
 
 /// Message `i`: about 1.5 KB of text.
 fn message(i: u32) -> Vec<u8> {
