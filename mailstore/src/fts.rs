@@ -48,6 +48,10 @@ const MAX_QUEUED: usize = 100_000;
 /// Contents indexed per commit.
 const BATCH: usize = 256;
 
+/// Searched bytes (header and text parts) read per commit; a batch stops at the message that
+/// crosses it. Each is held several times over while indexed (as read, decoded, folded).
+const BATCH_BYTES: u64 = 4 << 20;
+
 /// Body reads the indexer keeps in flight: fewer than a request's, so background work holds
 /// few of the file threads and little memory.
 const BACKGROUND_READS: usize = 8;
@@ -319,14 +323,21 @@ impl UserStore {
             structure: true,
             ..Parts::default()
         };
-        let batch: Vec<Guid> = queue.adds.iter().take(BATCH).copied().collect();
-        let mut contents = Vec::with_capacity(batch.len());
-        for g in &batch {
+        let mut batch: Vec<Guid> = Vec::new();
+        let mut contents = Vec::new();
+        let mut bytes = 0u64;
+        for g in queue.adds.iter().take(BATCH) {
+            // What a batch reads, decodes and folds is held at once: bounded by bytes too.
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+            batch.push(*g);
             // A content never changes: one indexed already (a COPY's) is not read again.
             if fts.text.kept(&g.0).is_some() {
                 continue;
             }
             if let Some(c) = snap.content_parts(g, want)? {
+                bytes += searched_span(&c.parsed.structure).end;
                 contents.push(c);
             }
         }
