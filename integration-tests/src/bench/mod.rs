@@ -31,7 +31,8 @@ pub struct Target {
     pub user: String,
     /// Password.
     pub password: String,
-    /// Process names whose resident memory is the server's (for the idle-memory phase).
+    /// The processes whose resident memory is the server's: names, or `pid:N` for one
+    /// process (a spawned server, which other processes of the same name must not inflate).
     pub processes: Vec<String>,
 }
 
@@ -173,8 +174,12 @@ impl Target {
             .flatten()
             .map(|e| e.path())
             .filter(|dir| {
-                std::fs::read_to_string(dir.join("comm"))
-                    .is_ok_and(|comm| self.processes.iter().any(|p| p == comm.trim()))
+                let pid = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                self.processes
+                    .iter()
+                    .any(|p| p.strip_prefix("pid:") == Some(pid))
+                    || std::fs::read_to_string(dir.join("comm"))
+                        .is_ok_and(|comm| self.processes.iter().any(|p| p == comm.trim()))
             })
             .collect()
     }

@@ -207,10 +207,9 @@ struct SweepArgs {
     sizes: Sizes,
 }
 
-fn own_process_name() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/comm")
-        .map(|c| vec![c.trim().to_string()])
-        .unwrap_or_default()
+/// This process, where Strata runs in-process (by id: another imap-bench must not count).
+fn own_process() -> Vec<String> {
+    vec![format!("pid:{}", std::process::id())]
 }
 
 async fn in_process_strata(latency_ms: u64, acked: bool) -> (TestServer, Target) {
@@ -244,7 +243,7 @@ async fn in_process_strata(latency_ms: u64, acked: bool) -> (TestServer, Target)
         tls_ca: None,
         user: "alice".into(),
         password: "alice-password".into(),
-        processes: own_process_name(),
+        processes: own_process(),
     };
     (server, target)
 }
@@ -346,7 +345,7 @@ fn spawn_strata(extra: &str) -> (Spawned, Target) {
         tls_ca: None,
         user: "bench".into(),
         password: "bench".into(),
-        processes: vec!["strata".into()],
+        processes: vec![format!("pid:{}", child.id())],
     };
     (Spawned { child, _dir: dir }, target)
 }
