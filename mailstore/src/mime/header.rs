@@ -61,14 +61,7 @@ pub(crate) fn block(raw: &[u8]) -> Vec<Field> {
     let mut fields = Vec::new();
     let mut pos = 0;
     while pos < raw.len() {
-        let (next, text_end) = match memchr::memchr(b'\n', &raw[pos..]) {
-            Some(i) => {
-                let lf = pos + i;
-                let cr = lf > pos && raw[lf - 1] == b'\r';
-                (lf + 1, if cr { lf - 1 } else { lf })
-            }
-            None => (raw.len(), raw.len()),
-        };
+        let (next, text_end) = line_at(raw, pos);
         if text_end == pos {
             break;
         }
@@ -76,6 +69,23 @@ pub(crate) fn block(raw: &[u8]) -> Vec<Field> {
         pos = next;
     }
     fields
+}
+
+/// The end of the line starting at `at` (after its LF, or the end of the input) and the end
+/// of its text (before CRLF or LF).
+pub(crate) fn line_at(raw: &[u8], at: usize) -> (usize, usize) {
+    match memchr::memchr(b'\n', &raw[at..]) {
+        Some(i) => {
+            let lf = at + i;
+            let text_end = if lf > at && raw[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            (lf + 1, text_end)
+        }
+        None => (raw.len(), raw.len()),
+    }
 }
 
 /// The first field called `name`.

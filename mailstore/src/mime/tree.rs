@@ -18,7 +18,7 @@ use strata_index::{Envelope, HeaderField, MimePart};
 
 use super::content::Content;
 use super::envelope;
-use super::header::{Field, add_line};
+use super::header::{Field, add_line, line_at};
 
 /// The deepest a part may be nested (the message is depth 0); containers at the last level
 /// are opaque.
@@ -118,23 +118,6 @@ pub(crate) fn walk(raw: &[u8]) -> Tree {
     Tree {
         root: w.done.unwrap_or_default(),
         fields: w.root_fields,
-    }
-}
-
-/// The end of the line starting at `at` (after its LF, or the end of the input) and the end
-/// of its text (before CRLF or LF).
-fn line_at(raw: &[u8], at: usize) -> (usize, usize) {
-    match memchr::memchr(b'\n', &raw[at..]) {
-        Some(i) => {
-            let lf = at + i;
-            let text_end = if lf > at && raw[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
-            (lf + 1, text_end)
-        }
-        None => (raw.len(), raw.len()),
     }
 }
 
