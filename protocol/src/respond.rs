@@ -4,7 +4,7 @@
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::encode::Out;
+use crate::encode::{Mark, Out};
 
 /// Flush once this many bytes are buffered.
 const FLUSH_AT: usize = 256 * 1024;
@@ -16,8 +16,8 @@ pub struct Responder<'w> {
     pub out: Out,
     /// The status of the last tagged response (for the command log).
     pub last_status: &'static str,
-    /// Where in the buffer the last tagged response starts.
-    last_tagged_at: usize,
+    /// Where in the response the last tagged response starts.
+    last_tagged_at: Mark,
 }
 
 impl<'w> Responder<'w> {
@@ -27,7 +27,7 @@ impl<'w> Responder<'w> {
             w,
             out: Out::default(),
             last_status: "",
-            last_tagged_at: 0,
+            last_tagged_at: Mark::default(),
         }
     }
 
@@ -38,7 +38,7 @@ impl<'w> Responder<'w> {
 
     fn tagged(&mut self, tag: &str, status: &'static str, code: Option<&str>, text: &str) {
         self.last_status = status;
-        self.last_tagged_at = self.out.buf.len();
+        self.last_tagged_at = self.out.mark();
         self.out.raw(tag).raw(" ").raw(status).raw(" ");
         if let Some(code) = code {
             self.out.raw("[").raw(code).raw("] ");
@@ -71,8 +71,8 @@ impl<'w> Responder<'w> {
     /// Takes back the tagged response just written (still buffered: it is always the last
     /// thing a command writes) and answers NO instead.
     pub fn retract_ok(&mut self, tag: &str, code: Option<&str>, text: &str) {
-        if self.last_status == "OK" && self.last_tagged_at <= self.out.buf.len() {
-            self.out.buf.truncate(self.last_tagged_at);
+        if self.last_status == "OK" && self.out.holds(self.last_tagged_at) {
+            self.out.truncate(self.last_tagged_at);
             self.tagged_no(tag, code, text);
         }
     }
@@ -84,19 +84,18 @@ impl<'w> Responder<'w> {
 
     /// Sends what is buffered.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.buf.is_empty() {
-            let bytes = self.out.take();
-            self.w.write_all(&bytes).await?;
+        if !self.out.is_empty() {
+            self.out.write_to(self.w).await?;
         }
+        self.out.release();
         self.w.flush().await
     }
 
     /// Sends what is buffered if it is large.
     pub async fn flush_if_big(&mut self) -> std::io::Result<()> {
-        if self.out.buf.len() >= FLUSH_AT {
-            self.w.write_all(&self.out.buf).await?;
-            // Keep the allocation: a large FETCH fills it again and again.
-            self.out.buf.clear();
+        if self.out.len() >= FLUSH_AT {
+            // The own buffer's allocation is kept: a large FETCH fills it again and again.
+            self.out.write_to(self.w).await?;
         }
         Ok(())
     }

@@ -218,6 +218,7 @@ async fn answer(
         })
         .collect();
     let mut bodies = user.bodies(reads);
+    let no_bytes = bytes::Bytes::new();
     let kw = sel.keywords.clone();
     let names = |k| kw.get(&k).cloned();
     for p in &mut plan {
@@ -260,7 +261,7 @@ async fn answer(
             entry: &entry,
             recent: sel.recent.contains(&p.uid),
             content: p.content.as_ref(),
-            bytes: bytes.as_deref().unwrap_or_default(),
+            bytes: bytes.as_ref().unwrap_or(&no_bytes),
             base: p.read.as_ref().map_or(0, |r| r.start),
             seen_now: seen_now.contains(&p.uid),
             condstore,

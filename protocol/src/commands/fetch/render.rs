@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use strata_mailstore::SYNCED_HEADERS;
 use strata_mailstore::mime::transfer_decoded;
 use strata_mailstore::model::{ContentRecord, Guid, MimePart, Parts, Timestamp, Uid, ViewEntry};
@@ -22,7 +24,7 @@ pub(super) struct Message<'a> {
     pub(super) recent: bool,
     pub(super) content: Option<&'a ContentRecord>,
     /// The bytes read for its sections, and the offset in the message they start at.
-    pub(super) bytes: &'a [u8],
+    pub(super) bytes: &'a Bytes,
     pub(super) base: u64,
     /// FLAGS are added, with MODSEQ when CONDSTORE is on, because this FETCH set `\Seen`.
     pub(super) seen_now: bool,
@@ -173,11 +175,11 @@ fn write_item(
                     let start = (*start as usize).min(section.len());
                     let end = start.saturating_add(*len as usize).min(section.len());
                     o.raw(format!("{label}<{start}> "));
-                    o.literal(&section[start..end]);
+                    o.literal_in(m.bytes, &section[start..end]);
                 }
                 None => {
                     o.raw(format!("{label} "));
-                    o.literal(&section);
+                    o.literal_in(m.bytes, &section);
                 }
             }
         }
