@@ -25,6 +25,7 @@ pub mod mime;
 pub mod model;
 pub mod mutf7;
 pub mod names;
+mod reads;
 mod reconcile;
 mod relocate;
 pub mod searched;
@@ -37,11 +38,12 @@ pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
 pub use fts::{FtsLag, FtsOptions, StoredText, TextScope};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
+pub use reads::READ_BUDGET;
 pub use reconcile::{ReconcileReport, is_strata_key};
 pub use relocate::{RelocateOptions, RelocateReport};
 pub use session::Vanished;
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,
-    MailstoreOptions, READ_BUDGET, UserStore, Watch,
+    MailstoreOptions, UserStore, Watch,
 };
 pub use text::{decode_header, parse_date};

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
-use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key};
+use futures::stream::BoxStream;
+use strata_backend_api::{Backend, BackendError, Batch, Key};
 use strata_index::{
     BodyLocation, ContentRecord, Durability, Flags, Guid, IndexOptions, KeywordId, MailboxId,
     MailboxRecord, Modseq, NewMailbox, NewMessage, Parts, RecoveryReport, Snapshot, SpecialUse,
@@ -36,10 +36,6 @@ pub enum AckPolicy {
     /// Once the authoritative store confirmed it (acked).
     Acked,
 }
-
-/// Bytes of bodies one read stream holds in flight at most (a single larger body is read
-/// alone): what one FETCH or SEARCH pins, whatever `read_concurrency` allows.
-pub const READ_BUDGET: u64 = 32 << 20;
 
 /// Opens the stores that hold one user's bodies.
 pub type BackendFactory =
@@ -1059,62 +1055,15 @@ impl UserStore {
         self.bodies_at_most(reads, self.read_concurrency)
     }
 
-    /// [`Self::bodies`] with at most `at_once` in flight (background work takes fewer). Reads
-    /// start while the bytes in flight stay within [`READ_BUDGET`] (one larger body is read
-    /// alone), so a FETCH of many large bodies pins a bounded amount of memory.
+    /// [`Self::bodies`] with at most `at_once` in flight (background work takes fewer), within
+    /// [`READ_BUDGET`](crate::READ_BUDGET) bytes (one larger body is read alone), so a FETCH of many large bodies
+    /// pins a bounded amount of memory.
     pub(crate) fn bodies_at_most(
         &self,
         reads: Vec<BodyRead>,
         at_once: usize,
     ) -> BoxStream<'_, Result<Bytes>> {
-        let at_once = at_once.clamp(1, self.read_concurrency);
-        let mut pending = reads.into_iter().peekable();
-        let mut in_flight = futures::stream::FuturesOrdered::new();
-        // The sizes of the reads in flight, in answer order, and their sum.
-        let mut sizes = std::collections::VecDeque::new();
-        let mut held = 0u64;
-        futures::stream::poll_fn(move |cx| {
-            while in_flight.len() < at_once {
-                let Some(next) = pending.peek() else { break };
-                if !in_flight.is_empty() && held.saturating_add(next.size) > READ_BUDGET {
-                    break;
-                }
-                let r = pending.next().expect("peeked");
-                held = held.saturating_add(r.size);
-                sizes.push_back(r.size);
-                in_flight.push_back(self.read_body(r));
-            }
-            let polled = in_flight.poll_next_unpin(cx);
-            if let std::task::Poll::Ready(Some(_)) = &polled {
-                held = held.saturating_sub(sizes.pop_front().unwrap_or(0));
-            }
-            polled
-        })
-        .boxed()
-    }
-
-    async fn read_body(&self, r: BodyRead) -> Result<Bytes> {
-        match self.read_at(&r.location, r.range.clone()).await {
-            Err(StoreError::Backend(e)) if e.kind == ErrorKind::NotFound => {
-                // A migration may have moved it since the caller's snapshot: read it where the
-                // index says it is now.
-                let now = self.snapshot()?.content_parts(&r.guid, Parts::default())?;
-                match now {
-                    Some(c) if c.location != r.location => self.read_at(&c.location, r.range).await,
-                    _ => Err(e.into()),
-                }
-            }
-            other => other,
-        }
-    }
-
-    async fn read_at(
-        &self,
-        loc: &BodyLocation,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Bytes> {
-        let key = Key::new(loc.key.clone())?;
-        Ok(self.stores.get(loc.store)?.get(&key, range).await?)
+        crate::reads::in_order(self, reads, at_once.clamp(1, self.read_concurrency))
     }
 
     /// Waits until every body written so far is acked by its store (shutdown).

@@ -28,6 +28,9 @@ pub struct Capabilities {
     pub labels: bool,
     /// Keeps [`BodyMeta`] beside objects ([`Op::Meta`](crate::Op::Meta), [`Backend::meta`]).
     pub metadata: bool,
+    /// Objects are local files: [`Backend::get_many`] reads several in one blocking task, so a
+    /// caller gains by handing it a run of reads at once rather than each on its own.
+    pub local_reads: bool,
 }
 
 /// One stored object, as [`Backend::list`] names it.

@@ -73,6 +73,7 @@ impl Backend for MemoryBackend {
             deferred_ack: false,
             labels: false,
             metadata: true,
+            local_reads: false,
         }
     }
 

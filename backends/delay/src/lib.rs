@@ -259,6 +259,8 @@ impl<B: Backend> Backend for DelayBackend<B> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             deferred_ack: self.inner.capabilities().deferred_ack || self.acks.is_some(),
+            // Each read pays the injected latency, as from a remote store.
+            local_reads: false,
             ..self.inner.capabilities()
         }
     }

@@ -318,6 +318,7 @@ impl Backend for FilesBackend {
             deferred_ack: false,
             labels: false,
             metadata: false,
+            local_reads: false,
         }
     }
 

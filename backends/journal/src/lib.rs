@@ -351,6 +351,7 @@ impl Backend for Journal {
             deferred_ack: true,
             labels: self.inner.capabilities().labels,
             metadata: self.inner.capabilities().metadata,
+            local_reads: false,
         }
     }
 

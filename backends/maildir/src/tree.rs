@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
 use strata_backend_api::{
     AckTracker, Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Label, Listed, Op,
-    Precondition, Receipt,
+    Precondition, Read, Receipt,
 };
 
 use crate::{CAPABILITIES, MaildirBackend, NAME, err};
@@ -147,6 +148,45 @@ impl Backend for MaildirTree {
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
         let (user, key) = split(key)?;
         self.user(user)?.size(&key).await
+    }
+
+    /// Reads of one user's Maildir (what a user's request holds) are that Maildir's grouped
+    /// reads; a mix of users is read one by one.
+    fn get_many(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
+        let one_user = reads
+            .first()
+            .and_then(|r| split(&r.key).ok())
+            .map(|(u, _)| u.to_string())
+            .filter(|u| {
+                reads
+                    .iter()
+                    .all(|r| split(&r.key).is_ok_and(|(v, _)| v == u))
+            });
+        let maildir = one_user.and_then(|u| self.user(&u).ok());
+        match maildir {
+            Some(m) => {
+                let inner: Vec<Read> = reads
+                    .into_iter()
+                    .map(|r| Read {
+                        key: split(&r.key).expect("checked").1,
+                        range: r.range,
+                    })
+                    .collect();
+                stream::once(
+                    async move { m.get_many(inner, concurrency).collect::<Vec<_>>().await },
+                )
+                .flat_map(stream::iter)
+                .boxed()
+            }
+            None => stream::iter(reads)
+                .map(move |r| async move { self.get(&r.key, r.range).await })
+                .buffered(concurrency.max(1))
+                .boxed(),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

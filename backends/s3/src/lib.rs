@@ -384,6 +384,7 @@ impl Backend for S3Backend {
             deferred_ack: false,
             labels: false,
             metadata: true,
+            local_reads: false,
         }
     }
 

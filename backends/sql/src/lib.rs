@@ -206,6 +206,7 @@ impl Backend for SqlBackend {
             deferred_ack: false,
             labels: false,
             metadata: true,
+            local_reads: false,
         }
     }
 
