@@ -407,6 +407,41 @@ impl Client {
         self.until_tagged(&tag).await
     }
 
+    /// Sends `text` with a new tag and reads until its tagged status, keeping each response's
+    /// lines but only counting its literals' bytes: what a benchmark of large FETCHes uses, so
+    /// that copying bodies into strings in the client is not what it measures. Returns the reply
+    /// and the literal bytes read.
+    pub async fn cmd_counting(&mut self, text: &str) -> (Reply, u64) {
+        let tag = self.tag();
+        self.send_raw(format!("{tag} {text}\r\n").as_bytes()).await;
+        let mut scratch = vec![0u8; 256 * 1024];
+        let mut untagged = Vec::new();
+        let mut counted = 0u64;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = self.io.read_until(b'\n', &mut line).await.expect("read");
+            assert!(n > 0, "connection closed before {tag} completed");
+            let trimmed = line.strip_suffix(b"\r\n").unwrap_or(&line);
+            if let Some(mut left) = literal_len(trimmed) {
+                counted += left as u64;
+                while left > 0 {
+                    let want = left.min(scratch.len());
+                    let got = self.io.read(&mut scratch[..want]).await.expect("read");
+                    assert!(got > 0, "connection closed inside a literal");
+                    left -= got;
+                }
+                continue;
+            }
+            let text = lossy(trimmed);
+            if let Some(rest) = text.strip_prefix(&format!("{tag} ")) {
+                let status = rest.to_string();
+                return (Reply { untagged, status }, counted);
+            }
+            untagged.push(text.strip_prefix("* ").map(str::to_string).unwrap_or(text));
+        }
+    }
+
     /// Reads until the tagged status of `tag`.
     pub async fn until_tagged(&mut self, tag: &str) -> Reply {
         let mut untagged = Vec::new();

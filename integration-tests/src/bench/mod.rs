@@ -334,12 +334,14 @@ pub async fn run_phase(t: &Target, phase: &str, o: &Options) -> PhaseResult {
                 let pick: Vec<String> = (0..o.random_bodies.min(all.len() as u32))
                     .map(|_| all[rng.random_range(0..all.len())].to_string())
                     .collect();
-                timed(
-                    &mut c,
-                    &mut res,
-                    &format!("UID FETCH {} (BODY.PEEK[])", pick.join(",")),
-                )
-                .await;
+                let start = Instant::now();
+                let (r, _) = c
+                    .cmd_counting(&format!("UID FETCH {} (BODY.PEEK[])", pick.join(",")))
+                    .await;
+                res.samples.push(start.elapsed());
+                if !r.is_ok() {
+                    res.errors += 1;
+                }
             }
         }
         "store" => {
