@@ -92,7 +92,8 @@ pub use model::{
 };
 pub use open::RecoveryReport;
 pub use parsed::{
-    Address, Disposition, Envelope, HeaderField, MAX_STORED_DEPTH, MimePart, Param, ParsedMessage,
+    Address, Disposition, Envelope, HeaderField, HeaderFieldRef, MAX_STORED_DEPTH, MimePart, Param,
+    ParsedMessage,
 };
 pub use readonly::ReadOnlyIndex;
 pub use repack::{Maintenance, MaintenanceOptions, RepackReport, disk_bytes, repack};

@@ -192,6 +192,25 @@ pub struct HeaderField {
     pub value: Octets,
 }
 
+/// A [`HeaderField`] borrowed from the stored record, for readers that only look at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct HeaderFieldRef<'a> {
+    /// Field name as written.
+    pub name: &'a str,
+    /// Raw value (folded as in the message).
+    pub value: &'a [u8],
+}
+
+impl HeaderField {
+    /// The field borrowed, as readers of the stored record see it.
+    pub fn borrowed(&self) -> HeaderFieldRef<'_> {
+        HeaderFieldRef {
+            name: &self.name,
+            value: &self.value,
+        }
+    }
+}
+
 /// Everything parsed from a message at APPEND.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParsedMessage {

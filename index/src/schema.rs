@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{IndexError, Result};
 use crate::model::{
-    BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, Uid,
+    BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, StoreId, Uid,
 };
-use crate::parsed::{MAX_STORED_DEPTH, MimePart};
+use crate::parsed::{HeaderFieldRef, MAX_STORED_DEPTH, MimePart};
 use crate::threads::{self, Known, ThreadKeys, ThreadRows};
 
 /// The schema version this build writes.
@@ -143,16 +143,26 @@ pub(crate) struct StoredContentRef<'a> {
     pub _refs: u32,
     pub guid: Guid,
     pub size: u64,
-    pub location: BodyLocation,
+    #[serde(borrow)]
+    pub location: BodyLocationRef<'a>,
     #[serde(borrow)]
     pub envelope: &'a [u8],
     #[serde(borrow)]
     pub structure: &'a [u8],
     #[serde(borrow)]
     pub headers: &'a [u8],
-    #[serde(borrow)]
-    pub preview: &'a str,
+    /// UTF-8, checked only when the preview is wanted.
+    #[serde(borrow, with = "serde_bytes")]
+    pub preview: &'a [u8],
     pub thread: Guid,
+}
+
+/// [`BodyLocation`] borrowed from the stored record (the same fields in the same order).
+#[derive(Deserialize)]
+pub(crate) struct BodyLocationRef<'a> {
+    pub store: StoreId,
+    #[serde(borrow)]
+    pub key: &'a str,
 }
 
 /// Which parsed parts of a content record a reader wants decoded; the others are left empty.
@@ -237,13 +247,33 @@ impl StoredContentRef<'_> {
             }
         }
         if want.preview {
-            parsed.preview = self.preview.to_string();
+            match std::str::from_utf8(self.preview) {
+                Ok(p) => parsed.preview = p.to_string(),
+                Err(_) => part(self.preview, "preview")?,
+            }
         }
         Ok(ContentRecord {
             guid: self.guid,
             size: self.size,
-            location: self.location.clone(),
+            location: BodyLocation {
+                store: self.location.store,
+                key: self.location.key.to_string(),
+            },
             parsed,
+        })
+    }
+
+    /// The synced header fields, borrowed from the record; `path` names the file in errors.
+    pub(crate) fn header_fields(&self, path: &Path) -> Result<Vec<HeaderFieldRef<'_>>> {
+        postcard::from_bytes(self.headers).map_err(|_| {
+            IndexError::corrupt(
+                path,
+                format!(
+                    "undecodable header fields of content {} ({} bytes)",
+                    self.guid,
+                    self.headers.len()
+                ),
+            )
         })
     }
 }

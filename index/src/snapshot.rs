@@ -14,6 +14,7 @@ use crate::error::{IndexError, Result};
 use crate::model::{
     ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid,
 };
+use crate::parsed::HeaderFieldRef;
 use crate::schema::{Parts, Table, UserState};
 use crate::store::{KeyRange, RawRead, Reader, RowFn, get_in, guard, len_in, scan_in};
 
@@ -213,6 +214,18 @@ impl Snapshot {
     /// left empty. FETCH ENVELOPE, for one, need not decode the MIME tree.
     pub fn content_parts(&self, guid: &Guid, want: Parts) -> Result<Option<ContentRecord>> {
         guard(&self.path, || Reader::content_parts(self, guid, want))
+    }
+
+    /// Calls `f` with a message content's synced header fields (those
+    /// [`ParsedMessage::headers`](crate::ParsedMessage::headers) keeps), borrowed from the stored
+    /// record: what a FETCH of those fields needs, without decoding the rest. `None` when there
+    /// is no such content.
+    pub fn with_header_fields<R>(
+        &self,
+        guid: &Guid,
+        f: impl FnOnce(&[HeaderFieldRef<'_>]) -> R,
+    ) -> Result<Option<R>> {
+        guard(&self.path, || Reader::with_header_fields(self, guid, f))
     }
 
     /// A message content's thread (RFC 8474 THREADID): the GUID of the content that started

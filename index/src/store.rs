@@ -12,6 +12,7 @@ use crate::error::{IndexError, Result};
 use crate::model::{
     ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid,
 };
+use crate::parsed::HeaderFieldRef;
 use crate::schema::{self, Parts, StoredContent, StoredContentRef, Table, UserState};
 
 /// A borrowed byte range over a table's keys.
@@ -247,6 +248,18 @@ pub(crate) trait Reader: RawRead {
         Self: Sized,
     {
         self.with_content(guid, |stored, path| stored.record(path, want))
+    }
+
+    /// Calls `f` with a content's synced header fields, borrowed from the stored record.
+    fn with_header_fields<R>(
+        &self,
+        guid: &Guid,
+        f: impl FnOnce(&[HeaderFieldRef<'_>]) -> R,
+    ) -> Result<Option<R>>
+    where
+        Self: Sized,
+    {
+        self.with_content(guid, |stored, path| Ok(f(&stored.header_fields(path)?)))
     }
 
     /// A content's thread (RFC 8474 THREADID).

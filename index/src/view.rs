@@ -144,6 +144,29 @@ impl MailboxView {
             .map(|i| st.entries[i].clone())
     }
 
+    /// The entries of `uids` (`None` for those not in the view), under one hold of the read
+    /// lock; UIDs in ascending order are found walking forward, not searched for each.
+    pub fn get_many(&self, uids: &[Uid]) -> Vec<Option<ViewEntry>> {
+        let st = self.read();
+        let all = &st.entries[..];
+        let mut at = 0;
+        uids.iter()
+            .map(|&uid| {
+                if all.get(at).is_none_or(|e| e.uid > uid) {
+                    // Out of order (or past the end): search the whole view again.
+                    at = all.partition_point(|e| e.uid < uid);
+                } else if all[at].uid < uid {
+                    at += all[at..].partition_point(|e| e.uid < uid);
+                }
+                let found = all.get(at).filter(|e| e.uid == uid).cloned();
+                if found.is_some() {
+                    at += 1;
+                }
+                found
+            })
+            .collect()
+    }
+
     /// Runs `f` over the entries, in UID order, under the view's read lock (keep it short).
     pub fn with_entries<R>(&self, f: impl FnOnce(&[ViewEntry]) -> R) -> R {
         f(&self.read().entries)
@@ -268,5 +291,64 @@ fn upsert(entries: &mut Vec<ViewEntry>, e: ViewEntry) {
 fn remove(entries: &mut Vec<ViewEntry>, uid: Uid) {
     if let Ok(i) = entries.binary_search_by_key(&uid, |x| x.uid) {
         entries.remove(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: u32) -> ViewEntry {
+        ViewEntry {
+            uid: Uid(uid),
+            guid: Guid([uid as u8; 16]),
+            flags: Flags::default(),
+            modseq: Modseq(1),
+            size: u64::from(uid),
+            internal_date: Timestamp::default(),
+            save_date: Timestamp::default(),
+        }
+    }
+
+    #[test]
+    fn many_entries_are_found_in_any_order() {
+        let view = MailboxView::new(
+            MailboxId(1),
+            [2, 3, 5, 8, 13, 21, 34].into_iter().map(entry).collect(),
+            Modseq(1),
+            Modseq(1),
+        );
+        let asked: Vec<Uid> = [1, 2, 3, 4, 5, 21, 34, 35, 8, 2, 34, 3, 3]
+            .into_iter()
+            .map(Uid)
+            .collect();
+        let got: Vec<Option<u32>> = view
+            .get_many(&asked)
+            .into_iter()
+            .map(|e| e.map(|e| e.uid.0))
+            .collect();
+        let one_by_one: Vec<Option<u32>> = asked
+            .iter()
+            .map(|u| view.get(*u).map(|e| e.uid.0))
+            .collect();
+        assert_eq!(got, one_by_one);
+        assert_eq!(
+            got,
+            [
+                None,
+                Some(2),
+                Some(3),
+                None,
+                Some(5),
+                Some(21),
+                Some(34),
+                None,
+                Some(8),
+                Some(2),
+                Some(34),
+                Some(3),
+                Some(3)
+            ]
+        );
     }
 }

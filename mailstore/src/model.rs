@@ -3,7 +3,7 @@
 //! reaches the index only through [`crate::UserStore`]'s operations.
 
 pub use strata_index::{
-    Address, CommitEvent, ContentRecord, Envelope, Flags, Guid, IndexError, KeywordId, MailboxId,
-    MailboxRecord, MailboxView, MimePart, Modseq, Param, Parts, Snapshot, SpecialUse, StoreOp,
-    StoreOutcome, SystemFlags, Timestamp, Uid, ViewEntry,
+    Address, CommitEvent, ContentRecord, Envelope, Flags, Guid, HeaderField, HeaderFieldRef,
+    IndexError, KeywordId, MailboxId, MailboxRecord, MailboxView, MimePart, Modseq, Param, Parts,
+    Snapshot, SpecialUse, StoreOp, StoreOutcome, SystemFlags, Timestamp, Uid, ViewEntry,
 };

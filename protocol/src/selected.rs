@@ -164,6 +164,12 @@ impl Selected {
         self.view.get(uid)
     }
 
+    /// The entries of `uids`, in their order (`None` for those expunged meanwhile), found in
+    /// one pass when the UIDs ascend.
+    pub fn entries(&self, uids: &[Uid]) -> Vec<Option<ViewEntry>> {
+        self.view.get_many(uids)
+    }
+
     /// The shared view.
     pub fn view(&self) -> &Arc<MailboxView> {
         &self.view

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use strata_integration_tests::{TestServer, multipart_message, plain_message, read_delay};
+use strata_integration_tests::{
+    Client, Reply, TestServer, multipart_message, plain_message, read_delay,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greeting_capabilities_and_login_over_every_transport() {
@@ -421,6 +423,69 @@ async fn append_and_fetch_every_item() {
     // An item Strata does not know is a syntax error, never silently dropped.
     let r = c.cmd("FETCH 1 (FLAGS X-UNKNOWN-ITEM)").await;
     assert!(r.status.starts_with("BAD"), "{r:?}");
+}
+
+/// HEADER.FIELDS naming only fields the index keeps is answered from the index; naming one
+/// more (which no message has) reads the message. Both answers are the same bytes, for
+/// folded, repeated, encoded and oddly cased fields, and for a message another session
+/// expunged that this one may still fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_fields_from_the_index_match_the_message() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    let messages: Vec<Vec<u8>> = vec![
+        plain_message(1, "plain"),
+        b"subject: =?UTF-8?Q?Caf=C3=A9?= and a long subject\r\n  folded onto a second line\r\n\
+          FROM: \"Ann\" <ann@example.org>\r\nTo: b@example.org,\r\n\tc@example.org\r\n\
+          To: second-to@example.org\r\nX-Other: not kept\r\nMessage-ID: <m2@example.org>\r\n\
+          Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody\r\n"
+            .to_vec(),
+        b"Subject:   three spaces\r\nfrom: \r\nCc: d@example.org\r\n\r\n".to_vec(),
+        b"\r\nno header at all\r\n".to_vec(),
+    ];
+    for m in &messages {
+        assert!(c.append("INBOX", "", m).await.is_ok());
+    }
+    let mut other = s.login("alice").await;
+    c.ok("SELECT INBOX").await;
+    other.ok("SELECT INBOX").await;
+    let r = fields_both_ways(&mut c).await;
+    assert!(
+        r.untagged[1].contains("\r\n  folded onto a second line\r\n"),
+        "{r:?}"
+    );
+    assert!(r.untagged[1].contains("To: second-to@example.org"), "{r:?}");
+    assert!(!r.untagged[1].contains("X-Other"), "{r:?}");
+    // Another session expunges message 2; this one still answers for it, from what it kept.
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    other.ok("EXPUNGE").await;
+    let r = fields_both_ways(&mut c).await;
+    assert!(
+        r.untagged[1].contains("Message-ID: <m2@example.org>"),
+        "{r:?}"
+    );
+}
+
+/// FETCH 1:* of the header fields the index keeps, answered from the index and (with one more
+/// field no message has) from the messages: the same bytes for every message.
+async fn fields_both_ways(c: &mut Client) -> Reply {
+    let indexed = "FROM TO CC SUBJECT DATE MESSAGE-ID";
+    let from_index = c
+        .ok(&format!("FETCH 1:* (BODY.PEEK[HEADER.FIELDS ({indexed})])"))
+        .await;
+    let from_body = c
+        .ok(&format!(
+            "FETCH 1:* (BODY.PEEK[HEADER.FIELDS ({indexed} X-NONE)])"
+        ))
+        .await;
+    assert_eq!(from_index.untagged.len(), 4, "{from_index:?}");
+    assert_eq!(from_body.untagged.len(), 4, "{from_body:?}");
+    for (a, b) in from_index.untagged.iter().zip(&from_body.untagged) {
+        let a = a.split_once("] ").expect("a section").1;
+        let b = b.split_once("] ").expect("a section").1;
+        assert_eq!(a, b, "from the index and from the message");
+    }
+    from_index
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

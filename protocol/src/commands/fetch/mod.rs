@@ -19,7 +19,7 @@ use futures::StreamExt;
 use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_codec::imap_types::sequence::SequenceSet;
-use strata_mailstore::model::{ContentRecord, Flags, StoreOp, SystemFlags, Uid};
+use strata_mailstore::model::{ContentRecord, Flags, HeaderField, StoreOp, SystemFlags, Uid};
 use strata_mailstore::{BodyRead, StoreError};
 
 use super::{InMailbox, R};
@@ -40,7 +40,8 @@ enum Refused {
 struct Planned {
     seq: u32,
     uid: Uid,
-    content: Option<ContentRecord>,
+    /// Boxed: a record is large, and a FETCH of many messages plans each without one.
+    content: Option<Box<ContentRecord>>,
     /// The byte range to read, if any section needs bytes.
     read: Option<Range<u64>>,
 }
@@ -178,16 +179,21 @@ async fn answer(
     };
     let want = render::parts_of(items);
     let wants_thread = items.iter().any(|i| matches!(i, Item::ThreadId));
-    let needs_content = items.iter().any(Item::needs_content);
+    let needs_content = items.iter().any(render::needs_record);
+    let from_fields = items.iter().any(render::answered_from_fields);
     // Only when bodies are read is every record needed up front (to plan the reads); otherwise
     // each is decoded as its answer is written and freed at once.
     let plan_content = items.iter().any(render::reads_body);
     let mailbox = sel.id;
     let content_of = |uid: Uid, entry: Option<&strata_mailstore::model::ViewEntry>| match entry {
-        Some(e) => snap.content_parts(&e.guid, want).ok().flatten(),
+        Some(e) => snap
+            .content_parts(&e.guid, want)
+            .ok()
+            .flatten()
+            .map(Box::new),
         // A message another session expunged is still this session's to read until it has
         // been told (RFC 2180 4.1).
-        None => user.expunged(mailbox, uid).map(|(_, c)| c),
+        None => user.expunged(mailbox, uid).map(|(_, c)| Box::new(c)),
     };
     let (mut plan, mut missing) = plan(&targets, items, needs_content && plan_content, |u| {
         content_of(u, sel.entry(u).as_ref())
@@ -221,12 +227,15 @@ async fn answer(
     let no_bytes = bytes::Bytes::new();
     let kw = sel.keywords.clone();
     let names = |k| kw.get(&k).cloned();
-    for p in &mut plan {
-        let entry = match sel.entry(p.uid) {
+    let uids: Vec<Uid> = plan.iter().map(|p| p.uid).collect();
+    for (p, entry) in plan.iter_mut().zip(sel.entries(&uids)) {
+        let mut buried = false;
+        let entry = match entry {
             Some(e) => e,
             None => match user.expunged(mailbox, p.uid) {
                 Some((e, c)) => {
-                    p.content.get_or_insert(c);
+                    p.content.get_or_insert_with(|| Box::new(c));
+                    buried = true;
                     e
                 }
                 None => {
@@ -255,16 +264,34 @@ async fn answer(
         } else {
             None
         };
+        // Header fields the index keeps are read borrowed from its record, not decoded whole.
+        let index_sections = match (p.content.as_ref().filter(|_| buried), from_fields) {
+            (_, false) => Vec::new(),
+            (Some(c), true) => {
+                let fields: Vec<_> = c.parsed.headers.iter().map(HeaderField::borrowed).collect();
+                render::index_sections(items, &fields)
+            }
+            (None, true) => {
+                match snap.with_header_fields(&entry.guid, |f| render::index_sections(items, f)) {
+                    Ok(Some(s)) => s,
+                    _ => {
+                        missing = true;
+                        continue;
+                    }
+                }
+            }
+        };
         let msg = render::Message {
             seq: p.seq,
             uid: p.uid,
             entry: &entry,
             recent: sel.recent.contains(&p.uid),
-            content: p.content.as_ref(),
+            content: p.content.as_deref(),
             bytes: bytes.as_ref().unwrap_or(&no_bytes),
             base: p.read.as_ref().map_or(0, |r| r.start),
             seen_now: seen_now.contains(&p.uid),
             condstore,
+            index_sections: &index_sections,
             thread: if wants_thread {
                 snap.thread(&entry.guid).ok().flatten()
             } else {
@@ -286,7 +313,7 @@ fn plan(
     targets: &[(u32, Uid)],
     items: &[Item],
     with_content: bool,
-    content: impl Fn(Uid) -> Option<ContentRecord>,
+    content: impl Fn(Uid) -> Option<Box<ContentRecord>>,
 ) -> (Vec<Planned>, bool) {
     let mut out = Vec::with_capacity(targets.len());
     let mut missing = false;

@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use strata_mailstore::SYNCED_HEADERS;
 use strata_mailstore::mime::transfer_decoded;
-use strata_mailstore::model::{ContentRecord, Guid, MimePart, Parts, Timestamp, Uid, ViewEntry};
+use strata_mailstore::model::{
+    ContentRecord, Guid, HeaderFieldRef, MimePart, Parts, Timestamp, Uid, ViewEntry,
+};
 
 use super::items::Item;
 use crate::encode::Out;
@@ -31,6 +33,9 @@ pub(super) struct Message<'a> {
     pub(super) condstore: bool,
     /// Its thread, when THREADID is asked for and the index knows it.
     pub(super) thread: Option<Guid>,
+    /// The answer of each item answered from the index's header fields, by the item's
+    /// position ([`index_sections`]); empty when none is.
+    pub(super) index_sections: &'a [Option<Vec<u8>>],
 }
 
 /// Writes `* seq FETCH (...)` for one message.
@@ -54,30 +59,31 @@ pub(super) fn message(
             Item::ModSeq => modseq_done = true,
             _ => {}
         }
-        write_item(o, item, m, names);
+        write_item(o, item, Some(i), m, names);
     }
     if m.seen_now && !flags_done {
         o.raw(" ");
-        write_item(o, &Item::Flags, m, names);
+        write_item(o, &Item::Flags, None, m, names);
     }
     if m.seen_now && m.condstore {
         // RFC 7162 3.1: an implicit \Seen is told with UID and MODSEQ.
         if !uid_done {
             o.raw(" ");
-            write_item(o, &Item::Uid, m, names);
+            write_item(o, &Item::Uid, None, m, names);
         }
         if !modseq_done {
             o.raw(" ");
-            write_item(o, &Item::ModSeq, m, names);
+            write_item(o, &Item::ModSeq, None, m, names);
         }
     }
     o.raw(")").crlf();
 }
 
-/// Writes one item.
+/// Writes one item (the one at `at` among those asked for, if it is one of them).
 fn write_item(
     o: &mut Out,
     item: &Item,
+    at: Option<usize>,
     m: &Message<'_>,
     names: &dyn Fn(strata_mailstore::model::KeywordId) -> Option<String>,
 ) {
@@ -169,7 +175,13 @@ fn write_item(
             label,
             ..
         } => {
-            let section = section_data(content(), spec, m.bytes, m.base);
+            let indexed = at
+                .and_then(|i| m.index_sections.get(i))
+                .and_then(Option::as_deref);
+            let section = match indexed {
+                Some(s) => Cow::Borrowed(s),
+                None => section_data(content(), spec, m.bytes, m.base),
+            };
             match partial {
                 Some((start, len)) => {
                     let start = (*start as usize).min(section.len());
@@ -204,12 +216,42 @@ pub(super) fn parts_of(items: &[Item]) -> Parts {
             Item::Envelope => p.envelope = true,
             Item::Preview => p.preview = true,
             Item::Body | Item::BodyStructure => p.structure = true,
-            Item::Section { spec, .. } if from_index(spec) => p.headers = true,
+            // Answered from the header fields alone ([`index_sections`]).
+            Item::Section { spec, .. } if from_index(spec) => {}
             Item::Section { .. } | Item::Binary { .. } => p.structure = true,
             _ => {}
         }
     }
     p
+}
+
+/// Whether an item needs the content record: a section answered from the index's header
+/// fields needs only those ([`index_sections`]).
+pub(super) fn needs_record(item: &Item) -> bool {
+    item.needs_content() && !answered_from_fields(item)
+}
+
+/// Whether an item is a section answered from the index's header fields.
+pub(super) fn answered_from_fields(item: &Item) -> bool {
+    matches!(item, Item::Section { spec, .. } if from_index(spec))
+}
+
+/// The answer of each item that is a section answered from the index's header fields (`None`
+/// for the others), from the message's synced fields.
+pub(super) fn index_sections(
+    items: &[Item],
+    fields: &[HeaderFieldRef<'_>],
+) -> Vec<Option<Vec<u8>>> {
+    items
+        .iter()
+        .map(|item| match item {
+            Item::Section {
+                spec: spec @ SectionSpec::Fields { names, .. },
+                ..
+            } if from_index(spec) => Some(fields_from_index(fields, names)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether an item needs bytes from the backend.
@@ -239,16 +281,16 @@ fn from_index(spec: &SectionSpec) -> bool {
 }
 
 /// The requested fields, in message order, from the index (see [`from_index`]).
-fn fields_from_index(c: &ContentRecord, names: &[Vec<u8>]) -> Vec<u8> {
+fn fields_from_index(fields: &[HeaderFieldRef<'_>], names: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for h in &c.parsed.headers {
+    for h in fields {
         if names
             .iter()
             .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
         {
             out.extend_from_slice(h.name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(&h.value);
+            out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -344,11 +386,6 @@ fn section_data<'d>(
     data: &'d [u8],
     base: u64,
 ) -> Cow<'d, [u8]> {
-    if let SectionSpec::Fields { names, .. } = spec
-        && from_index(spec)
-    {
-        return Cow::Owned(fields_from_index(c, names));
-    }
     let cut = |r: Range<u64>| -> &'d [u8] {
         let s = (r.start.saturating_sub(base) as usize).min(data.len());
         let e = (r.end.saturating_sub(base) as usize).clamp(s, data.len());
