@@ -319,8 +319,10 @@ pub async fn run_phase(t: &Target, phase: &str, o: &Options) -> PhaseResult {
             let mut c = t.connect().await;
             c.cmd(&format!("EXAMINE {BOX_ONE}")).await;
             for _ in 0..o.repeats {
-                let r = timed(&mut c, &mut res, &format!("FETCH 1:* {items}")).await;
-                if r.untagged.len() < o.messages as usize {
+                let start = Instant::now();
+                let (r, _) = c.cmd_counting(&format!("FETCH 1:* {items}")).await;
+                res.samples.push(start.elapsed());
+                if !r.is_ok() || r.untagged.len() < o.messages as usize {
                     res.errors += 1;
                 }
             }
