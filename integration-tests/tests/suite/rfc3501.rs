@@ -56,21 +56,26 @@ async fn every_new_message_is_recent_in_exactly_one_session() {
                 c.ok("LOGIN alice alice-password").await;
                 let mut seen = BTreeSet::new();
                 let mut last_exists = 0;
-                loop {
-                    let r = c.ok("SELECT INBOX").await;
-                    // Read until no new mail was reported after the last listing.
-                    loop {
-                        let f = c.ok("FETCH 1:* (UID FLAGS)").await;
-                        seen.extend(recent_uids(&f));
-                        if !f.has("EXISTS") {
-                            break;
-                        }
-                    }
-                    let exists: u32 = r
-                        .with("")
+                let exists_in = |r: &Reply| -> u32 {
+                    r.with("")
                         .iter()
                         .find_map(|l| l.strip_suffix(" EXISTS")?.parse().ok())
-                        .unwrap_or(0);
+                        .unwrap_or(0)
+                };
+                loop {
+                    let r = c.ok("SELECT INBOX").await;
+                    let exists = exists_in(&r);
+                    // Read until no new mail was reported after the last listing (an empty
+                    // mailbox has nothing to list: `1:*` names no message).
+                    if exists > 0 {
+                        loop {
+                            let f = c.ok("FETCH 1:* (UID FLAGS)").await;
+                            seen.extend(recent_uids(&f));
+                            if !f.has("EXISTS") {
+                                break;
+                            }
+                        }
+                    }
                     last_exists = last_exists.max(exists);
                     if last_exists >= MESSAGES {
                         return seen;
