@@ -187,9 +187,14 @@ impl MimePart {
 pub struct HeaderField {
     /// Field name as written.
     pub name: String,
-    /// Raw value (folded as in the message).
+    /// Raw value (folded as in the message), without the one space that usually follows the
+    /// colon.
     #[serde(with = "serde_bytes")]
     pub value: Octets,
+    /// No space followed the colon (`Subject:x`), so the field is written back as `name:value`.
+    /// Kept in the content record beside the fields, not in their encoding.
+    #[serde(skip)]
+    pub unspaced: bool,
 }
 
 /// A [`HeaderField`] borrowed from the stored record, for readers that only look at it.
@@ -197,16 +202,29 @@ pub struct HeaderField {
 pub struct HeaderFieldRef<'a> {
     /// Field name as written.
     pub name: &'a str,
-    /// Raw value (folded as in the message).
+    /// Raw value (folded as in the message), without the one space after the colon.
     pub value: &'a [u8],
+    /// No space followed the colon ([`HeaderField::unspaced`]).
+    #[serde(skip)]
+    pub unspaced: bool,
 }
 
 impl HeaderField {
+    /// The field as it stood in the message's header: `name: value`, or `name:value` when no
+    /// space followed the colon.
+    pub fn write_line(name: &str, value: &[u8], unspaced: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(if unspaced { b":" } else { b": " });
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// The field borrowed, as readers of the stored record see it.
     pub fn borrowed(&self) -> HeaderFieldRef<'_> {
         HeaderFieldRef {
             name: &self.name,
             value: &self.value,
+            unspaced: self.unspaced,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{IndexError, Result};
 use crate::model::{
     BodyLocation, ContentRecord, Guid, KeywordId, MailboxId, Modseq, ParsedMessage, StoreId, Uid,
 };
-use crate::parsed::{HeaderFieldRef, MAX_STORED_DEPTH, MimePart};
+use crate::parsed::{HeaderField, HeaderFieldRef, MAX_STORED_DEPTH, MimePart};
 use crate::threads::{self, Known, ThreadKeys, ThreadRows};
 
 /// The schema version this build writes.
@@ -134,6 +134,21 @@ pub struct StoredContent {
     pub preview: String,
     /// Its thread (RFC 8474 THREADID): the GUID of the content that started it.
     pub thread: Guid,
+    /// The positions of the header fields no space followed the colon of
+    /// ([`HeaderField::unspaced`](crate::HeaderField::unspaced)). Records written before it
+    /// end without it and read as none; versions that do not know it ignore it.
+    #[serde(deserialize_with = "trailing")]
+    pub unspaced: Vec<u32>,
+}
+
+/// A field a record may end without (it was added after records were written): read as its
+/// default when the record ends before it.
+fn trailing<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(T::deserialize(d).unwrap_or_default())
 }
 
 /// [`StoredContent`] borrowed from the stored value, for readers that decode one part.
@@ -155,6 +170,8 @@ pub(crate) struct StoredContentRef<'a> {
     #[serde(borrow, with = "serde_bytes")]
     pub preview: &'a [u8],
     pub thread: Guid,
+    #[serde(deserialize_with = "trailing")]
+    pub unspaced: Vec<u32>,
 }
 
 /// [`BodyLocation`] borrowed from the stored record (the same fields in the same order).
@@ -202,6 +219,11 @@ impl StoredContent {
             headers: v2.headers,
             preview: v2.preview,
             thread,
+            unspaced: (0u32..)
+                .zip(&c.parsed.headers)
+                .filter(|(_, h)| h.unspaced)
+                .map(|(i, _)| i)
+                .collect(),
         }
     }
 }
@@ -241,8 +263,15 @@ impl StoredContentRef<'_> {
             }
         }
         if want.headers {
-            match postcard::from_bytes(self.headers) {
-                Ok(h) => parsed.headers = h,
+            match postcard::from_bytes::<Vec<HeaderField>>(self.headers) {
+                Ok(mut h) => {
+                    for &i in &self.unspaced {
+                        if let Some(f) = h.get_mut(i as usize) {
+                            f.unspaced = true;
+                        }
+                    }
+                    parsed.headers = h;
+                }
                 Err(_) => part(self.headers, "header fields")?,
             }
         }
@@ -265,16 +294,23 @@ impl StoredContentRef<'_> {
 
     /// The synced header fields, borrowed from the record; `path` names the file in errors.
     pub(crate) fn header_fields(&self, path: &Path) -> Result<Vec<HeaderFieldRef<'_>>> {
-        postcard::from_bytes(self.headers).map_err(|_| {
-            IndexError::corrupt(
-                path,
-                format!(
-                    "undecodable header fields of content {} ({} bytes)",
-                    self.guid,
-                    self.headers.len()
-                ),
-            )
-        })
+        let mut fields: Vec<HeaderFieldRef<'_>> =
+            postcard::from_bytes(self.headers).map_err(|_| {
+                IndexError::corrupt(
+                    path,
+                    format!(
+                        "undecodable header fields of content {} ({} bytes)",
+                        self.guid,
+                        self.headers.len()
+                    ),
+                )
+            })?;
+        for &i in &self.unspaced {
+            if let Some(f) = fields.get_mut(i as usize) {
+                f.unspaced = true;
+            }
+        }
+        Ok(fields)
     }
 }
 
@@ -547,6 +583,7 @@ fn v2_thread_contents(w: &redb::WriteTransaction, path: &Path) -> Result<()> {
             headers: old.headers,
             preview: old.preview,
             thread,
+            unspaced: Vec::new(),
         };
         Ok(encode(k, &new))
     })

@@ -243,6 +243,7 @@ mod tests {
         let headers = vec![HeaderField {
             name: "References".into(),
             value: refs.as_bytes().to_vec(),
+            unspaced: false,
         }];
         ThreadKeys::of(&envelope, &headers)
     }

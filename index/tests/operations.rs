@@ -642,3 +642,66 @@ async fn a_stored_mime_tree_nested_too_deeply_is_read_as_one_part() {
     assert_eq!(c.parsed.envelope, common::content(1).parsed.envelope);
     strata_index::verify(&snap).unwrap();
 }
+
+/// Whether a space followed a header field's colon is kept with the content and survives the
+/// rewrites of its record (a copy's reference count, a body's move); records that never
+/// noted it read as spaced.
+#[tokio::test]
+async fn header_fields_keep_an_unspaced_colon() {
+    let (_d, index) = open_new().await;
+    let inbox = index.create_mailbox(common::top("INBOX")).await.unwrap();
+    let other = index.create_mailbox(common::top("Other")).await.unwrap();
+    let mut m = common::message(1, SystemFlags::empty());
+    m.content.parsed.headers = vec![
+        HeaderField {
+            name: "Subject".into(),
+            value: b"x".to_vec(),
+            unspaced: true,
+        },
+        HeaderField {
+            name: "From".into(),
+            value: b"a@example.org".to_vec(),
+            unspaced: false,
+        },
+    ];
+    let guid = m.content.guid;
+    index.append(inbox.id, vec![m]).await.unwrap();
+    let unspaced = |index: &UserIndex| {
+        let snap = index.snapshot().unwrap();
+        let whole: Vec<bool> = snap
+            .content_parts(&guid, Parts::ALL)
+            .unwrap()
+            .unwrap()
+            .parsed
+            .headers
+            .iter()
+            .map(|h| h.unspaced)
+            .collect();
+        let borrowed = snap
+            .with_header_fields(&guid, |f| f.iter().map(|h| h.unspaced).collect::<Vec<_>>())
+            .unwrap()
+            .unwrap();
+        assert_eq!(whole, borrowed);
+        whole
+    };
+    assert_eq!(unspaced(&index), [true, false]);
+    index.copy(inbox.id, vec![Uid(1)], other.id).await.unwrap();
+    assert_eq!(unspaced(&index), [true, false], "after a copy");
+    index
+        .write(Durability::Immediate, move |t| {
+            t.set_body_location(
+                guid,
+                BodyLocation {
+                    store: StoreId(2),
+                    key: "elsewhere".into(),
+                },
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(unspaced(&index), [true, false], "after a move");
+    let mut line = Vec::new();
+    HeaderField::write_line("Subject", b"x", true, &mut line);
+    HeaderField::write_line("From", b"a@example.org", false, &mut line);
+    assert_eq!(line, b"Subject:x\r\nFrom: a@example.org\r\n");
+}

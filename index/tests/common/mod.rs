@@ -44,6 +44,7 @@ pub fn content(n: u64) -> ContentRecord {
             headers: vec![HeaderField {
                 name: "Subject".into(),
                 value: format!("message {n}").into_bytes(),
+                unspaced: false,
             }],
             preview: format!("preview of message {n}"),
         },

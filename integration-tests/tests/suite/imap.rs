@@ -440,7 +440,7 @@ async fn header_fields_from_the_index_match_the_message() {
           To: second-to@example.org\r\nX-Other: not kept\r\nMessage-ID: <m2@example.org>\r\n\
           Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody\r\n"
             .to_vec(),
-        b"Subject:   three spaces\r\nfrom: \r\nCc: d@example.org\r\n\r\n".to_vec(),
+        b"Subject:no space\r\nfrom:\r\nTo:   three spaces\r\nCc: d@example.org\r\n\r\n".to_vec(),
         b"\r\nno header at all\r\n".to_vec(),
     ];
     for m in &messages {

@@ -348,6 +348,7 @@ pub(crate) fn synced(raw: &[u8], fields: &[Field], names: &[&str]) -> Vec<Header
             HeaderField {
                 name: String::from_utf8_lossy(&raw[f.name.clone()]).into_owned(),
                 value: v.strip_prefix(b" ").unwrap_or(v).to_vec(),
+                unspaced: !v.starts_with(b" "),
             }
         })
         .collect()

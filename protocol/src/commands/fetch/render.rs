@@ -10,7 +10,7 @@ use bytes::Bytes;
 use strata_mailstore::SYNCED_HEADERS;
 use strata_mailstore::mime::transfer_decoded;
 use strata_mailstore::model::{
-    ContentRecord, Guid, HeaderFieldRef, MimePart, Parts, Timestamp, Uid, ViewEntry,
+    ContentRecord, Guid, HeaderField, HeaderFieldRef, MimePart, Parts, Timestamp, Uid, ViewEntry,
 };
 
 use super::items::Item;
@@ -288,10 +288,7 @@ fn fields_from_index(fields: &[HeaderFieldRef<'_>], names: &[Vec<u8>]) -> Vec<u8
             .iter()
             .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
         {
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
+            HeaderField::write_line(h.name, h.value, h.unspaced, &mut out);
         }
     }
     out.extend_from_slice(b"\r\n");
