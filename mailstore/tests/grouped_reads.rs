@@ -3,6 +3,8 @@
 //! spans stores or passes its size bound, a body missing from the store fails alone, and a
 //! body moved to another store since the caller's snapshot is read where it went.
 
+mod common;
+
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -15,10 +17,9 @@ use strata_backend_api::{
     Receipt,
 };
 use strata_backend_maildir::MaildirBackend;
-use strata_index::{Flags, IndexOptions, Parts, StoreId};
+use strata_index::{IndexOptions, StoreId};
 use strata_mailstore::{
-    AckPolicy, Appended, BodyRead, BodyStores, Mailstore, MailstoreOptions, RelocateOptions,
-    StoreError, UserStore,
+    AckPolicy, BodyRead, BodyStores, Mailstore, MailstoreOptions, RelocateOptions, StoreError,
 };
 
 const LOCAL: StoreId = StoreId(0);
@@ -105,38 +106,6 @@ fn message(i: usize, size: usize) -> Vec<u8> {
     m
 }
 
-/// Appends the messages to INBOX; the reads of their whole bodies, in order.
-async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
-    let snap = user.snapshot().unwrap();
-    let inbox = user.find(&snap, &["INBOX".into()]).unwrap().id;
-    let msgs = raws
-        .iter()
-        .map(|raw| Appended {
-            raw: raw.clone(),
-            flags: Flags::default(),
-            internal_date: None,
-        })
-        .collect();
-    let (_, uids) = user.append(inbox, msgs).await.unwrap();
-    let snap = user.snapshot().unwrap();
-    let messages = snap.messages(inbox).unwrap();
-    uids.iter()
-        .map(|uid| {
-            let m = messages.iter().find(|m| m.uid == *uid).unwrap();
-            let c = snap
-                .content_parts(&m.guid, Parts::default())
-                .unwrap()
-                .unwrap();
-            BodyRead {
-                guid: m.guid,
-                location: c.location,
-                range: None,
-                size: c.size,
-            }
-        })
-        .collect()
-}
-
 /// What a read must answer, from the message it reads.
 fn expected(raw: &[u8], r: &BodyRead) -> Vec<u8> {
     match &r.range {
@@ -167,7 +136,7 @@ async fn local_reads_go_in_groups_and_answer_in_order() {
     let raws: Vec<Vec<u8>> = (0..120)
         .map(|i| message(i, [1_000, 30_000, 120_000, 400_000][i % 4] + i))
         .collect();
-    let local_reads = append(&user, &raws).await;
+    let local_reads = common::append(&user, &raws).await;
     drop(user);
     before.close_idle().await;
 
@@ -179,7 +148,7 @@ async fn local_reads_go_in_groups_and_answer_in_order() {
     );
     let user = after.user("u").await.unwrap();
     let other_raws: Vec<Vec<u8>> = (0..10).map(|i| message(1000 + i, 5_000)).collect();
-    let other_reads = append(&user, &other_raws).await;
+    let other_reads = common::append(&user, &other_raws).await;
 
     // A request mixing both stores, out of append order, some reads ranges.
     let mut plan: Vec<(BodyRead, Vec<u8>)> = Vec::new();
@@ -266,7 +235,7 @@ async fn a_group_follows_bodies_moved_since_the_snapshot() {
     );
     let user = before.user("u").await.unwrap();
     let raws: Vec<Vec<u8>> = (0..40).map(|i| message(i, 2_000 + 10 * i)).collect();
-    let stale = append(&user, &raws).await;
+    let stale = common::append(&user, &raws).await;
     drop(user);
     before.close_idle().await;
 

@@ -2,16 +2,16 @@
 //! a few at a time, small ones still `read_concurrency` at a time, and a body larger than the
 //! budget is read alone; answers keep their order.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use strata_backend_api::{Backend, MemoryBackend};
 use strata_backend_delay::{DelayBackend, DelayConfig, Latency};
-use strata_index::{Flags, IndexOptions, Parts, StoreId};
-use strata_mailstore::{
-    AckPolicy, Appended, BodyRead, BodyStores, Mailstore, MailstoreOptions, READ_BUDGET, UserStore,
-};
+use strata_index::{IndexOptions, StoreId};
+use strata_mailstore::{AckPolicy, BodyStores, Mailstore, MailstoreOptions, READ_BUDGET};
 
 fn message(i: usize, body_bytes: usize) -> Vec<u8> {
     let mut m = format!("From: a@example.org\r\nSubject: message {i}\r\n\r\n").into_bytes();
@@ -20,38 +20,6 @@ fn message(i: usize, body_bytes: usize) -> Vec<u8> {
         m.extend_from_slice(line);
     }
     m
-}
-
-/// Appends the messages to INBOX; the reads of their whole bodies, in order.
-async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
-    let snap = user.snapshot().unwrap();
-    let inbox = user.find(&snap, &["INBOX".into()]).unwrap().id;
-    let msgs = raws
-        .iter()
-        .map(|raw| Appended {
-            raw: raw.clone(),
-            flags: Flags::default(),
-            internal_date: None,
-        })
-        .collect();
-    let (_, uids) = user.append(inbox, msgs).await.unwrap();
-    let snap = user.snapshot().unwrap();
-    let messages = snap.messages(inbox).unwrap();
-    uids.iter()
-        .map(|uid| {
-            let m = messages.iter().find(|m| m.uid == *uid).unwrap();
-            let c = snap
-                .content_parts(&m.guid, Parts::default())
-                .unwrap()
-                .unwrap();
-            BodyRead {
-                guid: m.guid,
-                location: c.location,
-                range: None,
-                size: c.size,
-            }
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -85,7 +53,7 @@ async fn bytes_in_flight_stay_within_the_budget() {
     let small: Vec<Vec<u8>> = (0..64).map(|i| message(i, 1024)).collect();
 
     // Large bodies: at most two of just over a third of the budget at once.
-    let reads = append(&user, &large).await;
+    let reads = common::append(&user, &large).await;
     let got: Vec<_> = user.bodies(reads).collect().await;
     for (raw, body) in large.iter().zip(&got) {
         assert_eq!(&body.as_ref().unwrap()[..], &raw[..], "answers in order");
@@ -93,15 +61,15 @@ async fn bytes_in_flight_stay_within_the_budget() {
     assert_eq!(slow.stats().max_reads_in_flight, 2);
 
     // One body above the budget is still read, alone.
-    let mut reads = append(&user, &huge).await;
-    reads.extend(append(&user, &large[..1]).await);
+    let mut reads = common::append(&user, &huge).await;
+    reads.extend(common::append(&user, &large[..1]).await);
     let got: Vec<_> = user.bodies(reads).collect().await;
     assert_eq!(got[0].as_ref().unwrap().len(), huge[0].len());
     assert_eq!(got[1].as_ref().unwrap().len(), large[0].len());
     assert_eq!(slow.stats().max_reads_in_flight, 2);
 
     // Small bodies keep the whole concurrency.
-    let reads = append(&user, &small).await;
+    let reads = common::append(&user, &small).await;
     let got: Vec<_> = user.bodies(reads).collect().await;
     for (raw, body) in small.iter().zip(&got) {
         assert_eq!(&body.as_ref().unwrap()[..], &raw[..], "answers in order");

@@ -1,0 +1,37 @@
+//! Helpers shared by the mail store's tests.
+#![allow(dead_code)]
+
+use strata_index::{Flags, Parts};
+use strata_mailstore::{Appended, BodyRead, UserStore};
+
+/// Appends the messages to INBOX; the reads of their whole bodies, in order.
+pub async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
+    let snap = user.snapshot().unwrap();
+    let inbox = user.find(&snap, &["INBOX".into()]).unwrap().id;
+    let msgs = raws
+        .iter()
+        .map(|raw| Appended {
+            raw: raw.clone(),
+            flags: Flags::default(),
+            internal_date: None,
+        })
+        .collect();
+    let (_, uids) = user.append(inbox, msgs).await.unwrap();
+    let snap = user.snapshot().unwrap();
+    let messages = snap.messages(inbox).unwrap();
+    uids.iter()
+        .map(|uid| {
+            let m = messages.iter().find(|m| m.uid == *uid).unwrap();
+            let c = snap
+                .content_parts(&m.guid, Parts::default())
+                .unwrap()
+                .unwrap();
+            BodyRead {
+                guid: m.guid,
+                location: c.location,
+                range: None,
+                size: c.size,
+            }
+        })
+        .collect()
+}
