@@ -674,6 +674,47 @@ impl MaildirBackend {
         &self.inner.root
     }
 
+    /// Reads in groups of at most [`READ_GROUP`], each run in one blocking task one file after
+    /// another (a task per file woke a thread per file, which cost more than reading it from
+    /// the page cache), at most `concurrency` reads in flight, answered in request order. The
+    /// stream holds the Maildir, not a borrow of this handle.
+    pub(crate) fn read_grouped(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'static, Result<Bytes, BackendError>> {
+        let tasks = concurrency.max(1).div_ceil(READ_GROUP);
+        let group = reads.len().div_ceil(tasks).clamp(1, READ_GROUP);
+        let mut groups = Vec::new();
+        let mut reads = reads.into_iter().peekable();
+        while reads.peek().is_some() {
+            groups.push(reads.by_ref().take(group).collect::<Vec<_>>());
+        }
+        let inner = self.inner.clone();
+        stream::iter(groups)
+            .map(move |g| {
+                let inner = inner.clone();
+                async move {
+                    let n = g.len();
+                    let read = tokio::task::spawn_blocking(move || {
+                        g.into_iter()
+                            .map(|r| inner.get(&r.key, r.range))
+                            .collect::<Vec<_>>()
+                    });
+                    match read.await {
+                        Ok(answers) => answers,
+                        Err(e) => {
+                            let e = err(ErrorKind::Io, format!("file task failed: {e}"));
+                            vec![Err(e); n]
+                        }
+                    }
+                }
+            })
+            .buffered(tasks)
+            .flat_map(stream::iter)
+            .boxed()
+    }
+
     async fn blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<R, BackendError> + Send + 'static,
@@ -715,36 +756,12 @@ impl Backend for MaildirBackend {
         self.blocking(move |inner| inner.size(&key)).await
     }
 
-    /// Groups of reads each run in one blocking task, one file after another: a task per file
-    /// woke a thread per file, which cost more than reading it from the page cache.
     fn get_many(
         &self,
         reads: Vec<Read>,
         concurrency: usize,
     ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        let tasks = concurrency.max(1).div_ceil(READ_GROUP);
-        let group = reads.len().div_ceil(tasks).clamp(1, READ_GROUP);
-        let mut groups = Vec::new();
-        let mut reads = reads.into_iter().peekable();
-        while reads.peek().is_some() {
-            groups.push(reads.by_ref().take(group).collect::<Vec<_>>());
-        }
-        stream::iter(groups)
-            .map(move |g| async move {
-                let n = g.len();
-                let read = self.blocking(move |inner| {
-                    Ok(g.into_iter()
-                        .map(|r| inner.get(&r.key, r.range))
-                        .collect::<Vec<_>>())
-                });
-                match read.await {
-                    Ok(answers) => answers,
-                    Err(e) => vec![Err(e); n],
-                }
-            })
-            .buffered(tasks)
-            .flat_map(stream::iter)
-            .boxed()
+        self.read_grouped(reads, concurrency)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

@@ -176,11 +176,7 @@ impl Backend for MaildirTree {
                         range: r.range,
                     })
                     .collect();
-                stream::once(
-                    async move { m.get_many(inner, concurrency).collect::<Vec<_>>().await },
-                )
-                .flat_map(stream::iter)
-                .boxed()
+                m.read_grouped(inner, concurrency)
             }
             None => stream::iter(reads)
                 .map(move |r| async move { self.get(&r.key, r.range).await })
