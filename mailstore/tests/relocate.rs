@@ -2,6 +2,8 @@
 //! an expunge racing the move loses and leaks nothing, and an interrupted run's leftovers are
 //! deleted by the next.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,17 +121,10 @@ async fn bodies_move_to_the_target_and_stay_readable() {
         .messages(inbox)
         .unwrap()
         .iter()
-        .map(|m| {
-            let c = snap
-                .content_parts(&m.guid, Parts::default())
-                .unwrap()
-                .unwrap();
-            BodyRead {
-                guid: m.guid,
-                location: c.location,
-                range: Some(0..4),
-                size: 4,
-            }
+        .map(|m| BodyRead {
+            range: Some(0..4),
+            size: 4,
+            ..common::read_of(&snap, m.guid)
         })
         .collect();
     drop(snap);

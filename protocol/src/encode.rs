@@ -359,12 +359,16 @@ mod tests {
     #[test]
     fn large_literals_are_shared_and_sent_in_order() {
         let owner = body(100_000);
-        let mut o = Out::default();
-        o.raw("* 1 FETCH (BODY[] ");
-        o.literal_in(&owner, &owner[10..90_000]);
-        o.raw(" BODY[TEXT] ");
-        o.literal_in(&owner, &owner[..100]);
-        o.raw(")").crlf();
+        let response = || {
+            let mut o = Out::default();
+            o.raw("* 1 FETCH (BODY[] ");
+            o.literal_in(&owner, &owner[10..90_000]);
+            o.raw(" BODY[TEXT] ");
+            o.literal_in(&owner, &owner[..100]);
+            o.raw(")").crlf();
+            o
+        };
+        let mut o = response();
         assert_eq!(o.shared.len(), 1, "only the large literal is shared");
         assert_eq!(o.len(), o.buf.len() + 89_990);
         let mut want = b"* 1 FETCH (BODY[] {89990}\r\n".to_vec();
@@ -372,12 +376,7 @@ mod tests {
         want.extend_from_slice(b" BODY[TEXT] {100}\r\n");
         want.extend_from_slice(&owner[..100]);
         want.extend_from_slice(b")\r\n");
-        let mut again = Out::default();
-        again.raw("* 1 FETCH (BODY[] ");
-        again.literal_in(&owner, &owner[10..90_000]);
-        again.raw(" BODY[TEXT] ");
-        again.literal_in(&owner, &owner[..100]);
-        again.raw(")").crlf();
+        let mut again = response();
         assert_eq!(o.take(), want, "take copies the shared run in");
         let mut sent = Vec::new();
         tokio::runtime::Builder::new_current_thread()

@@ -1,7 +1,7 @@
 //! Helpers shared by the mail store's tests.
 #![allow(dead_code)]
 
-use strata_index::{Flags, Parts};
+use strata_index::{Flags, Guid, Parts, Snapshot};
 use strata_mailstore::{Appended, BodyRead, UserStore};
 
 /// Appends the messages to INBOX; the reads of their whole bodies, in order.
@@ -22,16 +22,21 @@ pub async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
     uids.iter()
         .map(|uid| {
             let m = messages.iter().find(|m| m.uid == *uid).unwrap();
-            let c = snap
-                .content_parts(&m.guid, Parts::default())
-                .unwrap()
-                .unwrap();
-            BodyRead {
-                guid: m.guid,
-                location: c.location,
-                range: None,
-                size: c.size,
-            }
+            read_of(&snap, m.guid)
         })
         .collect()
+}
+
+/// The read of a content's whole body where `snap` says it is.
+pub fn read_of(snap: &Snapshot, guid: Guid) -> BodyRead {
+    let c = snap
+        .content_parts(&guid, Parts::default())
+        .unwrap()
+        .unwrap();
+    BodyRead {
+        guid,
+        location: c.location,
+        range: None,
+        size: c.size,
+    }
 }
