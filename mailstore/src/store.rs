@@ -290,7 +290,7 @@ impl Mailstore {
 /// One message to append.
 pub struct Appended {
     /// The raw message.
-    pub raw: Vec<u8>,
+    pub raw: Bytes,
     /// Flags to set.
     pub flags: Flags,
     /// INTERNALDATE; now if absent.
@@ -1106,7 +1106,7 @@ fn id_folder(id: MailboxId) -> String {
 const PARSE_OFF_THREAD_BYTES: usize = 1 << 20;
 
 /// Parses a message, on a blocking thread when it is large.
-async fn parse_off_thread(raw: Vec<u8>) -> (Vec<u8>, strata_index::ParsedMessage) {
+async fn parse_off_thread(raw: Bytes) -> (Bytes, strata_index::ParsedMessage) {
     if raw.len() < PARSE_OFF_THREAD_BYTES {
         let parsed = crate::parse(&raw);
         return (raw, parsed);

@@ -26,7 +26,9 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>, ack: AckPolicy) -> 
 
 fn message(i: usize) -> Appended {
     Appended {
-        raw: format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes(),
+        raw: format!("Subject: m{i}\r\n\r\nbody {i}\r\n")
+            .into_bytes()
+            .into(),
         flags: Flags::default(),
         internal_date: None,
     }

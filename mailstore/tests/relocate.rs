@@ -48,7 +48,7 @@ async fn fill(user: &UserStore, n: usize) {
     let sent = user.find(&snap, &["Sent".into()]).unwrap().id;
     let msgs = (0..n)
         .map(|i| Appended {
-            raw: message(i),
+            raw: message(i).into(),
             flags: Flags::default(),
             internal_date: None,
         })

@@ -37,7 +37,9 @@ fn mailstore(dir: &std::path::Path, store: Arc<dyn Backend>, ship: ShipOptions) 
 
 fn message(i: usize) -> Appended {
     Appended {
-        raw: format!("Subject: m{i}\r\nFrom: a@example.org\r\n\r\nbody {i}\r\n").into_bytes(),
+        raw: format!("Subject: m{i}\r\nFrom: a@example.org\r\n\r\nbody {i}\r\n")
+            .into_bytes()
+            .into(),
         flags: Flags::default(),
         internal_date: None,
     }

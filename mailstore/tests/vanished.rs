@@ -27,7 +27,9 @@ async fn expunges_since_a_modseq_until_the_log_is_trimmed() {
     let inbox = user.find(&snap, &["INBOX".to_string()]).unwrap().id;
     let junk = user.find(&snap, &["Junk".to_string()]).unwrap().id;
     let message = |i: usize| Appended {
-        raw: format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes(),
+        raw: format!("Subject: m{i}\r\n\r\nbody {i}\r\n")
+            .into_bytes()
+            .into(),
         flags: Flags::default(),
         internal_date: None,
     };

@@ -1,12 +1,16 @@
-//! Driving a session over a byte stream: framing with imap-codec's fragmentizer, literal
+//! Driving a session over a byte stream: framing (`framing`, `fragments`), literal
 //! continuation and limits, the AUTHENTICATE and IDLE sub-dialogues, timeouts and shutdown.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, LineEnding};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthenticateData;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Literal;
 use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use strata_mailstore::model::CommitEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,9 +19,50 @@ use tokio::sync::{broadcast, watch};
 use crate::commands;
 use crate::compress;
 use crate::framing::{Framer, Sizes, Skipped};
-use crate::grammar;
+use crate::grammar::{self, Detached};
 use crate::respond::Responder;
 use crate::session::{Next, Session};
+
+/// The command with its APPEND message (when it lies in `message`) replaced by an empty
+/// one, everything else made owned, and where in `message` that literal was: a message of
+/// megabytes is then handed on without being copied again.
+fn detach_message(cmd: Command<'_>, message: &[u8]) -> (Command<'static>, Option<Range<usize>>) {
+    let Command {
+        tag,
+        body:
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message: literal,
+            },
+    } = cmd
+    else {
+        return (cmd.into_static(), None);
+    };
+    let data: &[u8] = match &literal {
+        LiteralOrLiteral8::Literal(l) => l.as_ref(),
+        LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+    };
+    // Addresses compared, not dereferenced: where the literal's bytes sit in the buffer.
+    let start = (data.as_ptr() as usize).wrapping_sub(message.as_ptr() as usize);
+    let inside = start
+        .checked_add(data.len())
+        .is_some_and(|end| end <= message.len());
+    let (literal, range) = if inside {
+        let empty = LiteralOrLiteral8::Literal(Literal::unvalidated(&b""[..]));
+        (empty, Some(start..start + data.len()))
+    } else {
+        (literal, None)
+    };
+    let body = CommandBody::Append {
+        mailbox,
+        flags,
+        date,
+        message: literal,
+    };
+    (Command { tag, body }.into_static(), range)
+}
 
 /// Limits on what a client may send, and how long it may take.
 #[derive(Clone, Debug)]
@@ -345,7 +390,11 @@ where
                         Err(None)
                     }
                     _ => match frag.decode_message(&CommandCodec::default()) {
-                        Ok(cmd) => Ok(cmd.into_static()),
+                        Ok(cmd) => {
+                            let (cmd, literal) = detach_message(cmd, frag.message_bytes());
+                            extras.literal = literal.map(Detached::Range);
+                            Ok(cmd)
+                        }
                         Err(e) => Err(match e {
                             DecodeMessageError::MessageTooLong { .. } => Some("TOOBIG"),
                             _ => None,
@@ -356,6 +405,11 @@ where
                     .decode_tag()
                     .map(|t| t.as_ref().to_string())
                     .unwrap_or_else(|| "*".into());
+                if let Some(Detached::Range(range)) = extras.literal.take() {
+                    // The APPENDed message leaves in the buffer it arrived in.
+                    let message = bytes::Bytes::from(frag.take_message());
+                    extras.literal = Some(Detached::Bytes(message.slice(range)));
+                }
                 match (cmd, refused.take()) {
                     (Ok(cmd), None) => {
                         let name = cmd.body.name();

@@ -1,11 +1,13 @@
 //! Splitting what a client sends into commands, with every limit enforced as the bytes arrive:
-//! imap-codec's fragmentizer finds lines and literals; this module bounds how long a line may
-//! grow before its CRLF, discards an overlong command without buffering it (following its
-//! literal announcements, so literal data is never read as commands), and starts a fresh
-//! fragmentizer when the limits change (at login) or after a large message, so that a session
-//! does not keep the memory a past APPEND needed.
+//! [`crate::fragments`] finds lines and literals; this module bounds how long a line may grow
+//! before its CRLF, discards an overlong command without buffering it (following its literal
+//! announcements, so literal data is never read as commands), and starts afresh when the
+//! limits change (at login) or after a large message, so that a session does not keep the
+//! memory a past APPEND needed.
 
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::fragmentizer::FragmentInfo;
+
+use crate::fragments::{Byte, Fragments, advance};
 
 /// The sizes a client's commands may have in the current state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,58 +39,6 @@ struct Skip {
     literal_left: u64,
 }
 
-/// The fragmentizer's view of the last bytes of a line.
-#[derive(Clone, Copy)]
-enum Byte {
-    Other,
-    Open,
-    Digits(u64),
-    Plus(u64),
-    Close { length: u64, sync: bool },
-    Cr(Option<(u64, bool)>),
-}
-
-impl Byte {
-    fn next(self, b: u8) -> Byte {
-        match (self, b) {
-            (_, b'\r') => match self {
-                Byte::Close { length, sync } => Byte::Cr(Some((length, sync))),
-                _ => Byte::Cr(None),
-            },
-            (_, b'{') => Byte::Open,
-            (Byte::Open, b'0'..=b'9') => Byte::Digits(u64::from(b - b'0')),
-            (Byte::Digits(n), b'0'..=b'9') => n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(b - b'0')))
-                .filter(|n| *n <= u64::from(u32::MAX))
-                .map_or(Byte::Other, Byte::Digits),
-            (Byte::Digits(n), b'+') => Byte::Plus(n),
-            (Byte::Digits(n), b'}') => Byte::Close {
-                length: n,
-                sync: true,
-            },
-            (Byte::Plus(n), b'}') => Byte::Close {
-                length: n,
-                sync: false,
-            },
-            _ => Byte::Other,
-        }
-    }
-}
-
-/// The state after `bytes` (which hold no LF): a literal announcement is at most 14 bytes
-/// long and starts with `{`, which resets the state, so only the last bytes matter.
-fn advance(state: Byte, bytes: &[u8]) -> Byte {
-    const ANNOUNCEMENT: usize = 32;
-    if bytes.len() > ANNOUNCEMENT {
-        bytes[bytes.len() - ANNOUNCEMENT..]
-            .iter()
-            .fold(Byte::Other, |s, &b| s.next(b))
-    } else {
-        bytes.iter().fold(state, |s, &b| s.next(b))
-    }
-}
-
 /// Where skipping an overlong command got to.
 pub(crate) enum Skipped {
     /// More bytes are needed.
@@ -99,7 +49,7 @@ pub(crate) enum Skipped {
 
 /// The framing of one connection.
 pub(crate) struct Framer {
-    pub frag: Fragmentizer,
+    pub frag: Fragments,
     sizes: Sizes,
     /// Where the line being received started, in the current message.
     line_start: usize,
@@ -117,7 +67,7 @@ const KEEP_BUFFER_BYTES: usize = 256 * 1024;
 impl Framer {
     pub fn new(sizes: Sizes) -> Framer {
         Framer {
-            frag: Fragmentizer::new(sizes.message()),
+            frag: Fragments::new(sizes.message()),
             sizes,
             line_start: 0,
             in_literal: false,
@@ -148,7 +98,7 @@ impl Framer {
     /// limits) if it holds nothing now.
     pub fn idle_point(&mut self) {
         if self.grown && self.frag.message_bytes().is_empty() && self.skip.is_none() {
-            self.frag = Fragmentizer::new(self.sizes.message());
+            self.frag = Fragments::new(self.sizes.message());
             self.grown = false;
             self.line_start = 0;
             self.in_literal = false;
@@ -204,7 +154,7 @@ impl Framer {
             state,
             literal_left: 0,
         });
-        self.frag = Fragmentizer::new(self.sizes.message());
+        self.frag = Fragments::new(self.sizes.message());
         self.line_start = 0;
         self.in_literal = false;
         true
@@ -233,11 +183,7 @@ impl Framer {
             };
             skip.state = advance(skip.state, &bytes[..lf]);
             bytes = &bytes[lf + 1..];
-            let announced = match skip.state {
-                Byte::Cr(a) => a,
-                Byte::Close { length, sync } => Some((length, sync)),
-                _ => None,
-            };
+            let announced = skip.state.announced();
             skip.state = Byte::Other;
             match announced {
                 // The client waits for "+" before sending it: answering ends the command.

@@ -1,8 +1,8 @@
 //! # strata-protocol
 //!
 //! The IMAP side of Strata: one [`Session`] per connection, driven by [`run`] over any byte
-//! stream. Commands are framed and decoded by imap-codec (its fragmentizer splits lines and
-//! literals with a size bound, so oversize input is discarded without being buffered whole);
+//! stream. Commands are split into lines and literals by Strata's own framing (with a size
+//! bound, so oversize input is discarded without being buffered whole) and decoded by imap-codec;
 //! each command goes to its handler in `commands/`, allowed or refused by one table of states;
 //! the selected mailbox's per-session numbering lives in [`Selected`].
 //!
@@ -13,6 +13,7 @@ mod commands;
 mod compress;
 mod connection;
 pub mod encode;
+mod fragments;
 mod framing;
 mod grammar;
 mod objectid;

@@ -130,7 +130,7 @@ async fn fill(
                     });
                 } else {
                     copies.push(Appended {
-                        raw,
+                        raw: raw.into(),
                         flags,
                         internal_date: Some(m.date),
                     });

@@ -11,7 +11,7 @@ pub async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
     let msgs = raws
         .iter()
         .map(|raw| Appended {
-            raw: raw.clone(),
+            raw: raw.clone().into(),
             flags: Flags::default(),
             internal_date: None,
         })

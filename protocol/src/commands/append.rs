@@ -1,7 +1,7 @@
 //! APPEND (RFC 3501 6.3.11) with UIDPLUS's APPENDUID (RFC 4315).
 
+use bytes::Bytes;
 use imap_codec::imap_types::datetime::DateTime;
-use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use strata_mailstore::Appended;
@@ -17,13 +17,9 @@ pub(super) async fn append(
     mailbox: &Mailbox<'_>,
     flags: Vec<Flag<'_>>,
     date: Option<DateTime>,
-    message: LiteralOrLiteral8<'_>,
+    raw: Bytes,
     r: &mut Responder<'_>,
 ) -> R {
-    let raw = match message {
-        LiteralOrLiteral8::Literal(l) => l.into_inner().into_owned(),
-        LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
-    };
     let user = a.user.clone();
     let Some(target) = super::destination(&user, mailbox, a.enabled.utf8_names(), tag, r) else {
         return Ok(Step::CONTINUE);

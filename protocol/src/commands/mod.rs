@@ -16,12 +16,14 @@ mod store;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::mailbox::Mailbox;
 use strata_mailstore::model::{IndexError, MailboxRecord, Uid};
 use strata_mailstore::{StoreError, UserStore, names};
 
-use crate::grammar::Extras;
+use crate::grammar::{Detached, Extras};
 use crate::respond::Responder;
 use crate::selected::Selected;
 use crate::session::{Enabled, Session, State, Step};
@@ -223,7 +225,14 @@ pub(crate) async fn dispatch(
             flags,
             date,
             message,
-        } => append::append(&mut a, &tag, &mailbox, flags, date, message, r).await,
+        } => {
+            let raw = match (extras.literal, message) {
+                (Some(Detached::Bytes(b)), _) => b,
+                (_, LiteralOrLiteral8::Literal(l)) => Bytes::from(l.into_inner().into_owned()),
+                (_, LiteralOrLiteral8::Literal8(l)) => Bytes::from(l.data.into_owned()),
+            };
+            append::append(&mut a, &tag, &mailbox, flags, date, raw, r).await
+        }
         C::Idle => idle::idle(&tag, r),
         C::Compress { algorithm } => any::compress(&tag, &algorithm, compressed, r),
         body => {

@@ -42,6 +42,17 @@ pub(crate) struct Extras {
     pub(crate) status_mailbox_id: bool,
     /// MAILBOXID was STATUS's only item: the decoded command carries a stand-in `MESSAGES`.
     pub(crate) status_stand_in: bool,
+    /// APPEND's message, taken out of the decoded command (which carries an empty one).
+    pub(crate) literal: Option<Detached>,
+}
+
+/// An APPEND message detached from its command.
+#[derive(Debug)]
+pub(crate) enum Detached {
+    /// Where it lies in the received command, until the command's buffer is handed over.
+    Range(std::ops::Range<usize>),
+    /// Its bytes.
+    Bytes(bytes::Bytes),
 }
 
 /// A FETCH item imap-codec does not decode.
