@@ -24,6 +24,22 @@ struct RawConfig {
     index: Option<RawIndex>,
     auth: Option<RawAuth>,
     log: Option<RawLog>,
+    lmtp: Option<RawLmtp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLmtp {
+    listen: Option<String>,
+    socket: Option<String>,
+    hostname: Option<String>,
+    domains: Option<Vec<String>>,
+    detail_delimiter: Option<String>,
+    detail_mailbox: Option<bool>,
+    max_message_bytes: Option<u64>,
+    max_recipients: Option<u32>,
+    max_connections: Option<u32>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -679,6 +695,8 @@ fn parse_checked(
         },
     };
 
+    let lmtp = lmtp(&mut p, base, raw.lmtp.unwrap_or_default(), &defaults.lmtp);
+
     if !p.0.is_empty() {
         return Err(errors(text, file, p.0));
     }
@@ -690,7 +708,83 @@ fn parse_checked(
         index,
         auth,
         log,
+        lmtp,
     })
+}
+
+/// `[lmtp]`.
+fn lmtp(p: &mut Problems, base: &Path, r: RawLmtp, d: &crate::schema::Lmtp) -> crate::schema::Lmtp {
+    let hostname = match r.hostname {
+        Some(h)
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) =>
+        {
+            p.add("lmtp.hostname", format!("{h:?} is not a host name"));
+            d.hostname.clone()
+        }
+        Some(h) => h,
+        None => d.hostname.clone(),
+    };
+    let domains = r.domains.map_or_else(
+        || d.domains.clone(),
+        |list| {
+            list.into_iter()
+                .filter_map(|dom| {
+                    let ok = !dom.is_empty()
+                        && dom
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+                    if !ok {
+                        p.add("lmtp.domains", format!("{dom:?} is not a domain name"));
+                    }
+                    ok.then(|| dom.to_ascii_lowercase())
+                })
+                .collect()
+        },
+    );
+    let detail_delimiter = match r.detail_delimiter.as_deref() {
+        None => d.detail_delimiter,
+        Some("") => None,
+        Some(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii_punctuation() && c != '@' => Some(c),
+                _ => {
+                    p.add(
+                        "lmtp.detail_delimiter",
+                        format!("{s:?} is not one punctuation character (like \"+\"); \"\" turns details off"),
+                    );
+                    d.detail_delimiter
+                }
+            }
+        }
+    };
+    crate::schema::Lmtp {
+        listen: p.listener("lmtp.listen", r.listen, d.listen),
+        socket: match r.socket.as_deref() {
+            None => d.socket.clone(),
+            Some("") => None,
+            Some(s) => Some(resolve(base, s)),
+        },
+        hostname,
+        domains,
+        detail_delimiter,
+        detail_mailbox: r.detail_mailbox.unwrap_or(d.detail_mailbox),
+        max_message_bytes: p.positive(
+            "lmtp.max_message_bytes",
+            r.max_message_bytes,
+            d.max_message_bytes,
+        ),
+        max_recipients: p.positive("lmtp.max_recipients", r.max_recipients, d.max_recipients),
+        max_connections: p.positive("lmtp.max_connections", r.max_connections, d.max_connections),
+        timeout: Duration::from_secs(p.positive(
+            "lmtp.timeout_secs",
+            r.timeout_secs,
+            d.timeout.as_secs(),
+        )),
+    }
 }
 
 /// What every store's defaults come from.

@@ -14,6 +14,6 @@ mod schema;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
-    AccountsIn, AppendAck, Auth, Backend, Config, Delay, Fts, Imap, Index, Journal, Log,
+    AccountsIn, AppendAck, Auth, Backend, Config, Delay, Fts, Imap, Index, Journal, Lmtp, Log,
     PlaintextAuth, S3, Secret, Ship, Storage, Store, Tls,
 };

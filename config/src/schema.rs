@@ -21,6 +21,33 @@ pub struct Config {
     pub auth: Auth,
     /// Logging.
     pub log: Log,
+    /// LMTP delivery.
+    pub lmtp: Lmtp,
+}
+
+/// LMTP (RFC 2033), for a mail server to deliver into (`[lmtp]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lmtp {
+    /// A TCP listener; `None` disables it.
+    pub listen: Option<SocketAddr>,
+    /// A Unix socket path; `None` disables it.
+    pub socket: Option<PathBuf>,
+    /// The name given in the greeting and the LHLO answer.
+    pub hostname: String,
+    /// Recipient domains mail is accepted for (lowercase); empty: any.
+    pub domains: Vec<String>,
+    /// What separates a local part from its detail (`alice+lists@`); `None`: no details.
+    pub detail_delimiter: Option<char>,
+    /// `user+detail@` is filed into the mailbox `detail` when it exists.
+    pub detail_mailbox: bool,
+    /// Largest message, in bytes.
+    pub max_message_bytes: u64,
+    /// Recipients in one transaction.
+    pub max_recipients: u32,
+    /// LMTP connections at once.
+    pub max_connections: u32,
+    /// How long a client may take to send a command or the next part of a message.
+    pub timeout: Duration,
 }
 
 /// Where accounts (names and password hashes) live (`[auth]`).
@@ -382,6 +409,18 @@ impl Default for Config {
             },
             log: Log {
                 level: "info".into(),
+            },
+            lmtp: Lmtp {
+                listen: None,
+                socket: None,
+                hostname: "localhost".into(),
+                domains: Vec::new(),
+                detail_delimiter: Some('+'),
+                detail_mailbox: true,
+                max_message_bytes: 64 << 20,
+                max_recipients: 100,
+                max_connections: 100,
+                timeout: Duration::from_secs(300),
             },
             data_dir,
         }

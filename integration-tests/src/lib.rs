@@ -150,6 +150,19 @@ impl TestServer {
         c
     }
 
+    /// The messages in `user`'s `mailbox`, whole, in UID order (none in an empty mailbox).
+    pub async fn messages(&self, user: &str, mailbox: &str) -> Vec<String> {
+        let mut c = self.login(user).await;
+        c.ok(&format!("SELECT {mailbox}")).await;
+        // `1:*` of an empty mailbox names no message: the answer is BAD, with no FETCH lines.
+        let r = c.cmd("UID FETCH 1:* BODY.PEEK[]").await;
+        r.with("")
+            .into_iter()
+            .filter(|l| l.contains(" FETCH "))
+            .map(|l| String::from_utf8_lossy(&literal_of(l)).into_owned())
+            .collect()
+    }
+
     /// The server's certificate.
     pub fn certificate(&self) -> PathBuf {
         self.data_dir.join("tls").join("self-signed.pem")
@@ -252,6 +265,14 @@ impl Reply {
     pub fn has(&self, text: &str) -> bool {
         self.untagged.iter().any(|l| l.contains(text))
     }
+}
+
+/// The bytes of the literal in a one-item FETCH response line (`* 1 FETCH (BODY[] {3}\r\nabc)`).
+pub fn literal_of(line: &str) -> Vec<u8> {
+    let at = line.find("}\r\n").expect("a literal") + 3;
+    let mut v = line.as_bytes()[at..].to_vec();
+    v.pop(); // the closing parenthesis
+    v
 }
 
 /// The number after `key` (and any spaces or an opening parenthesis) in `line`: the value of

@@ -44,6 +44,6 @@ pub use relocate::{RelocateOptions, RelocateReport};
 pub use session::Vanished;
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,
-    MailstoreOptions, UserStore, Watch,
+    MailstoreOptions, Prepared, UserStore, Watch,
 };
 pub use text::{decode_header, parse_date};

@@ -297,6 +297,31 @@ pub struct Appended {
     pub internal_date: Option<Timestamp>,
 }
 
+/// A message parsed once, to be appended to any number of mailboxes.
+#[derive(Clone)]
+pub struct Prepared {
+    raw: Bytes,
+    parsed: strata_index::ParsedMessage,
+}
+
+impl Prepared {
+    /// Parses `raw` (on a blocking thread when it is large).
+    pub async fn parse(raw: Bytes) -> Prepared {
+        let (raw, parsed) = parse_off_thread(raw).await;
+        Prepared { raw, parsed }
+    }
+
+    /// The message's size in bytes.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the message has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
 /// A body already stored under `key`, to record in the index.
 pub struct Adopted {
     /// The backend key.
@@ -648,6 +673,20 @@ impl UserStore {
         mailbox: MailboxId,
         messages: Vec<Appended>,
     ) -> Result<(u32, Vec<Uid>)> {
+        let mut prepared = Vec::with_capacity(messages.len());
+        for m in messages {
+            prepared.push((Prepared::parse(m.raw).await, m.flags, m.internal_date));
+        }
+        self.append_prepared(mailbox, prepared).await
+    }
+
+    /// [`UserStore::append`] of messages already parsed (one delivery to many users parses
+    /// once): each with its flags and INTERNALDATE (now if absent).
+    pub async fn append_prepared(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<(Prepared, Flags, Option<Timestamp>)>,
+    ) -> Result<(u32, Vec<Uid>)> {
         let snap = self.snapshot()?;
         let rec = snap
             .mailbox(mailbox)?
@@ -663,13 +702,12 @@ impl UserStore {
         drop(snap);
         let mut batch = Batch::new();
         let mut news = Vec::with_capacity(messages.len());
-        for m in messages {
+        for (message, flags, internal_date) in messages {
             let guid = Guid(rand::random());
-            let date = m.internal_date.unwrap_or_else(Timestamp::now);
+            let date = internal_date.unwrap_or_else(Timestamp::now);
             let key = body_key(&folder, &guid, date);
-            let size = m.raw.len() as u64;
-            let (raw, parsed) = parse_off_thread(m.raw).await;
-            batch = batch.put(Key::new(key.clone())?, raw);
+            let size = message.raw.len() as u64;
+            batch = batch.put(Key::new(key.clone())?, message.raw);
             if let Some(name) = &meta_name {
                 let meta = self.body_meta(mailbox, name, &guid, date, size);
                 batch = batch.meta(Key::new(key.clone())?, meta);
@@ -682,9 +720,9 @@ impl UserStore {
                         store: self.stores.main_id(),
                         key,
                     },
-                    parsed,
+                    parsed: message.parsed,
                 },
-                flags: m.flags,
+                flags,
                 internal_date: date,
             });
         }

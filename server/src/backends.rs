@@ -280,6 +280,19 @@ impl Backends {
         Ok(stores)
     }
 
+    /// Makes every delay-wrapped store fail each operation with this probability from now on
+    /// (1.0: the store is down; 0.0: it is back), for the latency harness and its tests.
+    pub fn set_error_rate(&self, rate: f64) {
+        for d in self
+            .delayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            d.set_error_rate(rate);
+        }
+    }
+
     /// What the delay backends have seen, summed (reads and commits) and maximised (reads in
     /// flight), for the latency harness and its tests.
     pub fn delay_stats(&self) -> DelayStats {

@@ -1,11 +1,14 @@
 //! The control socket, `<data_dir>/control.sock` (mode 0600): admin commands that must run
-//! inside the server, because it holds the users' indexes and the journals' locks. Today it
-//! carries `migrate` and `shipping`. It is not a remote admin API: it is a Unix socket for the
+//! inside the server, because it holds the users' indexes and the journals' locks: `migrate`,
+//! `shipping`, `shipped`, the full-text index's status and rebuild, and `deliver` (for
+//! `strata deliver`). It is not a remote admin API: it is a Unix socket for the
 //! server's own account.
 //!
 //! The protocol is lines: the client sends one request (`migrate STORE USER [BATCH]`, USER
 //! `*` for everyone, BATCH bodies per batch; `shipping [USER]`, how far each open user's
-//! index is shipped; `shipped USER`, once the user's index as it is now is in the store); the
+//! index is shipped; `shipped USER`, once the user's index as it is now is in the store;
+//! `deliver USER LEN [MAILBOX]` followed by the message's LEN bytes, answered `ok MAILBOX` or
+//! `error nouser|refused|tempfail WHY`); the
 //! server answers progress lines starting with `. `, then one final
 //! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
 //! flight.
@@ -14,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_mailstore::{Mailstore, RelocateOptions};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::accounts::Accounts;
 use crate::backends::Backends;
 use crate::migrate::{Users, migrate, progress_line};
 
@@ -52,11 +56,16 @@ pub async fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The largest message `deliver` takes through the socket (the client checks the configured
+/// limit first; this only bounds what a bad request can make the server hold).
+const MAX_DELIVER_BYTES: usize = 1 << 30;
+
 /// Serves the socket until shutdown.
 pub async fn serve(
     listener: UnixListener,
     store: Arc<Mailstore>,
     backends: Arc<Backends>,
+    accounts: Arc<Accounts>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -70,6 +79,7 @@ pub async fn serve(
                     conn,
                     store.clone(),
                     backends.clone(),
+                    accounts.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -85,12 +95,32 @@ async fn session(
     conn: UnixStream,
     store: Arc<Mailstore>,
     backends: Arc<Backends>,
+    accounts: Arc<Accounts>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (read, mut write) = conn.into_split();
     let mut request = String::new();
     let mut reader = BufReader::new(read);
     if reader.read_line(&mut request).await.is_err() {
+        return;
+    }
+    if let Some(rest) = request
+        .trim_end_matches(['\r', '\n'])
+        .strip_prefix("deliver ")
+    {
+        let mut parts = rest.splitn(3, ' ');
+        let (user, len, mailbox) = (parts.next(), parts.next(), parts.next());
+        let answer = match (user, len.and_then(|l| l.parse::<usize>().ok())) {
+            (Some(user), Some(len)) if len <= MAX_DELIVER_BYTES => {
+                let mut message = vec![0u8; len];
+                if reader.read_exact(&mut message).await.is_err() {
+                    return;
+                }
+                crate::lda::answer_control(&store, &accounts, user, mailbox, message).await
+            }
+            _ => "error refused expected \"deliver USER LEN [MAILBOX]\" and LEN bytes\n".into(),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
         return;
     }
     let words: Vec<&str> = request.split_whitespace().collect();
@@ -246,6 +276,24 @@ pub async fn request(
     text: &str,
     line: &mut (dyn FnMut(&str) + Send),
 ) -> anyhow::Result<Option<String>> {
+    exchange(data_dir, text, &[], line).await
+}
+
+/// [`request`] whose line is followed by `data` (a message to `deliver`).
+pub async fn request_with(
+    data_dir: &Path,
+    text: &str,
+    data: &[u8],
+) -> anyhow::Result<Option<String>> {
+    exchange(data_dir, text, data, &mut |_| {}).await
+}
+
+async fn exchange(
+    data_dir: &Path,
+    text: &str,
+    data: &[u8],
+    line: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Option<String>> {
     let mut conn = match UnixStream::connect(socket_path(data_dir)).await {
         Ok(c) => c,
         Err(e)
@@ -259,6 +307,7 @@ pub async fn request(
         Err(e) => anyhow::bail!("{}: {e}", socket_path(data_dir).display()),
     };
     conn.write_all(format!("{text}\n").as_bytes()).await?;
+    conn.write_all(data).await?;
     let mut lines = BufReader::new(conn).lines();
     while let Some(l) = lines.next_line().await? {
         if let Some(p) = l.strip_prefix(". ") {

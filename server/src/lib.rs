@@ -4,7 +4,7 @@
 //! ([`users`], argon2id hashes), TLS ([`tls`]: configured files or a self-signed certificate
 //! made once and reused), password checks with per-address limits ([`auth`]), the wiring of
 //! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
-//! listeners, connection limits, graceful shutdown), the admin control socket ([`control`]),
+//! listeners, connection limits, graceful shutdown), LMTP delivery's listeners ([`lmtp`]), the local delivery agent `strata deliver` ([`lda`]), the admin control socket ([`control`]),
 //! migration of bodies between stores ([`migrate`]), Maildir import and index rebuild
 //! ([`maildir_scan`], [`import`]), the shipped index from the command line ([`index_admin`]),
 //! and the reconciler that deletes bodies a crash left
@@ -18,6 +18,8 @@ pub mod fill;
 pub mod fts_admin;
 pub mod import;
 pub mod index_admin;
+pub mod lda;
+pub mod lmtp;
 pub mod maildir_scan;
 pub mod migrate;
 pub mod reconciler;

@@ -64,6 +64,18 @@ enum Command {
         #[command(subcommand)]
         action: FtsAction,
     },
+    /// Delivers the message on standard input into a user's mailbox, as a local delivery
+    /// agent for a mail server (Postfix's `pipe`): through the running server when there is
+    /// one. Exits 0 when delivered, 67 for an unknown user, 65 for a message never taken (too
+    /// large, empty), 75 to be tried again later.
+    Deliver {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// The mailbox (`/` between levels); INBOX when absent or when there is no such mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
     /// Moves users' message bodies to another configured store (`[storage]` or
     /// `[stores.NAME]`), batch by batch: copied, acked there, switched in the index, then
     /// deleted from where they were. Through the running server when there is one (users keep
@@ -355,6 +367,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 anyhow::Ok(())
             })?;
+        }
+        Command::Deliver { user, mailbox } => {
+            // Anything but a verdict on the message keeps it queued at the mail server.
+            let outcome = match config(&cli) {
+                Ok(cfg) => deliver(&cfg, user, mailbox.as_deref()),
+                Err(e) => strata_server::lda::Outcome::TryLater(format!("{e:#}")),
+            };
+            match &outcome {
+                strata_server::lda::Outcome::Delivered(m) => println!("delivered to {m}"),
+                strata_server::lda::Outcome::NoUser(why)
+                | strata_server::lda::Outcome::Refused(why)
+                | strata_server::lda::Outcome::TryLater(why) => eprintln!("strata deliver: {why}"),
+            }
+            std::process::exit(outcome.exit_code());
         }
         Command::Migrate {
             to,
@@ -654,6 +680,26 @@ fn main() -> ExitCode {
             eprintln!("strata: {}", report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `strata deliver`: reads the message (at most one byte past the limit, to know it is over)
+/// and files it.
+fn deliver(
+    cfg: &strata_config::Config,
+    user: &str,
+    mailbox: Option<&str>,
+) -> strata_server::lda::Outcome {
+    use std::io::Read;
+    use strata_server::lda::Outcome;
+    let mut message = Vec::new();
+    let limit = cfg.lmtp.max_message_bytes.saturating_add(1);
+    if let Err(e) = std::io::stdin().take(limit).read_to_end(&mut message) {
+        return Outcome::TryLater(format!("reading the message: {e}"));
+    }
+    match runtime() {
+        Ok(rt) => rt.block_on(strata_server::lda::run(cfg, user, mailbox, message)),
+        Err(e) => Outcome::TryLater(format!("{e:#}")),
     }
 }
 

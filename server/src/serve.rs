@@ -1,6 +1,7 @@
 //! The IMAP service: listeners for STARTTLS and implicit TLS, connection limits, one task per
 //! connection running a protocol session, and graceful shutdown (stop accepting, let in-flight
-//! commands finish within a deadline, say BYE, flush the backends).
+//! commands finish within a deadline, say BYE, flush the backends). The LMTP listeners are
+//! started with it ([`crate::lmtp`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -56,6 +57,9 @@ pub enum ServeError {
     /// The accounts could not be opened.
     #[error("accounts: {0}")]
     Accounts(#[from] crate::users::UserError),
+    /// An LMTP listener could not be bound.
+    #[error("LMTP: cannot listen: {0}")]
+    Lmtp(std::io::Error),
 }
 
 /// A running server.
@@ -64,6 +68,8 @@ pub struct Running {
     pub imap: Option<SocketAddr>,
     /// The implicit-TLS listener's address, if any.
     pub imaps: Option<SocketAddr>,
+    /// The LMTP TCP listener's address, if any.
+    pub lmtp: Option<SocketAddr>,
     /// The backends opened, with their statistics.
     pub backends: Arc<Backends>,
     /// The mail store.
@@ -197,8 +203,9 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
     let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
     let (store, backends) = mailstore(&cfg).await?;
+    let accounts = Arc::new(crate::accounts::Accounts::open(&cfg, &backends)?);
     let auth = Arc::new(PasswordAuth::new(
-        Arc::new(crate::accounts::Accounts::open(&cfg, &backends)?),
+        accounts.clone(),
         LoginLimits {
             failures_per_ip: cfg.imap.max_failed_logins_per_ip,
             failures_per_account: cfg.imap.max_failed_logins_per_account,
@@ -259,11 +266,17 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         control,
         store.clone(),
         backends.clone(),
+        accounts.clone(),
         rx.clone(),
     )));
+    let lmtp = crate::lmtp::start(&cfg, accounts, store.clone(), rx.clone())
+        .await
+        .map_err(ServeError::Lmtp)?;
+    tasks.extend(lmtp.tasks);
     let mut running = Running {
         imap: None,
         imaps: None,
+        lmtp: lmtp.tcp,
         backends,
         store,
         reconciled,

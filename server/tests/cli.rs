@@ -19,6 +19,38 @@ fn strata(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Starts `strata serve` on `data_dir` with a STARTTLS listener on a free port and `imaps`
+/// (an address or `off`); returns it and the STARTTLS address, once it has printed it.
+fn serve(data_dir: &str, imaps: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "--data-dir",
+            data_dir,
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            imaps,
+            "serve",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
+            // The server logs on: keep reading, or its writes to a closed pipe fail.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            return (child, a.to_string());
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not print its address");
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -244,33 +276,11 @@ fn import_maildir_then_rebuild_from_the_backend() {
 
 #[test]
 fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufReader, Read};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "--data-dir",
-            d,
-            "--imap",
-            "127.0.0.1:0",
-            "--imaps",
-            "127.0.0.1:0",
-            "serve",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while addr.is_none() && err.read_line(&mut line).unwrap() > 0 {
-        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
-            addr = Some(a.to_string());
-        }
-        line.clear();
-    }
-    let addr = addr.expect("the server prints its address");
+    let (mut child, addr) = serve(d, "127.0.0.1:0");
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
     let mut greeting = [0u8; 5];
     conn.read_exact(&mut greeting).unwrap();
@@ -578,4 +588,65 @@ fn accounts_in_the_store_are_the_same_for_every_node() {
     );
     // Neither node keeps a users file of its own.
     assert!(!dir.path().join("a/users").exists() && !dir.path().join("b/users").exists());
+}
+
+#[test]
+fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "pw\n",
+    );
+    let deliver = |extra: &[&str], message: &str| {
+        let mut args = vec!["--data-dir", d, "deliver"];
+        args.extend_from_slice(extra);
+        strata(&args, message)
+    };
+    // No server: the command opens the stores itself. A pipe's LF lines are stored as CRLF.
+    let out = deliver(&["--user", "alice"], "Subject: one\n\nbody\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "delivered to INBOX\n");
+    let out = deliver(
+        &["--user", "alice", "--mailbox", "Sent"],
+        "Subject: two\n\n2\n",
+    );
+    assert_eq!(text(&out.stdout), "delivered to Sent\n");
+    let out = deliver(
+        &["--user", "alice", "--mailbox", "No such"],
+        "Subject: 3\n\n3\n",
+    );
+    assert_eq!(text(&out.stdout), "delivered to INBOX\n");
+    let out = deliver(&["--user", "nobody"], "Subject: x\n\nx\n");
+    assert_eq!(
+        out.status.code(),
+        Some(67),
+        "EX_NOUSER: {}",
+        text(&out.stderr)
+    );
+    let out = deliver(&["--user", "alice"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "EX_DATAERR: {}",
+        text(&out.stderr)
+    );
+
+    // A server runs: the message goes through its control socket (it holds the index).
+    let (mut child, _) = serve(d, "off");
+    let out = deliver(&["--user", "alice"], "Subject: four\r\n\r\n4\r\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = deliver(&["--user", "nobody"], "Subject: x\n\nx\n");
+    assert_eq!(out.status.code(), Some(67), "{}", text(&out.stderr));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    assert!(
+        text(&out.stdout).contains("4 messages"),
+        "{}",
+        text(&out.stdout)
+    );
 }

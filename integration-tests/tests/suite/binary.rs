@@ -2,7 +2,7 @@
 //! and quoted-printable, partial fetches, literal8 for data with NUL, `[UNKNOWN-CTE]`, and
 //! APPEND with a literal8.
 
-use strata_integration_tests::{Client, TestServer};
+use strata_integration_tests::{Client, TestServer, literal_of};
 
 /// A message: part 1 quoted-printable text, part 2 base64 bytes with NULs, part 3 uuencoded.
 fn message() -> Vec<u8> {
@@ -16,14 +16,6 @@ AAECAwBoaQA=\r\n\
 begin 644 x\r\nend\r\n\
 --b--\r\n"
         .to_vec()
-}
-
-/// The bytes of the literal in a one-item FETCH response line.
-fn literal(line: &str) -> Vec<u8> {
-    let at = line.find("}\r\n").expect("a literal") + 3;
-    let mut v = line.as_bytes()[at..].to_vec();
-    v.pop(); // the closing parenthesis
-    v
 }
 
 async fn with_message(s: &TestServer) -> Client {
@@ -43,12 +35,12 @@ async fn binary_undoes_transfer_encodings() {
     let r = c.ok("FETCH 1 BINARY.PEEK[1]").await;
     let line = r.with("1 FETCH")[0];
     assert!(line.contains("BINARY[1] {"), "{line}");
-    assert_eq!(literal(line), "café = softbreak".as_bytes(), "{line}");
+    assert_eq!(literal_of(line), "café = softbreak".as_bytes(), "{line}");
     // Bytes with NULs come as a literal8, exactly.
     let r = c.ok("FETCH 1 BINARY.PEEK[2]").await;
     let line = r.with("1 FETCH")[0];
     assert!(line.contains("BINARY[2] ~{8}"), "{line}");
-    assert_eq!(literal(line), b"\0\x01\x02\x03\0hi\0");
+    assert_eq!(literal_of(line), b"\0\x01\x02\x03\0hi\0");
     let r = c.ok("FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2])").await;
     let line = r.with("1 FETCH")[0];
     assert!(
@@ -59,10 +51,10 @@ async fn binary_undoes_transfer_encodings() {
     let r = c.ok("FETCH 1 BINARY.PEEK[2]<5.2>").await;
     let line = r.with("1 FETCH")[0];
     assert!(line.contains("BINARY[2]<5> {2}"), "{line}");
-    assert_eq!(literal(line), b"hi");
+    assert_eq!(literal_of(line), b"hi");
     // BINARY[] is the whole message as stored.
     let r = c.ok("FETCH 1 BINARY.PEEK[]").await;
-    assert_eq!(literal(r.with("1 FETCH")[0]), message());
+    assert_eq!(literal_of(r.with("1 FETCH")[0]), message());
     // Peeking left \Seen alone; BINARY sets it.
     let r = c.ok("FETCH 1 FLAGS").await;
     assert!(!r.has("\\Seen"), "{r:?}");
@@ -101,5 +93,5 @@ async fn append_takes_a_literal8() {
     assert!(r.is_ok(), "{r:?}");
     c.ok("SELECT INBOX").await;
     let r = c.ok("FETCH 1 BINARY.PEEK[]").await;
-    assert_eq!(literal(r.with("1 FETCH")[0]), body.to_vec());
+    assert_eq!(literal_of(r.with("1 FETCH")[0]), body.to_vec());
 }
