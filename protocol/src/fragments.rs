@@ -136,13 +136,7 @@ impl Fragments {
     /// next call starts a new message.
     pub fn progress(&mut self) -> Option<FragmentInfo> {
         if let Expect::Done = self.expect {
-            self.message.clear();
-            self.length = 0;
-            self.poisoned = false;
-            self.expect = Expect::Line {
-                start: 0,
-                state: Byte::Other,
-            };
+            self.skip_message();
         }
         let available = &self.pending[self.head..];
         match self.expect {

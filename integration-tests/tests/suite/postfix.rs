@@ -124,17 +124,9 @@ impl Postfix {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
 
-    /// Waits for `done`, failing with Postfix's log after a minute.
-    async fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited a minute for {what}; Postfix's log:\n{}",
-                self.maillog()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits for `done` (Postfix's log and spool are only seen from outside: polled).
+    async fn until(&self, what: &str, done: impl FnMut() -> bool) {
+        strata_integration_tests::until(what, Duration::from_secs(60), done).await;
     }
 
     /// Submits a message over SMTP with Python's smtplib.
@@ -166,6 +158,7 @@ impl Drop for Postfix {
     }
 }
 
+/// Waits until `user`'s `mailbox` holds `n` messages, told by IDLE; returns them.
 async fn wait_for(
     s: &TestServer,
     pf: &Postfix,
@@ -173,20 +166,31 @@ async fn wait_for(
     mailbox: &str,
     n: usize,
 ) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = s.messages(user, mailbox).await;
-        if got.len() >= n {
-            return got;
+    let mut c = s.login(user).await;
+    let selected = c.ok(&format!("SELECT {mailbox}")).await;
+    let mut exists = selected
+        .with("")
+        .iter()
+        .find_map(|l| l.strip_suffix(" EXISTS")?.parse::<usize>().ok())
+        .unwrap_or(0);
+    if exists < n {
+        c.send_raw(b"w IDLE\r\n").await;
+        while exists < n {
+            let Some(line) = c.read_response_within(Duration::from_secs(60)).await else {
+                panic!(
+                    "{user}/{mailbox} has {exists} of {n} messages after a minute; Postfix's log:\n{}",
+                    pf.maillog()
+                );
+            };
+            if let Some(count) = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" EXISTS"))
+            {
+                exists = count.parse().unwrap_or(exists);
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{user}/{mailbox} has {} of {n} messages after a minute; Postfix's log:\n{}",
-            got.len(),
-            pf.maillog()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    s.messages(user, mailbox).await
 }
 
 fn logged(pf: &Postfix, to: &str, status: &str) -> bool {
