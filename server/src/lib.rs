@@ -30,6 +30,13 @@ pub mod users;
 
 use std::path::{Path, PathBuf};
 
+/// Writes a line to standard error for whoever started the server; a closed or broken stderr
+/// (a supervisor that stopped reading) is ignored, where `eprintln!` would panic.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Where a user's mail index lives under the data directory.
 pub fn index_path(data_dir: &Path, user: &str) -> PathBuf {
     data_dir.join("index").join(format!("{user}.redb"))

@@ -261,6 +261,9 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // On a failed write it would report with eprintln!, which panics when stderr is gone
+        // (a supervisor that stopped reading): a lost log line must not stop the server.
+        .log_internal_errors(false)
         .init();
     let problems = strata_config::check_files(&cfg);
     if !problems.is_empty() {
@@ -271,10 +274,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let running = strata_server::serve::start(cfg).await?;
         if let Some(a) = running.imap {
-            eprintln!("strata: IMAP (STARTTLS) on {a}");
+            strata_server::say(&format!("strata: IMAP (STARTTLS) on {a}"));
         }
         if let Some(a) = running.imaps {
-            eprintln!("strata: IMAPS on {a}");
+            strata_server::say(&format!("strata: IMAPS on {a}"));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;

@@ -71,10 +71,10 @@ fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsError> {
 
 /// Says on standard error where the generated certificate is, once, when it is made.
 fn announce_generated(cert: &Path) {
-    eprintln!(
+    crate::say(&format!(
         "strata: generated a self-signed certificate at {}",
         cert.display()
-    );
+    ));
 }
 
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {

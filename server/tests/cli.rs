@@ -20,8 +20,9 @@ fn strata(args: &[&str], stdin: &str) -> Output {
 }
 
 /// Starts `strata serve` on `data_dir` with a STARTTLS listener on a free port and `imaps`
-/// (an address or `off`); returns it and the STARTTLS address, once it has printed it.
-fn serve(data_dir: &str, imaps: &str) -> (std::process::Child, String) {
+/// (an address or `off`); returns it and the STARTTLS address, once it has printed it. Its
+/// standard error is read on to the end when `keep_reading`, else closed from then on.
+fn serve(data_dir: &str, imaps: &str, keep_reading: bool) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -40,8 +41,9 @@ fn serve(data_dir: &str, imaps: &str) -> (std::process::Child, String) {
     let mut line = String::new();
     while err.read_line(&mut line).unwrap() > 0 {
         if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
-            // The server logs on: keep reading, or its writes to a closed pipe fail.
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            if keep_reading {
+                std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            }
             return (child, a.to_string());
         }
         line.clear();
@@ -280,7 +282,7 @@ fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
-    let (mut child, addr) = serve(d, "127.0.0.1:0");
+    let (mut child, addr) = serve(d, "127.0.0.1:0", true);
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
     let mut greeting = [0u8; 5];
     conn.read_exact(&mut greeting).unwrap();
@@ -634,7 +636,7 @@ fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_
     );
 
     // A server runs: the message goes through its control socket (it holds the index).
-    let (mut child, _) = serve(d, "off");
+    let (mut child, _) = serve(d, "off", true);
     let out = deliver(&["--user", "alice"], "Subject: four\r\n\r\n4\r\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = deliver(&["--user", "nobody"], "Subject: x\n\nx\n");
@@ -649,4 +651,35 @@ fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn a_server_whose_standard_error_is_closed_keeps_serving_and_stops_cleanly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    // Whoever started it stops reading once it has the address: every log line fails now.
+    let (mut child, addr) = serve(d, "off", false);
+    for _ in 0..3 {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        // A server that broke on its logging would never answer: fail, do not hang.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut greeting = [0u8; 5];
+        let read = conn.read_exact(&mut greeting);
+        if read.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        read.expect("a greeting");
+        assert_eq!(&greeting, b"* OK ");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
