@@ -53,6 +53,27 @@ fn serve(data_dir: &str, imaps: &str, keep_reading: bool) -> (std::process::Chil
     panic!("the server did not print its address");
 }
 
+/// Connects to the server at `addr` and reads the start of its greeting (within 20 s, so a
+/// server that never answers fails the test instead of hanging it).
+fn greeting(addr: &str) -> std::io::Result<(std::net::TcpStream, [u8; 5])> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+    let mut start = [0u8; 5];
+    conn.read_exact(&mut start)?;
+    Ok((conn, start))
+}
+
+/// Sends SIGTERM and waits for the server to exit.
+fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -283,17 +304,10 @@ fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
     let (mut child, addr) = serve(d, "127.0.0.1:0", true);
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    let mut greeting = [0u8; 5];
-    conn.read_exact(&mut greeting).unwrap();
-    assert_eq!(&greeting, b"* OK ");
+    let (conn, start) = greeting(&addr).unwrap();
+    assert_eq!(&start, b"* OK ");
     assert!(std::path::Path::new(d).join("tls/self-signed.pem").exists());
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = child.wait().unwrap();
+    let status = sigterm(&mut child);
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     let mut rest = String::new();
     let _ = BufReader::new(conn).read_to_string(&mut rest);
@@ -641,10 +655,7 @@ fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = deliver(&["--user", "nobody"], "Subject: x\n\nx\n");
     assert_eq!(out.status.code(), Some(67), "{}", text(&out.stderr));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    assert!(sigterm(&mut child).success());
     let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
     assert!(
         text(&out.stdout).contains("4 messages"),
@@ -655,31 +666,20 @@ fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_
 
 #[test]
 fn a_server_whose_standard_error_is_closed_keeps_serving_and_stops_cleanly() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
     // Whoever started it stops reading once it has the address: every log line fails now.
     let (mut child, addr) = serve(d, "off", false);
     for _ in 0..3 {
-        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-        // A server that broke on its logging would never answer: fail, do not hang.
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut greeting = [0u8; 5];
-        let read = conn.read_exact(&mut greeting);
-        if read.is_err() {
+        // A server that broke on its logging would never answer.
+        let answered = greeting(&addr);
+        if answered.is_err() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        read.expect("a greeting");
-        assert_eq!(&greeting, b"* OK ");
+        assert_eq!(&answered.expect("a greeting").1, b"* OK ");
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = child.wait().unwrap();
+    let status = sigterm(&mut child);
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
