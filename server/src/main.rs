@@ -272,6 +272,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let runtime = runtime()?;
     runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Installed before the addresses are printed: whoever reads them may signal at once.
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let running = strata_server::serve::start(cfg).await?;
         if let Some(a) = running.imap {
             strata_server::say(&format!("strata: IMAP (STARTTLS) on {a}"));
@@ -279,10 +283,8 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         if let Some(a) = running.imaps {
             strata_server::say(&format!("strata: IMAPS on {a}"));
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         tracing::info!("shutting down");
