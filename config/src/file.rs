@@ -25,6 +25,31 @@ struct RawConfig {
     auth: Option<RawAuth>,
     log: Option<RawLog>,
     lmtp: Option<RawLmtp>,
+    quota: Option<RawQuota>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    storage: Option<NumberOrText>,
+    messages: Option<NumberOrText>,
+}
+
+/// A value given as a number or as text (`"2G"`, `"unlimited"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn text(&self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(t) => t.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -696,6 +721,7 @@ fn parse_checked(
     };
 
     let lmtp = lmtp(&mut p, base, raw.lmtp.unwrap_or_default(), &defaults.lmtp);
+    let quota = quota(&mut p, raw.quota.unwrap_or_default());
 
     if !p.0.is_empty() {
         return Err(errors(text, file, p.0));
@@ -709,7 +735,24 @@ fn parse_checked(
         auth,
         log,
         lmtp,
+        quota,
     })
+}
+
+/// `[quota]`.
+fn quota(p: &mut Problems, r: RawQuota) -> crate::schema::Quota {
+    let mut limit =
+        |key: &str, v: Option<NumberOrText>, parse: fn(&str) -> Result<Option<u64>, String>| {
+            let text = v?.text();
+            parse(&text).unwrap_or_else(|why| {
+                p.add(key, why);
+                None
+            })
+        };
+    crate::schema::Quota {
+        storage: limit("quota.storage", r.storage, crate::size::parse_size),
+        messages: limit("quota.messages", r.messages, crate::size::parse_count),
+    }
 }
 
 /// `[lmtp]`.

@@ -10,10 +10,12 @@
 mod error;
 mod file;
 mod schema;
+mod size;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
     AccountsIn, AppendAck, Auth, Backend, Config, Delay, Fts, Imap, Index, Journal, Lmtp, Log,
-    PlaintextAuth, S3, Secret, Ship, Storage, Store, Tls,
+    PlaintextAuth, Quota, S3, Secret, Ship, Storage, Store, Tls,
 };
+pub use size::{parse_count, parse_size};

@@ -23,6 +23,17 @@ pub struct Config {
     pub log: Log,
     /// LMTP delivery.
     pub lmtp: Lmtp,
+    /// Every user's quota unless their account sets its own.
+    pub quota: Quota,
+}
+
+/// Quota limits (RFC 9208) of every account that sets none of its own (`[quota]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Octets of mail; `None`: no limit.
+    pub storage: Option<u64>,
+    /// Messages; `None`: no limit.
+    pub messages: Option<u64>,
 }
 
 /// LMTP (RFC 2033), for a mail server to deliver into (`[lmtp]`).
@@ -422,6 +433,7 @@ impl Default for Config {
                 max_connections: 100,
                 timeout: Duration::from_secs(300),
             },
+            quota: Quota::default(),
             data_dir,
         }
     }

@@ -421,3 +421,38 @@ fn a_maildir_ships_to_a_directory_and_may_keep_accounts_there() {
         "{errs}"
     );
 }
+
+#[test]
+fn quota_limits_read_as_sizes_counts_or_unlimited() {
+    let c = parse(
+        "[quota]\nstorage = \"2G\"\nmessages = 100000\n",
+        Path::new("."),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.quota.storage, Some(2 << 30));
+    assert_eq!(c.quota.messages, Some(100_000));
+    let c = parse(
+        "[quota]\nstorage = 1048576\nmessages = \"unlimited\"\n",
+        Path::new("."),
+        None,
+    )
+    .unwrap();
+    assert_eq!((c.quota.storage, c.quota.messages), (Some(1 << 20), None));
+    let errs = parse(
+        "[quota]\nstorage = \"lots\"\nmessages = 0\n",
+        Path::new("."),
+        Some(Path::new("s.toml")),
+    )
+    .unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("quota.storage".to_string(), Some(2)),
+            ("quota.messages".to_string(), Some(3)),
+        ]
+    );
+    assert!(errs.to_string().contains("say \"unlimited\""), "{errs}");
+}

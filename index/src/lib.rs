@@ -89,6 +89,7 @@ pub use index::{Durability, IndexOptions, UserIndex, WriterStats};
 pub use model::{
     BodyLocation, ContentRecord, Flags, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord,
     Modseq, NewMailbox, NewMessage, SpecialUse, StoreId, StoreOp, SystemFlags, Timestamp, Uid,
+    Usage,
 };
 pub use open::RecoveryReport;
 pub use parsed::{

@@ -252,6 +252,25 @@ pub struct MailboxRecord {
     pub created: Timestamp,
 }
 
+/// What a user's mail takes up: every message in every mailbox, a copy counted again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Messages.
+    pub messages: u64,
+    /// Their sizes, in octets.
+    pub storage: u64,
+}
+
+impl Usage {
+    /// The sum of the mailboxes' own counters: no message is read.
+    pub fn of<'a>(mailboxes: impl IntoIterator<Item = &'a MailboxRecord>) -> Usage {
+        mailboxes.into_iter().fold(Usage::default(), |u, m| Usage {
+            messages: u.messages + u64::from(m.messages),
+            storage: u.storage + m.size,
+        })
+    }
+}
+
 /// A message in a mailbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {

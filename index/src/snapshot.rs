@@ -12,7 +12,7 @@ use redb::{ReadableDatabase, TableError};
 use crate::changes::LogEntry;
 use crate::error::{IndexError, Result};
 use crate::model::{
-    ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid,
+    ContentRecord, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq, Uid, Usage,
 };
 use crate::parsed::HeaderFieldRef;
 use crate::schema::{Parts, Table, UserState};
@@ -133,6 +133,11 @@ impl Snapshot {
     /// Every mailbox, by id.
     pub fn mailboxes(&self) -> Result<Vec<MailboxRecord>> {
         guard(&self.path, || Reader::mailboxes(self))
+    }
+
+    /// What the user's mail takes up.
+    pub fn usage(&self) -> Result<Usage> {
+        Ok(Usage::of(&self.mailboxes()?))
     }
 
     /// One mailbox.

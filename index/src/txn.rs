@@ -13,7 +13,7 @@ use crate::changes::{Change, ChangeKind};
 use crate::error::{IndexError, Result};
 use crate::model::{
     BodyLocation, Flags, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord, Modseq,
-    NewMailbox, NewMessage, StoreOp, SystemFlags, Timestamp, Uid,
+    NewMailbox, NewMessage, StoreOp, SystemFlags, Timestamp, Uid, Usage,
 };
 use crate::schema::{self, StoredContent, Table, UserState};
 use crate::store::{KeyRange, RawRead, Reader, RowFn, get_in, len_in, scan_in};
@@ -376,6 +376,18 @@ impl<'a, 't> Txn<'a, 't> {
     /// A message, as this transaction sees it.
     pub fn get_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<MessageRecord>> {
         self.message(mailbox, uid)
+    }
+
+    /// What the user's mail takes up, as this transaction sees it.
+    pub fn usage(&self) -> Result<Usage> {
+        // The stored records, each replaced by this transaction's version where it has one.
+        let mut all: Vec<MailboxRecord> = self
+            .mailboxes()?
+            .into_iter()
+            .filter(|m| !self.mailboxes.contains_key(&m.id))
+            .collect();
+        all.extend(self.mailboxes.values().flatten().cloned());
+        Ok(Usage::of(&all))
     }
 
     /// The UIDs of a mailbox's messages, ascending.

@@ -40,6 +40,11 @@ pub async fn deliver(
         async move {
             match file(store, &a.user, a.detail.as_deref(), message).await {
                 Ok(mailbox) => format!("250 2.0.0 <{}> delivered to {mailbox}", a.address),
+                // RFC 3463: mailbox full, a permanent failure the sender is told of.
+                Err(StoreError::OverQuota(over)) => {
+                    tracing::info!(user = %a.user, %over, "LMTP delivery refused");
+                    format!("552 5.2.2 <{}>: mailbox full: {over}", a.address)
+                }
                 Err(e) => {
                     tracing::warn!(user = %a.user, error = %e, "LMTP delivery failed");
                     format!(

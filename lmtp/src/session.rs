@@ -55,6 +55,8 @@ struct Transaction {
     accepted: Vec<Accepted>,
     /// RCPT commands seen, refused ones included.
     recipients: usize,
+    /// The size MAIL FROM declared (0 when it declared none).
+    size: usize,
     body: Vec<u8>,
     /// The message grew past the limit: the rest is read and dropped.
     too_big: bool,
@@ -157,7 +159,8 @@ where
                         Ok(request) => {
                             let request = request.into_owned();
                             let step =
-                                command(request, &mut tx, &mut greeted, opts, directory).await;
+                                command(request, &mut tx, &mut greeted, opts, directory, store)
+                                    .await;
                             reply(&mut out, &step.reply);
                             if let Some(next) = step.mode {
                                 mode = next;
@@ -175,6 +178,17 @@ where
                 }
             }
         }
+    }
+}
+
+/// Why a message of `size` octets (as MAIL FROM declared it) cannot fit `user`'s quota, if
+/// it cannot: refused at RCPT, before the message is sent. A user that cannot be opened now is
+/// accepted here and answered after DATA.
+async fn full(store: &Arc<Mailstore>, user: &str, size: usize) -> Option<String> {
+    let user = store.user(user).await.ok()?;
+    match user.fits(size as u64) {
+        Ok(Err(over)) => Some(over.to_string()),
+        _ => None,
     }
 }
 
@@ -201,6 +215,7 @@ async fn command(
     greeted: &mut bool,
     opts: &Options,
     directory: &dyn Directory,
+    store: &Arc<Mailstore>,
 ) -> Step {
     match request {
         Request::Lhlo { .. } => {
@@ -226,6 +241,7 @@ async fn command(
                 ))
             } else {
                 tx.from = Some(from.address);
+                tx.size = from.size;
                 Step::say("250 2.1.0 sender OK")
             }
         }
@@ -242,6 +258,12 @@ async fn command(
             }
             match resolve(&to.address, opts, directory).await {
                 Ok(Some((user, detail))) => {
+                    if let Some(over) = full(store, &user, tx.size).await {
+                        return Step::say(format!(
+                            "552 5.2.2 <{}>: mailbox full: {over}",
+                            to.address
+                        ));
+                    }
                     tx.accepted.push(Accepted {
                         address: to.address,
                         user,

@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The full-text index failed or is turned off (SEARCH never sees this: it reads bodies).
     #[error("full-text index: {0}")]
     FullText(String),
+    /// The change would take the user past a quota limit.
+    #[error(transparent)]
+    OverQuota(#[from] crate::quota::OverQuota),
     /// The message has been expunged by another session.
     #[error("message was expunged")]
     Expunged,

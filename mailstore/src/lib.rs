@@ -10,6 +10,7 @@
 //!   create/delete/rename with RFC 3501's rules, APPEND (body to the backend, then the index, as
 //!   the [`AckPolicy`] says), expunge (index, then bodies), concurrent ordered body reads from
 //!   whichever store ([`BodyStores`]) holds each body, and migration of bodies between stores.
+//! - [`quota`]: each user's limits (RFC 9208), checked where mail is added.
 //! - [`names`] checks and splits mailbox names and matches LIST patterns.
 //!
 //! It is not an IMAP implementation (no wire types, no sessions) and not a body store.
@@ -25,6 +26,7 @@ pub mod mime;
 pub mod model;
 pub mod mutf7;
 pub mod names;
+pub mod quota;
 mod reads;
 mod reconcile;
 mod relocate;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use strata_index::{
     ChangeKind, CommitEvent, Durability, Flags, MailboxId, MailboxView, Modseq, StoreOp,
-    StoreOutcome, SystemFlags, Uid,
+    StoreOutcome, SystemFlags, Uid, Usage,
 };
 use tokio::sync::broadcast;
 
@@ -86,7 +86,26 @@ impl UserStore {
         uids: Vec<Uid>,
         to: MailboxId,
     ) -> Result<Vec<(Uid, Uid)>> {
-        Ok(self.index().copy(from, uids, to).await?)
+        let limits = self.limits();
+        let copied = self
+            .index()
+            .write(Durability::Immediate, move |t| {
+                if !limits.is_unlimited() {
+                    let mut adding = Usage::default();
+                    for &uid in &uids {
+                        if let Some(m) = t.get_message(from, uid)? {
+                            adding.messages += 1;
+                            adding.storage += m.size;
+                        }
+                    }
+                    if let Err(over) = limits.check(t.usage()?, adding) {
+                        return Ok(Err(over));
+                    }
+                }
+                t.copy(from, &uids, to).map(Ok)
+            })
+            .await?;
+        Ok(copied?)
     }
 
     /// Subscribes to a mailbox name or unsubscribes from it (durable before return).

@@ -25,6 +25,7 @@ use crate::error::{Result, StoreError};
 use crate::fts::{Fts, FtsOptions};
 use crate::graves::{Grave, Graves, Mark};
 use crate::names::join_name;
+use crate::quota::{Limits, QuotaSource, Usage};
 use crate::ship::{ShipOptions, Shipper};
 
 /// When APPEND may answer OK.
@@ -80,6 +81,8 @@ pub struct Mailstore {
     opening: AsyncMutex<()>,
     // One user's full-text batch at a time, so indexing memory does not grow with users.
     fts_turn: Arc<tokio::sync::Semaphore>,
+    // Each user's quota limits, read at open; none: no limits.
+    quotas: Option<Arc<dyn QuotaSource>>,
 }
 
 impl Mailstore {
@@ -91,7 +94,22 @@ impl Mailstore {
             users: Mutex::new(HashMap::new()),
             opening: AsyncMutex::new(()),
             fts_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            quotas: None,
         }
+    }
+
+    /// The same store, reading each user's quota limits from `source`.
+    pub fn with_quotas(mut self, source: Arc<dyn QuotaSource>) -> Self {
+        self.quotas = Some(source);
+        self
+    }
+
+    /// Reads `user`'s limits again if the user is open (an admin changed the account).
+    pub async fn refresh_limits(&self, user: &str) -> Result<()> {
+        if let (Some(u), Some(source)) = (self.live(user), &self.quotas) {
+            u.set_limits(source.limits(user).await?);
+        }
+        Ok(())
     }
 
     /// The options.
@@ -126,6 +144,10 @@ impl Mailstore {
                 }
             }
         }
+        let limits = match &self.quotas {
+            Some(source) => source.limits(user).await?,
+            None => Limits::default(),
+        };
         let stores = (self.backends)(user)?;
         let path = self.index_path(user);
         let (index, report, taken) = self.open_index(user, &path, &stores).await?;
@@ -168,6 +190,7 @@ impl Mailstore {
             },
             kept_views: Mutex::new(std::collections::VecDeque::new()),
             fts: self.opts.fts.as_ref().and_then(|o| Fts::open(o, user)),
+            limits: Mutex::new(limits),
         });
         store.ensure_default_mailboxes().await?;
         *store.labeller.lock().unwrap_or_else(|p| p.into_inner()) = crate::labels::spawn(&store);
@@ -376,6 +399,8 @@ pub struct UserStore {
     pub(crate) kept_views: Mutex<std::collections::VecDeque<Arc<strata_index::MailboxView>>>,
     /// The full-text index and the task that keeps it (see `fts`), when on.
     pub(crate) fts: Option<Fts>,
+    /// Quota limits (see `quota`).
+    limits: Mutex<Limits>,
 }
 
 /// Keys of an APPEND in flight, forgotten when it ends however it ends.
@@ -699,6 +724,15 @@ impl UserStore {
             .metadata
             .then(|| Self::meta_name(&snap, mailbox))
             .transpose()?;
+        let limits = self.limits();
+        let adding = Usage {
+            messages: messages.len() as u64,
+            storage: messages.iter().map(|(m, ..)| m.raw.len() as u64).sum(),
+        };
+        if !limits.is_unlimited() {
+            // Refused before any body is written; checked again where it is recorded.
+            limits.check(snap.usage()?, adding)?;
+        }
         drop(snap);
         let mut batch = Batch::new();
         let mut news = Vec::with_capacity(messages.len());
@@ -736,11 +770,79 @@ impl UserStore {
         if self.append_ack == AckPolicy::Acked {
             receipt.acked().await?;
         }
-        let uids = self.index.append(mailbox, news).await?;
+        let keys: Vec<String> = news
+            .iter()
+            .map(|n| n.content.location.key.clone())
+            .collect();
+        let recorded = self
+            .index
+            .write(Durability::Immediate, move |t| {
+                // Concurrent APPENDs all passed the first check: only one of them may fill the
+                // last of the quota.
+                if !limits.is_unlimited()
+                    && let Err(over) = limits.check(t.usage()?, adding)
+                {
+                    return Ok(Err(over));
+                }
+                let uids: strata_index::Result<Vec<Uid>> =
+                    news.into_iter().map(|m| t.append(mailbox, m)).collect();
+                uids.map(Ok)
+            })
+            .await?;
+        let uids = match recorded {
+            Ok(uids) => uids,
+            Err(over) => {
+                self.forget_bodies(keys).await;
+                return Err(over.into());
+            }
+        };
         if self.append_ack == AckPolicy::Acked {
             self.shipped().await?;
         }
         Ok((rec.uid_validity, uids))
+    }
+
+    /// Deletes bodies written for an APPEND that was then refused; one that stays (the store
+    /// failed) is deleted by the next reconciliation, as nothing names it.
+    async fn forget_bodies(&self, keys: Vec<String>) {
+        let mut batch = Batch::new();
+        for k in keys {
+            match Key::new(k) {
+                Ok(k) => batch = batch.delete(k),
+                Err(_) => return,
+            }
+        }
+        if let Err(e) = self.stores.main().commit(batch).await {
+            tracing::warn!(user = %self.name, error = %e, "a refused APPEND's bodies stay for the reconciler");
+        }
+    }
+
+    /// The user's quota limits.
+    pub fn limits(&self) -> Limits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the user's quota limits (an admin changed them).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    /// What the user's mail takes up now.
+    pub fn usage(&self) -> Result<Usage> {
+        Ok(self.snapshot()?.usage()?)
+    }
+
+    /// Whether `octets` more, in one message, fit the user's quota now.
+    pub fn fits(&self, octets: u64) -> Result<std::result::Result<(), crate::quota::OverQuota>> {
+        let limits = self.limits();
+        if limits.is_unlimited() {
+            return Ok(Ok(()));
+        }
+        let adding = Usage {
+            messages: 1,
+            storage: octets,
+        };
+        Ok(limits.check(self.usage()?, adding))
     }
 
     /// Records bodies that are already in the backend (an index rebuild), all-or-nothing;

@@ -236,6 +236,23 @@ where
                     if !matches!(mode, Mode::Command) {
                         frag.poison_message();
                         refused.get_or_insert("literal not allowed here");
+                    } else if let Some(why) = (ann.mode == LiteralMode::Sync
+                        && ann.length <= max_literal)
+                        .then(|| over_quota(session, frag.message_bytes(), ann.length))
+                        .flatten()
+                    {
+                        // The client waits for "+": the message it would send cannot be kept.
+                        let tag = frag
+                            .decode_tag()
+                            .map(|t| t.as_ref().to_string())
+                            .unwrap_or_else(|| "*".into());
+                        w.tagged_no(&tag, Some("OVERQUOTA"), &why);
+                        w.flush().await?;
+                        frag.skip_message();
+                        refused = None;
+                        command_since = None;
+                        literal_time = Duration::ZERO;
+                        continue;
                     } else if ann.length > max_literal {
                         let tag = frag
                             .decode_tag()
@@ -548,5 +565,27 @@ async fn wait<S: AsyncRead + Unpin>(
         _ = shutdown.changed() => Event::Shutdown,
         _ = changed => Event::Changed,
         why = fenced => Event::Fenced(why),
+    }
+}
+
+/// Why the message an APPEND announces (`length` octets, after the line `line` so far) cannot
+/// fit its user's quota, if it cannot; `None` for any other literal (a mailbox name given as
+/// a literal comes before the message, with no argument before it).
+fn over_quota(session: &Session, line: &[u8], length: u32) -> Option<String> {
+    let user = session.user_store()?;
+    let mut words = line.splitn(3, |&b| b == b' ');
+    let (_tag, command, rest) = (words.next()?, words.next()?, words.next()?);
+    if !command.eq_ignore_ascii_case(b"APPEND") {
+        return None;
+    }
+    // What precedes this literal's `{N}`: the mailbox at least, when the literal is the message.
+    let before = &rest[..rest.iter().rposition(|&b| b == b'{')?];
+    if before.iter().all(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    match user.fits(u64::from(length)) {
+        Ok(Err(over)) => Some(over.to_string()),
+        // Unreadable usage: the APPEND itself will say so.
+        Ok(Ok(())) | Err(_) => None,
     }
 }

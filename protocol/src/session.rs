@@ -158,6 +158,8 @@ pub struct SessionOptions {
     pub failed_login_delay: Duration,
     /// The peer's address.
     pub peer: IpAddr,
+    /// The largest message APPEND takes once logged in (RFC 7889's APPENDLIMIT).
+    pub append_limit: u32,
 }
 
 /// An IMAP session.
@@ -299,6 +301,8 @@ impl Session {
             caps.push_str(
                 " LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SAVEDATE PREVIEW OBJECTID",
             );
+            caps.push_str(" QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
+            caps.push_str(&format!(" APPENDLIMIT={}", self.opts.append_limit));
             if !self.compressed {
                 caps.push_str(" COMPRESS=DEFLATE");
             }

@@ -48,6 +48,7 @@ async fn session(dir: &std::path::Path) -> DuplexStream {
         plaintext_auth: true,
         failed_login_delay: Duration::ZERO,
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        append_limit: 16 << 20,
     };
     let limits = Limits {
         max_command_bytes: 64 * 1024,

@@ -1,6 +1,6 @@
 //! Where accounts live: this node's users file ([`UserDb`]), or objects in the main store that
 //! every node using that store reads (`[auth] backend = "store"`): one object per account,
-//! `.accounts/<name>`, holding its argon2id hash. No user's keys can collide with them (a user
+//! `.accounts/<name>`, holding its argon2id hash and its own quota limits ([`Account`]). No user's keys can collide with them (a user
 //! name never starts with a dot). A new account is created only if absent, which the store
 //! itself enforces, so two nodes never both create one name.
 //!
@@ -12,7 +12,7 @@ use strata_backend_api::{Backend, Batch, ErrorKind, Key, Prefixed};
 use strata_config::{AccountsIn, Config};
 
 use crate::backends::Backends;
-use crate::users::{UserDb, UserError, check_name};
+use crate::users::{Account, QuotaOverride, UserDb, UserError, check_name};
 
 const PREFIX: &str = ".accounts";
 /// Why `[auth] backend = "store"` has nowhere to keep accounts.
@@ -135,18 +135,45 @@ impl Accounts {
                 })
                 .await
             }
-            Accounts::Store(s) => {
+            Accounts::Store(_) => {
                 let hash = UserDb::hash(password)?;
-                let key = Self::key(name)?;
-                let batch = Batch::new().require_exists(key.clone()).put(key, hash);
-                match s.commit(batch).await {
-                    Ok(r) => Ok(r.acked().await?),
-                    Err(e) if e.kind == ErrorKind::Conflict => {
-                        Err(UserError::NoSuchUser(name.to_string()))
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                self.change(name, move |a| a.hash = hash).await
             }
+        }
+    }
+
+    /// Sets an account's own quota limits.
+    pub async fn set_quota(&self, name: &str, quota: QuotaOverride) -> Result<()> {
+        match self {
+            Accounts::File(db) => {
+                blocking({
+                    let (db, name) = (db.clone(), name.to_string());
+                    move || db.set_quota(&name, quota)
+                })
+                .await
+            }
+            Accounts::Store(_) => self.change(name, move |a| a.quota = quota).await,
+        }
+    }
+
+    /// Rewrites a stored account's object with `f` applied, keeping what `f` leaves alone.
+    async fn change(&self, name: &str, f: impl FnOnce(&mut Account)) -> Result<()> {
+        let Accounts::Store(s) = self else {
+            unreachable!("only stored accounts are changed object by object")
+        };
+        let mut account = self
+            .account(name)
+            .await?
+            .ok_or_else(|| UserError::NoSuchUser(name.to_string()))?;
+        f(&mut account);
+        let key = Self::key(name)?;
+        let batch = Batch::new()
+            .require_exists(key.clone())
+            .put(key, account.encode());
+        match s.commit(batch).await {
+            Ok(r) => Ok(r.acked().await?),
+            Err(e) if e.kind == ErrorKind::Conflict => Err(UserError::NoSuchUser(name.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -200,6 +227,11 @@ impl Accounts {
 
     /// `name`'s password hash, if the account exists.
     pub async fn hash_of(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.account(name).await?.map(|a| a.hash))
+    }
+
+    /// `name`'s account, if it exists.
+    pub async fn account(&self, name: &str) -> Result<Option<Account>> {
         if check_name(name).is_err() {
             return Ok(None);
         }
@@ -207,12 +239,21 @@ impl Accounts {
             Accounts::File(db) => {
                 blocking({
                     let (db, name) = (db.clone(), name.to_string());
-                    move || db.hash_of(&name)
+                    move || db.account(&name)
                 })
                 .await
             }
             Accounts::Store(s) => match s.get(&Self::key(name)?, None).await {
-                Ok(raw) => Ok(Some(String::from_utf8_lossy(&raw).trim().to_string())),
+                Ok(raw) => {
+                    let text = String::from_utf8_lossy(&raw);
+                    Account::parse(text.trim()).map(Some).map_err(|why| {
+                        UserError::Store(strata_backend_api::BackendError::new(
+                            "accounts",
+                            ErrorKind::Corrupt,
+                            format!("the account object of {name:?}: {why}"),
+                        ))
+                    })
+                }
                 Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e.into()),
             },

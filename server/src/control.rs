@@ -8,7 +8,9 @@
 //! `*` for everyone, BATCH bodies per batch; `shipping [USER]`, how far each open user's
 //! index is shipped; `shipped USER`, once the user's index as it is now is in the store;
 //! `deliver USER LEN [MAILBOX]` followed by the message's LEN bytes, answered `ok MAILBOX` or
-//! `error nouser|refused|tempfail WHY`); the
+//! `error nouser|refused|full|tempfail WHY`; `account USER`, after `strata user` changed the
+//! account, so the server reads its limits again; `usage USER`, answered `ok MESSAGES OCTETS`);
+//! the
 //! server answers progress lines starting with `. `, then one final
 //! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
 //! flight.
@@ -134,6 +136,27 @@ async fn session(
                     .map_or("ok\n".to_string(), |l| format!("ok {l}\n")),
                 Err(e) => format!("error {e}\n"),
             },
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
+    if let ["account", user] = words.as_slice() {
+        tracing::info!(request = request.trim_end(), "control request");
+        let answer = match store.refresh_limits(user).await {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("error {e}\n"),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
+    if let ["usage", user] = words.as_slice() {
+        let answer = match accounts.account(user).await {
+            Ok(Some(_)) => match store.user(user).await.and_then(|u| u.usage()) {
+                Ok(u) => format!("ok {} {}\n", u.messages, u.storage),
+                Err(e) => format!("error {e}\n"),
+            },
+            Ok(None) => format!("error no account named {user:?}\n"),
+            Err(e) => format!("error {e}\n"),
         };
         let _ = write.write_all(answer.as_bytes()).await;
         return;

@@ -3,7 +3,7 @@
 //! into a user's INBOX or a named mailbox, through the running server's control socket when
 //! there is one, else by opening the stores itself. The exit status is a sysexits code the
 //! mail server understands: 0 delivered, 67 no such user, 65 a message it will never take,
-//! 75 try again later.
+//! 73 the user's quota is full, 75 try again later.
 
 use std::sync::Arc;
 
@@ -19,6 +19,8 @@ pub enum Outcome {
     NoUser(String),
     /// A message this server never takes, such as one over the size limit (EX_DATAERR).
     Refused(String),
+    /// The message does not fit the user's quota (EX_CANTCREAT, bounced as mailbox full).
+    Full(String),
     /// Not now: the store or the server failed (EX_TEMPFAIL, queued and tried again).
     TryLater(String),
 }
@@ -30,6 +32,7 @@ impl Outcome {
             Outcome::Delivered(_) => 0,
             Outcome::Refused(_) => 65,
             Outcome::NoUser(_) => 67,
+            Outcome::Full(_) => 73,
             Outcome::TryLater(_) => 75,
         }
     }
@@ -40,6 +43,7 @@ impl Outcome {
             Outcome::Delivered(m) => format!("ok {m}\n"),
             Outcome::NoUser(w) => format!("error nouser {w}\n"),
             Outcome::Refused(w) => format!("error refused {w}\n"),
+            Outcome::Full(w) => format!("error full {w}\n"),
             Outcome::TryLater(w) => format!("error tempfail {w}\n"),
         }
     }
@@ -55,6 +59,8 @@ impl Outcome {
                     Outcome::NoUser(w.to_string())
                 } else if let Some(w) = e.strip_prefix("refused ") {
                     Outcome::Refused(w.to_string())
+                } else if let Some(w) = e.strip_prefix("full ") {
+                    Outcome::Full(w.to_string())
                 } else {
                     Outcome::TryLater(e.strip_prefix("tempfail ").unwrap_or(&e).to_string())
                 })
@@ -114,6 +120,7 @@ pub async fn deliver_in(
     }
     match strata_lmtp::deliver_into(store, user, mailbox, message).await {
         Ok(m) => Outcome::Delivered(m),
+        Err(strata_mailstore::StoreError::OverQuota(over)) => Outcome::Full(over.to_string()),
         Err(e) => Outcome::TryLater(e.to_string()),
     }
 }

@@ -6,7 +6,7 @@
 //! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
 //! listeners, connection limits, graceful shutdown), LMTP delivery's listeners ([`lmtp`]), the local delivery agent `strata deliver` ([`lda`]), the admin control socket ([`control`]),
 //! migration of bodies between stores ([`migrate`]), Maildir import and index rebuild
-//! ([`maildir_scan`], [`import`]), the shipped index from the command line ([`index_admin`]),
+//! ([`maildir_scan`], [`import`]), quota limits from the accounts ([`quota`]), the shipped index from the command line ([`index_admin`]),
 //! and the reconciler that deletes bodies a crash left
 //! ([`reconciler`]). The only crate that opens sockets.
 
@@ -22,6 +22,7 @@ pub mod lda;
 pub mod lmtp;
 pub mod maildir_scan;
 pub mod migrate;
+pub mod quota;
 pub mod reconciler;
 pub mod serve;
 pub mod store_scan;

@@ -212,6 +212,17 @@ enum UserAction {
     },
     /// Lists the accounts.
     List,
+    /// Shows an account's quota limits and usage; sets its own limits with the options.
+    Quota {
+        /// The account name.
+        name: String,
+        /// Storage limit: a size (2G, 500M, 1048576), `unlimited`, or `default` for [quota]'s.
+        #[arg(long)]
+        storage: Option<String>,
+        /// Message limit: a number, `unlimited`, or `default` for [quota]'s.
+        #[arg(long)]
+        messages: Option<String>,
+    },
 }
 
 /// The configuration from the file (if any) with the command line's overrides.
@@ -383,6 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 strata_server::lda::Outcome::Delivered(m) => println!("delivered to {m}"),
                 strata_server::lda::Outcome::NoUser(why)
                 | strata_server::lda::Outcome::Refused(why)
+                | strata_server::lda::Outcome::Full(why)
                 | strata_server::lda::Outcome::TryLater(why) => eprintln!("strata deliver: {why}"),
             }
             std::process::exit(outcome.exit_code());
@@ -441,11 +453,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     } => {
                         db.set_password(name, &read_password(*password_stdin)?)
                             .await?;
+                        account_changed(&cfg, name).await;
                         println!("changed the password of {name}");
                     }
                     UserAction::Del { name } => {
                         db.remove(name).await?;
+                        account_changed(&cfg, name).await;
                         println!("removed {name}");
+                    }
+                    UserAction::Quota {
+                        name,
+                        storage,
+                        messages,
+                    } => {
+                        let Some(account) = db.account(name).await? else {
+                            bail!("no user {name:?}");
+                        };
+                        let mut own = account.quota;
+                        if let Some(s) = storage {
+                            own.storage = strata_server::quota::parse_limit(s, true)
+                                .map_err(|e| anyhow::anyhow!("--storage: {e}"))?;
+                        }
+                        if let Some(m) = messages {
+                            own.messages = strata_server::quota::parse_limit(m, false)
+                                .map_err(|e| anyhow::anyhow!("--messages: {e}"))?;
+                        }
+                        if own != account.quota {
+                            db.set_quota(name, own).await?;
+                            account_changed(&cfg, name).await;
+                        }
+                        let usage = match usage(&cfg, name).await {
+                            Ok(u) => Some(u),
+                            Err(e) => {
+                                eprintln!("strata: the usage of {name} cannot be read: {e:#}");
+                                None
+                            }
+                        };
+                        print!("{}", strata_server::quota::describe(own, cfg.quota, usage));
                     }
                     UserAction::List => {
                         for name in db.list().await? {
@@ -458,6 +502,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Tells a running server that `name`'s account changed (its limits, its password, or that it
+/// is gone); with no server running there is nobody to tell.
+async fn account_changed(cfg: &Config, name: &str) {
+    let asked =
+        strata_server::control::request(&cfg.data_dir, &format!("account {name}"), &mut |_| {})
+            .await;
+    if let Err(e) = asked {
+        eprintln!("strata: the running server was not told of the change: {e:#}");
+    }
+}
+
+/// `name`'s usage: from the running server, else from the index on disk (none yet: nothing).
+async fn usage(cfg: &Config, name: &str) -> anyhow::Result<strata_mailstore::quota::Usage> {
+    let asked =
+        strata_server::control::request(&cfg.data_dir, &format!("usage {name}"), &mut |_| {})
+            .await?;
+    if let Some(answer) = asked {
+        let mut words = answer.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(messages)), Some(Ok(storage))) = (words.next(), words.next()) {
+            return Ok(strata_mailstore::quota::Usage { messages, storage });
+        }
+        bail!("the server answered {answer:?}");
+    }
+    let path = strata_server::index_path(&cfg.data_dir, name);
+    if !path.exists() {
+        return Ok(strata_mailstore::quota::Usage::default());
+    }
+    let index = strata_index::ReadOnlyIndex::open(&path)?;
+    Ok(index.snapshot()?.usage()?)
 }
 
 /// Imports the Maildir at `from` into `user`'s mail, or (without `from`) rebuilds the user's

@@ -155,29 +155,42 @@ pub async fn mailstore(
         ..MaintenanceOptions::default()
     });
     let backends = Arc::new(Backends::connect_all(cfg).await?);
-    let store = Arc::new(Mailstore::new(
-        MailstoreOptions {
-            index_dir: cfg.data_dir.join("index"),
-            append_ack: match cfg.storage.append_ack {
-                AppendAck::SoftDone => AckPolicy::SoftDone,
-                AppendAck::Acked => AckPolicy::Acked,
+    let store = Arc::new(
+        Mailstore::new(
+            MailstoreOptions {
+                index_dir: cfg.data_dir.join("index"),
+                append_ack: match cfg.storage.append_ack {
+                    AppendAck::SoftDone => AckPolicy::SoftDone,
+                    AppendAck::Acked => AckPolicy::Acked,
+                },
+                read_concurrency: cfg.storage.read_concurrency as usize,
+                index: IndexOptions {
+                    group_commit_window: cfg.index.group_commit_window,
+                    deferred_flags: Some(cfg.index.flag_sync_delay).filter(|d| !d.is_zero()),
+                    cache_bytes: cfg.index.cache_bytes as usize,
+                    maintenance: Some(maintenance),
+                    ..IndexOptions::default()
+                },
+                ship: ship_options(cfg),
+                fts: cfg.index.fts.enabled.then(|| strata_mailstore::FtsOptions {
+                    dir: cfg.data_dir.join("fts"),
+                    writer_memory: cfg.index.fts.writer_memory_bytes as usize,
+                }),
             },
-            read_concurrency: cfg.storage.read_concurrency as usize,
-            index: IndexOptions {
-                group_commit_window: cfg.index.group_commit_window,
-                deferred_flags: Some(cfg.index.flag_sync_delay).filter(|d| !d.is_zero()),
-                cache_bytes: cfg.index.cache_bytes as usize,
-                maintenance: Some(maintenance),
-                ..IndexOptions::default()
-            },
-            ship: ship_options(cfg),
-            fts: cfg.index.fts.enabled.then(|| strata_mailstore::FtsOptions {
-                dir: cfg.data_dir.join("fts"),
-                writer_memory: cfg.index.fts.writer_memory_bytes as usize,
-            }),
-        },
-        backends.factory(),
-    ));
+            backends.factory(),
+        )
+        .with_quotas(crate::quota::AccountLimits::new(
+            crate::accounts::Accounts::open(cfg, &backends).map_err(|e| match e {
+                crate::users::UserError::Store(e) => e,
+                e => strata_backend_api::BackendError::new(
+                    "accounts",
+                    strata_backend_api::ErrorKind::Unsupported,
+                    e.to_string(),
+                ),
+            })?,
+            cfg.quota,
+        )),
+    );
     Ok((store, backends))
 }
 
@@ -448,6 +461,7 @@ async fn connection(
         plaintext_auth,
         failed_login_delay: imap.failed_login_delay,
         peer: peer.ip(),
+        append_limit: shared.limits.max_literal_bytes,
     };
     let mut session = Session::new(opts, shared.store.clone(), shared.auth.clone());
     // Handshakes count against the login deadline too: a client cannot stall one forever.

@@ -1,5 +1,6 @@
-//! The account database: one line per user, `name:argon2id-PHC-string`, in a file under the data
-//! directory. Readable by an admin, replaced atomically on every change (write, fsync, rename,
+//! The account database: one line per user, `name:argon2id-PHC-string[:attributes]`, in a file
+//! under the data directory (the attributes are the account's own quota limits, see
+//! [`Account`]). Readable by an admin, replaced atomically on every change (write, fsync, rename,
 //! fsync the directory), and serialised between processes (`strata user ...` and the running
 //! server) with an exclusive lock on a companion `.lock` file.
 
@@ -80,7 +81,111 @@ pub struct UserDb {
 
 struct Entry {
     name: String,
-    hash: String,
+    account: Account,
+}
+
+/// What is kept of an account besides its name: its password hash and its own quota limits.
+/// Written `hash` or `hash:storage=N,messages=N` (a PHC string holds no `:`), each limit a
+/// number or `unlimited`; a limit not written is the configured default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The argon2id PHC string.
+    pub hash: String,
+    /// The account's own limits.
+    pub quota: QuotaOverride,
+}
+
+/// An account's own quota limits; a field that is `None` takes the configured default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaOverride {
+    /// Octets.
+    pub storage: Option<Limit>,
+    /// Messages.
+    pub messages: Option<Limit>,
+}
+
+/// One limit an account sets for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// No limit, whatever the default.
+    Unlimited,
+    /// At most this much.
+    At(u64),
+}
+
+impl Limit {
+    fn text(self) -> String {
+        match self {
+            Limit::Unlimited => "unlimited".into(),
+            Limit::At(n) => n.to_string(),
+        }
+    }
+}
+
+impl QuotaOverride {
+    /// The limits that apply, given the configured default.
+    pub fn limits(&self, default: strata_config::Quota) -> strata_mailstore::quota::Limits {
+        let pick = |own: Option<Limit>, default: Option<u64>| match own {
+            None => default,
+            Some(Limit::Unlimited) => None,
+            Some(Limit::At(n)) => Some(n),
+        };
+        strata_mailstore::quota::Limits {
+            storage: pick(self.storage, default.storage),
+            messages: pick(self.messages, default.messages),
+        }
+    }
+}
+
+impl Account {
+    /// Reads `hash[:attributes]`.
+    pub fn parse(text: &str) -> std::result::Result<Account, String> {
+        let (hash, attrs) = match text.split_once(':') {
+            Some((h, a)) => (h, Some(a)),
+            None => (text, None),
+        };
+        PasswordHash::new(hash).map_err(|_| "not a password hash".to_string())?;
+        let mut quota = QuotaOverride::default();
+        for attr in attrs.into_iter().flat_map(|a| a.split(',')) {
+            let (key, value) = attr
+                .split_once('=')
+                .ok_or_else(|| format!("{attr:?}: expected key=value"))?;
+            let limit = if value == "unlimited" {
+                Limit::Unlimited
+            } else {
+                Limit::At(
+                    value
+                        .parse()
+                        .map_err(|_| format!("{key}={value:?}: not a number"))?,
+                )
+            };
+            match key {
+                "storage" => quota.storage = Some(limit),
+                "messages" => quota.messages = Some(limit),
+                _ => return Err(format!("unknown attribute {key:?}")),
+            }
+        }
+        Ok(Account {
+            hash: hash.to_string(),
+            quota,
+        })
+    }
+
+    /// Writes it back in the form [`Account::parse`] reads.
+    pub fn encode(&self) -> String {
+        let mut attrs = Vec::new();
+        if let Some(l) = self.quota.storage {
+            attrs.push(format!("storage={}", l.text()));
+        }
+        if let Some(l) = self.quota.messages {
+            attrs.push(format!("messages={}", l.text()));
+        }
+        if attrs.is_empty() {
+            self.hash.clone()
+        } else {
+            format!("{}:{}", self.hash, attrs.join(","))
+        }
+    }
 }
 
 impl UserDb {
@@ -133,17 +238,17 @@ impl UserDb {
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (name, hash) = line
+            let (name, rest) = line
                 .split_once(':')
                 .ok_or_else(|| malformed("expected name:hash"))?;
             check_name(name).map_err(|_| malformed("invalid user name"))?;
-            PasswordHash::new(hash).map_err(|_| malformed("not a password hash"))?;
+            let account = Account::parse(rest).map_err(|why| malformed(&why))?;
             if out.iter().any(|e| e.name == name) {
                 return Err(malformed("user listed twice"));
             }
             out.push(Entry {
                 name: name.to_string(),
-                hash: hash.to_string(),
+                account,
             });
         }
         Ok(out)
@@ -151,10 +256,11 @@ impl UserDb {
 
     fn write(&self, entries: &[Entry]) -> Result<()> {
         let tmp = self.path.with_extension("tmp");
-        let mut text =
-            String::from("# Strata accounts: name:argon2id hash. Edit with `strata user`.\n");
+        let mut text = String::from(
+            "# Strata accounts: name:argon2id hash[:quota]. Edit with `strata user`.\n",
+        );
         for e in entries {
-            text.push_str(&format!("{}:{}\n", e.name, e.hash));
+            text.push_str(&format!("{}:{}\n", e.name, e.account.encode()));
         }
         let mut f = File::create(&tmp).map_err(|e| self.io(&tmp, e))?;
         f.write_all(text.as_bytes()).map_err(|e| self.io(&tmp, e))?;
@@ -192,7 +298,10 @@ impl UserDb {
         }
         entries.push(Entry {
             name: name.to_string(),
-            hash,
+            account: Account {
+                hash,
+                quota: QuotaOverride::default(),
+            },
         });
         self.write(&entries)
     }
@@ -206,7 +315,19 @@ impl UserDb {
             .iter_mut()
             .find(|e| e.name == name)
             .ok_or_else(|| UserError::NoSuchUser(name.to_string()))?;
-        e.hash = hash;
+        e.account.hash = hash;
+        self.write(&entries)
+    }
+
+    /// Sets an account's own quota limits.
+    pub fn set_quota(&self, name: &str, quota: QuotaOverride) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut entries = self.read()?;
+        let e = entries
+            .iter_mut()
+            .find(|e| e.name == name)
+            .ok_or_else(|| UserError::NoSuchUser(name.to_string()))?;
+        e.account.quota = quota;
         self.write(&entries)
     }
 
@@ -232,12 +353,17 @@ impl UserDb {
 
     /// `name`'s password hash, if the account exists.
     pub fn hash_of(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.account(name)?.map(|a| a.hash))
+    }
+
+    /// `name`'s account, if it exists.
+    pub fn account(&self, name: &str) -> Result<Option<Account>> {
         let _lock = self.lock()?;
         Ok(self
             .read()?
             .into_iter()
             .find(|e| e.name == name)
-            .map(|e| e.hash))
+            .map(|e| e.account))
     }
 
     /// Whether `password` is `name`'s.

@@ -64,6 +64,27 @@ fn greeting(addr: &str) -> std::io::Result<(std::net::TcpStream, [u8; 5])> {
     Ok((conn, start))
 }
 
+/// Sends `commands` (tagged 1, 2, ...) to the server at `addr` and returns what it answered,
+/// through the last command's tagged answer.
+fn imap(addr: &str, commands: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let (mut conn, _) = greeting(addr).unwrap();
+    let mut sent = String::new();
+    for (i, c) in commands.iter().enumerate() {
+        sent.push_str(&format!("{} {c}\r\n", i + 1));
+    }
+    conn.write_all(sent.as_bytes()).unwrap();
+    let last = format!("\r\n{} ", commands.len());
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(&last) || !seen.ends_with("\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
+
 /// Sends SIGTERM and waits for the server to exit.
 fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
@@ -316,7 +337,6 @@ fn serve_runs_on_defaults_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn index_check_recovers_an_index_a_killed_server_left() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
@@ -325,39 +345,9 @@ fn index_check_recovers_an_index_a_killed_server_left() {
         "alice-password\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "--data-dir",
-            d,
-            "--imap",
-            "127.0.0.1:0",
-            "--imaps",
-            "off",
-            "serve",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while addr.is_none() && err.read_line(&mut line).unwrap() > 0 {
-        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
-            addr = Some(a.to_string());
-        }
-        line.clear();
-    }
-    let mut conn =
-        std::net::TcpStream::connect(addr.expect("the server prints its address")).unwrap();
-    conn.write_all(b"a LOGIN alice alice-password\r\nb SELECT INBOX\r\n")
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("b OK") {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "{seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (mut child, addr) = serve(d, "off", true);
+    let seen = imap(&addr, &["LOGIN alice alice-password", "SELECT INBOX"]);
+    assert!(seen.contains("2 OK"), "{seen}");
     // Killed with the index open: it is left unclean.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -682,4 +672,106 @@ fn a_server_whose_standard_error_is_closed_keeps_serving_and_stops_cleanly() {
     }
     let status = sigterm(&mut child);
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+#[test]
+fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "alice-password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = strata(&["--data-dir", d, "user", "quota", "alice"], "");
+    assert_eq!(
+        text(&out.stdout),
+        "storage: unlimited (the default, [quota]), 0 bytes used\n\
+         messages: unlimited (the default, [quota]), 0 used\n"
+    );
+    let out = strata(
+        &["--data-dir", d, "user", "quota", "alice", "--storage", "2X"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--storage: \"2X\" is not a size"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "user",
+            "quota",
+            "nobody",
+            "--storage",
+            "1G",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no user \"nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = strata(
+        &["--data-dir", d, "user", "quota", "alice", "--storage", "2G"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("storage: 2.0 GiB (this account's own)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let (mut child, addr) = serve(d, "off", true);
+    let seen = imap(&addr, &["LOGIN alice alice-password", "GETQUOTAROOT INBOX"]);
+    assert!(seen.contains("* QUOTA \"\" (STORAGE 0 2097152)"), "{seen}");
+    // Changed while the server runs: it is told, and the next APPEND meets the new limit.
+    let out = strata(
+        &["--data-dir", d, "user", "quota", "alice", "--messages", "1"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seen = imap(
+        &addr,
+        &[
+            "LOGIN alice alice-password",
+            "APPEND INBOX {6+}\r\nhello!",
+            "APPEND INBOX {6+}\r\nagain!",
+        ],
+    );
+    assert!(seen.contains("2 OK [APPENDUID"), "{seen}");
+    assert!(seen.contains("3 NO [OVERQUOTA]"), "{seen}");
+    // The usage comes from the running server.
+    let out = strata(&["--data-dir", d, "user", "quota", "alice"], "");
+    assert!(
+        text(&out.stdout).contains("messages: 1 (this account's own), 1 used"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(sigterm(&mut child).success());
+    // And from the index on disk once it has stopped.
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "user",
+            "quota",
+            "alice",
+            "--storage",
+            "default",
+        ],
+        "",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "storage: unlimited (the default, [quota]), 6 bytes used\n\
+         messages: 1 (this account's own), 1 used\n"
+    );
 }

@@ -267,3 +267,57 @@ async fn the_unix_socket_delivers_too() {
     assert_eq!(got.len(), 1);
     assert!(got[0].contains("Delivered-To: bob@anywhere.example\r\n"));
 }
+
+#[tokio::test]
+async fn a_full_mailbox_is_refused_at_rcpt_or_after_data_and_the_others_still_get_theirs() {
+    let s = TestServer::start_with(|c| {
+        c.lmtp.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.quota.storage = Some(4 * 1024);
+    })
+    .await;
+    // bob's own limit: none.
+    let db = strata_server::users::UserDb::new(s.data_dir.join("users"));
+    let unlimited = strata_server::users::QuotaOverride {
+        storage: Some(strata_server::users::Limit::Unlimited),
+        messages: None,
+    };
+    db.set_quota("bob", unlimited).unwrap();
+    s.server().store.refresh_limits("bob").await.unwrap();
+    let message = |kib: usize| {
+        let mut m = b"Subject: sized\r\n\r\n".to_vec();
+        for _ in 0..kib * 16 {
+            m.extend_from_slice(&[b'y'; 62]);
+            m.extend_from_slice(b"\r\n");
+        }
+        m.extend_from_slice(b".\r\n");
+        m
+    };
+    let mut c = tcp(lmtp_addr(&s)).await;
+    c.envelope("a@b", &["alice@example.org", "bob@example.org"])
+        .await;
+    c.cmd("DATA").await;
+    c.send(&message(3)).await;
+    assert!(c.reply().await.starts_with("250 2.0.0 <alice@"));
+    assert!(c.reply().await.starts_with("250 2.0.0 <bob@"));
+    // A declared size that cannot fit is refused at RCPT, before the message is sent.
+    assert!(c.cmd("MAIL FROM:<a@b> SIZE=2048").await.starts_with("250"));
+    let r = c.cmd("RCPT TO:<alice@example.org>").await;
+    assert!(
+        r.starts_with("552 5.2.2 <alice@example.org>: mailbox full"),
+        "{r}"
+    );
+    assert!(c.cmd("RCPT TO:<bob@example.org>").await.starts_with("250"));
+    c.cmd("DATA").await;
+    c.send(&message(2)).await;
+    assert!(c.reply().await.starts_with("250 2.0.0 <bob@"));
+    // Undeclared: refused for alice once the message is in; bob's copy stands.
+    c.envelope("a@b", &["alice@example.org", "bob@example.org"])
+        .await;
+    c.cmd("DATA").await;
+    c.send(&message(2)).await;
+    let r = c.reply().await;
+    assert!(r.starts_with("552 5.2.2 <alice@example.org>"), "{r}");
+    assert!(c.reply().await.starts_with("250 2.0.0 <bob@"));
+    assert_eq!(s.messages("alice", "INBOX").await.len(), 1);
+    assert_eq!(s.messages("bob", "INBOX").await.len(), 3);
+}

@@ -19,6 +19,7 @@ mod node_loss;
 mod objectid;
 mod postfix;
 mod qresync;
+mod quota;
 mod reconcile;
 mod rfc3501;
 mod s3;

@@ -10,6 +10,7 @@ mod fetch;
 mod idle;
 mod list;
 mod mailbox;
+mod quota;
 mod search;
 mod select;
 mod store;
@@ -233,6 +234,9 @@ pub(crate) async fn dispatch(
             };
             append::append(&mut a, &tag, &mailbox, flags, date, raw, r).await
         }
+        C::GetQuota { root } => quota::getquota(&mut a, &tag, &root, r).await,
+        C::GetQuotaRoot { mailbox } => quota::getquotaroot(&mut a, &tag, &mailbox, r).await,
+        C::SetQuota { .. } => quota::setquota(&tag, r),
         C::Idle => idle::idle(&tag, r),
         C::Compress { algorithm } => any::compress(&tag, &algorithm, compressed, r),
         body => {
@@ -387,6 +391,7 @@ pub(crate) fn store_error(r: &mut Responder<'_>, tag: &str, e: &StoreError) {
         StoreError::Index(IndexError::TooManyKeywords(_) | IndexError::UidsExhausted(_)) => "LIMIT",
         StoreError::Index(IndexError::Locked { .. }) => "INUSE",
         StoreError::Expunged => "EXPUNGEISSUED",
+        StoreError::OverQuota(_) => "OVERQUOTA",
         StoreError::Backend(_) | StoreError::NotShipped(_) | StoreError::Chain(_) => "UNAVAILABLE",
         _ => "SERVERBUG",
     };
