@@ -26,6 +26,7 @@ struct RawConfig {
     log: Option<RawLog>,
     lmtp: Option<RawLmtp>,
     quota: Option<RawQuota>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,6 +220,13 @@ struct RawShip {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 /// Reads the file into the raw structure. A key serde refuses (unknown, or holding a value of
@@ -699,8 +707,20 @@ fn parse_checked(
         },
     };
 
+    let raw_log = raw.log.unwrap_or_default();
     let log = crate::schema::Log {
-        level: match raw.log.and_then(|l| l.level) {
+        format: match raw_log.format.as_deref() {
+            None | Some("text") => crate::schema::LogFormat::Text,
+            Some("json") => crate::schema::LogFormat::Json,
+            Some(other) => {
+                p.add(
+                    "log.format",
+                    format!("{other:?} is not a log format: \"text\" or \"json\""),
+                );
+                crate::schema::LogFormat::Text
+            }
+        },
+        level: match raw_log.level {
             Some(l) if l.trim().is_empty() => {
                 p.add("log.level", "must not be empty");
                 defaults.log.level.clone()
@@ -722,6 +742,13 @@ fn parse_checked(
 
     let lmtp = lmtp(&mut p, base, raw.lmtp.unwrap_or_default(), &defaults.lmtp);
     let quota = quota(&mut p, raw.quota.unwrap_or_default());
+    let metrics = crate::schema::Metrics {
+        listen: p.listener(
+            "metrics.listen",
+            raw.metrics.and_then(|m| m.listen),
+            defaults.metrics.listen,
+        ),
+    };
 
     if !p.0.is_empty() {
         return Err(errors(text, file, p.0));
@@ -736,6 +763,7 @@ fn parse_checked(
         log,
         lmtp,
         quota,
+        metrics,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub lmtp: Lmtp,
     /// Every user's quota unless their account sets its own.
     pub quota: Quota,
+    /// The metrics endpoint.
+    pub metrics: Metrics,
 }
 
 /// Quota limits (RFC 9208) of every account that sets none of its own (`[quota]`).
@@ -349,6 +351,25 @@ pub struct Ship {
 pub struct Log {
     /// A tracing filter: `info`, `debug`, `strata=debug,info`...
     pub level: String,
+    /// How each line is written.
+    pub format: LogFormat,
+}
+
+/// How log lines are written (`[log] format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For a person reading a terminal or a journal.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+/// The metrics and health endpoint (`[metrics]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics` and `/health` are served over HTTP; `None`: nowhere.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -420,6 +441,7 @@ impl Default for Config {
             },
             log: Log {
                 level: "info".into(),
+                format: LogFormat::Text,
             },
             lmtp: Lmtp {
                 listen: None,
@@ -434,6 +456,7 @@ impl Default for Config {
                 timeout: Duration::from_secs(300),
             },
             quota: Quota::default(),
+            metrics: Metrics::default(),
             data_dir,
         }
     }

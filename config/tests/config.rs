@@ -456,3 +456,30 @@ fn quota_limits_read_as_sizes_counts_or_unlimited() {
     );
     assert!(errs.to_string().contains("say \"unlimited\""), "{errs}");
 }
+
+#[test]
+fn log_format_and_metrics_listener_are_checked() {
+    let c = parse(
+        "[log]\nformat = \"json\"\n[metrics]\nlisten = \"127.0.0.1:9100\"\n",
+        Path::new("."),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.log.format, strata_config::LogFormat::Json);
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+    let errs = parse(
+        "[log]\nformat = \"xml\"\n[metrics]\nlisten = \"everywhere\"\n",
+        Path::new("."),
+        Some(Path::new("s.toml")),
+    )
+    .unwrap_err();
+    let got: Vec<(String, Option<usize>)> =
+        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("log.format".to_string(), Some(2)),
+            ("metrics.listen".to_string(), Some(4)),
+        ]
+    );
+}

@@ -49,6 +49,17 @@ pub struct IndexOptions {
     pub queue_capacity: usize,
     /// The server-wide maintenance worker that repacks this index when it grows sparse.
     pub maintenance: Option<Maintenance>,
+    /// Told of every commit and repack (the server's metrics).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// What an index tells whoever watches it.
+pub trait Observer: Send + Sync {
+    /// A transaction committed after `took` (the engine's commit, for a durable one mostly its
+    /// fsync).
+    fn committed(&self, durable: bool, took: Duration);
+    /// A repack completed.
+    fn repacked(&self);
 }
 
 impl Default for IndexOptions {
@@ -61,6 +72,7 @@ impl Default for IndexOptions {
             event_capacity: 4096,
             queue_capacity: 4096,
             maintenance: None,
+            observer: None,
         }
     }
 }
@@ -127,6 +139,7 @@ pub(crate) struct Shared {
     pub(crate) cache_bytes: usize,
     /// Opened with no other process allowed (see [`crate::open::builder`]).
     pub(crate) exclusive: bool,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
 }
 
 impl Shared {
@@ -244,6 +257,7 @@ impl UserIndex {
             repacking: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes,
             exclusive,
+            observer: opts.observer.clone(),
         });
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let index = UserIndex {
@@ -667,7 +681,12 @@ async fn flush_durable(shared: &Arc<Shared>) {
         guard(path, || {
             let mut wtxn = db.begin_write().map_err(|e| IndexError::engine(path, e))?;
             wtxn.set_quick_repair(true);
-            wtxn.commit().map_err(|e| IndexError::engine(path, e))
+            let t = std::time::Instant::now();
+            wtxn.commit().map_err(|e| IndexError::engine(path, e))?;
+            if let Some(o) = &sh.observer {
+                o.committed(true, t.elapsed());
+            }
+            Ok(())
         })
     })
     .await;
@@ -728,7 +747,11 @@ fn commit_batch(
             txn.flush_state()?;
             txn.into_parts()
         };
+        let t = std::time::Instant::now();
         wtxn.commit().map_err(|e| IndexError::engine(path, e))?;
+        if let Some(o) = &shared.observer {
+            o.committed(!defer, t.elapsed());
+        }
         Ok((new_state, changes))
     });
     match outcome {

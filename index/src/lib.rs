@@ -85,7 +85,7 @@ pub use changes::{Change, ChangeKind, CommitEvent, LogEntry};
 pub use check::{CheckReport, check_file, verify};
 pub use diff::Diff;
 pub use error::{IndexError, Result};
-pub use index::{Durability, IndexOptions, UserIndex, WriterStats};
+pub use index::{Durability, IndexOptions, Observer, UserIndex, WriterStats};
 pub use model::{
     BodyLocation, ContentRecord, Flags, Guid, KeywordId, MailboxId, MailboxRecord, MessageRecord,
     Modseq, NewMailbox, NewMessage, SpecialUse, StoreId, StoreOp, SystemFlags, Timestamp, Uid,

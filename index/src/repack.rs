@@ -315,6 +315,9 @@ async fn repack_inner(
     })
     .await?;
     shared.repacks.fetch_add(1, Ordering::Relaxed);
+    if let Some(o) = &shared.observer {
+        o.repacked();
+    }
     let snap = shared.snapshot()?;
     let report = RepackReport {
         bytes_before,

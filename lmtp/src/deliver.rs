@@ -38,14 +38,20 @@ pub async fn deliver(
     let copies = accepted.iter().map(|a| {
         let message = message.clone();
         async move {
+            let m = strata_metrics::metrics();
             match file(store, &a.user, a.detail.as_deref(), message).await {
-                Ok(mailbox) => format!("250 2.0.0 <{}> delivered to {mailbox}", a.address),
+                Ok(mailbox) => {
+                    m.delivery("delivered");
+                    format!("250 2.0.0 <{}> delivered to {mailbox}", a.address)
+                }
                 // RFC 3463: mailbox full, a permanent failure the sender is told of.
                 Err(StoreError::OverQuota(over)) => {
+                    m.delivery("over_quota");
                     tracing::info!(user = %a.user, %over, "LMTP delivery refused");
                     format!("552 5.2.2 <{}>: mailbox full: {over}", a.address)
                 }
                 Err(e) => {
+                    m.delivery("failed");
                     tracing::warn!(user = %a.user, error = %e, "LMTP delivery failed");
                     format!(
                         "451 4.3.0 <{}>: not delivered, try again later: {e}",

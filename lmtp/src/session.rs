@@ -259,6 +259,7 @@ async fn command(
             match resolve(&to.address, opts, directory).await {
                 Ok(Some((user, detail))) => {
                     if let Some(over) = full(store, &user, tx.size).await {
+                        strata_metrics::metrics().delivery("over_quota");
                         return Step::say(format!(
                             "552 5.2.2 <{}>: mailbox full: {over}",
                             to.address
@@ -271,7 +272,10 @@ async fn command(
                     });
                     Step::say("250 2.1.5 recipient OK")
                 }
-                Ok(None) => Step::say(format!("550 5.1.1 <{}>: no such user here", to.address)),
+                Ok(None) => {
+                    strata_metrics::metrics().delivery("no_user");
+                    Step::say(format!("550 5.1.1 <{}>: no such user here", to.address))
+                }
                 Err(Refused::Domain) => Step::say(format!(
                     "550 5.1.2 <{}>: this server does not take mail for that domain",
                     to.address

@@ -431,6 +431,7 @@ where
                     (Ok(cmd), None) => {
                         let name = cmd.body.name();
                         let next = session.handle(cmd, extras, &mut w).await?;
+                        strata_metrics::metrics().command(name, w.last_status, started.elapsed());
                         tracing::debug!(
                             user = session.user().unwrap_or("-"),
                             command = name,

@@ -42,6 +42,24 @@ pub enum State {
     Logout,
 }
 
+impl State {
+    /// Its name in the metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            State::NotAuthenticated { .. } => "not_authenticated",
+            State::Authenticated {
+                idling: Some(_), ..
+            }
+            | State::Selected {
+                idling: Some(_), ..
+            } => "idle",
+            State::Authenticated { .. } => "authenticated",
+            State::Selected { .. } => "selected",
+            State::Logout => "logout",
+        }
+    }
+}
+
 /// A change of state a handler asks for; [`Session::apply`] makes it.
 pub(crate) enum To {
     /// LOGIN or AUTHENTICATE succeeded.
@@ -176,6 +194,8 @@ pub struct Session {
     pub(crate) failed_logins: u32,
     /// When the connection was accepted: the login deadline runs from here.
     pub(crate) connected_at: Instant,
+    /// The state the session is counted in (`strata_imap_sessions`).
+    counted: strata_metrics::SessionState,
 }
 
 impl Session {
@@ -192,6 +212,7 @@ impl Session {
             compressed: false,
             failed_logins: 0,
             connected_at: Instant::now(),
+            counted: strata_metrics::metrics().session("not_authenticated"),
         }
     }
 
@@ -228,6 +249,7 @@ impl Session {
 
     /// The only place the state changes.
     pub(crate) fn apply(&mut self, to: To) {
+        let logged_in = matches!(to, To::LoggedIn(_));
         let state = std::mem::replace(&mut self.state, State::Logout);
         self.state = match (state, to) {
             (_, To::Logout) => State::Logout,
@@ -269,6 +291,11 @@ impl Session {
             // A transition that does not apply to this state leaves it as it was.
             (state, _) => state,
         };
+        self.counted.set(self.state.label());
+        if logged_in {
+            // Every later log line of the connection names the user.
+            tracing::Span::current().record("user", self.user().unwrap_or("-"));
+        }
     }
 
     /// The capability list for the session's state.

@@ -196,6 +196,23 @@ impl PasswordAuth {
 #[async_trait]
 impl Authenticator for PasswordAuth {
     async fn verify(&self, user: &str, password: &[u8], peer: IpAddr) -> Result<bool, String> {
+        let answer = self.check(user, password, peer).await;
+        strata_metrics::metrics().login(match &answer {
+            Ok(true) => "ok",
+            Ok(false) => "failed",
+            Err(why) if why.starts_with(UNAVAILABLE) => "unavailable",
+            Err(_) => "throttled",
+        });
+        answer
+    }
+}
+
+/// How a check that could not read the accounts begins its answer.
+const UNAVAILABLE: &str = "user database unavailable";
+
+impl PasswordAuth {
+    /// [`Authenticator::verify`], uncounted.
+    async fn check(&self, user: &str, password: &[u8], peer: IpAddr) -> Result<bool, String> {
         let account = self.counts().hasher.hash_one(user.as_bytes());
         // One address checks a few passwords at a time; the others wait their turn.
         let _turn = self
@@ -226,7 +243,7 @@ impl Authenticator for PasswordAuth {
             .accounts
             .hash_of(user)
             .await
-            .map_err(|e| format!("user database unavailable: {e}"))?;
+            .map_err(|e| format!("{UNAVAILABLE}: {e}"))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let check = Check {
             hash,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
+use strata_backend_api::{Backend, BackendError, ErrorKind, Key, Prefixed};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
@@ -149,7 +149,8 @@ impl Backends {
                 None => return Ok(connected),
             },
         };
-        let store = self.delayed(store, cfg.delay.as_ref());
+        let store =
+            crate::metered::Metered::wrap(self.delayed(store, cfg.delay.as_ref()), &cfg.name);
         if cfg.journal.enabled {
             let j = &cfg.journal;
             let opts = JournalOptions {
@@ -218,6 +219,40 @@ impl Backends {
             .collect()
     }
 
+    /// Whether each store answers now, by name: a shared store is asked the size of an object
+    /// that does not exist (any answer is fine; unreachable, failing or silent is not),
+    /// within `within`; a Maildir's root must be
+    /// a directory it can make.
+    pub async fn health(&self, within: std::time::Duration) -> Vec<(String, Result<(), String>)> {
+        let probe = Key::new(".health-probe").expect("a valid key");
+        let mut out = Vec::with_capacity(self.stores.len());
+        for s in &self.stores {
+            let answer = match (&s.shared, &s.cfg.backend) {
+                (Some(store), _) => match tokio::time::timeout(within, store.size(&probe)).await {
+                    // Any answer but a failure to reach or write it: a store that refuses
+                    // the probe's key has answered.
+                    Ok(Err(e))
+                        if matches!(
+                            e.kind,
+                            ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Poisoned
+                        ) =>
+                    {
+                        Err(e.to_string())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(format!("no answer within {within:?}")),
+                },
+                // Made at the first delivery otherwise; a root that cannot be made is down.
+                (None, BackendConfig::Maildir { root }) => {
+                    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
+                }
+                (None, _) => Err("not connected".to_string()),
+            };
+            out.push((s.cfg.name.clone(), answer));
+        }
+        out
+    }
+
     /// The id of the store called `name`.
     pub fn store_id(&self, name: &str) -> Option<StoreId> {
         self.stores
@@ -256,7 +291,10 @@ impl Backends {
                 (BackendConfig::Maildir { root }, None) => {
                     let maildir: Arc<dyn Backend> =
                         Arc::new(MaildirBackend::open(root.join(user))?);
-                    self.delayed(maildir, s.cfg.delay.as_ref())
+                    crate::metered::Metered::wrap(
+                        self.delayed(maildir, s.cfg.delay.as_ref()),
+                        &s.cfg.name,
+                    )
                 }
                 (_, None) => {
                     return Err(BackendError::new(

@@ -113,16 +113,22 @@ pub async fn deliver_in(
     mailbox: Option<&str>,
     message: Vec<u8>,
 ) -> Outcome {
-    match accounts.hash_of(user).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Outcome::NoUser(format!("no account named {user:?}")),
-        Err(e) => return Outcome::TryLater(format!("accounts: {e}")),
-    }
-    match strata_lmtp::deliver_into(store, user, mailbox, message).await {
-        Ok(m) => Outcome::Delivered(m),
-        Err(strata_mailstore::StoreError::OverQuota(over)) => Outcome::Full(over.to_string()),
-        Err(e) => Outcome::TryLater(e.to_string()),
-    }
+    let outcome = match accounts.hash_of(user).await {
+        Ok(Some(_)) => match strata_lmtp::deliver_into(store, user, mailbox, message).await {
+            Ok(m) => Outcome::Delivered(m),
+            Err(strata_mailstore::StoreError::OverQuota(over)) => Outcome::Full(over.to_string()),
+            Err(e) => Outcome::TryLater(e.to_string()),
+        },
+        Ok(None) => Outcome::NoUser(format!("no account named {user:?}")),
+        Err(e) => Outcome::TryLater(format!("accounts: {e}")),
+    };
+    strata_metrics::metrics().delivery(match outcome {
+        Outcome::Delivered(_) => "delivered",
+        Outcome::NoUser(_) => "no_user",
+        Outcome::Full(_) => "over_quota",
+        Outcome::Refused(_) | Outcome::TryLater(_) => "failed",
+    });
+    outcome
 }
 
 /// The control socket's `deliver USER LEN [MAILBOX]`: the message's LEN bytes follow the line,

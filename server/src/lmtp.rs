@@ -130,18 +130,21 @@ fn connection<S>(mut stream: S, shared: Arc<Shared>, mut stop: watch::Receiver<b
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
+    let span = tracing::info_span!("lmtp", id = crate::serve::next_session_id());
+    let task = async move {
         let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
             let _ = stream
                 .write_all(b"421 4.3.2 too many connections, try again later\r\n")
                 .await;
             return;
         };
+        let _open = strata_metrics::metrics().connection("lmtp");
         let s = &*shared;
         if let Err(e) =
             strata_lmtp::run(&mut stream, &s.opts, &s.directory, &s.store, &mut stop).await
         {
             tracing::debug!(error = %e, "LMTP connection ended with an error");
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(task, span));
 }

@@ -268,14 +268,18 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         // On a failed write it would report with eprintln!, which panics when stderr is gone
         // (a supervisor that stopped reading): a lost log line must not stop the server.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match cfg.log.format {
+        strata_config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line; the connection's span (its id, and the user once logged in)
+        // is in each line's "span" and "spans".
+        strata_config::LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let problems = strata_config::check_files(&cfg);
     if !problems.is_empty() {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();

@@ -105,6 +105,7 @@ pub async fn run_once(
         store.close_if_idle(&name).await;
     }
     totals.runs.fetch_add(1, Ordering::Relaxed);
+    strata_metrics::metrics().reconciled(removed);
     totals.removed.fetch_add(removed, Ordering::Relaxed);
     totals.bytes.fetch_add(bytes, Ordering::Relaxed);
     totals.partial.fetch_add(partial, Ordering::Relaxed);

@@ -70,6 +70,8 @@ pub struct Running {
     pub imaps: Option<SocketAddr>,
     /// The LMTP TCP listener's address, if any.
     pub lmtp: Option<SocketAddr>,
+    /// The metrics endpoint's address, if any.
+    pub metrics: Option<SocketAddr>,
     /// The backends opened, with their statistics.
     pub backends: Arc<Backends>,
     /// The mail store.
@@ -169,6 +171,7 @@ pub async fn mailstore(
                     deferred_flags: Some(cfg.index.flag_sync_delay).filter(|d| !d.is_zero()),
                     cache_bytes: cfg.index.cache_bytes as usize,
                     maintenance: Some(maintenance),
+                    observer: Some(Arc::new(crate::metered::IndexMetrics)),
                     ..IndexOptions::default()
                 },
                 ship: ship_options(cfg),
@@ -286,10 +289,29 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         .await
         .map_err(ServeError::Lmtp)?;
     tasks.extend(lmtp.tasks);
+    let metrics = match cfg.metrics.listen {
+        None => None,
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            tracing::info!(%local, "metrics endpoint listening");
+            tasks.push(tokio::spawn(crate::monitor::serve(
+                listener,
+                backends.clone(),
+                rx.clone(),
+            )));
+            Some(local)
+        }
+    };
     let mut running = Running {
         imap: None,
         imaps: None,
         lmtp: lmtp.tcp,
+        metrics,
         backends,
         store,
         reconciled,
@@ -418,7 +440,13 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
         let rx = shutdown.clone();
-        tokio::spawn(async move {
+        // Every log line of the connection carries its id (and the user, once logged in).
+        let span = tracing::info_span!(
+            "session",
+            id = next_session_id(),
+            user = tracing::field::Empty
+        );
+        let task = async move {
             let imap = &shared.cfg.imap;
             let Some(slot) =
                 shared
@@ -433,13 +461,22 @@ async fn accept_loop(
                 return;
             };
             tracing::info!(%peer, tls = implicit, "connection");
+            let open =
+                strata_metrics::metrics().connection(if implicit { "imaps" } else { "imap" });
             if let Err(e) = connection(tcp, peer, implicit, &shared, rx).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             tracing::info!(%peer, "disconnected");
-            drop(slot);
-        });
+            drop((open, slot));
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
+}
+
+/// A new connection's id for the logs: unique in this process, in order of arrival.
+pub fn next_session_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 async fn connection(

@@ -775,3 +775,60 @@ fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
          messages: 1 (this account's own), 1 used\n"
     );
 }
+
+#[test]
+fn json_logs_carry_the_session_id_and_user_on_every_line_of_a_connection() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "alice-password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {d:?}\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n[log]\nformat = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no address printed");
+        if let Some(a) = line.trim().strip_prefix("strata: IMAP (STARTTLS) on ") {
+            break a.to_string();
+        }
+    };
+    let seen = imap(&addr, &["LOGIN alice alice-password", "LOGOUT"]);
+    assert!(seen.contains("2 OK"), "{seen}");
+    assert!(sigterm(&mut child).success());
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).expect("each log line is one JSON object"))
+        .collect();
+    let session: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "session")
+        .collect();
+    let said = |m: &str| {
+        session
+            .iter()
+            .find(|l| l["fields"]["message"] == m)
+            .unwrap_or_else(|| panic!("no {m:?} line in {lines:#?}"))
+    };
+    let (opened, gone) = (said("connection"), said("disconnected"));
+    assert!(opened["span"]["id"].as_u64().is_some(), "{opened}");
+    assert_eq!(opened["span"]["id"], gone["span"]["id"]);
+    assert_eq!(gone["span"]["user"], "alice", "{gone}");
+    assert_eq!(gone["level"], "INFO");
+}

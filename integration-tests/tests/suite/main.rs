@@ -14,6 +14,7 @@ mod imap4rev2;
 mod list_extended;
 mod lmtp;
 mod maildir;
+mod metrics;
 mod migrate;
 mod node_loss;
 mod objectid;
