@@ -72,6 +72,8 @@ struct RawLmtp {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     backend: Option<String>,
+    cache_entries: Option<u32>,
+    cache_ttl_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -683,8 +685,15 @@ fn parse_checked(
         );
     }
 
+    let raw_auth = raw.auth.unwrap_or_default();
     let auth = crate::schema::Auth {
-        backend: match raw.auth.and_then(|a| a.backend).as_deref() {
+        cache_entries: raw_auth
+            .cache_entries
+            .unwrap_or(defaults.auth.cache_entries),
+        cache_ttl: raw_auth
+            .cache_ttl_secs
+            .map_or(defaults.auth.cache_ttl, Duration::from_secs),
+        backend: match raw_auth.backend.as_deref() {
             None | Some("file") => crate::schema::AccountsIn::File,
             Some("store") => {
                 let shipped_to_dir = index.ship.enabled && index.ship.dir.is_some();

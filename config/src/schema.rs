@@ -77,6 +77,10 @@ pub enum AccountsIn {
 pub struct Auth {
     /// Where they live.
     pub backend: AccountsIn,
+    /// Users whose last successful login is remembered (a keyed hash, never the password).
+    pub cache_entries: u32,
+    /// How long one is remembered; zero turns the cache off.
+    pub cache_ttl: Duration,
 }
 
 /// When LOGIN and AUTHENTICATE PLAIN are allowed on a connection without TLS.
@@ -438,6 +442,8 @@ impl Default for Config {
             },
             auth: Auth {
                 backend: AccountsIn::File,
+                cache_entries: 10_000,
+                cache_ttl: Duration::from_secs(300),
             },
             log: Log {
                 level: "info".into(),

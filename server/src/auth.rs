@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use strata_protocol::Authenticator;
 
 use crate::accounts::Accounts;
+use crate::login_cache::LoginCache;
 use crate::users::verify_hash;
 
 /// How long failures are remembered, from the first one.
@@ -27,6 +28,10 @@ pub struct LoginLimits {
     pub failures_per_account: u32,
     /// Checks in progress at once for one address; more wait.
     pub checks_per_ip: u32,
+    /// Users whose last successful login is remembered (see `login_cache`).
+    pub cache_entries: usize,
+    /// How long one is remembered.
+    pub cache_ttl: Duration,
 }
 
 /// The server's [`Authenticator`].
@@ -35,6 +40,7 @@ pub struct PasswordAuth {
     checks: std::sync::mpsc::SyncSender<Check>,
     limits: LoginLimits,
     counts: Mutex<Counts>,
+    cache: LoginCache,
 }
 
 /// One password to check, and where the answer goes.
@@ -134,9 +140,15 @@ impl PasswordAuth {
         PasswordAuth {
             accounts,
             checks: tx,
+            cache: LoginCache::new(limits.cache_entries, limits.cache_ttl),
             limits,
             counts: Mutex::new(Counts::default()),
         }
+    }
+
+    /// Forgets what the login cache holds of `user` (the account changed or is gone).
+    pub fn forget(&self, user: &str) {
+        self.cache.forget(user);
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -239,6 +251,10 @@ impl PasswordAuth {
             account,
             failed: false,
         };
+        // Counted as any check, so guesses cost the same against it.
+        if self.cache.hit(user, password) {
+            return Ok(true);
+        }
         let hash = self
             .accounts
             .hash_of(user)
@@ -259,6 +275,9 @@ impl PasswordAuth {
             .await
             .map_err(|_| "password check failed".to_string())?;
         counted.failed = !ok;
+        if ok {
+            self.cache.remember(user, password);
+        }
         Ok(ok)
     }
 }
@@ -281,6 +300,8 @@ mod tests {
         failures_per_ip: 3,
         failures_per_account: 5,
         checks_per_ip: 2,
+        cache_entries: 0,
+        cache_ttl: Duration::ZERO,
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

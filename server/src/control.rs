@@ -9,7 +9,7 @@
 //! index is shipped; `shipped USER`, once the user's index as it is now is in the store;
 //! `deliver USER LEN [MAILBOX]` followed by the message's LEN bytes, answered `ok MAILBOX` or
 //! `error nouser|refused|full|tempfail WHY`; `account USER`, after `strata user` changed the
-//! account, so the server reads its limits again; `usage USER`, answered `ok MESSAGES OCTETS`);
+//! account, so the server forgets its cached login and reads its limits again; `usage USER`, answered `ok MESSAGES OCTETS`);
 //! the
 //! server answers progress lines starting with `. `, then one final
 //! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
@@ -68,6 +68,7 @@ pub async fn serve(
     store: Arc<Mailstore>,
     backends: Arc<Backends>,
     accounts: Arc<Accounts>,
+    auth: Arc<crate::auth::PasswordAuth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -82,6 +83,7 @@ pub async fn serve(
                     store.clone(),
                     backends.clone(),
                     accounts.clone(),
+                    auth.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -98,6 +100,7 @@ async fn session(
     store: Arc<Mailstore>,
     backends: Arc<Backends>,
     accounts: Arc<Accounts>,
+    auth: Arc<crate::auth::PasswordAuth>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (read, mut write) = conn.into_split();
@@ -142,6 +145,8 @@ async fn session(
     }
     if let ["account", user] = words.as_slice() {
         tracing::info!(request = request.trim_end(), "control request");
+        // A changed password must not be taken, nor a removed account, from the login cache.
+        auth.forget(user);
         let answer = match store.refresh_limits(user).await {
             Ok(()) => "ok\n".to_string(),
             Err(e) => format!("error {e}\n"),

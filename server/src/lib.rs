@@ -20,6 +20,7 @@ pub mod import;
 pub mod index_admin;
 pub mod lda;
 pub mod lmtp;
+pub mod login_cache;
 pub mod maildir_scan;
 pub mod metered;
 pub mod migrate;

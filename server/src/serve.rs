@@ -226,6 +226,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
             failures_per_ip: cfg.imap.max_failed_logins_per_ip,
             failures_per_account: cfg.imap.max_failed_logins_per_account,
             checks_per_ip: cfg.imap.max_login_checks_per_ip,
+            cache_entries: cfg.auth.cache_entries as usize,
+            cache_ttl: cfg.auth.cache_ttl,
         },
     ));
     let limits = Limits {
@@ -283,6 +285,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         store.clone(),
         backends.clone(),
         accounts.clone(),
+        shared.auth.clone(),
         rx.clone(),
     )));
     let lmtp = crate::lmtp::start(&cfg, accounts, store.clone(), rx.clone())

@@ -87,6 +87,7 @@ pub const PHASES: &[&str] = &[
     "search-body",
     "expunge-half",
     "mixed",
+    "login",
     "idle-memory",
 ];
 
@@ -131,12 +132,17 @@ const BOX_ONE: &str = "BenchOne";
 const BOX_MANY: &str = "BenchMany";
 
 impl Target {
-    /// A logged-in connection.
-    pub async fn connect(&self) -> Client {
-        let mut c = match &self.tls_ca {
+    /// A connection, greeted, not logged in.
+    pub async fn greeted(&self) -> Client {
+        match &self.tls_ca {
             Some(ca) => Client::tls(self.addr, ca).await,
             None => Client::plain(self.addr).await,
-        };
+        }
+    }
+
+    /// A logged-in connection.
+    pub async fn connect(&self) -> Client {
+        let mut c = self.greeted().await;
         let r = c
             .cmd(&format!(
                 "LOGIN {} {}",
@@ -389,6 +395,22 @@ pub async fn run_phase(t: &Target, phase: &str, o: &Options) -> PhaseResult {
             timed(&mut c, &mut res, "EXPUNGE").await;
         }
         "mixed" => return mixed(t, o).await,
+        "login" => {
+            // The same user again and again on new connections, as reconnecting phones do:
+            // each sample is the LOGIN command alone.
+            for _ in 0..o.repeats * 20 {
+                let mut c = t.greeted().await;
+                let s = Instant::now();
+                let r = c
+                    .cmd(&format!("LOGIN {} {}", quote(&t.user), quote(&t.password)))
+                    .await;
+                res.samples.push(s.elapsed());
+                if !r.is_ok() {
+                    res.errors += 1;
+                }
+                let _ = c.cmd("LOGOUT").await;
+            }
+        }
         "idle-memory" => return idle_memory(t, o).await,
         other => panic!("unknown phase {other}"),
     }

@@ -13,6 +13,7 @@ mod imap;
 mod imap4rev2;
 mod list_extended;
 mod lmtp;
+mod logins;
 mod maildir;
 mod metrics;
 mod migrate;
