@@ -9,7 +9,9 @@
 //! index is shipped; `shipped USER`, once the user's index as it is now is in the store;
 //! `deliver USER LEN [MAILBOX]` followed by the message's LEN bytes, answered `ok MAILBOX` or
 //! `error nouser|refused|full|tempfail WHY`; `account USER`, after `strata user` changed the
-//! account, so the server forgets its cached login and reads its limits again; `usage USER`, answered `ok MESSAGES OCTETS`);
+//! account, so the server forgets its cached login and reads its limits again; `expunge USER
+//! UNIXTIME MAILBOX`, `strata expunge --before`, answered `ok N`; `mailboxes USER`, a line per
+//! mailbox for `strata mailbox`; `usage USER`, answered `ok MESSAGES OCTETS`);
 //! the
 //! server answers progress lines starting with `. `, then one final
 //! line, `ok ...` or `error ...`. A client that goes away stops the work after the batch in
@@ -150,6 +152,38 @@ async fn session(
         let answer = match store.refresh_limits(user).await {
             Ok(()) => "ok\n".to_string(),
             Err(e) => format!("error {e}\n"),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
+    if let Some(["expunge", user, before, _]) = words.get(..4) {
+        tracing::info!(request = request.trim_end(), "control request");
+        // The mailbox is the rest of the line: a name may hold spaces.
+        let mailbox = request
+            .trim_end_matches(['\r', '\n'])
+            .splitn(4, ' ')
+            .nth(3)
+            .unwrap_or_default();
+        let answer = match before.parse::<i64>() {
+            Ok(before) => {
+                match crate::mailbox_admin::expunge_before(&store, user, mailbox, before).await {
+                    Ok(n) => format!("ok {n}\n"),
+                    Err(e) => format!("error {e:#}\n"),
+                }
+            }
+            Err(_) => "error expected \"expunge USER UNIXTIME MAILBOX\"\n".to_string(),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
+    if let ["mailboxes", user] = words.as_slice() {
+        let answer = match crate::mailbox_admin::answer_control(&store, user).await {
+            Ok(lines) => {
+                let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
+                out.push_str("ok\n");
+                out
+            }
+            Err(e) => format!("error {e:#}\n"),
         };
         let _ = write.write_all(answer.as_bytes()).await;
         return;

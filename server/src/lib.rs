@@ -21,6 +21,7 @@ pub mod index_admin;
 pub mod lda;
 pub mod lmtp;
 pub mod login_cache;
+pub mod mailbox_admin;
 pub mod maildir_scan;
 pub mod metered;
 pub mod migrate;

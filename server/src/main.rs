@@ -53,6 +53,25 @@ enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Lists a user's mailboxes, or shows their counts.
+    Mailbox {
+        #[command(subcommand)]
+        action: MailboxAction,
+    },
+    /// Expunges a mailbox's messages older than a date (retention), through the running server
+    /// or alone.
+    Expunge {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// The mailbox (levels separated by `/`).
+        #[arg(long)]
+        mailbox: String,
+        /// Messages whose INTERNALDATE is before this go: a date (2024-01-31, UTC) or an age
+        /// (30d).
+        #[arg(long)]
+        before: String,
+    },
     /// Inspects and repairs users' mail indexes.
     Index {
         #[command(subcommand)]
@@ -184,6 +203,25 @@ enum IndexAction {
         /// The exported directory.
         #[arg(long)]
         from: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailboxAction {
+    /// The user's mailboxes, with their special use.
+    List {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Messages, unseen, deleted, size, UIDNEXT and UIDVALIDITY of each mailbox (or one).
+    Status {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// Only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
     },
 }
 
@@ -433,6 +471,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ))?;
             println!("{last}");
+        }
+        Command::Mailbox { action } => {
+            let cfg = config(&cli)?;
+            let shown = runtime()?.block_on(async {
+                match action {
+                    MailboxAction::List { user } => {
+                        strata_server::mailbox_admin::list(&cfg, user).await
+                    }
+                    MailboxAction::Status { user, mailbox } => {
+                        strata_server::mailbox_admin::status(&cfg, user, mailbox.as_deref()).await
+                    }
+                }
+            })?;
+            print!("{shown}");
+        }
+        Command::Expunge {
+            user,
+            mailbox,
+            before,
+        } => {
+            let cfg = config(&cli)?;
+            let before =
+                strata_server::mailbox_admin::parse_before(before, chrono::Utc::now().timestamp())?;
+            let n = runtime()?.block_on(strata_server::mailbox_admin::expunge(
+                &cfg, user, mailbox, before,
+            ))?;
+            println!("expunged {n} messages from {mailbox}");
         }
         Command::User { action } => {
             let cfg = config(&cli)?;

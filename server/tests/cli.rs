@@ -832,3 +832,118 @@ fn json_logs_carry_the_session_id_and_user_on_every_line_of_a_connection() {
     assert_eq!(gone["span"]["user"], "alice", "{gone}");
     assert_eq!(gone["level"], "INFO");
 }
+
+#[test]
+fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = strata(
+        &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
+        "alice-password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (mut child, addr) = serve(d, "off", true);
+    let seen = imap(
+        &addr,
+        &[
+            "LOGIN alice alice-password",
+            "CREATE \"Old mail\"",
+            "APPEND \"Old mail\" \"01-Jan-2020 10:00:00 +0000\" {3+}\r\none",
+            "APPEND \"Old mail\" \"01-Jan-2021 10:00:00 +0000\" {3+}\r\ntwo",
+            "APPEND \"Old mail\" {5+}\r\nthree",
+        ],
+    );
+    assert!(seen.contains("5 OK"), "{seen}");
+    let out = strata(&["--data-dir", d, "mailbox", "list", "--user", "alice"], "");
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("INBOX\n") && listed.contains("Old mail\n"),
+        "{listed}{}",
+        text(&out.stderr)
+    );
+    assert!(listed.contains("Trash (\\Trash)\n"), "{listed}");
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "mailbox",
+            "status",
+            "--user",
+            "alice",
+            "--mailbox",
+            "Old mail",
+        ],
+        "",
+    );
+    let status = text(&out.stdout);
+    let row: Vec<&str> = status.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..6], ["Old", "mail", "3", "3", "0", "11"], "{status}");
+    // Through the running server, which holds the index.
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "expunge",
+            "--user",
+            "alice",
+            "--mailbox",
+            "Old mail",
+            "--before",
+            "2021-06-01",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "expunged 2 messages from Old mail\n");
+    let seen = imap(
+        &addr,
+        &["LOGIN alice alice-password", "SELECT \"Old mail\""],
+    );
+    assert!(seen.contains("* 1 EXISTS"), "{seen}");
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "expunge",
+            "--user",
+            "alice",
+            "--mailbox",
+            "Nowhere",
+            "--before",
+            "1d",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("Nowhere"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(sigterm(&mut child).success());
+    // Alone, with no server running.
+    let out = strata(
+        &[
+            "--data-dir",
+            d,
+            "expunge",
+            "--user",
+            "alice",
+            "--mailbox",
+            "Old mail",
+            "--before",
+            "2099-01-01",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "expunged 1 messages from Old mail\n");
+    let out = strata(
+        &["--data-dir", d, "mailbox", "status", "--user", "alice"],
+        "",
+    );
+    let total = text(&out.stdout);
+    let total: Vec<&str> = total.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(total, ["total", "0", "0"]);
+}
