@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: Strata and Dovecot side by side (phase by phase, in one run), then
-# Strata's latency sweep over the delay backend and SEARCH BODY on a large mailbox on S3. Sizes
+# Strata's latency sweep over the delay backend, SEARCH BODY on a large mailbox on S3, and LMTP
+# delivery against Dovecot's LMTP. Sizes
 # can be changed through the environment:
 #   MESSAGES=2000 SWEEP_MESSAGES=300 SCALE_MESSAGES=100000 integration-tests/run-benchmarks.sh
 set -euo pipefail
@@ -44,5 +45,23 @@ echo -e "\n## SEARCH BODY at scale\n" >> "$out"
 echo "A large mailbox on S3 with every store read delayed: SEARCH BODY answered from the full-text" >> "$out"
 echo "index (target: under 100 ms at 100,000 messages and 50 ms), and a smaller one without it." >> "$out"
 ./target/release/imap-bench search-scale --messages "$scale_messages" --latency-ms 50 --out "$out"
+echo -e "\n## LMTP delivery\n" >> "$out"
+echo "Messages/s delivered over LMTP to Strata and to Dovecot's LMTP (both on Maildir, durable before" >> "$out"
+echo "each 250), 4 KB messages to 1 or 10 recipients on 1 or 8 connections (\`lmtp-bench.py\`)." >> "$out"
+lmtp_dir=$(mktemp -d)
+printf 'data_dir = "%s/data"\n[imap]\nstarttls = "127.0.0.1:0"\ntls = ""\n[lmtp]\nlisten = "127.0.0.1:10024"\n[log]\nlevel = "warn"\n' \
+  "$lmtp_dir" > "$lmtp_dir/strata.toml"
+for i in $(seq 0 9); do
+  echo bench | ./target/release/strata --config "$lmtp_dir/strata.toml" user add "bench$i" --password-stdin >/dev/null
+done
+./target/release/strata --config "$lmtp_dir/strata.toml" serve 2>/dev/null &
+lmtp_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/10024) 2>/dev/null && break; sleep 0.2; done
+echo >> "$out"
+python3 integration-tests/lmtp-bench.py --target strata=127.0.0.1:10024 \
+  --target "dovecot=127.0.0.1:$((port + 1))" >> "$out"
+kill "$lmtp_pid"
+wait "$lmtp_pid" 2>/dev/null || true
+rm -rf "$lmtp_dir"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
