@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, LineEnding};
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, LineEnding, LiteralAnnouncement};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -236,40 +236,16 @@ where
                     if !matches!(mode, Mode::Command) {
                         frag.poison_message();
                         refused.get_or_insert("literal not allowed here");
-                    } else if let Some(why) = (ann.mode == LiteralMode::Sync
-                        && ann.length <= max_literal)
-                        .then(|| over_quota(session, frag.message_bytes(), ann.length))
-                        .flatten()
+                    } else if let Some((code, why)) =
+                        literal_refusal(session, frag.message_bytes(), ann, max_literal)
                     {
-                        // The client waits for "+": the message it would send cannot be kept.
                         let tag = frag
                             .decode_tag()
                             .map(|t| t.as_ref().to_string())
                             .unwrap_or_else(|| "*".into());
-                        w.tagged_no(&tag, Some("OVERQUOTA"), &why);
-                        w.flush().await?;
-                        frag.skip_message();
-                        refused = None;
-                        command_since = None;
-                        literal_time = Duration::ZERO;
-                        continue;
-                    } else if ann.length > max_literal {
-                        let tag = frag
-                            .decode_tag()
-                            .map(|t| t.as_ref().to_string())
-                            .unwrap_or_else(|| "*".into());
-                        let why = format!(
-                            "literal of {} bytes is larger than the limit of {max_literal}{}",
-                            ann.length,
-                            if authenticated(session) {
-                                ""
-                            } else {
-                                " before login"
-                            }
-                        );
                         if ann.mode == LiteralMode::Sync {
                             // The client waits for "+": refuse now, and it sends nothing more.
-                            w.tagged_no(&tag, Some("TOOBIG"), &why);
+                            w.tagged_no(&tag, Some(code), &why);
                             w.flush().await?;
                             frag.skip_message();
                             refused = None;
@@ -567,6 +543,33 @@ async fn wait<S: AsyncRead + Unpin>(
         _ = changed => Event::Changed,
         why = fenced => Event::Fenced(why),
     }
+}
+
+/// Why a literal announced after `line` is refused, with its response code: larger than the
+/// limit (`TOOBIG`), or an APPEND's message that a synchronizing literal announces and that
+/// cannot fit its user's quota (`OVERQUOTA`; with LITERAL+ the APPEND itself answers).
+fn literal_refusal(
+    session: &Session,
+    line: &[u8],
+    ann: LiteralAnnouncement,
+    max_literal: u32,
+) -> Option<(&'static str, String)> {
+    if ann.length > max_literal {
+        let when = if session.authenticated() {
+            ""
+        } else {
+            " before login"
+        };
+        let why = format!(
+            "literal of {} bytes is larger than the limit of {max_literal}{when}",
+            ann.length
+        );
+        return Some(("TOOBIG", why));
+    }
+    if ann.mode != LiteralMode::Sync {
+        return None;
+    }
+    over_quota(session, line, ann.length).map(|why| ("OVERQUOTA", why))
 }
 
 /// Why the message an APPEND announces (`length` octets, after the line `line` so far) cannot

@@ -295,12 +295,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     let metrics = match cfg.metrics.listen {
         None => None,
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            let local = listener
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr, source })?;
+            let (listener, local) = bind(addr).await?;
             tracing::info!(%local, "metrics endpoint listening");
             tasks.push(tokio::spawn(crate::monitor::serve(
                 listener,
@@ -326,12 +321,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     };
     for (addr, implicit) in [(cfg.imap.starttls, false), (cfg.imap.tls, true)] {
         let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let (listener, local) = bind(addr).await?;
         tracing::info!(%local, tls = implicit, "listening");
         if implicit {
             running.imaps = Some(local);
@@ -474,6 +464,18 @@ async fn accept_loop(
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
     }
+}
+
+/// A listener on `addr`, and the address it got (a port 0 is chosen by the system).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bound = async {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    };
+    bound
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// A new connection's id for the logs: unique in this process, in order of arrival.

@@ -309,25 +309,23 @@ impl UserDb {
     /// Changes an account's password.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
         let hash = Self::hash(password)?;
-        let _lock = self.lock()?;
-        let mut entries = self.read()?;
-        let e = entries
-            .iter_mut()
-            .find(|e| e.name == name)
-            .ok_or_else(|| UserError::NoSuchUser(name.to_string()))?;
-        e.account.hash = hash;
-        self.write(&entries)
+        self.change(name, |a| a.hash = hash)
     }
 
     /// Sets an account's own quota limits.
     pub fn set_quota(&self, name: &str, quota: QuotaOverride) -> Result<()> {
+        self.change(name, |a| a.quota = quota)
+    }
+
+    /// Rewrites the file with `f` applied to `name`'s account.
+    fn change(&self, name: &str, f: impl FnOnce(&mut Account)) -> Result<()> {
         let _lock = self.lock()?;
         let mut entries = self.read()?;
         let e = entries
             .iter_mut()
             .find(|e| e.name == name)
             .ok_or_else(|| UserError::NoSuchUser(name.to_string()))?;
-        e.account.quota = quota;
+        f(&mut e.account);
         self.write(&entries)
     }
 
