@@ -88,6 +88,7 @@ pub const PHASES: &[&str] = &[
     "expunge-half",
     "mixed",
     "login",
+    "login-churn",
     "idle-memory",
 ];
 
@@ -395,6 +396,7 @@ pub async fn run_phase(t: &Target, phase: &str, o: &Options) -> PhaseResult {
             timed(&mut c, &mut res, "EXPUNGE").await;
         }
         "mixed" => return mixed(t, o).await,
+        "login-churn" => return login_churn(t, o).await,
         "login" => {
             // The same user again and again on new connections, as reconnecting phones do:
             // each sample is the LOGIN command alone.
@@ -489,6 +491,54 @@ async fn mixed(t: &Target, o: &Options) -> PhaseResult {
     res.total = start.elapsed();
     let rate = res.samples.len() as f64 / res.total.as_secs_f64();
     res.figure = Some(("commands/s".into(), rate));
+    res
+}
+
+/// `--mixed-clients` clients for `--mixed-secs`, each in a loop of short sessions, as phones
+/// reconnecting do: connect, LOGIN, STATUS INBOX, SELECT INBOX, NOOP, LOGOUT. Each sample is one
+/// whole session; the figure is sessions per second.
+async fn login_churn(t: &Target, o: &Options) -> PhaseResult {
+    let mut res = PhaseResult::new("login-churn");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..o.mixed_clients {
+        let t = t.clone();
+        let duration = o.mixed_duration;
+        tasks.push(tokio::spawn(async move {
+            let mut out = PhaseResult::default();
+            let deadline = Instant::now() + duration;
+            while Instant::now() < deadline {
+                let s = Instant::now();
+                let mut c = t.greeted().await;
+                let login = format!("LOGIN {} {}", quote(&t.user), quote(&t.password));
+                for cmd in [
+                    login.as_str(),
+                    "STATUS INBOX (MESSAGES UNSEEN)",
+                    "SELECT INBOX",
+                    "NOOP",
+                    "LOGOUT",
+                ] {
+                    if !c.cmd(cmd).await.is_ok() {
+                        out.errors += 1;
+                    }
+                }
+                out.samples.push(s.elapsed());
+            }
+            out
+        }));
+    }
+    for task in tasks {
+        match task.await {
+            Ok(r) => {
+                res.samples.extend(r.samples);
+                res.errors += r.errors;
+            }
+            Err(_) => res.errors += 1,
+        }
+    }
+    res.total = start.elapsed();
+    let rate = res.samples.len() as f64 / res.total.as_secs_f64();
+    res.figure = Some(("sessions/s".into(), rate));
     res
 }
 
