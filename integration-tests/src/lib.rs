@@ -94,6 +94,7 @@ impl TestServer {
         config.imap.starttls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.tls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.failed_login_delay = Duration::from_millis(10);
+        config.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         tweak(&mut config);
         let db = strata_server::users::UserDb::new(data_dir.join("users"));
         std::fs::create_dir_all(&data_dir).expect("data directory");
@@ -161,6 +162,26 @@ impl TestServer {
             .filter(|l| l.contains(" FETCH "))
             .map(|l| String::from_utf8_lossy(&literal_of(l)).into_owned())
             .collect()
+    }
+
+    /// GETs `path` from the server's metrics endpoint: (status, body).
+    pub async fn scrape(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.running().metrics.expect("the metrics endpoint");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("send");
+        let mut raw = String::new();
+        tokio::time::timeout(Duration::from_secs(20), tcp.read_to_string(&mut raw))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        let status = raw[9..12].parse().expect("a status code");
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
     }
 
     /// The server's certificate.

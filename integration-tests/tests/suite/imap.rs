@@ -1512,3 +1512,32 @@ async fn benchmark_smoke_runs_every_phase_side_by_side() {
     assert!(table.contains("| fetch-bodies |") && table.contains("(time ratio)"));
     assert!(table.contains("(commands/s ratio)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_count_this_stores_operations() {
+    let s = TestServer::start().await;
+    let mut c = s.login("alice").await;
+    assert!(
+        c.append("INBOX", "", &plain_message(1, "counted"))
+            .await
+            .is_ok()
+    );
+    // Behind a journal the store is written, and read, once the journal has handed it on.
+    s.server().backends.drain_journals().await.unwrap();
+    c.ok("SELECT INBOX").await;
+    c.ok("FETCH 1 BODY[]").await;
+    let (status, text) = s.scrape("/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "strata_store_operations_total{store=\"main\",op=\"commit\",result=\"ok\"}",
+        "strata_store_operation_seconds_count{store=\"main\",op=\"get\"}",
+        "strata_imap_commands_total{command=\"APPEND\",result=\"ok\"}",
+        "strata_index_commits_total{durable=\"true\"}",
+    ] {
+        assert!(crate::metrics::value(&text, series) >= 1.0, "{series}");
+    }
+    assert_eq!(
+        s.scrape("/health").await,
+        (200, "ready\nstore main: ok\n".to_string())
+    );
+}

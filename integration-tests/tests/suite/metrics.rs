@@ -9,29 +9,8 @@ use std::time::Duration;
 use strata_integration_tests::{TestServer, plain_message, read_delay, stores, until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// GETs `path` from the endpoint: (status, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_string(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    let status = raw[9..12].parse().expect("a status code");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
 /// The value of the series `series` (name and labels exactly as exported).
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
@@ -39,18 +18,12 @@ fn value(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-fn endpoint(s: &TestServer) -> SocketAddr {
-    s.server().metrics.expect("the metrics endpoint")
-}
-
 #[tokio::test]
 async fn every_family_follows_the_traffic_and_health_is_ready() {
     let s = TestServer::start_with(|c| {
-        c.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         c.lmtp.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     })
     .await;
-    let addr = endpoint(&s);
     let mut a = s.login("alice").await;
     a.ok("SELECT INBOX").await;
     assert!(
@@ -79,7 +52,7 @@ async fn every_family_follows_the_traffic_and_health_is_ready() {
     )
     .await;
 
-    let (status, text) = get(addr, "/metrics").await;
+    let (status, text) = s.scrape("/metrics").await;
     assert_eq!(status, 200);
     for (series, at_least) in [
         ("strata_connections{listener=\"imap\"}", 2.0),
@@ -129,32 +102,30 @@ async fn every_family_follows_the_traffic_and_health_is_ready() {
     let tag = a.tag();
     a.send_raw(format!("{tag} IDLE\r\n").as_bytes()).await;
     assert!(a.read_response().await.unwrap().starts_with('+'));
-    let (_, text) = get(addr, "/metrics").await;
+    let (_, text) = s.scrape("/metrics").await;
     assert!(value(&text, "strata_imap_sessions{state=\"idle\"}") >= 1.0);
     a.send_raw(b"DONE\r\n").await;
     a.until_tagged(&tag).await;
 
-    let (status, body) = get(addr, "/health").await;
+    let (status, body) = s.scrape("/health").await;
     assert_eq!((status, body.as_str()), (200, "ready\nstore main: ok\n"));
-    let (status, _) = get(addr, "/nothing").await;
+    let (status, _) = s.scrape("/nothing").await;
     assert_eq!(status, 404);
 }
 
 #[tokio::test]
 async fn health_is_not_ready_while_the_store_is_down_and_the_journal_backlog_is_exported() {
     let s = TestServer::start_on(stores::Store::MaildirJournal, |c| {
-        c.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         c.storage.main.delay = Some(read_delay(Duration::ZERO, Duration::ZERO));
     })
     .await;
-    let addr = endpoint(&s);
     let mut a = s.login("alice").await;
     assert!(
         a.append("INBOX", "", &plain_message(1, "journaled"))
             .await
             .is_ok()
     );
-    let (_, text) = get(addr, "/metrics").await;
+    let (_, text) = s.scrape("/metrics").await;
     for series in [
         "strata_journal_pending_batches{store=\"main\"}",
         "strata_journal_pending_bytes{store=\"main\"}",
@@ -162,12 +133,12 @@ async fn health_is_not_ready_while_the_store_is_down_and_the_journal_backlog_is_
     ] {
         assert!(value(&text, series) >= 0.0, "{series}");
     }
-    assert_eq!(get(addr, "/health").await.0, 200);
+    assert_eq!(s.scrape("/health").await.0, 200);
     s.server().backends.set_error_rate(1.0);
-    let (status, body) = get(addr, "/health").await;
+    let (status, body) = s.scrape("/health").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("not ready\nstore main: down: "), "{body}");
-    let (_, text) = get(addr, "/metrics").await;
+    let (_, text) = s.scrape("/metrics").await;
     assert!(
         value(
             &text,
@@ -176,5 +147,5 @@ async fn health_is_not_ready_while_the_store_is_down_and_the_journal_backlog_is_
         "{text}"
     );
     s.server().backends.set_error_rate(0.0);
-    assert_eq!(get(addr, "/health").await.0, 200);
+    assert_eq!(s.scrape("/health").await.0, 200);
 }
