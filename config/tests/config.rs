@@ -4,6 +4,11 @@ use std::path::Path;
 
 use strata_config::*;
 
+/// Each problem's key and line, in order.
+fn keys_and_lines(errs: &strata_config::ConfigErrors) -> Vec<(String, Option<usize>)> {
+    errs.0.iter().map(|e| (e.key.clone(), e.line)).collect()
+}
+
 #[test]
 fn the_example_file_is_valid_and_states_the_defaults() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata.example.toml");
@@ -84,8 +89,7 @@ error_rate = 1.5\n\
 [index]\n\
 repack_ratio = 0.5\n";
     let errs = parse(text, Path::new("."), Some(Path::new("strata.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -173,8 +177,7 @@ fn the_sql_backend_is_read_and_its_mistakes_name_the_line() {
     let text =
         "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"ftp://secret@x/y\"\nchunk_kb = 0\n";
     let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -207,8 +210,7 @@ fn s3_backend_and_its_journal_are_checked_with_lines() {
 
     let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"ftp://x\"\nbucket = \"No_Such\"\naccess_key = \"AK\"\n[storage.journal]\nenabled = false\n";
     let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -265,8 +267,7 @@ fn other_stores_are_named_numbered_and_kept_apart() {
 
     let text = "[storage]\nbackend = \"maildir\"\n\n[stores.old]\nid = 2\nbackend = \"maildir\"\n[stores.Bad]\nid = 0\nbackend = \"sql\"\n[stores.Bad.sql]\nurl = \"ftp://x\"\n[stores.noid]\n";
     let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -304,8 +305,7 @@ backend = \"maildir\"\n\
 [storage.sql]\n\
 url = \"sqlite:x.db\"\n";
     let errs = parse(text, Path::new("."), Some(Path::new("bad.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -348,8 +348,7 @@ fn load_reports_unreadable_certificates_with_their_lines_among_the_rest() {
     )
     .unwrap();
     let errs = load(&path).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -383,8 +382,7 @@ fn index_shipping_is_on_for_shared_stores_and_its_mistakes_name_the_line() {
     let text =
         "[index.ship]\nenabled = true\ncompact_ratio = 0.0\nmax_diffs = 0\nmax_lag_ms = 99999999\n";
     let errs = parse(text, Path::new("."), Some(Path::new("s.toml"))).unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -445,8 +443,7 @@ fn quota_limits_read_as_sizes_counts_or_unlimited() {
         Some(Path::new("s.toml")),
     )
     .unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [
@@ -473,8 +470,7 @@ fn log_format_and_metrics_listener_are_checked() {
         Some(Path::new("s.toml")),
     )
     .unwrap_err();
-    let got: Vec<(String, Option<usize>)> =
-        errs.0.iter().map(|e| (e.key.clone(), e.line)).collect();
+    let got = keys_and_lines(&errs);
     assert_eq!(
         got,
         [

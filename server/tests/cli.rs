@@ -19,6 +19,11 @@ fn strata(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `strata --data-dir d ARGS`, with nothing on standard input.
+fn at(d: &str, args: &[&str]) -> Output {
+    strata(&[&["--data-dir", d], args].concat(), "")
+}
+
 /// Starts `strata serve` on `data_dir` with a STARTTLS listener on a free port and `imaps`
 /// (an address or `off`); returns it and the STARTTLS address, once it has printed it. Its
 /// standard error is read on to the end when `keep_reading`, else closed from then on.
@@ -138,7 +143,7 @@ fn user_commands_manage_the_account_database() {
         &["--data-dir", d, "user", "add", "bob", "--password-stdin"],
         "pw\n",
     );
-    let out = strata(&["--data-dir", d, "user", "list"], "");
+    let out = at(d, &["user", "list"]);
     assert_eq!(text(&out.stdout), "alice\nbob\n");
     let db = strata_server::users::UserDb::new(dir.path().join("users"));
     assert!(db.verify("alice", "s3cret").unwrap());
@@ -155,14 +160,11 @@ fn user_commands_manage_the_account_database() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(db.verify("alice", "n3w").unwrap());
-    let out = strata(&["--data-dir", d, "user", "del", "bob"], "");
+    let out = at(d, &["user", "del", "bob"]);
     assert!(out.status.success());
-    let out = strata(&["--data-dir", d, "user", "del", "bob"], "");
+    let out = at(d, &["user", "del", "bob"]);
     assert!(!out.status.success());
-    assert_eq!(
-        text(&strata(&["--data-dir", d, "user", "list"], "").stdout),
-        "alice\n"
-    );
+    assert_eq!(text(&at(d, &["user", "list"]).stdout), "alice\n");
 }
 
 #[test]
@@ -211,7 +213,7 @@ fn check_config_names_the_file_key_and_line() {
 fn index_check_reads_a_users_index_while_it_is_open_for_writing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("no index for \"alice\""),
@@ -236,7 +238,7 @@ fn index_check_reads_a_users_index_while_it_is_open_for_writing() {
         index
     });
     // The index stays open for writing in this process while the command reads it.
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("ok: 1 mailboxes, 0 messages"),
@@ -246,7 +248,7 @@ fn index_check_reads_a_users_index_while_it_is_open_for_writing() {
     rt.block_on(index.close());
 
     std::fs::write(&path, b"").unwrap();
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("alice.redb is corrupt"),
@@ -273,10 +275,7 @@ fn import_maildir_then_rebuild_from_the_backend() {
     .unwrap();
     let src = src.to_str().unwrap();
 
-    let out = strata(
-        &["--data-dir", d, "import", "maildir", src, "--user", "alice"],
-        "",
-    );
+    let out = at(d, &["import", "maildir", src, "--user", "alice"]);
     assert!(!out.status.success(), "no such account yet");
     assert!(
         text(&out.stderr).contains("no account"),
@@ -287,10 +286,7 @@ fn import_maildir_then_rebuild_from_the_backend() {
         &["--data-dir", d, "user", "add", "alice", "--password-stdin"],
         "pw\n",
     );
-    let out = strata(
-        &["--data-dir", d, "import", "maildir", src, "--user", "alice"],
-        "",
-    );
+    let out = at(d, &["import", "maildir", src, "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("imported: 3 messages in 2 folders"),
@@ -298,10 +294,7 @@ fn import_maildir_then_rebuild_from_the_backend() {
         text(&out.stdout)
     );
 
-    let out = strata(
-        &["--data-dir", d, "index", "rebuild", "--user", "alice"],
-        "",
-    );
+    let out = at(d, &["index", "rebuild", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("the old index is kept at"), "{stdout}");
@@ -309,7 +302,7 @@ fn import_maildir_then_rebuild_from_the_backend() {
         stdout.contains("rebuilt: 3 messages in 2 folders"),
         "{stdout}"
     );
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("3 messages"),
@@ -351,7 +344,7 @@ fn index_check_recovers_an_index_a_killed_server_left() {
     // Killed with the index open: it is left unclean.
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -360,7 +353,7 @@ fn index_check_recovers_an_index_a_killed_server_left() {
     );
     assert!(stdout.contains("ok: 6 mailboxes"), "{stdout}");
     // And it is clean now.
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !text(&out.stdout).contains("recovered"),
@@ -375,10 +368,7 @@ fn what_an_admin_meets_first_is_said_plainly() {
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
     // No listener at all is refused, from the command line as from a file.
-    let out = strata(
-        &["--data-dir", d, "--imap", "off", "--imaps", "off", "serve"],
-        "",
-    );
+    let out = at(d, &["--imap", "off", "--imaps", "off", "serve"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("both listeners are off"),
@@ -388,10 +378,7 @@ fn what_an_admin_meets_first_is_said_plainly() {
     // A cause is said once.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = strata(
-        &["--data-dir", d, "--imap", &addr, "--imaps", "off", "serve"],
-        "",
-    );
+    let out = at(d, &["--imap", &addr, "--imaps", "off", "serve"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
@@ -404,7 +391,7 @@ fn what_an_admin_meets_first_is_said_plainly() {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    let out = strata(&["--data-dir", d, "user", "list"], "");
+    let out = at(d, &["user", "list"]);
     assert_eq!(text(&out.stdout), "alice\nmike\nzoe\n");
 }
 
@@ -646,7 +633,7 @@ fn deliver_files_standard_input_with_sysexits_codes_alone_and_through_a_running_
     let out = deliver(&["--user", "nobody"], "Subject: x\n\nx\n");
     assert_eq!(out.status.code(), Some(67), "{}", text(&out.stderr));
     assert!(sigterm(&mut child).success());
-    let out = strata(&["--data-dir", d, "index", "check", "--user", "alice"], "");
+    let out = at(d, &["index", "check", "--user", "alice"]);
     assert!(
         text(&out.stdout).contains("4 messages"),
         "{}",
@@ -684,44 +671,27 @@ fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
         "alice-password\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = strata(&["--data-dir", d, "user", "quota", "alice"], "");
+    let out = at(d, &["user", "quota", "alice"]);
     assert_eq!(
         text(&out.stdout),
         "storage: unlimited (the default, [quota]), 0 bytes used\n\
          messages: unlimited (the default, [quota]), 0 used\n"
     );
-    let out = strata(
-        &["--data-dir", d, "user", "quota", "alice", "--storage", "2X"],
-        "",
-    );
+    let out = at(d, &["user", "quota", "alice", "--storage", "2X"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("--storage: \"2X\" is not a size"),
         "{}",
         text(&out.stderr)
     );
-    let out = strata(
-        &[
-            "--data-dir",
-            d,
-            "user",
-            "quota",
-            "nobody",
-            "--storage",
-            "1G",
-        ],
-        "",
-    );
+    let out = at(d, &["user", "quota", "nobody", "--storage", "1G"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("no user \"nobody\""),
         "{}",
         text(&out.stderr)
     );
-    let out = strata(
-        &["--data-dir", d, "user", "quota", "alice", "--storage", "2G"],
-        "",
-    );
+    let out = at(d, &["user", "quota", "alice", "--storage", "2G"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("storage: 2.0 GiB (this account's own)"),
@@ -733,10 +703,7 @@ fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
     let seen = imap(&addr, &["LOGIN alice alice-password", "GETQUOTAROOT INBOX"]);
     assert!(seen.contains("* QUOTA \"\" (STORAGE 0 2097152)"), "{seen}");
     // Changed while the server runs: it is told, and the next APPEND meets the new limit.
-    let out = strata(
-        &["--data-dir", d, "user", "quota", "alice", "--messages", "1"],
-        "",
-    );
+    let out = at(d, &["user", "quota", "alice", "--messages", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let seen = imap(
         &addr,
@@ -749,7 +716,7 @@ fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
     assert!(seen.contains("2 OK [APPENDUID"), "{seen}");
     assert!(seen.contains("3 NO [OVERQUOTA]"), "{seen}");
     // The usage comes from the running server.
-    let out = strata(&["--data-dir", d, "user", "quota", "alice"], "");
+    let out = at(d, &["user", "quota", "alice"]);
     assert!(
         text(&out.stdout).contains("messages: 1 (this account's own), 1 used"),
         "{}",
@@ -757,18 +724,7 @@ fn user_quota_shows_and_sets_limits_and_a_running_server_follows_them() {
     );
     assert!(sigterm(&mut child).success());
     // And from the index on disk once it has stopped.
-    let out = strata(
-        &[
-            "--data-dir",
-            d,
-            "user",
-            "quota",
-            "alice",
-            "--storage",
-            "default",
-        ],
-        "",
-    );
+    let out = at(d, &["user", "quota", "alice", "--storage", "default"]);
     assert_eq!(
         text(&out.stdout),
         "storage: unlimited (the default, [quota]), 6 bytes used\n\
@@ -855,7 +811,7 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
         ],
     );
     assert!(seen.contains("5 OK"), "{seen}");
-    let out = strata(&["--data-dir", d, "mailbox", "list", "--user", "alice"], "");
+    let out = at(d, &["mailbox", "list", "--user", "alice"]);
     let listed = text(&out.stdout);
     assert!(
         listed.contains("INBOX\n") && listed.contains("Old mail\n"),
@@ -863,10 +819,9 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
         text(&out.stderr)
     );
     assert!(listed.contains("Trash (\\Trash)\n"), "{listed}");
-    let out = strata(
+    let out = at(
+        d,
         &[
-            "--data-dir",
-            d,
             "mailbox",
             "status",
             "--user",
@@ -874,16 +829,14 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
             "--mailbox",
             "Old mail",
         ],
-        "",
     );
     let status = text(&out.stdout);
     let row: Vec<&str> = status.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..6], ["Old", "mail", "3", "3", "0", "11"], "{status}");
     // Through the running server, which holds the index.
-    let out = strata(
+    let out = at(
+        d,
         &[
-            "--data-dir",
-            d,
             "expunge",
             "--user",
             "alice",
@@ -892,7 +845,6 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
             "--before",
             "2021-06-01",
         ],
-        "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "expunged 2 messages from Old mail\n");
@@ -901,10 +853,9 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
         &["LOGIN alice alice-password", "SELECT \"Old mail\""],
     );
     assert!(seen.contains("* 1 EXISTS"), "{seen}");
-    let out = strata(
+    let out = at(
+        d,
         &[
-            "--data-dir",
-            d,
             "expunge",
             "--user",
             "alice",
@@ -913,7 +864,6 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
             "--before",
             "1d",
         ],
-        "",
     );
     assert!(!out.status.success());
     assert!(
@@ -923,10 +873,9 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
     );
     assert!(sigterm(&mut child).success());
     // Alone, with no server running.
-    let out = strata(
+    let out = at(
+        d,
         &[
-            "--data-dir",
-            d,
             "expunge",
             "--user",
             "alice",
@@ -935,14 +884,10 @@ fn mailbox_list_status_and_retention_expunge_beside_a_server_and_alone() {
             "--before",
             "2099-01-01",
         ],
-        "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "expunged 1 messages from Old mail\n");
-    let out = strata(
-        &["--data-dir", d, "mailbox", "status", "--user", "alice"],
-        "",
-    );
+    let out = at(d, &["mailbox", "status", "--user", "alice"]);
     let total = text(&out.stdout);
     let total: Vec<&str> = total.lines().last().unwrap().split_whitespace().collect();
     assert_eq!(total, ["total", "0", "0"]);

@@ -422,7 +422,7 @@ pub async fn run_phase(t: &Target, phase: &str, o: &Options) -> PhaseResult {
 }
 
 async fn mixed(t: &Target, o: &Options) -> PhaseResult {
-    let mut res = PhaseResult::new("mixed");
+    let res = PhaseResult::new("mixed");
     // Every client logs in and selects first; the clock starts when all are ready.
     let ready = std::sync::Arc::new(tokio::sync::Barrier::new(o.mixed_clients as usize + 1));
     let mut tasks = Vec::new();
@@ -479,26 +479,14 @@ async fn mixed(t: &Target, o: &Options) -> PhaseResult {
     }
     ready.wait().await;
     let start = Instant::now();
-    for task in tasks {
-        match task.await {
-            Ok(r) => {
-                res.samples.extend(r.samples);
-                res.errors += r.errors;
-            }
-            Err(_) => res.errors += 1,
-        }
-    }
-    res.total = start.elapsed();
-    let rate = res.samples.len() as f64 / res.total.as_secs_f64();
-    res.figure = Some(("commands/s".into(), rate));
-    res
+    gather(res, tasks, start, "commands/s").await
 }
 
 /// `--mixed-clients` clients for `--mixed-secs`, each in a loop of short sessions, as phones
 /// reconnecting do: connect, LOGIN, STATUS INBOX, SELECT INBOX, NOOP, LOGOUT. Each sample is one
 /// whole session; the figure is sessions per second.
 async fn login_churn(t: &Target, o: &Options) -> PhaseResult {
-    let mut res = PhaseResult::new("login-churn");
+    let res = PhaseResult::new("login-churn");
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..o.mixed_clients {
@@ -527,6 +515,17 @@ async fn login_churn(t: &Target, o: &Options) -> PhaseResult {
             out
         }));
     }
+    gather(res, tasks, start, "sessions/s").await
+}
+
+/// The samples and errors of every client's task into `res`, timed from `start`, with the
+/// samples per second as its figure, named `unit`.
+async fn gather(
+    mut res: PhaseResult,
+    tasks: Vec<tokio::task::JoinHandle<PhaseResult>>,
+    start: Instant,
+    unit: &str,
+) -> PhaseResult {
     for task in tasks {
         match task.await {
             Ok(r) => {
@@ -538,7 +537,7 @@ async fn login_churn(t: &Target, o: &Options) -> PhaseResult {
     }
     res.total = start.elapsed();
     let rate = res.samples.len() as f64 / res.total.as_secs_f64();
-    res.figure = Some(("sessions/s".into(), rate));
+    res.figure = Some((unit.into(), rate));
     res
 }
 
