@@ -76,6 +76,7 @@ fuzz_target!(|input: &[u8]| {
                 plaintext_auth: true,
                 failed_login_delay: Duration::ZERO,
                 peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                append_limit: 1 << 16,
             };
             let limits = Limits {
                 max_command_bytes: 4096,
