@@ -38,7 +38,7 @@ pub struct LoginLimits {
 pub struct PasswordAuth {
     accounts: Arc<Accounts>,
     checks: std::sync::mpsc::SyncSender<Check>,
-    limits: LoginLimits,
+    limits: Mutex<LoginLimits>,
     counts: Mutex<Counts>,
     cache: LoginCache,
 }
@@ -141,7 +141,7 @@ impl PasswordAuth {
             accounts,
             checks: tx,
             cache: LoginCache::new(limits.cache_entries, limits.cache_ttl),
-            limits,
+            limits: Mutex::new(limits),
             counts: Mutex::new(Counts::default()),
         }
     }
@@ -151,13 +151,24 @@ impl PasswordAuth {
         self.cache.forget(user);
     }
 
+    /// Applies reloaded limits and forgets every cached login (the accounts were reread too).
+    /// An address's turns already handed out keep their number until it has been idle.
+    pub fn reconfigure(&self, limits: LoginLimits) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+        self.cache.reset(limits.cache_entries, limits.cache_ttl);
+    }
+
+    fn limits(&self) -> LoginLimits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An address's turns to check.
     fn gate(&self, peer: IpAddr) -> Arc<tokio::sync::Semaphore> {
-        let turns = self.limits.checks_per_ip as usize;
+        let turns = self.limits().checks_per_ip as usize;
         self.counts()
             .ips
             .entry(peer)
@@ -172,7 +183,7 @@ impl PasswordAuth {
         let now = Instant::now();
         let mut c = self.counts();
         c.sweep(now);
-        let l = self.limits;
+        let l = self.limits();
         let ip = c.ips.entry(peer).or_default();
         ip.expire(now);
         if ip.failures + ip.in_flight >= l.failures_per_ip {

@@ -4,7 +4,7 @@
 //! ([`users`], argon2id hashes), TLS ([`tls`]: configured files or a self-signed certificate
 //! made once and reused), password checks with per-address limits ([`auth`]), the wiring of
 //! configured stores to the mail store ([`backends`]), the IMAP service ([`serve`]:
-//! listeners, connection limits, graceful shutdown), LMTP delivery's listeners ([`lmtp`]), the local delivery agent `strata deliver` ([`lda`]), the admin control socket ([`control`]),
+//! listeners, connection limits, graceful shutdown) and its reload on SIGHUP ([`reload`]), LMTP delivery's listeners ([`lmtp`]), the local delivery agent `strata deliver` ([`lda`]), the admin control socket ([`control`]),
 //! migration of bodies between stores ([`migrate`]), Maildir import and index rebuild
 //! ([`maildir_scan`], [`import`]), quota limits from the accounts ([`quota`]), the shipped index from the command line ([`index_admin`]),
 //! and the reconciler that deletes bodies a crash left
@@ -28,6 +28,7 @@ pub mod migrate;
 pub mod monitor;
 pub mod quota;
 pub mod reconciler;
+pub mod reload;
 pub mod serve;
 pub mod store_scan;
 pub mod tls;

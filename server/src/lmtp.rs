@@ -27,9 +27,33 @@ impl Directory for AccountDirectory {
     }
 }
 
+/// The options a new LMTP connection is served under; a reload replaces them.
+pub type LiveOptions = Arc<std::sync::RwLock<Arc<Options>>>;
+
+/// The session options `[lmtp]` sets.
+pub fn options(cfg: &Config) -> Options {
+    let l = &cfg.lmtp;
+    Options {
+        hostname: l.hostname.clone(),
+        rules: AddressRules {
+            domains: l.domains.clone(),
+            detail_delimiter: l.detail_delimiter,
+        },
+        detail_mailbox: l.detail_mailbox,
+        max_message_bytes: usize::try_from(l.max_message_bytes).unwrap_or(usize::MAX),
+        max_recipients: l.max_recipients as usize,
+        timeout: l.timeout,
+    }
+}
+
+/// [`options`], replaceable.
+pub fn live_options(cfg: &Config) -> LiveOptions {
+    Arc::new(std::sync::RwLock::new(Arc::new(options(cfg))))
+}
+
 /// What every LMTP connection shares.
 struct Shared {
-    opts: Options,
+    opts: LiveOptions,
     directory: AccountDirectory,
     store: Arc<Mailstore>,
     slots: Arc<Semaphore>,
@@ -46,23 +70,14 @@ pub struct Listeners {
 /// Binds the configured listeners and starts accepting.
 pub async fn start(
     cfg: &Config,
+    opts: LiveOptions,
     accounts: Arc<Accounts>,
     store: Arc<Mailstore>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Listeners> {
     let l = &cfg.lmtp;
     let shared = Arc::new(Shared {
-        opts: Options {
-            hostname: l.hostname.clone(),
-            rules: AddressRules {
-                domains: l.domains.clone(),
-                detail_delimiter: l.detail_delimiter,
-            },
-            detail_mailbox: l.detail_mailbox,
-            max_message_bytes: usize::try_from(l.max_message_bytes).unwrap_or(usize::MAX),
-            max_recipients: l.max_recipients as usize,
-            timeout: l.timeout,
-        },
+        opts,
         directory: AccountDirectory(accounts),
         store,
         slots: Arc::new(Semaphore::new(l.max_connections as usize)),
@@ -140,8 +155,9 @@ where
         };
         let _open = strata_metrics::metrics().connection("lmtp");
         let s = &*shared;
+        let opts = s.opts.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Err(e) =
-            strata_lmtp::run(&mut stream, &s.opts, &s.directory, &s.store, &mut stop).await
+            strata_lmtp::run(&mut stream, &opts, &s.directory, &s.store, &mut stop).await
         {
             tracing::debug!(error = %e, "LMTP connection ended with an error");
         }

@@ -25,7 +25,12 @@ struct Entry {
 /// The cache.
 pub struct LoginCache {
     key: [u8; 32],
-    entries: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
+}
+
+/// The entries and the bounds they are kept within (a reload may change the bounds).
+struct Inner {
+    entries: HashMap<String, Entry>,
     capacity: usize,
     ttl: Duration,
 }
@@ -36,10 +41,22 @@ impl LoginCache {
     pub fn new(capacity: usize, ttl: Duration) -> LoginCache {
         LoginCache {
             key: rand::random(),
-            entries: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                capacity,
+                ttl,
+            }),
+        }
+    }
+
+    /// Empties the cache and keeps at most `capacity` users for `ttl` from now on (the
+    /// configuration was reloaded, and the accounts with it).
+    pub fn reset(&self, capacity: usize, ttl: Duration) {
+        *self.inner() = Inner {
+            entries: HashMap::new(),
             capacity,
             ttl,
-        }
+        };
     }
 
     fn mac(&self, user: &str, password: &[u8]) -> Hmac<Sha256> {
@@ -51,16 +68,16 @@ impl LoginCache {
         mac
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether `password` is the one `user` last logged in with, within the ttl.
     pub fn hit(&self, user: &str, password: &[u8]) -> bool {
         let tag = {
-            let entries = self.entries();
-            match entries.get(user) {
-                Some(e) if e.at.elapsed() < self.ttl => e.tag,
+            let inner = self.inner();
+            match inner.entries.get(user) {
+                Some(e) if e.at.elapsed() < inner.ttl => e.tag,
                 _ => return false,
             }
         };
@@ -70,16 +87,20 @@ impl LoginCache {
 
     /// Records that `password` is `user`'s, as argon2 just said.
     pub fn remember(&self, user: &str, password: &[u8]) {
-        if self.capacity == 0 || self.ttl.is_zero() {
+        let tag: Tag = self.mac(user, password).finalize().into_bytes().into();
+        let mut inner = self.inner();
+        let Inner {
+            entries,
+            capacity,
+            ttl,
+        } = &mut *inner;
+        if *capacity == 0 || ttl.is_zero() {
             return;
         }
-        let tag: Tag = self.mac(user, password).finalize().into_bytes().into();
-        let mut entries = self.entries();
-        if entries.len() >= self.capacity && !entries.contains_key(user) {
+        if entries.len() >= *capacity && !entries.contains_key(user) {
             // Full: the expired go, else the oldest one.
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.at.elapsed() < ttl);
-            if entries.len() >= self.capacity
+            entries.retain(|_, e| e.at.elapsed() < *ttl);
+            if entries.len() >= *capacity
                 && let Some(oldest) = entries
                     .iter()
                     .min_by_key(|(_, e)| e.at)
@@ -99,12 +120,12 @@ impl LoginCache {
 
     /// Forgets `user` (the account changed or is gone).
     pub fn forget(&self, user: &str) {
-        self.entries().remove(user);
+        self.inner().entries.remove(user);
     }
 
     /// Users held now.
     pub fn len(&self) -> usize {
-        self.entries().len()
+        self.inner().entries.len()
     }
 
     /// Whether it holds nobody.
@@ -147,11 +168,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_empties_it_and_applies_the_new_bounds() {
+        let c = LoginCache::new(3, Duration::from_secs(60));
+        c.remember("alice", b"pw");
+        c.reset(1, Duration::from_secs(60));
+        assert!(!c.hit("alice", b"pw"));
+        c.remember("alice", b"pw");
+        c.remember("bob", b"pw");
+        assert_eq!(c.len(), 1);
+        c.reset(10, Duration::ZERO);
+        c.remember("alice", b"pw");
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn an_entry_holds_no_password_bytes() {
         let c = LoginCache::new(3, Duration::from_secs(60));
         c.remember("alice", b"correct horse battery staple");
-        let entries = c.entries();
-        let e = &entries["alice"];
+        let inner = c.inner();
+        let e = &inner.entries["alice"];
         assert!(!e.tag.windows(7).any(|w| w == b"correct"));
         // Not the unkeyed hash either: the key is this process's own.
         let plain = Hmac::<Sha256>::new_from_slice(&[0u8; 32])

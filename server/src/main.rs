@@ -302,22 +302,47 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-fn serve(cfg: Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+/// Sets the log filter of a running server (a reload); says why a filter was not taken.
+type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Starts the logs on standard error as `cfg` says, returning what changes their level.
+fn start_logs(cfg: &Config) -> SetLogLevel {
     use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    // RUST_LOG, when set, rules over the configuration, at start and at every reload.
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // On a failed write it would report with eprintln!, which panics when stderr is gone
         // (a supervisor that stopped reading): a lost log line must not stop the server.
         .log_internal_errors(false);
+    macro_rules! init {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |level: &str| {
+                if from_env {
+                    return Ok(());
+                }
+                let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }};
+    }
     match cfg.log.format {
-        strata_config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        strata_config::LogFormat::Text => init!(logs.with_ansi(std::io::stderr().is_terminal())),
         // One object per line; the connection's span (its id, and the user once logged in)
         // is in each line's "span" and "spans".
-        strata_config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        strata_config::LogFormat::Json => init!(logs.json().with_current_span(true)),
     }
+}
+
+fn serve(cli: &Cli, cfg: Config) -> anyhow::Result<()> {
+    let set_log_level = start_logs(&cfg);
     let problems = strata_config::check_files(&cfg);
     if !problems.is_empty() {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -329,6 +354,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         // Installed before the addresses are printed: whoever reads them may signal at once.
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let running = strata_server::serve::start(cfg).await?;
         if let Some(a) = running.imap {
             strata_server::say(&format!("strata: IMAP (STARTTLS) on {a}"));
@@ -336,14 +362,45 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         if let Some(a) = running.imaps {
             strata_server::say(&format!("strata: IMAPS on {a}"));
         }
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => reload(cli, &running, &set_log_level).await,
+            }
         }
         tracing::info!("shutting down");
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// SIGHUP: reads the configuration again and applies it, or logs why not and keeps the one
+/// that runs.
+async fn reload(cli: &Cli, running: &strata_server::serve::Running, set_log_level: &SetLogLevel) {
+    let refused = |why: String| {
+        tracing::error!("reload refused, the running configuration is kept: {why}");
+    };
+    let cfg = match config(cli) {
+        Ok(cfg) => cfg,
+        Err(e) => return refused(format!("{e:#}")),
+    };
+    let level = cfg.log.level.clone();
+    match running.reload(cfg).await {
+        Err(e) => refused(e.to_string()),
+        Ok(done) => {
+            if !done.needs_restart.is_empty() {
+                tracing::warn!(
+                    "changed settings that take effect at the next restart: {}",
+                    done.needs_restart.join(", ")
+                );
+            }
+            tracing::info!("configuration reloaded");
+            if let Err(e) = set_log_level(&level) {
+                tracing::warn!(error = %e, "the log level was not changed");
+            }
+        }
+    }
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -365,7 +422,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Serve => serve(config(&cli)?)?,
+        Command::Serve => serve(&cli, config(&cli)?)?,
         Command::CheckConfig { connect } => {
             let cfg = config(&cli)?;
             let problems = strata_config::check_files(&cfg);

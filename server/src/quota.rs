@@ -12,13 +12,25 @@ use crate::users::{Limit, QuotaOverride, UserError};
 /// Limits read from the accounts, with the configured default.
 pub struct AccountLimits {
     accounts: Accounts,
-    default: strata_config::Quota,
+    default: std::sync::Mutex<strata_config::Quota>,
 }
 
 impl AccountLimits {
     /// Limits from `accounts`, `default` where an account sets none.
     pub fn new(accounts: Accounts, default: strata_config::Quota) -> Arc<AccountLimits> {
-        Arc::new(AccountLimits { accounts, default })
+        Arc::new(AccountLimits {
+            accounts,
+            default: std::sync::Mutex::new(default),
+        })
+    }
+
+    /// The limits of accounts that set none, from now on (a reload).
+    pub fn set_default(&self, default: strata_config::Quota) {
+        *self.default.lock().unwrap_or_else(|p| p.into_inner()) = default;
+    }
+
+    fn default(&self) -> strata_config::Quota {
+        *self.default.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -29,7 +41,7 @@ impl QuotaSource for AccountLimits {
             Ok(account) => Ok(account
                 .map(|a| a.quota)
                 .unwrap_or_default()
-                .limits(self.default)),
+                .limits(self.default())),
             Err(UserError::Store(e)) => Err(e),
             Err(e) => Err(BackendError::new(
                 "accounts",

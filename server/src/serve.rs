@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{LoginLimits, PasswordAuth};
 use crate::backends::Backends;
+use crate::quota::AccountLimits;
 use crate::reconciler::ReconcileTotals;
 
 /// How often indexes that no session uses are closed.
@@ -137,13 +138,27 @@ impl Drop for Slot {
 }
 
 /// What every connection task shares.
-struct Shared {
-    cfg: Config,
-    store: Arc<Mailstore>,
-    auth: Arc<PasswordAuth>,
+pub(crate) struct Shared {
+    /// What a reload replaces; a connection keeps the one it was accepted under.
+    pub(crate) live: std::sync::RwLock<Arc<Live>>,
+    pub(crate) store: Arc<Mailstore>,
+    pub(crate) auth: Arc<PasswordAuth>,
+    pub(crate) quotas: Arc<AccountLimits>,
+    pub(crate) lmtp: crate::lmtp::LiveOptions,
+    conns: Arc<Connections>,
+}
+
+/// The configuration a connection is served under, with what is built from it.
+pub(crate) struct Live {
+    pub(crate) cfg: Config,
     tls: TlsAcceptor,
     limits: Limits,
-    conns: Arc<Connections>,
+}
+
+impl Shared {
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The mail store the configuration describes, and its backends (connected: a shared store
@@ -151,12 +166,31 @@ struct Shared {
 pub async fn mailstore(
     cfg: &Config,
 ) -> Result<(Arc<Mailstore>, Arc<Backends>), strata_backend_api::BackendError> {
+    let (store, backends, _) = open_store(cfg).await?;
+    Ok((store, backends))
+}
+
+/// [`mailstore`], and the quota limits it asks (whose default a reload changes).
+async fn open_store(
+    cfg: &Config,
+) -> Result<(Arc<Mailstore>, Arc<Backends>, Arc<AccountLimits>), strata_backend_api::BackendError> {
     let maintenance = Maintenance::spawn(MaintenanceOptions {
         sparse_ratio: cfg.index.repack_ratio,
         log_retention: Some(cfg.index.log_retention),
         ..MaintenanceOptions::default()
     });
     let backends = Arc::new(Backends::connect_all(cfg).await?);
+    let quotas = AccountLimits::new(
+        crate::accounts::Accounts::open(cfg, &backends).map_err(|e| match e {
+            crate::users::UserError::Store(e) => e,
+            e => strata_backend_api::BackendError::new(
+                "accounts",
+                strata_backend_api::ErrorKind::Unsupported,
+                e.to_string(),
+            ),
+        })?,
+        cfg.quota,
+    );
     let store = Arc::new(
         Mailstore::new(
             MailstoreOptions {
@@ -182,19 +216,9 @@ pub async fn mailstore(
             },
             backends.factory(),
         )
-        .with_quotas(crate::quota::AccountLimits::new(
-            crate::accounts::Accounts::open(cfg, &backends).map_err(|e| match e {
-                crate::users::UserError::Store(e) => e,
-                e => strata_backend_api::BackendError::new(
-                    "accounts",
-                    strata_backend_api::ErrorKind::Unsupported,
-                    e.to_string(),
-                ),
-            })?,
-            cfg.quota,
-        )),
+        .with_quotas(quotas.clone()),
     );
-    Ok((store, backends))
+    Ok((store, backends, quotas))
 }
 
 /// How indexes are shipped to the main store, if they are.
@@ -217,37 +241,19 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     };
     let index_dir = cfg.data_dir.join("index");
     std::fs::create_dir_all(&index_dir).map_err(dir_err(&index_dir))?;
-    let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
-    let (store, backends) = mailstore(&cfg).await?;
+    let live = Live::new(cfg.clone())?;
+    let (store, backends, quotas) = open_store(&cfg).await?;
     let accounts = Arc::new(crate::accounts::Accounts::open(&cfg, &backends)?);
-    let auth = Arc::new(PasswordAuth::new(
-        accounts.clone(),
-        LoginLimits {
-            failures_per_ip: cfg.imap.max_failed_logins_per_ip,
-            failures_per_account: cfg.imap.max_failed_logins_per_account,
-            checks_per_ip: cfg.imap.max_login_checks_per_ip,
-            cache_entries: cfg.auth.cache_entries as usize,
-            cache_ttl: cfg.auth.cache_ttl,
-        },
-    ));
-    let limits = Limits {
-        max_command_bytes: cfg.imap.max_command_bytes,
-        max_literal_bytes: u32::try_from(cfg.imap.max_literal_bytes)
-            .unwrap_or(u32::MAX - (1 << 20)),
-        max_command_bytes_before_login: cfg.imap.max_command_bytes_before_login,
-        max_literal_bytes_before_login: cfg.imap.max_literal_bytes_before_login,
-        login_timeout: cfg.imap.login_timeout,
-        command_timeout: cfg.imap.command_timeout,
-        idle_timeout: cfg.imap.idle_timeout,
-    };
+    let auth = Arc::new(PasswordAuth::new(accounts.clone(), login_limits(&cfg)));
     let conns = Arc::new(Connections::default());
     let (shutdown, rx) = watch::channel(false);
+    let lmtp_options = crate::lmtp::live_options(&cfg);
     let shared = Arc::new(Shared {
-        cfg: cfg.clone(),
+        live: std::sync::RwLock::new(Arc::new(live)),
         store: store.clone(),
         auth,
-        tls,
-        limits,
+        quotas,
+        lmtp: lmtp_options.clone(),
         conns: conns.clone(),
     });
     // Indexes no session uses are closed now and then, releasing their memory and file.
@@ -288,7 +294,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         shared.auth.clone(),
         rx.clone(),
     )));
-    let lmtp = crate::lmtp::start(&cfg, accounts, store.clone(), rx.clone())
+    let lmtp = crate::lmtp::start(&cfg, lmtp_options, accounts, store.clone(), rx.clone())
         .await
         .map_err(ServeError::Lmtp)?;
     tasks.extend(lmtp.tasks);
@@ -335,6 +341,11 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
 }
 
 impl Running {
+    /// What the listeners and connections share.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// How many connections are open now.
     pub fn open_connections(&self) -> u32 {
         self.conns.total.load(Ordering::SeqCst)
@@ -440,7 +451,8 @@ async fn accept_loop(
             user = tracing::field::Empty
         );
         let task = async move {
-            let imap = &shared.cfg.imap;
+            let live = shared.live();
+            let imap = &live.cfg.imap;
             let Some(slot) =
                 shared
                     .conns
@@ -456,7 +468,7 @@ async fn accept_loop(
             tracing::info!(%peer, tls = implicit, "connection");
             let open =
                 strata_metrics::metrics().connection(if implicit { "imaps" } else { "imap" });
-            if let Err(e) = connection(tcp, peer, implicit, &shared, rx).await {
+            if let Err(e) = connection(tcp, peer, implicit, &shared, &live, rx).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             tracing::info!(%peer, "disconnected");
@@ -489,9 +501,10 @@ async fn connection(
     peer: SocketAddr,
     implicit: bool,
     shared: &Shared,
+    live: &Live,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let imap = &shared.cfg.imap;
+    let imap = &live.cfg.imap;
     let plaintext_auth = match imap.plaintext_auth {
         PlaintextAuth::Always => true,
         PlaintextAuth::Loopback => peer.ip().is_loopback(),
@@ -503,29 +516,29 @@ async fn connection(
         plaintext_auth,
         failed_login_delay: imap.failed_login_delay,
         peer: peer.ip(),
-        append_limit: shared.limits.max_literal_bytes,
+        append_limit: live.limits.max_literal_bytes,
     };
     let mut session = Session::new(opts, shared.store.clone(), shared.auth.clone());
     // Handshakes count against the login deadline too: a client cannot stall one forever.
     let login_deadline = tokio::time::Instant::now() + imap.login_timeout;
     if implicit {
-        let handshake = tokio::time::timeout_at(login_deadline, shared.tls.accept(tcp)).await;
+        let handshake = tokio::time::timeout_at(login_deadline, live.tls.accept(tcp)).await;
         let mut tls = handshake.map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-        serve(&mut tls, &mut session, shared, &mut shutdown).await?;
+        serve(&mut tls, &mut session, live, &mut shutdown).await?;
         let _ = tls.shutdown().await;
         return Ok(());
     }
     let mut tcp = tcp;
-    if serve(&mut tcp, &mut session, shared, &mut shutdown).await? != Exit::StartTls {
+    if serve(&mut tcp, &mut session, live, &mut shutdown).await? != Exit::StartTls {
         return Ok(());
     }
     // Bytes the client pipelined after STARTTLS were read in plaintext and are dropped.
-    let handshake = tokio::time::timeout_at(login_deadline, shared.tls.accept(tcp)).await;
+    let handshake = tokio::time::timeout_at(login_deadline, live.tls.accept(tcp)).await;
     let mut tls = handshake.map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     let o = session.options_mut();
     o.tls_active = true;
     o.starttls_available = false;
-    serve_more(&mut tls, &mut session, shared, &mut shutdown).await?;
+    serve_more(&mut tls, &mut session, live, &mut shutdown).await?;
     let _ = tls.shutdown().await;
     Ok(())
 }
@@ -533,20 +546,49 @@ async fn connection(
 async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: &mut S,
     session: &mut Session,
-    shared: &Shared,
+    live: &Live,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Exit> {
     stream
         .write_all(strata_protocol::greeting(session).as_bytes())
         .await?;
-    serve_more(stream, session, shared, shutdown).await
+    serve_more(stream, session, live, shutdown).await
 }
 
 async fn serve_more<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: &mut S,
     session: &mut Session,
-    shared: &Shared,
+    live: &Live,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Exit> {
-    strata_protocol::run(stream, session, &shared.limits, shutdown).await
+    strata_protocol::run(stream, session, &live.limits, shutdown).await
+}
+
+impl Live {
+    /// What `cfg` makes; fails on certificate files that do not make a TLS setup.
+    pub(crate) fn new(cfg: Config) -> Result<Live, crate::tls::TlsError> {
+        let tls = TlsAcceptor::from(crate::tls::server_config(&cfg.tls, &cfg.data_dir)?);
+        let limits = Limits {
+            max_command_bytes: cfg.imap.max_command_bytes,
+            max_literal_bytes: u32::try_from(cfg.imap.max_literal_bytes)
+                .unwrap_or(u32::MAX - (1 << 20)),
+            max_command_bytes_before_login: cfg.imap.max_command_bytes_before_login,
+            max_literal_bytes_before_login: cfg.imap.max_literal_bytes_before_login,
+            login_timeout: cfg.imap.login_timeout,
+            command_timeout: cfg.imap.command_timeout,
+            idle_timeout: cfg.imap.idle_timeout,
+        };
+        Ok(Live { cfg, tls, limits })
+    }
+}
+
+/// The login limits `cfg` sets.
+pub(crate) fn login_limits(cfg: &Config) -> LoginLimits {
+    LoginLimits {
+        failures_per_ip: cfg.imap.max_failed_logins_per_ip,
+        failures_per_account: cfg.imap.max_failed_logins_per_account,
+        checks_per_ip: cfg.imap.max_login_checks_per_ip,
+        cache_entries: cfg.auth.cache_entries as usize,
+        cache_ttl: cfg.auth.cache_ttl,
+    }
 }
