@@ -303,7 +303,7 @@ where
                                 }
                                 Mode::Authenticate => {
                                     let tag = commands::take_authenticating(session)
-                                        .unwrap_or_else(|| "*".into());
+                                        .map_or_else(|| "*".into(), |a| a.tag);
                                     w.tagged_bad(&tag, Some("TOOBIG"), "response line too long");
                                 }
                                 Mode::Idle => {
@@ -466,10 +466,14 @@ where
                 };
                 refused = None;
                 match data {
-                    Some(d) => commands::finish_authenticate(session, d, &mut w).await,
+                    Some(d) => {
+                        if commands::finish_authenticate(session, d, &mut w).await {
+                            mode = Mode::Authenticate;
+                        }
+                    }
                     None => {
-                        let tag =
-                            commands::take_authenticating(session).unwrap_or_else(|| "*".into());
+                        let tag = commands::take_authenticating(session)
+                            .map_or_else(|| "*".into(), |a| a.tag);
                         w.tagged_bad(&tag, None, "malformed base64 in AUTHENTICATE response");
                     }
                 }

@@ -17,10 +17,10 @@ use crate::selected::Selected;
 /// The RFC 3501 session states, each holding what it needs: no state can be reached without the
 /// user or mailbox it is about.
 pub enum State {
-    /// Before login; `authenticating` is the tag of an AUTHENTICATE waiting for its response.
+    /// Before login; `authenticating` is an AUTHENTICATE waiting for a response line.
     NotAuthenticated {
-        /// Tag of the AUTHENTICATE in progress.
-        authenticating: Option<String>,
+        /// The AUTHENTICATE in progress.
+        authenticating: Option<crate::commands::Authenticating>,
     },
     /// Logged in, no mailbox selected.
     Authenticated {
@@ -65,7 +65,7 @@ pub(crate) enum To {
     /// LOGIN or AUTHENTICATE succeeded.
     LoggedIn(Arc<UserStore>),
     /// AUTHENTICATE waits for the client's response line.
-    Authenticating(String),
+    Authenticating(crate::commands::Authenticating),
     /// The AUTHENTICATE exchange ended without a login.
     NotAuthenticating,
     /// SELECT or EXAMINE succeeded.
@@ -161,6 +161,25 @@ pub trait Authenticator: Send + Sync {
     /// Whether `password` is `user`'s password. `Err` carries a reason to give the client
     /// (for example, too many failures from this address).
     async fn verify(&self, user: &str, password: &[u8], peer: IpAddr) -> Result<bool, String>;
+
+    /// Begins a SCRAM-SHA-256 exchange for `user`: the keys to check the proof against (for a
+    /// user without any, keys that no proof matches and that do not say so), and the attempt,
+    /// counted against the login limits until it is told it succeeded or is dropped (a
+    /// failure). `Err` as for [`Authenticator::verify`].
+    async fn scram(
+        &self,
+        user: &str,
+        peer: IpAddr,
+    ) -> Result<(crate::scram::ScramKeys, Box<dyn LoginAttempt>), String> {
+        let _ = (user, peer);
+        Err("SCRAM-SHA-256 is not available".into())
+    }
+}
+
+/// A login attempt in progress; dropped without [`LoginAttempt::succeeded`], it failed.
+pub trait LoginAttempt: Send + Sync {
+    /// The client proved it knows the password.
+    fn succeeded(self: Box<Self>);
 }
 
 /// What a session may do, decided by the server for each connection.
@@ -254,8 +273,8 @@ impl Session {
         self.state = match (state, to) {
             (_, To::Logout) => State::Logout,
             (_, To::LoggedIn(user)) => State::Authenticated { user, idling: None },
-            (State::NotAuthenticated { .. }, To::Authenticating(tag)) => State::NotAuthenticated {
-                authenticating: Some(tag),
+            (State::NotAuthenticated { .. }, To::Authenticating(a)) => State::NotAuthenticated {
+                authenticating: Some(a),
             },
             (State::NotAuthenticated { .. }, To::NotAuthenticating) => State::NotAuthenticated {
                 authenticating: None,
@@ -317,7 +336,7 @@ impl Session {
         }
         if !logged_in {
             if auth_ok {
-                caps.push_str(" AUTH=PLAIN SASL-IR");
+                caps.push_str(" AUTH=PLAIN AUTH=SCRAM-SHA-256 SASL-IR");
             }
         } else {
             caps.push_str(

@@ -102,7 +102,6 @@ impl Accounts {
     /// Adds an account.
     pub async fn add(&self, name: &str, password: &str) -> Result<()> {
         check_name(name)?;
-        let hash = UserDb::hash(password)?;
         match self {
             Accounts::File(db) => {
                 blocking({
@@ -113,7 +112,8 @@ impl Accounts {
             }
             Accounts::Store(s) => {
                 let key = Self::key(name)?;
-                let batch = Batch::new().require_absent(key.clone()).put(key, hash);
+                let account = Account::new(password)?.encode();
+                let batch = Batch::new().require_absent(key.clone()).put(key, account);
                 match s.commit(batch).await {
                     Ok(r) => Ok(r.acked().await?),
                     Err(e) if e.kind == ErrorKind::Conflict => {
@@ -136,8 +136,12 @@ impl Accounts {
                 .await
             }
             Accounts::Store(_) => {
-                let hash = UserDb::hash(password)?;
-                self.change(name, move |a| a.hash = hash).await
+                let mut new = Account::new(password)?;
+                self.change(name, move |a| {
+                    a.hash = new.hash;
+                    a.scram = new.scram.take();
+                })
+                .await
             }
         }
     }

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use strata_protocol::Authenticator;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use strata_protocol::scram::ScramKeys;
+use strata_protocol::{Authenticator, LoginAttempt};
 
 use crate::accounts::Accounts;
 use crate::login_cache::LoginCache;
@@ -39,8 +42,10 @@ pub struct PasswordAuth {
     accounts: Arc<Accounts>,
     checks: std::sync::mpsc::SyncSender<Check>,
     limits: Mutex<LoginLimits>,
-    counts: Mutex<Counts>,
+    counts: Arc<Mutex<Counts>>,
     cache: LoginCache,
+    /// Keys the salts that SCRAM shows for users without keys, so each looks like an account.
+    decoy: [u8; 32],
 }
 
 /// One password to check, and where the answer goes.
@@ -142,7 +147,8 @@ impl PasswordAuth {
             checks: tx,
             cache: LoginCache::new(limits.cache_entries, limits.cache_ttl),
             limits: Mutex::new(limits),
-            counts: Mutex::new(Counts::default()),
+            counts: Arc::new(Mutex::new(Counts::default())),
+            decoy: rand::random(),
         }
     }
 
@@ -163,7 +169,7 @@ impl PasswordAuth {
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.counts)
     }
 
     /// An address's turns to check.
@@ -201,17 +207,26 @@ impl PasswordAuth {
 
     /// Ends a counted check; a failure stays counted for the window.
     fn end(&self, peer: IpAddr, account: u64, failed: bool) {
-        let now = Instant::now();
-        let mut c = self.counts();
-        let Counts { ips, accounts, .. } = &mut *c;
-        for counter in [ips.get_mut(&peer), accounts.get_mut(&account)]
-            .into_iter()
-            .flatten()
-        {
-            counter.in_flight -= 1;
-            if failed {
-                counter.fail(now);
-            }
+        end(&self.counts, peer, account, failed);
+    }
+}
+
+fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`PasswordAuth::end`], for a check that outlives the call that began it.
+fn end(counts: &Mutex<Counts>, peer: IpAddr, account: u64, failed: bool) {
+    let now = Instant::now();
+    let mut c = lock(counts);
+    let Counts { ips, accounts, .. } = &mut *c;
+    for counter in [ips.get_mut(&peer), accounts.get_mut(&account)]
+        .into_iter()
+        .flatten()
+    {
+        counter.in_flight -= 1;
+        if failed {
+            counter.fail(now);
         }
     }
 }
@@ -227,6 +242,81 @@ impl Authenticator for PasswordAuth {
             Err(_) => "throttled",
         });
         answer
+    }
+
+    async fn scram(
+        &self,
+        user: &str,
+        peer: IpAddr,
+    ) -> Result<(ScramKeys, Box<dyn LoginAttempt>), String> {
+        let account = self.counts().hasher.hash_one(user.as_bytes());
+        if let Err(why) = self.begin(peer, account) {
+            strata_metrics::metrics().login("throttled");
+            return Err(why);
+        }
+        // Counted from here, whatever happens to the exchange.
+        let mut attempt = Box::new(ScramAttempt {
+            counts: self.counts.clone(),
+            peer,
+            account,
+            result: "failed",
+        });
+        let keys = match self.accounts.account(user).await {
+            Ok(a) => a.and_then(|a| {
+                if a.scram.is_none() {
+                    tracing::info!(%user, "SCRAM-SHA-256 for an account without keys: setting its password again makes them");
+                }
+                a.scram
+            }),
+            Err(e) => {
+                attempt.result = "unavailable";
+                return Err(format!("{UNAVAILABLE}: {e}"));
+            }
+        };
+        Ok((keys.unwrap_or_else(|| self.decoy_keys(user)), attempt))
+    }
+}
+
+/// A SCRAM exchange in progress, counted against the limits as a check until it ends.
+struct ScramAttempt {
+    counts: Arc<Mutex<Counts>>,
+    peer: IpAddr,
+    account: u64,
+    /// For the metrics: `failed` unless told otherwise.
+    result: &'static str,
+}
+
+impl LoginAttempt for ScramAttempt {
+    fn succeeded(mut self: Box<Self>) {
+        self.result = "ok";
+    }
+}
+
+impl Drop for ScramAttempt {
+    fn drop(&mut self) {
+        end(
+            &self.counts,
+            self.peer,
+            self.account,
+            self.result == "failed",
+        );
+        strata_metrics::metrics().login(self.result);
+    }
+}
+
+impl PasswordAuth {
+    /// Keys no proof matches, under a salt that is the same for `user` at every attempt (as an
+    /// account's is), so the exchange does not tell that there is no such account.
+    fn decoy_keys(&self, user: &str) -> ScramKeys {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.decoy).expect("HMAC takes any key");
+        mac.update(user.as_bytes());
+        let salt = mac.finalize().into_bytes();
+        ScramKeys {
+            iterations: strata_protocol::scram::ITERATIONS,
+            salt: salt[..16].to_vec(),
+            stored_key: rand::random(),
+            server_key: rand::random(),
+        }
     }
 }
 

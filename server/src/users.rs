@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use strata_protocol::scram::ScramKeys;
 
 /// Longest user name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -84,15 +85,19 @@ struct Entry {
     account: Account,
 }
 
-/// What is kept of an account besides its name: its password hash and its own quota limits.
-/// Written `hash` or `hash:storage=N,messages=N` (a PHC string holds no `:`), each limit a
-/// number or `unlimited`; a limit not written is the configured default.
+/// What is kept of an account besides its name: its password hash, its SCRAM-SHA-256 keys and
+/// its own quota limits. Written `hash` or `hash:scram=KEYS,storage=N,messages=N` (a PHC
+/// string holds no `:`, SCRAM keys no `,`), each limit a number or `unlimited`; a limit not
+/// written is the configured default. An account made before SCRAM was has no keys until its
+/// password is set again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     /// The argon2id PHC string.
     pub hash: String,
     /// The account's own limits.
     pub quota: QuotaOverride,
+    /// What SCRAM-SHA-256 checks a proof against.
+    pub scram: Option<ScramKeys>,
 }
 
 /// An account's own quota limits; a field that is `None` takes the configured default.
@@ -146,10 +151,16 @@ impl Account {
         };
         PasswordHash::new(hash).map_err(|_| "not a password hash".to_string())?;
         let mut quota = QuotaOverride::default();
+        let mut scram = None;
         for attr in attrs.into_iter().flat_map(|a| a.split(',')) {
             let (key, value) = attr
                 .split_once('=')
                 .ok_or_else(|| format!("{attr:?}: expected key=value"))?;
+            if key == "scram" {
+                let keys = ScramKeys::parse(value).ok_or("scram: not SCRAM-SHA-256 keys")?;
+                scram = Some(keys);
+                continue;
+            }
             let limit = if value == "unlimited" {
                 Limit::Unlimited
             } else {
@@ -168,12 +179,25 @@ impl Account {
         Ok(Account {
             hash: hash.to_string(),
             quota,
+            scram,
+        })
+    }
+
+    /// A new account's record: `password`'s hash and keys, the configured quota.
+    pub fn new(password: &str) -> Result<Account> {
+        Ok(Account {
+            hash: UserDb::hash(password)?,
+            quota: QuotaOverride::default(),
+            scram: Some(ScramKeys::new(password)),
         })
     }
 
     /// Writes it back in the form [`Account::parse`] reads.
     pub fn encode(&self) -> String {
         let mut attrs = Vec::new();
+        if let Some(keys) = &self.scram {
+            attrs.push(format!("scram={}", keys.encode()));
+        }
         if let Some(l) = self.quota.storage {
             attrs.push(format!("storage={}", l.text()));
         }
@@ -257,7 +281,7 @@ impl UserDb {
     fn write(&self, entries: &[Entry]) -> Result<()> {
         let tmp = self.path.with_extension("tmp");
         let mut text = String::from(
-            "# Strata accounts: name:argon2id hash[:quota]. Edit with `strata user`.\n",
+            "# Strata accounts: name:argon2id hash[:scram=keys,quota]. Edit with `strata user`.\n",
         );
         for e in entries {
             text.push_str(&format!("{}:{}\n", e.name, e.account.encode()));
@@ -290,7 +314,7 @@ impl UserDb {
     /// Adds an account.
     pub fn add(&self, name: &str, password: &str) -> Result<()> {
         check_name(name)?;
-        let hash = Self::hash(password)?;
+        let account = Account::new(password)?;
         let _lock = self.lock()?;
         let mut entries = self.read()?;
         if entries.iter().any(|e| e.name == name) {
@@ -298,18 +322,18 @@ impl UserDb {
         }
         entries.push(Entry {
             name: name.to_string(),
-            account: Account {
-                hash,
-                quota: QuotaOverride::default(),
-            },
+            account,
         });
         self.write(&entries)
     }
 
     /// Changes an account's password.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        let hash = Self::hash(password)?;
-        self.change(name, |a| a.hash = hash)
+        let mut new = Account::new(password)?;
+        self.change(name, |a| {
+            a.hash = new.hash;
+            a.scram = new.scram.take();
+        })
     }
 
     /// Sets an account's own quota limits.

@@ -96,3 +96,34 @@ fn concurrent_changes_from_several_threads_all_land() {
         (0..8).map(|i| format!("user{i}")).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn an_account_keeps_scram_keys_for_its_password_across_changes_and_quota_edits() {
+    use strata_protocol::scram::ScramKeys;
+    use strata_server::users::{Limit, QuotaOverride};
+    let dir = tempfile::tempdir().unwrap();
+    let db = UserDb::new(dir.path().join("users"));
+    let keys_of = |db: &UserDb| db.account("alice").unwrap().unwrap().scram.unwrap();
+    let matches =
+        |k: &ScramKeys, password: &str| ScramKeys::derive(password, &k.salt, k.iterations) == *k;
+    db.add("alice", "correct horse").unwrap();
+    let first = keys_of(&db);
+    assert!(matches(&first, "correct horse"));
+    assert!(!matches(&first, "wrong"));
+    // A quota change keeps them; a new password makes new ones, under a new salt.
+    let quota = QuotaOverride {
+        storage: Some(Limit::At(1 << 20)),
+        messages: None,
+    };
+    db.set_quota("alice", quota).unwrap();
+    assert_eq!(keys_of(&db), first);
+    assert_eq!(db.account("alice").unwrap().unwrap().quota, quota);
+    db.set_password("alice", "battery staple").unwrap();
+    let second = keys_of(&db);
+    assert!(matches(&second, "battery staple"));
+    assert_ne!(second.salt, first.salt);
+    // An account written before SCRAM (a hash alone) reads with no keys.
+    let hash = db.hash_of("alice").unwrap().unwrap();
+    std::fs::write(dir.path().join("users"), format!("old:{hash}\n")).unwrap();
+    assert_eq!(db.account("old").unwrap().unwrap().scram, None);
+}

@@ -1057,7 +1057,7 @@ async fn slow_backend_reads_run_in_parallel() {
     assert!(line.ends_with(&tail), "{}", &line[line.len() - 200..]);
 }
 
-fn tool(name: &str) -> bool {
+pub(crate) fn tool(name: &str) -> bool {
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {name}"))
@@ -1066,7 +1066,7 @@ fn tool(name: &str) -> bool {
 }
 
 /// Runs a real client to completion off the async workers, returning its output.
-async fn run_client(cmd: &mut std::process::Command) -> String {
+pub(crate) async fn run_client(cmd: &mut std::process::Command) -> String {
     let cmd = std::mem::replace(cmd, std::process::Command::new("true"));
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
@@ -1113,7 +1113,7 @@ async fn python_imapclient_uses_condstore() {
 }
 
 /// Writes `n` messages into a Maildir as another mail program would, some flagged in the name.
-fn fill_maildir(dir: &std::path::Path, folder: &str, n: u32) -> Vec<Vec<u8>> {
+pub(crate) fn fill_maildir(dir: &std::path::Path, folder: &str, n: u32) -> Vec<Vec<u8>> {
     let base = if folder == "INBOX" {
         dir.to_path_buf()
     } else {
@@ -1178,10 +1178,13 @@ fn maildir_messages(dir: &std::path::Path) -> Vec<Vec<u8>> {
     out
 }
 
-fn mbsync_config(
+/// An mbsync configuration syncing INBOX and Projects of `alice` with `local`; `account`
+/// lines are added to its IMAPAccount (`AuthMechs`, for one).
+pub(crate) fn mbsync_config(
     dir: &std::path::Path,
     s: &TestServer,
     local: &std::path::Path,
+    account: &str,
 ) -> std::path::PathBuf {
     let rc = dir.join(format!(
         "mbsyncrc-{}",
@@ -1189,7 +1192,7 @@ fn mbsync_config(
     ));
     let text = format!(
         "IMAPAccount strata\nHost localhost\nPort {port}\nUser alice\nPass alice-password\n\
-SSLType IMAPS\nCertificateFile {cert}\n\n\
+SSLType IMAPS\nCertificateFile {cert}\n{account}\n\n\
 IMAPStore remote\nAccount strata\n\n\
 MaildirStore local\nPath {local}/\nInbox {local}/\nSubFolders Verbatim\n\n\
 Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Projects\nCreate Both\nExpunge Both\nSyncState *\n",
@@ -1215,7 +1218,7 @@ async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
     sent.sort();
 
     // Push the local Maildir to Strata.
-    let rc = mbsync_config(work.path(), &s, &local);
+    let rc = mbsync_config(work.path(), &s, &local, "");
     run_client(
         std::process::Command::new("mbsync")
             .arg("-c")
@@ -1262,7 +1265,7 @@ async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
     // Pull everything into a fresh Maildir: the same messages, byte for byte.
     let fresh = work.path().join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
-    let rc2 = mbsync_config(work.path(), &s, &fresh);
+    let rc2 = mbsync_config(work.path(), &s, &fresh, "");
     run_client(
         std::process::Command::new("mbsync")
             .arg("-c")

@@ -26,4 +26,5 @@ mod reconcile;
 mod rfc3501;
 mod s3;
 mod savedate_preview;
+mod scram;
 mod status_within;

@@ -29,6 +29,7 @@ use crate::respond::Responder;
 use crate::selected::Selected;
 use crate::session::{Enabled, Session, State, Step};
 
+pub use auth::Authenticating;
 pub(crate) use auth::{finish_authenticate, take_authenticating};
 pub(crate) use idle::{finish_idle, idle_update};
 
