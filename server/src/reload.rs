@@ -112,8 +112,10 @@ mod tests {
     #[test]
     fn what_is_bound_at_start_is_kept_and_named_and_the_rest_goes_through() {
         let running = Config::default();
-        let mut new = Config::default();
-        new.data_dir = "/elsewhere".into();
+        let mut new = Config {
+            data_dir: "/elsewhere".into(),
+            ..Config::default()
+        };
         new.imap.tls = None;
         new.lmtp.max_connections += 1;
         new.imap.max_connections += 1;
