@@ -1057,7 +1057,7 @@ async fn slow_backend_reads_run_in_parallel() {
     assert!(line.ends_with(&tail), "{}", &line[line.len() - 200..]);
 }
 
-pub(crate) fn tool(name: &str) -> bool {
+fn tool(name: &str) -> bool {
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {name}"))
@@ -1066,7 +1066,7 @@ pub(crate) fn tool(name: &str) -> bool {
 }
 
 /// Runs a real client to completion off the async workers, returning its output.
-pub(crate) async fn run_client(cmd: &mut std::process::Command) -> String {
+async fn run_client(cmd: &mut std::process::Command) -> String {
     let cmd = std::mem::replace(cmd, std::process::Command::new("true"));
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
@@ -1204,12 +1204,24 @@ Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Projects\nCreate Both\n
     rc
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
+/// Runs `mbsync -V -c rc -a` (every channel, verbosely); its output.
+pub(crate) async fn mbsync(rc: &std::path::Path) -> String {
     assert!(
         tool("mbsync"),
         "mbsync is needed (.ci/run installs the isync package)"
     );
+    run_client(
+        std::process::Command::new("mbsync")
+            .arg("-V")
+            .arg("-c")
+            .arg(rc)
+            .arg("-a"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
     let s = TestServer::start().await;
     let work = tempfile::tempdir().unwrap();
     let local = work.path().join("local");
@@ -1219,13 +1231,7 @@ async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
 
     // Push the local Maildir to Strata.
     let rc = mbsync_config(work.path(), &s, &local, "");
-    run_client(
-        std::process::Command::new("mbsync")
-            .arg("-c")
-            .arg(&rc)
-            .arg("-a"),
-    )
-    .await;
+    mbsync(&rc).await;
     let mut c = s.login("alice").await;
     let r = c.ok("STATUS INBOX (MESSAGES)").await;
     assert!(r.has("MESSAGES 12"), "{r:?}");
@@ -1240,39 +1246,21 @@ async fn mbsync_round_trips_a_maildir_with_nothing_lost_or_duplicated() {
     );
 
     // Syncing again changes nothing.
-    run_client(
-        std::process::Command::new("mbsync")
-            .arg("-c")
-            .arg(&rc)
-            .arg("-a"),
-    )
-    .await;
+    mbsync(&rc).await;
     let r = c.ok("STATUS INBOX (MESSAGES)").await;
     assert!(r.has("MESSAGES 12"), "{r:?}");
 
     // A change on the server travels back.
     c.append("INBOX", "", &plain_message(100, "from the server"))
         .await;
-    run_client(
-        std::process::Command::new("mbsync")
-            .arg("-c")
-            .arg(&rc)
-            .arg("-a"),
-    )
-    .await;
+    mbsync(&rc).await;
     assert_eq!(maildir_messages(&local).len(), 18);
 
     // Pull everything into a fresh Maildir: the same messages, byte for byte.
     let fresh = work.path().join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
     let rc2 = mbsync_config(work.path(), &s, &fresh, "");
-    run_client(
-        std::process::Command::new("mbsync")
-            .arg("-c")
-            .arg(&rc2)
-            .arg("-a"),
-    )
-    .await;
+    mbsync(&rc2).await;
     // mbsync stores LF line endings and adds its X-TUID header; the rest must be identical.
     let normal = |m: &Vec<u8>| -> String {
         String::from_utf8_lossy(m)

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use strata_integration_tests::{Client, TestServer};
 
-use crate::imap::{fill_maildir, mbsync_config, run_client, tool};
+use crate::imap::{fill_maildir, mbsync, mbsync_config};
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
@@ -118,24 +118,13 @@ async fn first_refused(c: &mut Client, first: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mbsync_logs_in_with_scram_sha_256() {
-    assert!(
-        tool("mbsync"),
-        "mbsync is needed (.ci/run installs the isync package)"
-    );
     let s = TestServer::start().await;
     let work = tempfile::tempdir().unwrap();
     let local = work.path().join("local");
     fill_maildir(&local, "INBOX", 3);
     // Only SCRAM-SHA-256: mbsync fails rather than fall back to PLAIN.
     let rc = mbsync_config(work.path(), &s, &local, "AuthMechs SCRAM-SHA-256");
-    let out = run_client(
-        std::process::Command::new("mbsync")
-            .arg("-V")
-            .arg("-c")
-            .arg(&rc)
-            .arg("-a"),
-    )
-    .await;
+    let out = mbsync(&rc).await;
     assert!(out.contains("SCRAM-SHA-256"), "{out}");
     let mut c = s.login("alice").await;
     let r = c.ok("STATUS INBOX (MESSAGES)").await;
