@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::schema::{
-    AppendAck, Backend, Config, Delay, Journal, PlaintextAuth, S3, Secret, Store, Tls,
+    AppendAck, Backend, Compression, Config, Delay, Journal, PlaintextAuth, S3, Secret, Store, Tls,
 };
 
 #[derive(Deserialize, Default)]
@@ -118,6 +118,7 @@ struct RawStorage {
     s3: Option<RawS3>,
     journal: Option<RawJournal>,
     delay: Option<RawDelay>,
+    compression: Option<RawCompression>,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,6 +131,14 @@ struct RawStore {
     s3: Option<RawS3>,
     journal: Option<RawJournal>,
     delay: Option<RawDelay>,
+    compression: Option<RawCompression>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCompression {
+    level: Option<i32>,
+    frame_kib: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -586,6 +595,7 @@ fn parse_checked(
         s3: rs.s3,
         journal: rs.journal,
         delay: rs.delay,
+        compression: rs.compression,
     };
     let ctx = StoreContext {
         base,
@@ -938,12 +948,40 @@ fn store(
         ack: Duration::from_millis(d.ack_ms.unwrap_or(0)),
         ack_jitter: Duration::from_millis(d.ack_jitter_ms.unwrap_or(0)),
     });
+    if rs.compression.is_some() && matches!(backend, Backend::Maildir { .. }) {
+        p.add(
+            &key("compression"),
+            "a Maildir is read as plain files (by other mail programs, and by `strata index \
+             rebuild`): compression is for SQL and S3 stores",
+        );
+    }
+    let compression = rs.compression.map(|c| {
+        let level = c.level.unwrap_or(3);
+        if !(1..=19).contains(&level) {
+            p.add(
+                &key("compression.level"),
+                format!("{level} is not a zstd level from 1 to 19"),
+            );
+        }
+        let frame_kib = c.frame_kib.unwrap_or(64);
+        if !(4..=4096).contains(&frame_kib) {
+            p.add(
+                &key("compression.frame_kib"),
+                format!("{frame_kib} is not a frame size from 4 to 4096 KiB"),
+            );
+        }
+        Compression {
+            level: level.clamp(1, 19),
+            frame_bytes: frame_kib.clamp(4, 4096) << 10,
+        }
+    });
     let journal = journal(p, pfx, rs.journal, &backend, ctx, journal_dir);
     Store {
         name,
         id: rs.id.unwrap_or(0),
         backend,
         delay,
+        compression,
         journal,
     }
 }

@@ -267,8 +267,19 @@ pub struct Store {
     pub backend: Backend,
     /// Injected latency and faults, if configured (around the store, behind the journal).
     pub delay: Option<Delay>,
+    /// Compression of what the store keeps, if configured (`[storage.compression]`).
+    pub compression: Option<Compression>,
     /// The staging journal.
     pub journal: Journal,
+}
+
+/// zstd compression at rest (`[storage.compression]`, `[stores.NAME.compression]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level, 1 to 19.
+    pub level: i32,
+    /// Original bytes per independently decodable frame.
+    pub frame_bytes: u32,
 }
 
 /// Where bodies are stored.
@@ -408,6 +419,7 @@ impl Default for Config {
                         root: data_dir.join("mail"),
                     },
                     delay: None,
+                    compression: None,
                     journal: Journal {
                         enabled: false,
                         dir: data_dir.join("journal"),

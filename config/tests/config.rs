@@ -479,3 +479,28 @@ fn log_format_and_metrics_listener_are_checked() {
         ]
     );
 }
+
+#[test]
+fn compression_is_read_for_shared_stores_and_refused_for_a_maildir() {
+    let text = "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n\
+                [storage.compression]\nlevel = 9\n";
+    let c = parse(text, Path::new("."), None).unwrap();
+    let z = c.storage.main.compression.unwrap();
+    assert_eq!((z.level, z.frame_bytes), (9, 64 << 10));
+    let text = "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n\
+                [storage.compression]\nlevel = 30\nframe_kib = 1\n";
+    let errs = parse(text, Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [
+            ("storage.compression.level".to_string(), Some(6)),
+            ("storage.compression.frame_kib".to_string(), Some(7)),
+        ]
+    );
+    let errs = parse("[storage.compression]\n", Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [("storage.compression".to_string(), Some(1))]
+    );
+    assert!(errs.to_string().contains("SQL and S3"), "{errs}");
+}

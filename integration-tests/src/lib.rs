@@ -91,6 +91,7 @@ impl TestServer {
             ..Config::default()
         };
         let resources = stores::configure(store, &mut config, root.path()).await;
+        stores::layers_from_env(&mut config);
         config.imap.starttls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.tls = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.imap.failed_login_delay = Duration::from_millis(10);

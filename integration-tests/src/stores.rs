@@ -1,6 +1,7 @@
 //! Which body store a test server runs on. The whole IMAP suite runs once per store:
 //! `STRATA_TEST_BACKEND` is `maildir` (the default), `maildir-journal` (Maildir behind the
-//! staging journal), `sqlite`, `postgres`, `mariadb` or `s3`.
+//! staging journal), `sqlite`, `postgres`, `mariadb` or `s3`; and `STRATA_TEST_LAYERS`
+//! (comma-separated) puts layers in front of it: `compress` (SQL and S3 only).
 //! PostgreSQL and MariaDB are the loopback servers (a scratch database per test server,
 //! dropped after); S3 is an s3s-fs server started in the test process.
 
@@ -48,6 +49,25 @@ impl Store {
                 "STRATA_TEST_BACKEND={other:?}: expected maildir, maildir-journal, sqlite, postgres, \
                  mariadb or s3"
             ),
+        }
+    }
+}
+
+/// Puts the layers `STRATA_TEST_LAYERS` names in front of the main store.
+pub fn layers_from_env(config: &mut Config) {
+    let layers = std::env::var("STRATA_TEST_LAYERS").unwrap_or_default();
+    for layer in layers.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+        match layer {
+            // Small frames, so that bodies span several and range reads cross them. Never on
+            // a Maildir, which other programs read as plain files.
+            "compress" if matches!(config.storage.main.backend, Backend::Maildir { .. }) => {}
+            "compress" => {
+                config.storage.main.compression = Some(strata_config::Compression {
+                    level: 3,
+                    frame_bytes: 4096,
+                })
+            }
+            other => panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (compress)"),
         }
     }
 }

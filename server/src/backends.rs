@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_backend_api::{Backend, BackendError, ErrorKind, Key, Prefixed};
+use strata_backend_compress::{CompressBackend, CompressOptions};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
@@ -62,6 +63,30 @@ pub fn s3_options(c: &S3) -> S3Options {
 /// Connects a store every user shares (none for Maildir): a wrong URL, wrong credentials,
 /// a missing bucket or an unreachable server are errors here.
 pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
+    Ok(reach_raw(store)
+        .await?
+        .map(|reached| compressed(reached, store)))
+}
+
+/// `store` in the compression its configuration asks for, if any. Never a Maildir: other mail
+/// programs, and a rebuild of the index, read its files as they are (the configuration
+/// refuses it).
+pub fn compressed(store: Arc<dyn Backend>, cfg: &Store) -> Arc<dyn Backend> {
+    match cfg.compression {
+        Some(_) if matches!(cfg.backend, BackendConfig::Maildir { .. }) => store,
+        None => store,
+        Some(c) => Arc::new(CompressBackend::new(
+            store,
+            CompressOptions {
+                level: c.level,
+                frame_size: c.frame_bytes,
+            },
+        )),
+    }
+}
+
+/// [`reach`], without the compression layer (which goes in front of the latency injection).
+async fn reach_raw(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
     Ok(match &store.backend {
         BackendConfig::Maildir { .. } => None,
         BackendConfig::Sql {
@@ -144,13 +169,17 @@ impl Backends {
         let store = match (&cfg.backend, cfg.journal.enabled) {
             // A Maildir behind the journal is every user's Maildir as one store.
             (BackendConfig::Maildir { root }, true) => Arc::new(MaildirTree::open(root)?),
-            _ => match reach(cfg).await? {
+            _ => match reach_raw(cfg).await? {
                 Some(store) => store,
                 None => return Ok(connected),
             },
         };
-        let store =
-            crate::metered::Metered::wrap(self.delayed(store, cfg.delay.as_ref()), &cfg.name);
+        // Compressed in front of the store's latency and metering (what they see is what the
+        // store keeps), behind the journal (which keeps bodies as they are, to read them fast).
+        let store = compressed(
+            crate::metered::Metered::wrap(self.delayed(store, cfg.delay.as_ref()), &cfg.name),
+            cfg,
+        );
         if cfg.journal.enabled {
             let j = &cfg.journal;
             let opts = JournalOptions {

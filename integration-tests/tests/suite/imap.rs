@@ -1038,9 +1038,10 @@ async fn slow_backend_reads_run_in_parallel() {
         r.untagged[0].contains("Quarterly figures attached, number 5."),
         "{r:?}"
     );
+    // (Behind compression: the header probe and a frame or two, still nothing like 1 MiB.)
     let read = stats().bytes_read - before.bytes_read;
     assert!(
-        read < 4096,
+        read < 16 << 10,
         "read {read} bytes of a {} byte message",
         big.len()
     );

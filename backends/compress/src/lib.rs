@@ -1,0 +1,254 @@
+//! # strata-backend-compress
+//!
+//! A backend that holds another and keeps what it stores zstd-compressed, in frames that decode
+//! on their own ([`frames`]), so a range read fetches the header and the frames it needs, not
+//! the whole object. Reads, sizes and listings are of the original bytes; an object stored
+//! before the layer was put in front of the store is read as it is, so compression can be
+//! turned on for a store that already holds mail. Damage (a bad header, a frame that does not
+//! decode or fails its checksum) is an error of kind `Corrupt` naming the key, never mail.
+//!
+//! It is not a cache, and holds nothing of its own: copies, deletes, metadata and labels go to
+//! the store unchanged (a copied object is still a valid compressed object).
+
+pub mod frames;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use strata_backend_api::{
+    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op, Read,
+    Receipt, slice_range,
+};
+
+use frames::{Header, Parsed};
+
+/// How objects are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// zstd level, 1 (fast) to 19 (small).
+    pub level: i32,
+    /// Original bytes per frame: what a range read decodes at least.
+    pub frame_size: u32,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            level: 3,
+            frame_size: 64 << 10,
+        }
+    }
+}
+
+/// How much of an object a range read or a size asks for first: the header of an object of up
+/// to ~64 MiB in 64 KiB frames, in one round trip.
+const PROBE: u64 = 4096;
+/// Work above this many bytes leaves the async workers.
+const BLOCKING_BYTES: usize = 256 << 10;
+
+/// The layer.
+pub struct CompressBackend {
+    inner: Arc<dyn Backend>,
+    opts: CompressOptions,
+}
+
+impl CompressBackend {
+    /// Compresses what goes into `inner`.
+    pub fn new(inner: Arc<dyn Backend>, opts: CompressOptions) -> Self {
+        CompressBackend { inner, opts }
+    }
+
+    fn corrupt(&self, key: &Key, why: String) -> BackendError {
+        BackendError::new(
+            self.inner.name(),
+            ErrorKind::Corrupt,
+            format!("{key}: compressed object is damaged: {why}"),
+        )
+    }
+
+    /// A whole stored object's content.
+    async fn decode(&self, key: &Key, object: Bytes) -> Result<Bytes, BackendError> {
+        if !object.starts_with(frames::MAGIC) {
+            return Ok(object);
+        }
+        let decoded = if object.len() > BLOCKING_BYTES {
+            tokio::task::spawn_blocking(move || frames::decode_whole(&object))
+                .await
+                .map_err(|e| self.corrupt(key, e.to_string()))?
+        } else {
+            frames::decode_whole(&object)
+        };
+        decoded
+            .map(Bytes::from)
+            .map_err(|why| self.corrupt(key, why))
+    }
+
+    /// The header of `key`, reading past `head` (its first bytes) if it is longer; `None` for
+    /// an object stored plain.
+    async fn header(&self, key: &Key, head: &Bytes) -> Result<Option<Header>, BackendError> {
+        match Header::parse(head).map_err(|why| self.corrupt(key, why))? {
+            Parsed::Plain => Ok(None),
+            Parsed::Header(h) => Ok(Some(h)),
+            Parsed::Need(n) => {
+                let more = self.inner.get(key, Some(0..n as u64)).await?;
+                match Header::parse(&more).map_err(|why| self.corrupt(key, why))? {
+                    Parsed::Header(h) => Ok(Some(h)),
+                    _ => Err(self.corrupt(key, format!("header cut short at {}", more.len()))),
+                }
+            }
+        }
+    }
+
+    /// `range` of `key`'s content with the store's range reads: the header, then the frames.
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes, BackendError> {
+        let head = self.inner.get(key, Some(0..PROBE)).await?;
+        let Some(h) = self.header(key, &head).await? else {
+            // Plain: what was read answers when it covers the range or is the whole object.
+            if (head.len() as u64) < PROBE || range.end <= head.len() as u64 {
+                return Ok(slice_range(head, Some(range)));
+            }
+            return self.inner.get(key, Some(range)).await;
+        };
+        let (frames, at) = h.frames_for(&range);
+        if frames.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let stored = if at.end <= head.len() as u64 {
+            head.slice(at.start as usize..at.end as usize)
+        } else {
+            self.inner.get(key, Some(at.clone())).await?
+        };
+        if stored.len() as u64 != at.end - at.start {
+            return Err(self.corrupt(key, "frames cut short".into()));
+        }
+        let first = frames.start as u64 * h.frame_size as u64;
+        let decoded = h
+            .decode(frames, &stored)
+            .map_err(|why| self.corrupt(key, why))?;
+        let end = range.end.min(h.length);
+        let start = range.start.min(end);
+        Ok(Bytes::from(decoded).slice((start - first) as usize..(end - first) as usize))
+    }
+
+    /// The batch as the store keeps it: every put compressed.
+    async fn compressed(&self, batch: Batch) -> Result<Batch, BackendError> {
+        let opts = self.opts;
+        let encode = move |mut batch: Batch| {
+            for op in &mut batch.ops {
+                if let Op::Put { data, .. } = op {
+                    *data = Bytes::from(frames::encode(data, opts.level, opts.frame_size));
+                }
+            }
+            batch
+        };
+        if batch.data_bytes() as usize > BLOCKING_BYTES {
+            tokio::task::spawn_blocking(move || encode(batch))
+                .await
+                .map_err(|e| BackendError::new(self.inner.name(), ErrorKind::Io, e.to_string()))
+        } else {
+            Ok(encode(batch))
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for CompressBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        let batch = self.compressed(batch).await?;
+        self.inner.commit(batch).await
+    }
+
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.inner.flush(seq).await
+    }
+
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        match range {
+            Some(r) if self.inner.capabilities().range_reads => self.get_range(key, r).await,
+            range => {
+                let whole = self.inner.get(key, None).await?;
+                Ok(slice_range(self.decode(key, whole).await?, range))
+            }
+        }
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let head = self.inner.get(key, Some(0..frames::FIXED as u64)).await?;
+        match frames::original_length(&head).map_err(|why| self.corrupt(key, why))? {
+            Some(length) => Ok(length),
+            None if head.len() < frames::FIXED => Ok(head.len() as u64),
+            None => self.inner.size(key).await,
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let listed = self.inner.list(prefix).await?;
+        // The original sizes, from the headers: a listing is not on the request path.
+        let reads = listed
+            .iter()
+            .map(|l| Read {
+                key: l.key.clone(),
+                range: Some(0..frames::FIXED as u64),
+            })
+            .collect();
+        let heads: Vec<Result<Bytes, BackendError>> =
+            self.inner.get_many(reads, 16).collect().await;
+        let mut out = Vec::with_capacity(listed.len());
+        for (l, head) in listed.into_iter().zip(heads) {
+            let size = match head {
+                Ok(head) => frames::original_length(&head)
+                    .map_err(|why| self.corrupt(&l.key, why))?
+                    .unwrap_or(l.size),
+                // Deleted since it was listed: so it is gone from the listing too.
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(Listed { key: l.key, size });
+        }
+        Ok(out)
+    }
+
+    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        self.inner.clean_partial(older_than).await
+    }
+
+    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        self.inner.meta(key).await
+    }
+
+    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
+        self.inner.set_labels(labels).await
+    }
+
+    fn get_many(
+        &self,
+        reads: Vec<Read>,
+        concurrency: usize,
+    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
+        // Whole objects: the store's own batched reads, each decoded as it comes.
+        if reads.iter().all(|r| r.range.is_none()) {
+            let keys: Vec<Key> = reads.iter().map(|r| r.key.clone()).collect();
+            return self
+                .inner
+                .get_many(reads, concurrency)
+                .zip(futures::stream::iter(keys))
+                .then(move |(object, key)| async move { self.decode(&key, object?).await })
+                .boxed();
+        }
+        futures::stream::iter(reads)
+            .map(move |r| async move { self.get(&r.key, r.range).await })
+            .buffered(concurrency.max(1))
+            .boxed()
+    }
+}
