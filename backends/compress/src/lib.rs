@@ -4,7 +4,8 @@
 //! on their own ([`frames`]), so a range read fetches the header and the frames it needs, not
 //! the whole object. Reads, sizes and listings are of the original bytes; an object stored
 //! before the layer was put in front of the store is read as it is, so compression can be
-//! turned on for a store that already holds mail. Damage (a bad header, a frame that does not
+//! turned on for a store that already holds mail, and an object that compression would not
+//! shrink is stored as it is. Damage (a bad header, a frame that does not
 //! decode or fails its checksum) is an error of kind `Corrupt` naming the key, never mail.
 //!
 //! It is not a cache, and holds nothing of its own: copies, deletes, metadata and labels go to
@@ -139,7 +140,12 @@ impl CompressBackend {
         let encode = move |mut batch: Batch| {
             for op in &mut batch.ops {
                 if let Op::Put { data, .. } = op {
-                    *data = Bytes::from(frames::encode(data, opts.level, opts.frame_size));
+                    let encoded = frames::encode(data, opts.level, opts.frame_size);
+                    // What does not shrink is kept as it is, read as an object from before the
+                    // layer, unless it could be taken for a compressed one.
+                    if encoded.len() < data.len() || data.starts_with(frames::MAGIC) {
+                        *data = Bytes::from(encoded);
+                    }
                 }
             }
             batch

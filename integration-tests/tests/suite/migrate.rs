@@ -287,3 +287,135 @@ async fn a_migration_killed_again_and_again_finishes_and_loses_nothing() {
     assert_eq!(all_bodies(&mut c, "INBOX").await, before);
     t.stop().await;
 }
+
+/// The stores of a migration into and out of compression: `to` is the main store, `from` the
+/// store bodies are still in.
+fn compression_moves(c: &mut Config, to: (u16, Backend, bool), from: (u16, Backend, bool)) {
+    let store = |(id, backend, compressed): (u16, Backend, bool), name: &str| Store {
+        name: name.into(),
+        id,
+        backend,
+        compression: compressed.then_some(strata_config::Compression {
+            level: 3,
+            frame_bytes: 4096,
+        }),
+        ..c.storage.main.clone()
+    };
+    let (main, old) = (store(to, "main"), store(from, "old"));
+    c.storage.main = main;
+    c.storage.main.journal.enabled = false;
+    c.storage.others = vec![old];
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
+    // Plain S3 first, with text, multipart, binary and large messages.
+    let s3_root = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_root.path(), "strata").await.unwrap();
+    let s3_plain = (1, s3_backend(&s3), false);
+    let mut t = TestServer::start_with(|c| {
+        c.storage.main.id = 1;
+        c.storage.main.backend = s3_backend(&s3);
+        c.storage.main.journal.enabled = false;
+    })
+    .await;
+    let sqlite = strata_integration_tests::stores::sql_backend(format!(
+        "sqlite:{}",
+        t.data_dir.join("compressed.db").display()
+    ));
+    let mut c = t.login("alice").await;
+    c.fill("INBOX", 40, "plain").await;
+    for n in 0..5 {
+        c.append("INBOX", "", &strata_integration_tests::multipart_message(n))
+            .await;
+    }
+    // Every octet but NUL, which a plain literal cannot carry.
+    let binary: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes())
+        .map(|b| b.max(1))
+        .collect();
+    let mut big = b"Subject: big\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    big.extend_from_slice(&binary);
+    assert!(c.append("INBOX", "", &big).await.is_ok());
+    let before = all_bodies(&mut c, "INBOX").await;
+    let part = c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await;
+    drop(c);
+
+    // Into compressed SQLite: every body byte for byte, a range of the large one too, and
+    // what SQLite keeps is compressed.
+    t.stop().await;
+    let sqlite_z = (2, sqlite.clone(), true);
+    compression_moves(&mut t.config, sqlite_z.clone(), s3_plain.clone());
+    t.restart().await;
+    let done = strata_server::control::request(&t.data_dir, "migrate main alice 8", &mut |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done.contains("46/46 moved"), "{done}");
+    let mut c = t.login("alice").await;
+    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
+    assert_eq!(
+        c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
+        part.untagged
+    );
+    let raw_cfg = Store {
+        compression: None,
+        ..t.config.storage.main.clone()
+    };
+    let raw = strata_server::backends::reach(&raw_cfg)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = raw.list("alice/").await.unwrap();
+    assert_eq!(listed.len(), 46);
+    let layered = strata_server::backends::reach(&t.config.storage.main)
+        .await
+        .unwrap()
+        .unwrap();
+    let original: std::collections::HashMap<_, _> = layered
+        .list("alice/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.key, l.size))
+        .collect();
+    // Text shrinks (little, for messages of a few hundred bytes); the near-random one never
+    // grows (what would not shrink is kept as it is).
+    let (mut text_stored, mut text_original) = (0, 0);
+    for l in &listed {
+        let size = original[&l.key];
+        if size > 1_000_000 {
+            assert!(l.size <= size, "{} stored for {size}", l.size);
+        } else {
+            text_stored += l.size;
+            text_original += size;
+        }
+    }
+    assert!(
+        text_stored < text_original * 9 / 10,
+        "{text_stored} bytes stored for {text_original}"
+    );
+    let mut compressed = 0;
+    for l in &listed {
+        compressed += usize::from(&raw.get(&l.key, Some(0..6)).await.unwrap()[..] == b"\0STRZ1");
+    }
+    // The multipart messages and the large one; the shortest may not shrink and stay plain.
+    assert!(compressed >= 6, "{compressed} of 46 compressed");
+    drop(c);
+
+    // And out again, to plain S3: the same bytes.
+    t.stop().await;
+    compression_moves(&mut t.config, (3, s3_backend(&s3), false), sqlite_z);
+    if let Backend::S3(s) = &mut t.config.storage.main.backend {
+        s.prefix = "again/".into();
+    }
+    t.restart().await;
+    let done = strata_server::control::request(&t.data_dir, "migrate main alice 8", &mut |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done.contains("46/46 moved"), "{done}");
+    let mut c = t.login("alice").await;
+    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
+    t.stop().await;
+}
