@@ -154,8 +154,10 @@ impl Header {
             .clone()
             .map(|i| fs.min(self.length - i as u64 * fs))
             .sum();
-        let mut out = Vec::with_capacity(usize::try_from(total).map_err(|e| e.to_string())?);
-        let mut at = 0usize;
+        // Each frame decodes straight into its place.
+        let mut out = vec![0u8; usize::try_from(total).map_err(|e| e.to_string())?];
+        let mut zstd = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+        let (mut at, mut to) = (0usize, 0usize);
         for i in frames {
             let stored = self.stored[i];
             let len = (stored & !RAW) as usize;
@@ -164,22 +166,21 @@ impl Header {
                 return Err(format!("frame {i} is cut short"));
             };
             at += len;
+            let place = &mut out[to..to + want];
+            to += want;
             if stored & RAW != 0 {
                 if len != want {
                     return Err(format!("raw frame {i} holds {len} bytes, not {want}"));
                 }
-                out.extend_from_slice(bytes);
+                place.copy_from_slice(bytes);
                 continue;
             }
-            let frame = zstd::bulk::decompress(bytes, want)
+            let n = zstd
+                .decompress_to_buffer(bytes, place)
                 .map_err(|e| format!("frame {i} does not decode: {e}"))?;
-            if frame.len() != want {
-                return Err(format!(
-                    "frame {i} decodes to {} bytes, not {want}",
-                    frame.len()
-                ));
+            if n != want {
+                return Err(format!("frame {i} decodes to {n} bytes, not {want}"));
             }
-            out.extend_from_slice(&frame);
         }
         if at != data.len() {
             return Err("bytes after the last frame".into());
@@ -199,12 +200,16 @@ pub fn encode(data: &[u8], level: i32, frame_size: u32) -> Vec<u8> {
     let mut zstd = zstd::bulk::Compressor::new(level)
         .and_then(|mut c| c.set_parameter(checksum).map(|()| c))
         .ok();
+    // One frame's output at a time, in a buffer no smaller than zstd's bound for a frame.
+    let mut scratch = Vec::with_capacity(zstd::zstd_safe::compress_bound(frame_size as usize));
     for chunk in chunks {
-        let compressed = zstd.as_mut().map(|c| c.compress(chunk));
+        let compressed = zstd
+            .as_mut()
+            .map(|c| c.compress_to_buffer(chunk, &mut scratch));
         match compressed {
-            Some(Ok(z)) if z.len() < chunk.len() => {
-                stored.push(z.len() as u32);
-                body.extend_from_slice(&z);
+            Some(Ok(n)) if n < chunk.len() => {
+                stored.push(n as u32);
+                body.extend_from_slice(&scratch[..n]);
             }
             // Incompressible (or refused): kept as it is.
             _ => {

@@ -47,8 +47,11 @@ impl Default for CompressOptions {
 /// How much of an object a range read or a size asks for first: the header of an object of up
 /// to ~64 MiB in 64 KiB frames, in one round trip.
 const PROBE: u64 = 4096;
-/// Work above this many bytes leaves the async workers.
+/// Compression above this many bytes leaves the async workers.
 const BLOCKING_BYTES: usize = 256 << 10;
+/// Decoding above this many stored bytes leaves them too: the bodies of one FETCH then decode
+/// on several cores at once, rather than one after another on the session's task.
+const BLOCKING_DECODE_BYTES: usize = 16 << 10;
 
 /// The layer.
 pub struct CompressBackend {
@@ -75,7 +78,7 @@ impl CompressBackend {
         if !object.starts_with(frames::MAGIC) {
             return Ok(object);
         }
-        let decoded = if object.len() > BLOCKING_BYTES {
+        let decoded = if object.len() > BLOCKING_DECODE_BYTES {
             tokio::task::spawn_blocking(move || frames::decode_whole(&object))
                 .await
                 .map_err(|e| self.corrupt(key, e.to_string()))?
@@ -242,14 +245,15 @@ impl Backend for CompressBackend {
         reads: Vec<Read>,
         concurrency: usize,
     ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        // Whole objects: the store's own batched reads, each decoded as it comes.
+        // Whole objects: the store's own batched reads, decoded as they come, several at once.
         if reads.iter().all(|r| r.range.is_none()) {
             let keys: Vec<Key> = reads.iter().map(|r| r.key.clone()).collect();
             return self
                 .inner
                 .get_many(reads, concurrency)
                 .zip(futures::stream::iter(keys))
-                .then(move |(object, key)| async move { self.decode(&key, object?).await })
+                .map(move |(object, key)| async move { self.decode(&key, object?).await })
+                .buffered(concurrency.max(1))
                 .boxed();
         }
         futures::stream::iter(reads)
