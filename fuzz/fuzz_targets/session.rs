@@ -11,15 +11,32 @@ use libfuzzer_sys::fuzz_target;
 use strata_backend_api::MemoryBackend;
 use strata_index::{IndexOptions, StoreId};
 use strata_mailstore::{AckPolicy, BodyStores, Mailstore, MailstoreOptions};
-use strata_protocol::{Authenticator, Limits, Session, SessionOptions};
+use strata_protocol::scram::ScramKeys;
+use strata_protocol::{Authenticator, Limits, LoginAttempt, Session, SessionOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Passwords;
+
+/// A SCRAM attempt that counts nothing.
+struct Attempt;
+
+impl LoginAttempt for Attempt {
+    fn succeeded(self: Box<Self>) {}
+}
 
 #[async_trait]
 impl Authenticator for Passwords {
     async fn verify(&self, _user: &str, password: &[u8], _peer: IpAddr) -> Result<bool, String> {
         Ok(password == b"pw")
+    }
+
+    /// Every user's password is `pw`, under one iteration so that exchanges stay cheap.
+    async fn scram(
+        &self,
+        _user: &str,
+        _peer: IpAddr,
+    ) -> Result<(ScramKeys, Box<dyn LoginAttempt>), String> {
+        Ok((ScramKeys::derive("pw", b"fuzz-salt", 1), Box::new(Attempt)))
     }
 }
 
