@@ -307,6 +307,18 @@ fn compression_moves(c: &mut Config, to: (u16, Backend, bool), from: (u16, Backe
     c.storage.others = vec![old];
 }
 
+/// Restarts `t` on its configuration, moves all of alice's `n` bodies to the main store through
+/// the control socket, and logs her in.
+async fn restart_and_migrate(t: &mut TestServer, n: usize) -> Client {
+    t.restart().await;
+    let done = strata_server::control::request(&t.data_dir, "migrate main alice 8", &mut |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done.contains(&format!("{n}/{n} moved")), "{done}");
+    t.login("alice").await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
     // Plain S3 first, with text, multipart, binary and large messages.
@@ -346,13 +358,7 @@ async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
     t.stop().await;
     let sqlite_z = (2, sqlite.clone(), true);
     compression_moves(&mut t.config, sqlite_z.clone(), s3_plain.clone());
-    t.restart().await;
-    let done = strata_server::control::request(&t.data_dir, "migrate main alice 8", &mut |_| {})
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(done.contains("46/46 moved"), "{done}");
-    let mut c = t.login("alice").await;
+    let mut c = restart_and_migrate(&mut t, 46).await;
     assert_eq!(all_bodies(&mut c, "INBOX").await, before);
     assert_eq!(
         c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
@@ -409,13 +415,7 @@ async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
     if let Backend::S3(s) = &mut t.config.storage.main.backend {
         s.prefix = "again/".into();
     }
-    t.restart().await;
-    let done = strata_server::control::request(&t.data_dir, "migrate main alice 8", &mut |_| {})
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(done.contains("46/46 moved"), "{done}");
-    let mut c = t.login("alice").await;
+    let mut c = restart_and_migrate(&mut t, 46).await;
     assert_eq!(all_bodies(&mut c, "INBOX").await, before);
     t.stop().await;
 }
