@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::schema::{
-    AppendAck, Backend, Compression, Config, Delay, Journal, PlaintextAuth, S3, Secret, Store, Tls,
+    AppendAck, Backend, Compression, Config, Delay, Encryption, Journal, PlaintextAuth, S3, Secret,
+    Store, Tls,
 };
 
 #[derive(Deserialize, Default)]
@@ -119,6 +120,7 @@ struct RawStorage {
     journal: Option<RawJournal>,
     delay: Option<RawDelay>,
     compression: Option<RawCompression>,
+    encryption: Option<RawEncryption>,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,6 +134,14 @@ struct RawStore {
     journal: Option<RawJournal>,
     delay: Option<RawDelay>,
     compression: Option<RawCompression>,
+    encryption: Option<RawEncryption>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    keys: Option<String>,
+    key_id: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -596,6 +606,7 @@ fn parse_checked(
         journal: rs.journal,
         delay: rs.delay,
         compression: rs.compression,
+        encryption: rs.encryption,
     };
     let ctx = StoreContext {
         base,
@@ -975,6 +986,23 @@ fn store(
             frame_bytes: frame_kib.clamp(4, 4096) << 10,
         }
     });
+    if rs.encryption.is_some() && matches!(backend, Backend::Maildir { .. }) {
+        p.add(
+            &key("encryption"),
+            "a Maildir is read as plain files (by other mail programs, and by `strata index \
+             rebuild`): encryption is for SQL and S3 stores",
+        );
+    }
+    let encryption = rs.encryption.and_then(|e| match e.keys {
+        Some(keys) if !keys.is_empty() => Some(Encryption {
+            keys: resolve(ctx.base, &keys),
+            key_id: e.key_id,
+        }),
+        _ => {
+            p.add(&key("encryption.keys"), "must name the keyring file");
+            None
+        }
+    });
     let journal = journal(p, pfx, rs.journal, &backend, ctx, journal_dir);
     Store {
         name,
@@ -982,6 +1010,7 @@ fn store(
         backend,
         delay,
         compression,
+        encryption,
         journal,
     }
 }
@@ -1243,6 +1272,23 @@ pub fn check_files(config: &Config) -> Vec<ConfigError> {
             }
         }
     }
+    for store in config.storage.stores() {
+        if let Some(e) = &store.encryption
+            && let Err(err) = std::fs::File::open(&e.keys)
+        {
+            let table = if std::ptr::eq(store, &config.storage.main) {
+                "storage".to_string()
+            } else {
+                format!("stores.{}", store.name)
+            };
+            out.push(ConfigError {
+                file: None,
+                key: format!("{table}.encryption.keys"),
+                line: None,
+                message: format!("cannot read {}: {err}", e.keys.display()),
+            });
+        }
+    }
     out
 }
 
@@ -1256,14 +1302,18 @@ fn errors(text: &str, file: Option<&Path>, problems: Vec<(String, String)>) -> C
     let mut out: Vec<ConfigError> = problems
         .into_iter()
         .map(|(key, message)| {
+            // The key's line, or for a key that is missing, its table's.
             let line = doc.as_ref().and_then(|d| {
                 let mut item: Option<&toml_edit::Item> = None;
                 for part in key.split('.') {
-                    item = match item {
+                    let next = match item {
                         None => d.get(part),
                         Some(i) => i.get(part),
                     };
-                    item?;
+                    match next {
+                        Some(n) => item = Some(n),
+                        None => break,
+                    }
                 }
                 item.and_then(toml_edit::Item::span)
                     .map(|s| line_of(text, s.start))

@@ -269,8 +269,19 @@ pub struct Store {
     pub delay: Option<Delay>,
     /// Compression of what the store keeps, if configured (`[storage.compression]`).
     pub compression: Option<Compression>,
+    /// Encryption of what the store keeps, if configured (`[storage.encryption]`).
+    pub encryption: Option<Encryption>,
     /// The staging journal.
     pub journal: Journal,
+}
+
+/// Encryption at rest (`[storage.encryption]`, `[stores.NAME.encryption]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encryption {
+    /// The keyring file: `ID:BASE64` lines of 32-byte keys.
+    pub keys: PathBuf,
+    /// The key new objects are sealed with; the highest id when `None`.
+    pub key_id: Option<u32>,
 }
 
 /// zstd compression at rest (`[storage.compression]`, `[stores.NAME.compression]`).
@@ -420,6 +431,7 @@ impl Default for Config {
                     },
                     delay: None,
                     compression: None,
+                    encryption: None,
                     journal: Journal {
                         enabled: false,
                         dir: data_dir.join("journal"),

@@ -214,10 +214,11 @@ fn s3_backend_and_its_journal_are_checked_with_lines() {
     assert_eq!(
         got,
         [
+            // Missing: its table's line.
+            ("storage.s3.secret_key".to_string(), Some(3)),
             ("storage.s3.endpoint".to_string(), Some(4)),
             ("storage.s3.bucket".to_string(), Some(5)),
             ("storage.journal.enabled".to_string(), Some(8)),
-            ("storage.s3.secret_key".to_string(), None),
         ]
     );
     let errs = parse("[storage]\nbackend = \"s3\"\n", Path::new("."), None).unwrap_err();
@@ -503,4 +504,34 @@ fn compression_is_read_for_shared_stores_and_refused_for_a_maildir() {
         [("storage.compression".to_string(), Some(1))]
     );
     assert!(errs.to_string().contains("SQL and S3"), "{errs}");
+}
+
+#[test]
+fn encryption_names_its_keyring_and_is_refused_for_a_maildir() {
+    let text = "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n\
+                [storage.encryption]\nkeys = \"keyring\"\nkey_id = 2\n";
+    let c = parse(text, Path::new("/etc/strata"), None).unwrap();
+    let e = c.storage.main.encryption.clone().unwrap();
+    assert_eq!(
+        e.keys,
+        Path::new("/etc/strata/keyring"),
+        "relative to the file"
+    );
+    assert_eq!(e.key_id, Some(2));
+    // A keyring that cannot be read is reported with the store's key.
+    let problems = strata_config::check_files(&c);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "storage.encryption.keys");
+    let text = "[storage]\nbackend = \"sql\"\n[storage.sql]\nurl = \"sqlite:b.db\"\n\
+                [storage.encryption]\n";
+    let errs = parse(text, Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [("storage.encryption.keys".to_string(), Some(5))]
+    );
+    let errs = parse("[storage.encryption]\nkeys = \"k\"\n", Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [("storage.encryption".to_string(), Some(1))]
+    );
 }

@@ -1,7 +1,7 @@
 //! Which body store a test server runs on. The whole IMAP suite runs once per store:
 //! `STRATA_TEST_BACKEND` is `maildir` (the default), `maildir-journal` (Maildir behind the
 //! staging journal), `sqlite`, `postgres`, `mariadb` or `s3`; and `STRATA_TEST_LAYERS`
-//! (comma-separated) puts layers in front of it: `compress` (SQL and S3 only).
+//! (comma-separated) puts layers in front of it: `compress`, `encrypt` (SQL and S3 only).
 //! PostgreSQL and MariaDB are the loopback servers (a scratch database per test server,
 //! dropped after); S3 is an s3s-fs server started in the test process.
 
@@ -67,7 +67,19 @@ pub fn layers_from_env(config: &mut Config) {
                     frame_bytes: 4096,
                 })
             }
-            other => panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (compress)"),
+            "encrypt" if matches!(config.storage.main.backend, Backend::Maildir { .. }) => {}
+            // A keyring of two keys in the data directory; the second seals.
+            "encrypt" => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                std::fs::create_dir_all(&config.data_dir).expect("data directory");
+                let keys = config.data_dir.join("keyring");
+                let text = format!("1:{}\n2:{}\n", b64.encode([1u8; 32]), b64.encode([2u8; 32]));
+                std::fs::write(&keys, text).expect("keyring");
+                config.storage.main.encryption =
+                    Some(strata_config::Encryption { keys, key_id: None });
+            }
+            other => panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (compress, encrypt)"),
         }
     }
 }

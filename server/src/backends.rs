@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use strata_backend_api::{Backend, BackendError, ErrorKind, Key, Prefixed};
 use strata_backend_compress::{CompressBackend, CompressOptions};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
+use strata_backend_encrypt::{EncryptBackend, Keyring};
 use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
 use strata_backend_maildir::{MaildirBackend, MaildirTree};
@@ -63,9 +64,40 @@ pub fn s3_options(c: &S3) -> S3Options {
 /// Connects a store every user shares (none for Maildir): a wrong URL, wrong credentials,
 /// a missing bucket or an unreachable server are errors here.
 pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
-    Ok(reach_raw(store)
-        .await?
-        .map(|reached| compressed(reached, store)))
+    match reach_raw(store).await? {
+        Some(reached) => Ok(Some(compressed(encrypted(reached, store)?, store))),
+        None => Ok(None),
+    }
+}
+
+/// `store` in the encryption its configuration asks for, if any (never a Maildir, as for
+/// compression), with its keyring read; an error names the keyring file.
+pub fn encrypted(store: Arc<dyn Backend>, cfg: &Store) -> Result<Arc<dyn Backend>, BackendError> {
+    let Some(e) = &cfg.encryption else {
+        return Ok(store);
+    };
+    if matches!(cfg.backend, BackendConfig::Maildir { .. }) {
+        return Ok(store);
+    }
+    let fail = |why: String| {
+        BackendError::new(
+            "encryption",
+            ErrorKind::Io,
+            format!("keyring {}: {why}", e.keys.display()),
+        )
+    };
+    let text = std::fs::read_to_string(&e.keys).map_err(|err| fail(err.to_string()))?;
+    let keys = Keyring::parse(&text, e.key_id).map_err(fail)?;
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(&e.keys)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            keyring = %e.keys.display(),
+            "the keyring can be read by others than its owner: chmod 600 it"
+        );
+    }
+    Ok(Arc::new(EncryptBackend::new(store, keys)))
 }
 
 /// `store` in the compression its configuration asks for, if any. Never a Maildir: other mail
@@ -174,10 +206,14 @@ impl Backends {
                 None => return Ok(connected),
             },
         };
-        // Compressed in front of the store's latency and metering (what they see is what the
-        // store keeps), behind the journal (which keeps bodies as they are, to read them fast).
+        // Compressed, then encrypted (sealed bytes do not compress), in front of the store's
+        // latency and metering (what they see is what the store keeps), behind the journal
+        // (which keeps bodies as they are on this node's disk, to read recent ones fast).
         let store = compressed(
-            crate::metered::Metered::wrap(self.delayed(store, cfg.delay.as_ref()), &cfg.name),
+            encrypted(
+                crate::metered::Metered::wrap(self.delayed(store, cfg.delay.as_ref()), &cfg.name),
+                cfg,
+            )?,
             cfg,
         );
         if cfg.journal.enabled {

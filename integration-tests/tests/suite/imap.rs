@@ -1038,7 +1038,7 @@ async fn slow_backend_reads_run_in_parallel() {
         r.untagged[0].contains("Quarterly figures attached, number 5."),
         "{r:?}"
     );
-    // (Behind compression: the header probe and a frame or two, still nothing like 1 MiB.)
+    // (Behind compression or encryption: a header and a frame or two, nothing like 1 MiB.)
     let read = stats().bytes_read - before.bytes_read;
     assert!(
         read < 16 << 10,

@@ -290,14 +290,23 @@ async fn a_migration_killed_again_and_again_finishes_and_loses_nothing() {
 
 /// The stores of a migration into and out of compression: `to` is the main store, `from` the
 /// store bodies are still in.
-fn compression_moves(c: &mut Config, to: (u16, Backend, bool), from: (u16, Backend, bool)) {
-    let store = |(id, backend, compressed): (u16, Backend, bool), name: &str| Store {
+/// A store of the migration: its id, backend, and layers (`z` compressed, `e` encrypted with
+/// the keyring in the data directory).
+type Stage = (u16, Backend, &'static str);
+
+fn compression_moves(c: &mut Config, to: Stage, from: Stage) {
+    let keys = c.data_dir.join("keyring");
+    let store = |(id, backend, layers): Stage, name: &str| Store {
         name: name.into(),
         id,
         backend,
-        compression: compressed.then_some(strata_config::Compression {
+        compression: layers.contains('z').then_some(strata_config::Compression {
             level: 3,
             frame_bytes: 4096,
+        }),
+        encryption: layers.contains('e').then(|| strata_config::Encryption {
+            keys: keys.clone(),
+            key_id: None,
         }),
         ..c.storage.main.clone()
     };
@@ -320,11 +329,11 @@ async fn restart_and_migrate(t: &mut TestServer, n: usize) -> Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
+async fn bodies_move_into_compressed_and_encrypted_stores_and_out_again_byte_for_byte() {
     // Plain S3 first, with text, multipart, binary and large messages.
     let s3_root = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(s3_root.path(), "strata").await.unwrap();
-    let s3_plain = (1, s3_backend(&s3), false);
+    let s3_plain: Stage = (1, s3_backend(&s3), "");
     let mut t = TestServer::start_with(|c| {
         c.storage.main.id = 1;
         c.storage.main.backend = s3_backend(&s3);
@@ -356,7 +365,7 @@ async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
     // Into compressed SQLite: every body byte for byte, a range of the large one too, and
     // what SQLite keeps is compressed.
     t.stop().await;
-    let sqlite_z = (2, sqlite.clone(), true);
+    let sqlite_z: Stage = (2, sqlite.clone(), "z");
     compression_moves(&mut t.config, sqlite_z.clone(), s3_plain.clone());
     let mut c = restart_and_migrate(&mut t, 46).await;
     assert_eq!(all_bodies(&mut c, "INBOX").await, before);
@@ -409,9 +418,49 @@ async fn bodies_move_into_a_compressed_store_and_out_again_byte_for_byte() {
     assert!(compressed >= 6, "{compressed} of 46 compressed");
     drop(c);
 
+    // On to S3 compressed and encrypted: the store holds no plaintext, every object sealed.
+    t.stop().await;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let keyring = format!("1:{}\n", b64.encode([7u8; 32]));
+    std::fs::write(t.data_dir.join("keyring"), keyring).unwrap();
+    let mut sealed_s3 = s3_backend(&s3);
+    if let Backend::S3(s) = &mut sealed_s3 {
+        s.prefix = "sealed/".into();
+    }
+    let s3_ze: Stage = (3, sealed_s3, "ze");
+    compression_moves(&mut t.config, s3_ze.clone(), sqlite_z);
+    let mut c = restart_and_migrate(&mut t, 46).await;
+    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
+    assert_eq!(
+        c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
+        part.untagged
+    );
+    let raw_cfg = Store {
+        compression: None,
+        encryption: None,
+        ..t.config.storage.main.clone()
+    };
+    let raw = strata_server::backends::reach(&raw_cfg)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = raw.list("alice/").await.unwrap();
+    assert_eq!(listed.len(), 46);
+    for l in &listed {
+        let object = raw.get(&l.key, None).await.unwrap();
+        assert!(object.starts_with(b"\0STRE1"), "{} is not sealed", l.key);
+        assert!(
+            !object.windows(15).any(|w| w == b"body of message"),
+            "{} holds plaintext",
+            l.key
+        );
+    }
+    drop(c);
+
     // And out again, to plain S3: the same bytes.
     t.stop().await;
-    compression_moves(&mut t.config, (3, s3_backend(&s3), false), sqlite_z);
+    compression_moves(&mut t.config, (4, s3_backend(&s3), ""), s3_ze);
     if let Backend::S3(s) = &mut t.config.storage.main.backend {
         s.prefix = "again/".into();
     }
