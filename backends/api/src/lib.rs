@@ -40,6 +40,7 @@ mod meta;
 mod pool;
 mod prefixed;
 mod receipt;
+pub mod rewriting;
 
 pub use backend::{Backend, Capabilities, Listed, Read, slice_range};
 pub use batch::{Batch, Op, Precondition};

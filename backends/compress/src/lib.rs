@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use strata_backend_api::{
     Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op, Read,
-    Receipt, slice_range,
+    Receipt, rewriting, slice_range,
 };
 
 use frames::{Header, Parsed};
@@ -202,30 +202,11 @@ impl Backend for CompressBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        let listed = self.inner.list(prefix).await?;
         // The original sizes, from the headers: a listing is not on the request path.
-        let reads = listed
-            .iter()
-            .map(|l| Read {
-                key: l.key.clone(),
-                range: Some(0..frames::FIXED as u64),
-            })
-            .collect();
-        let heads: Vec<Result<Bytes, BackendError>> =
-            self.inner.get_many(reads, 16).collect().await;
-        let mut out = Vec::with_capacity(listed.len());
-        for (l, head) in listed.into_iter().zip(heads) {
-            let size = match head {
-                Ok(head) => frames::original_length(&head)
-                    .map_err(|why| self.corrupt(&l.key, why))?
-                    .unwrap_or(l.size),
-                // Deleted since it was listed: so it is gone from the listing too.
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            out.push(Listed { key: l.key, size });
-        }
-        Ok(out)
+        rewriting::list_original_sizes(&*self.inner, prefix, frames::FIXED as u64, |key, head| {
+            frames::original_length(head).map_err(|why| self.corrupt(key, why))
+        })
+        .await
     }
 
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
@@ -245,20 +226,12 @@ impl Backend for CompressBackend {
         reads: Vec<Read>,
         concurrency: usize,
     ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        // Whole objects: the store's own batched reads, decoded as they come, several at once.
-        if reads.iter().all(|r| r.range.is_none()) {
-            let keys: Vec<Key> = reads.iter().map(|r| r.key.clone()).collect();
-            return self
-                .inner
-                .get_many(reads, concurrency)
-                .zip(futures::stream::iter(keys))
-                .map(move |(object, key)| async move { self.decode(&key, object?).await })
-                .buffered(concurrency.max(1))
-                .boxed();
-        }
-        futures::stream::iter(reads)
-            .map(move |r| async move { self.get(&r.key, r.range).await })
-            .buffered(concurrency.max(1))
-            .boxed()
+        rewriting::get_many_decoded(
+            &*self.inner,
+            reads,
+            concurrency,
+            move |key, object| async move { self.decode(&key, object).await },
+            move |r| async move { self.get(&r.key, r.range).await },
+        )
     }
 }

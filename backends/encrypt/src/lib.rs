@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use strata_backend_api::{
     Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op, Read,
-    Receipt, slice_range,
+    Receipt, rewriting, slice_range,
 };
 
 pub use sealed::Keyring;
@@ -156,31 +156,12 @@ impl Backend for EncryptBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        let listed = self.inner.list(prefix).await?;
-        let reads = listed
-            .iter()
-            .map(|l| Read {
-                key: l.key.clone(),
-                range: Some(0..HEADER as u64),
-            })
-            .collect();
-        let heads: Vec<Result<Bytes, BackendError>> =
-            self.inner.get_many(reads, 16).collect().await;
-        let mut out = Vec::with_capacity(listed.len());
-        for (l, head) in listed.into_iter().zip(heads) {
-            let size = match head {
-                Ok(head) => {
-                    Header::parse(&head)
-                        .map_err(|e| self.corrupt(&l.key, e))?
-                        .length
-                }
-                // Deleted since it was listed.
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            out.push(Listed { key: l.key, size });
-        }
-        Ok(out)
+        rewriting::list_original_sizes(&*self.inner, prefix, HEADER as u64, |key, head| {
+            Header::parse(head)
+                .map(|h| Some(h.length))
+                .map_err(|e| self.corrupt(key, e))
+        })
+        .await
     }
 
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
@@ -200,19 +181,12 @@ impl Backend for EncryptBackend {
         reads: Vec<Read>,
         concurrency: usize,
     ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        if reads.iter().all(|r| r.range.is_none()) {
-            let keys: Vec<Key> = reads.iter().map(|r| r.key.clone()).collect();
-            return self
-                .inner
-                .get_many(reads, concurrency)
-                .zip(futures::stream::iter(keys))
-                .map(move |(object, key)| async move { self.open(&key, object?).await })
-                .buffered(concurrency.max(1))
-                .boxed();
-        }
-        futures::stream::iter(reads)
-            .map(move |r| async move { self.get(&r.key, r.range).await })
-            .buffered(concurrency.max(1))
-            .boxed()
+        rewriting::get_many_decoded(
+            &*self.inner,
+            reads,
+            concurrency,
+            move |key, object| async move { self.open(&key, object).await },
+            move |r| async move { self.get(&r.key, r.range).await },
+        )
     }
 }
