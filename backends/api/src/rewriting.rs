@@ -10,8 +10,40 @@ use futures::stream::BoxStream;
 use std::future::Future;
 
 use crate::backend::{Backend, Listed, Read};
+use crate::batch::{Batch, Op};
 use crate::error::{BackendError, ErrorKind};
 use crate::key::Key;
+
+/// `batch` with the data of every put passed through `rewrite` (which may keep it, `None`); on
+/// a blocking thread when the batch carries more than `blocking_above` bytes. `backend` names
+/// the store in an error.
+pub async fn rewrite_puts<F>(
+    batch: Batch,
+    backend: &str,
+    blocking_above: u64,
+    rewrite: F,
+) -> Result<Batch, BackendError>
+where
+    F: Fn(&[u8]) -> Option<Bytes> + Send + 'static,
+{
+    let all = move |mut batch: Batch| {
+        for op in &mut batch.ops {
+            if let Op::Put { data, .. } = op
+                && let Some(new) = rewrite(data)
+            {
+                *data = new;
+            }
+        }
+        batch
+    };
+    if batch.data_bytes() > blocking_above {
+        tokio::task::spawn_blocking(move || all(batch))
+            .await
+            .map_err(|e| BackendError::new(backend, ErrorKind::Io, e.to_string()))
+    } else {
+        Ok(all(batch))
+    }
+}
 
 /// `inner`'s listing under `prefix`, each size replaced by what `size_of` finds in the object's
 /// first `head` bytes (`None`: the listed size stands); objects deleted since they were listed

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op, Read,
+    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Read,
     Receipt, rewriting, slice_range,
 };
 
@@ -140,26 +140,15 @@ impl CompressBackend {
     /// The batch as the store keeps it: every put compressed.
     async fn compressed(&self, batch: Batch) -> Result<Batch, BackendError> {
         let opts = self.opts;
-        let encode = move |mut batch: Batch| {
-            for op in &mut batch.ops {
-                if let Op::Put { data, .. } = op {
-                    let encoded = frames::encode(data, opts.level, opts.frame_size);
-                    // What does not shrink is kept as it is, read as an object from before the
-                    // layer, unless it could be taken for a compressed one.
-                    if encoded.len() < data.len() || data.starts_with(frames::MAGIC) {
-                        *data = Bytes::from(encoded);
-                    }
-                }
-            }
-            batch
-        };
-        if batch.data_bytes() as usize > BLOCKING_BYTES {
-            tokio::task::spawn_blocking(move || encode(batch))
-                .await
-                .map_err(|e| BackendError::new(self.inner.name(), ErrorKind::Io, e.to_string()))
-        } else {
-            Ok(encode(batch))
-        }
+        let name = self.inner.name();
+        rewriting::rewrite_puts(batch, name, BLOCKING_BYTES as u64, move |data| {
+            let encoded = frames::encode(data, opts.level, opts.frame_size);
+            // What does not shrink is kept as it is, read as an object from before the layer,
+            // unless it could be taken for a compressed one.
+            (encoded.len() < data.len() || data.starts_with(frames::MAGIC))
+                .then(|| Bytes::from(encoded))
+        })
+        .await
     }
 }
 

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op, Read,
+    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Read,
     Receipt, rewriting, slice_range,
 };
 
@@ -98,24 +98,14 @@ impl EncryptBackend {
         Ok(Bytes::from(opened).slice((start - first) as usize..(end - first) as usize))
     }
 
-    async fn sealed(&self, mut batch: Batch) -> Result<Batch, BackendError> {
+    /// The batch as the store keeps it: every put sealed.
+    async fn sealed(&self, batch: Batch) -> Result<Batch, BackendError> {
         let keys = self.keys.clone();
-        let seal = move |mut batch: Batch| {
-            for op in &mut batch.ops {
-                if let Op::Put { data, .. } = op {
-                    *data = Bytes::from(sealed::seal(&keys, data, FRAME));
-                }
-            }
-            batch
-        };
-        if batch.data_bytes() as usize > BLOCKING_BYTES {
-            batch = tokio::task::spawn_blocking(move || seal(batch))
-                .await
-                .map_err(|e| BackendError::new(self.inner.name(), ErrorKind::Io, e.to_string()))?;
-            Ok(batch)
-        } else {
-            Ok(seal(batch))
-        }
+        let name = self.inner.name();
+        rewriting::rewrite_puts(batch, name, BLOCKING_BYTES as u64, move |data| {
+            Some(Bytes::from(sealed::seal(&keys, data, FRAME)))
+        })
+        .await
     }
 }
 

@@ -328,6 +328,36 @@ async fn restart_and_migrate(t: &mut TestServer, n: usize) -> Client {
     t.login("alice").await
 }
 
+/// Checks that alice's bodies, and a range of the large one, read as `before` and `part`; returns
+/// the main store without its layers and what it lists of hers (all 46).
+async fn same_bodies_and_what_the_store_holds(
+    t: &mut TestServer,
+    c: &mut Client,
+    before: &str,
+    part: &Reply,
+) -> (
+    Arc<dyn strata_backend_api::Backend>,
+    Vec<strata_backend_api::Listed>,
+) {
+    assert_eq!(all_bodies(c, "INBOX").await, before);
+    assert_eq!(
+        c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
+        part.untagged
+    );
+    let raw_cfg = Store {
+        compression: None,
+        encryption: None,
+        ..t.config.storage.main.clone()
+    };
+    let raw = strata_server::backends::reach(&raw_cfg)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = raw.list("alice/").await.unwrap();
+    assert_eq!(listed.len(), 46);
+    (raw, listed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_move_into_compressed_and_encrypted_stores_and_out_again_byte_for_byte() {
     // Plain S3 first, with text, multipart, binary and large messages.
@@ -371,21 +401,7 @@ async fn bodies_move_into_compressed_and_encrypted_stores_and_out_again_byte_for
     let sqlite_z: Stage = (2, sqlite.clone(), "z");
     compression_moves(&mut t.config, sqlite_z.clone(), s3_plain.clone());
     let mut c = restart_and_migrate(&mut t, 46).await;
-    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
-    assert_eq!(
-        c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
-        part.untagged
-    );
-    let raw_cfg = Store {
-        compression: None,
-        ..t.config.storage.main.clone()
-    };
-    let raw = strata_server::backends::reach(&raw_cfg)
-        .await
-        .unwrap()
-        .unwrap();
-    let listed = raw.list("alice/").await.unwrap();
-    assert_eq!(listed.len(), 46);
+    let (raw, listed) = same_bodies_and_what_the_store_holds(&mut t, &mut c, &before, &part).await;
     let layered = strata_server::backends::reach(&t.config.storage.main)
         .await
         .unwrap()
@@ -434,22 +450,7 @@ async fn bodies_move_into_compressed_and_encrypted_stores_and_out_again_byte_for
     let s3_ze: Stage = (3, sealed_s3, "ze");
     compression_moves(&mut t.config, s3_ze.clone(), sqlite_z);
     let mut c = restart_and_migrate(&mut t, 46).await;
-    assert_eq!(all_bodies(&mut c, "INBOX").await, before);
-    assert_eq!(
-        c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
-        part.untagged
-    );
-    let raw_cfg = Store {
-        compression: None,
-        encryption: None,
-        ..t.config.storage.main.clone()
-    };
-    let raw = strata_server::backends::reach(&raw_cfg)
-        .await
-        .unwrap()
-        .unwrap();
-    let listed = raw.list("alice/").await.unwrap();
-    assert_eq!(listed.len(), 46);
+    let (raw, listed) = same_bodies_and_what_the_store_holds(&mut t, &mut c, &before, &part).await;
     for l in &listed {
         let object = raw.get(&l.key, None).await.unwrap();
         assert!(object.starts_with(b"\0STRE1"), "{} is not sealed", l.key);
