@@ -87,6 +87,14 @@ pub trait Backend: Send + Sync + 'static {
     /// the index (bodies no index entry names), not for the request path.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError>;
 
+    /// As [`Backend::list`], but each object as the bottom store keeps it: a layer that
+    /// rewrites objects (compression, encryption, single-instance parts) lists what it wrote,
+    /// its own objects included, with their stored sizes, and reads nothing to do so. For
+    /// accounting and collection.
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        self.list(prefix).await
+    }
+
     /// Removes what an interrupted write left behind (a Maildir's `tmp/` files) if it is older
     /// than `older_than`; returns how many. Stores whose writes leave nothing behind have
     /// nothing to remove.
@@ -174,6 +182,10 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         (**self).list(prefix).await
+    }
+
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        (**self).list_stored(prefix).await
     }
 
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {

@@ -55,6 +55,16 @@ pub async fn list_original_sizes(
     size_of: impl Fn(&Key, &[u8]) -> Result<Option<u64>, BackendError>,
 ) -> Result<Vec<Listed>, BackendError> {
     let listed = inner.list(prefix).await?;
+    original_sizes(inner, listed, head, size_of).await
+}
+
+/// `listed` (objects of `inner`) with each size replaced as [`list_original_sizes`] does.
+pub async fn original_sizes(
+    inner: &dyn Backend,
+    listed: Vec<Listed>,
+    head: u64,
+    size_of: impl Fn(&Key, &[u8]) -> Result<Option<u64>, BackendError>,
+) -> Result<Vec<Listed>, BackendError> {
     let reads = listed
         .iter()
         .map(|l| Read {

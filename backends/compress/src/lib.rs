@@ -198,6 +198,10 @@ impl Backend for CompressBackend {
         .await
     }
 
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        self.inner.list_stored(prefix).await
+    }
+
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
         self.inner.clean_partial(older_than).await
     }
