@@ -307,11 +307,11 @@ mod tests {
 
     #[test]
     fn damaged_tables_are_refused() {
-        let (mut skel, _) = encode(&[7u8; 100], &[10..60]);
+        let (mut skel, _) = encode(&[7u8; 100], std::slice::from_ref(&(10..60)));
         // The part's length, beyond the message.
         skel[FIXED + 8..FIXED + 16].copy_from_slice(&200u64.to_be_bytes());
         assert!(parse(&skel).is_err());
-        let (mut skel, _) = encode(&[7u8; 100], &[10..60]);
+        let (mut skel, _) = encode(&[7u8; 100], std::slice::from_ref(&(10..60)));
         skel[14..18].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(parse(&skel).is_err());
     }
