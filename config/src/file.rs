@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::schema::{
     AppendAck, Backend, Compression, Config, Delay, Encryption, Journal, PlaintextAuth, S3, Secret,
-    Store, Tls,
+    SingleInstance, Store, Tls,
 };
 
 #[derive(Deserialize, Default)]
@@ -121,6 +121,7 @@ struct RawStorage {
     delay: Option<RawDelay>,
     compression: Option<RawCompression>,
     encryption: Option<RawEncryption>,
+    single_instance: Option<RawSingleInstance>,
 }
 
 #[derive(Deserialize, Default)]
@@ -135,6 +136,7 @@ struct RawStore {
     delay: Option<RawDelay>,
     compression: Option<RawCompression>,
     encryption: Option<RawEncryption>,
+    single_instance: Option<RawSingleInstance>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +144,14 @@ struct RawStore {
 struct RawEncryption {
     keys: Option<String>,
     key_id: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSingleInstance {
+    min_part: Option<NumberOrText>,
+    grace_secs: Option<u64>,
+    collect_interval_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -606,6 +616,7 @@ fn parse_checked(
         journal: rs.journal,
         delay: rs.delay,
         compression: rs.compression,
+        single_instance: rs.single_instance,
         encryption: rs.encryption,
     };
     let ctx = StoreContext {
@@ -1003,6 +1014,48 @@ fn store(
             None
         }
     });
+    if rs.single_instance.is_some() && matches!(backend, Backend::Maildir { .. }) {
+        p.add(
+            &key("single_instance"),
+            "a Maildir keeps each message whole for other mail programs: single-instance \
+             parts are for SQL and S3 stores",
+        );
+    }
+    let single_instance = rs.single_instance.map(|r| {
+        let d = SingleInstance::default();
+        let min_part = match r.min_part.map(|v| v.text()) {
+            None => d.min_part,
+            Some(text) => match crate::size::parse_size(&text) {
+                Ok(Some(n)) if n >= 1024 => n,
+                Ok(_) => {
+                    p.add(
+                        &key("single_instance.min_part"),
+                        format!("{text:?}: parts smaller than 1K are not worth a reference"),
+                    );
+                    d.min_part
+                }
+                Err(why) => {
+                    p.add(&key("single_instance.min_part"), why);
+                    d.min_part
+                }
+            },
+        };
+        let grace = r.grace_secs.map_or(d.grace, Duration::from_secs);
+        if grace.is_zero() {
+            p.add(
+                &key("single_instance.grace_secs"),
+                "must be at least 1: longer than any write takes and than the nodes' clocks \
+                 differ (a day by default)",
+            );
+        }
+        SingleInstance {
+            min_part,
+            grace: grace.max(Duration::from_secs(1)),
+            collect_interval: r
+                .collect_interval_secs
+                .map_or(d.collect_interval, |s| Duration::from_secs(s.max(1))),
+        }
+    });
     let journal = journal(p, pfx, rs.journal, &backend, ctx, journal_dir);
     Store {
         name,
@@ -1011,6 +1064,7 @@ fn store(
         delay,
         compression,
         encryption,
+        single_instance,
         journal,
     }
 }

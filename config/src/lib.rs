@@ -16,7 +16,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
     AccountsIn, AppendAck, Auth, Backend, Compression, Config, Delay, Encryption, Fts, Imap, Index,
-    Journal, Lmtp, Log, LogFormat, Metrics, PlaintextAuth, Quota, S3, Secret, Ship, Storage, Store,
-    Tls,
+    Journal, Lmtp, Log, LogFormat, Metrics, PlaintextAuth, Quota, S3, Secret, Ship, SingleInstance,
+    Storage, Store, Tls,
 };
 pub use size::{parse_count, parse_size};

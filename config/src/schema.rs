@@ -271,6 +271,8 @@ pub struct Store {
     pub compression: Option<Compression>,
     /// Encryption of what the store keeps, if configured (`[storage.encryption]`).
     pub encryption: Option<Encryption>,
+    /// Large parts stored once, if configured (`[storage.single_instance]`).
+    pub single_instance: Option<SingleInstance>,
     /// The staging journal.
     pub journal: Journal,
 }
@@ -282,6 +284,27 @@ pub struct Encryption {
     pub keys: PathBuf,
     /// The key new objects are sealed with; the highest id when `None`.
     pub key_id: Option<u32>,
+}
+
+/// Single-instance parts (`[storage.single_instance]`, `[stores.NAME.single_instance]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SingleInstance {
+    /// Parts of at least this many bytes are stored once.
+    pub min_part: u64,
+    /// How long a part nothing refers to is kept before it is deleted.
+    pub grace: Duration,
+    /// How often this node collects parts nothing refers to.
+    pub collect_interval: Duration,
+}
+
+impl Default for SingleInstance {
+    fn default() -> Self {
+        SingleInstance {
+            min_part: 32 << 10,
+            grace: Duration::from_secs(24 * 3600),
+            collect_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// zstd compression at rest (`[storage.compression]`, `[stores.NAME.compression]`).
@@ -431,6 +454,7 @@ impl Default for Config {
                     },
                     delay: None,
                     compression: None,
+                    single_instance: None,
                     encryption: None,
                     journal: Journal {
                         enabled: false,

@@ -79,7 +79,18 @@ pub fn layers_from_env(config: &mut Config) {
                 config.storage.main.encryption =
                     Some(strata_config::Encryption { keys, key_id: None });
             }
-            other => panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (compress, encrypt)"),
+            "sis" if matches!(config.storage.main.backend, Backend::Maildir { .. }) => {}
+            // Parts from 1 KiB, so that the suite's attachments and larger bodies are stored
+            // apart and its range reads cross skeletons and parts.
+            "sis" => {
+                config.storage.main.single_instance = Some(strata_config::SingleInstance {
+                    min_part: 1024,
+                    ..strata_config::SingleInstance::default()
+                })
+            }
+            other => {
+                panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (sis, compress, encrypt)")
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
 use strata_backend_maildir::{MaildirBackend, MaildirTree};
 use strata_backend_s3::{S3Backend, S3Options};
+use strata_backend_sis::{SisBackend, SisOptions};
 use strata_backend_sql::{SqlBackend, SqlOptions};
 use strata_config::{Backend as BackendConfig, Delay, S3, Storage, Store};
 use strata_index::StoreId;
@@ -31,6 +32,8 @@ struct Connected {
     shared: Option<Arc<dyn Backend>>,
     /// The journal in front of the shared store, when there is one.
     journal: Option<Arc<Journal>>,
+    /// The single-instance layer, when configured: what collection runs on.
+    parts: Option<Arc<SisBackend>>,
 }
 
 /// The configured stores, and each user's view of them opened so far.
@@ -65,7 +68,10 @@ pub fn s3_options(c: &S3) -> S3Options {
 /// a missing bucket or an unreachable server are errors here.
 pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
     match reach_raw(store).await? {
-        Some(reached) => Ok(Some(compressed(encrypted(reached, store)?, store))),
+        Some(reached) => {
+            let stored = compressed(encrypted(reached, store)?, store);
+            Ok(Some(single_instance(stored, store).0))
+        }
         None => Ok(None),
     }
 }
@@ -114,6 +120,25 @@ pub fn compressed(store: Arc<dyn Backend>, cfg: &Store) -> Arc<dyn Backend> {
                 frame_size: c.frame_bytes,
             },
         )),
+    }
+}
+
+/// `store` with the large parts of messages stored once, if its configuration asks (never a
+/// Maildir, which the configuration refuses), and the layer itself for collection. It goes in
+/// front of compression and encryption, which then work on skeletons and parts alike.
+pub fn single_instance(
+    store: Arc<dyn Backend>,
+    cfg: &Store,
+) -> (Arc<dyn Backend>, Option<Arc<SisBackend>>) {
+    match cfg.single_instance {
+        Some(_) if matches!(cfg.backend, BackendConfig::Maildir { .. }) => (store, None),
+        None => (store, None),
+        Some(si) => {
+            let opts = SisOptions::new(si.min_part as usize, si.grace);
+            let split = Arc::new(strata_mailstore::mime::leaf_bodies);
+            let sis = Arc::new(SisBackend::new(store, split, opts));
+            (sis.clone(), Some(sis))
+        }
     }
 }
 
@@ -197,6 +222,7 @@ impl Backends {
             cfg: cfg.clone(),
             shared: None,
             journal: None,
+            parts: None,
         };
         let store = match (&cfg.backend, cfg.journal.enabled) {
             // A Maildir behind the journal is every user's Maildir as one store.
@@ -216,6 +242,9 @@ impl Backends {
             )?,
             cfg,
         );
+        // Parts stored once above both, so each part is compressed and sealed like a body.
+        let (store, parts) = single_instance(store, cfg);
+        connected.parts = parts;
         if cfg.journal.enabled {
             let j = &cfg.journal;
             let opts = JournalOptions {
@@ -246,6 +275,14 @@ impl Backends {
                 delayed
             }
         }
+    }
+
+    /// Each store whose large parts are stored once, by name, with its configuration.
+    pub fn single_instance(&self) -> Vec<(String, Arc<SisBackend>, strata_config::SingleInstance)> {
+        self.stores
+            .iter()
+            .filter_map(|s| Some((s.cfg.name.clone(), s.parts.clone()?, s.cfg.single_instance?)))
+            .collect()
     }
 
     /// The main store as every user shares it (behind its journal), when it is shared (SQL, S3).

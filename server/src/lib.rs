@@ -26,6 +26,7 @@ pub mod maildir_scan;
 pub mod metered;
 pub mod migrate;
 pub mod monitor;
+pub mod parts;
 pub mod quota;
 pub mod reconciler;
 pub mod reload;

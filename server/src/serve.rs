@@ -283,6 +283,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
         reconciled.clone(),
         rx.clone(),
     ));
+    // Parts stored once that nothing refers to any more, after their grace period.
+    tasks.extend(crate::parts::spawn(&backends, rx.clone()));
     let control = crate::control::bind(&cfg.data_dir)
         .await
         .map_err(dir_err(&crate::control::socket_path(&cfg.data_dir)))?;

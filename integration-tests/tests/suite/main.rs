@@ -27,4 +27,5 @@ mod rfc3501;
 mod s3;
 mod savedate_preview;
 mod scram;
+mod sis;
 mod status_within;

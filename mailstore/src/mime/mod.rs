@@ -64,6 +64,18 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     }
 }
 
+/// Where the body of each leaf part (one that holds no other parts) lies in `raw`: what a store
+/// may keep apart from the message's header and structure, and once however many messages
+/// hold it. The whole body of a message that is not multipart is one.
+pub fn leaf_bodies(raw: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let t = tree::walk(raw);
+    t.root
+        .walk()
+        .filter(|(_, p)| p.children.is_empty())
+        .map(|(_, p)| p.body_offset as usize..p.end_offset as usize)
+        .collect()
+}
+
 /// The first words of the message's first text part that is not an attachment (plain text
 /// preferred to HTML), blanks collapsed.
 fn preview(raw: &[u8], root: &MimePart) -> String {
