@@ -18,13 +18,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// Subjects whose APPEND got OK.
-    appended: BTreeSet<String>,
+    pub(crate) appended: BTreeSet<String>,
     /// Subjects whose EXPUNGE got OK.
-    expunged: BTreeSet<String>,
+    pub(crate) expunged: BTreeSet<String>,
     /// Subjects an EXPUNGE was sent for (its answer may have died with the server).
-    expunging: BTreeSet<String>,
+    pub(crate) expunging: BTreeSet<String>,
 }
 
 type Lines = tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>;
@@ -62,8 +62,13 @@ async fn work_until_killed(port: u16, client: usize, round: usize, seen: Arc<Mut
     for i in 0.. {
         // Ends with a dot, so that SEARCH SUBJECT (a substring match) finds this one only.
         let id = format!("r{round}c{client}m{i}.");
+        // An attachment of 3 KB, one of four the clients share in each round: a store with
+        // single-instance parts keeps each once.
+        let shared = format!("{round}{}\r\n", (b'a' + (i % 4) as u8) as char).repeat(1000);
         let body = format!(
-            "From: a@example.org\r\nSubject: {id}\r\n\r\nbody of {id}\r\n{}\r\n",
+            "From: a@example.org\r\nSubject: {id}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\n\r\nbody of {id}\r\n{}\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n\
+             {shared}--b--\r\n",
             "x".repeat(500)
         );
         if w.write_all(format!("a{i} APPEND INBOX {{{}}}\r\n", body.len()).as_bytes())
@@ -122,7 +127,12 @@ fn config(root: &Path) -> String {
 }
 
 /// Kills the server `rounds` times while clients work.
-async fn crash_loop(cfg: &Path, rounds: usize, first_round: usize, seen: &Arc<Mutex<Seen>>) {
+pub(crate) async fn crash_loop(
+    cfg: &Path,
+    rounds: usize,
+    first_round: usize,
+    seen: &Arc<Mutex<Seen>>,
+) {
     for round in first_round..first_round + rounds {
         let mut server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_strata-process")), cfg);
         let port = server.port;
@@ -164,7 +174,7 @@ fn files(root: &Path) -> Vec<String> {
 }
 
 /// A data directory under `root` whose only user is alice.
-fn data_dir_with_alice(root: &Path) -> std::path::PathBuf {
+pub(crate) fn data_dir_with_alice(root: &Path) -> std::path::PathBuf {
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
     strata_server::users::UserDb::new(data.join("users"))
@@ -282,7 +292,7 @@ async fn a_crash_loop_leaves_nothing_behind_and_rebuild_brings_back_nothing_expu
 }
 
 /// Subjects of the messages in alice's INBOX, as a running server answers.
-async fn subjects(c: &mut strata_integration_tests::Client) -> BTreeSet<String> {
+pub(crate) async fn subjects(c: &mut strata_integration_tests::Client) -> BTreeSet<String> {
     c.ok("SELECT INBOX").await;
     let r = c.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
     r.untagged

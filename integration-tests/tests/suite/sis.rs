@@ -135,3 +135,158 @@ async fn a_delivery_to_ten_users_stores_its_attachment_once() {
         assert!(got.ends_with(&big[0]));
     }
 }
+
+/// The server on SQLite with parts stored once from 1 KiB, collected every second a second
+/// after they are marked: collection runs among the APPENDs, EXPUNGEs and kills.
+fn crash_config(root: &std::path::Path, data: &std::path::Path) -> std::path::PathBuf {
+    let cfg = root.join("strata.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n[imap]\nstarttls = \"127.0.0.1:0\"\ntls = \"\"\n\
+             [storage]\nbackend = \"sql\"\nreconcile_interval_secs = 0\n\
+             [storage.sql]\nurl = \"sqlite:{}\"\n\
+             [storage.single_instance]\nmin_part = \"1K\"\ngrace_secs = 1\ncollect_interval_secs = 1\n\
+             [log]\nlevel = \"warn\"\n",
+            data.display(),
+            data.join("bodies.db").display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Kills of the server in the crash loop.
+const ROUNDS: usize = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced() {
+    use crate::reconcile::{Seen, crash_loop, data_dir_with_alice, subjects};
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir_with_alice(root.path());
+    let cfg_path = crash_config(root.path(), &data);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // A second node collects all along, on the same database, without a journal of its own.
+    let cfg = strata_config::load(&cfg_path).unwrap();
+    let mut other = cfg.storage.clone();
+    other.main.journal.enabled = false;
+    let node = strata_server::backends::Backends::connect(&other)
+        .await
+        .unwrap();
+    let (_, collector, _) = node
+        .single_instance()
+        .pop()
+        .expect("the layer is configured");
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let collecting = tokio::spawn(async move {
+        let mut runs = Vec::new();
+        while !*stopped.borrow() {
+            runs.push(collector.collect().await.unwrap());
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stopped.changed() => {}
+            }
+        }
+        runs
+    });
+    crash_loop(&cfg_path, ROUNDS, 0, &seen).await;
+    stop.send(true).unwrap();
+    let runs = collecting.await.unwrap();
+    let deleted: u64 = runs.iter().map(|r| r.deleted).sum();
+    eprintln!(
+        "{} collections during the kills deleted {deleted} parts",
+        runs.len()
+    );
+    assert!(runs.len() > 1, "collection ran among the kills");
+
+    // Restarted: the reconciler deletes what the kills left unrecorded, and every message
+    // acknowledged and not expunged reads back whole, its part included.
+    let running = strata_server::serve::start(cfg.clone()).await.unwrap();
+    let reconciled = running.reconciled.clone();
+    strata_integration_tests::until("a reconciler run", Duration::from_secs(60), || {
+        reconciled.runs.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let mut c = strata_integration_tests::Client::plain(running.imap.unwrap()).await;
+    c.ok("LOGIN alice alice-password").await;
+    let in_index = subjects(&mut c).await;
+    c.ok("SELECT INBOX").await;
+    let fetched = c.ok("FETCH 1:* BODY.PEEK[]").await;
+    let bodies = fetched
+        .untagged
+        .iter()
+        .filter(|l| l.contains("--b--"))
+        .count();
+    assert_eq!(bodies, in_index.len(), "every message reads back whole");
+    drop(c);
+    running.shutdown().await;
+    {
+        let s = seen.lock().unwrap();
+        eprintln!(
+            "single-instance parts: {} APPENDs and {} EXPUNGEs answered over {ROUNDS} kills",
+            s.appended.len(),
+            s.expunged.len()
+        );
+        for id in s.appended.difference(&s.expunging) {
+            assert!(
+                in_index.contains(id),
+                "{id} was acknowledged and is missing"
+            );
+        }
+        for id in &s.expunged {
+            assert!(!in_index.contains(id), "{id} was expunged and is back");
+        }
+    }
+
+    // Collected until no part is left that nothing refers to (a grace after being marked),
+    // and no reference names a part that is gone.
+    let (_store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
+    let (_, sis, _) = backends
+        .single_instance()
+        .pop()
+        .expect("the layer is configured");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = sis.collect().await.unwrap();
+        let listed = sis.list_stored("").await.unwrap();
+        let names: std::collections::HashSet<&str> =
+            listed.iter().map(|l| l.key.as_str()).collect();
+        let parts: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(".sis/p/"))
+            .collect();
+        let mut referred = std::collections::HashSet::new();
+        for (hash, message) in names
+            .iter()
+            .filter_map(|n| n.strip_prefix(".sis/r/")?.split_once('/'))
+        {
+            assert!(
+                names.contains(format!(".sis/p/{hash}").as_str()),
+                "{message} refers to part {hash}, which is gone"
+            );
+            if names.contains(message) {
+                referred.insert(hash);
+            }
+        }
+        assert!(
+            !parts.is_empty(),
+            "the messages' attachments are stored apart"
+        );
+        assert!(
+            parts.len() <= 4 * ROUNDS,
+            "four attachments a round, each once: {parts:?}"
+        );
+        if parts.iter().all(|p| referred.contains(p)) && run.marked == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "parts nothing refers to are still kept: {run:?}"
+        );
+        // The grace is measured on the clock: wait for the next run to be due.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
