@@ -85,7 +85,11 @@ const PROBE: u64 = 4096;
 /// Splitting and hashing above this many bytes leaves the async workers.
 const BLOCKING_BYTES: u64 = 256 << 10;
 /// Reads of parts in flight for one message.
-const PART_READS: usize = 8;
+const PART_READS: usize = 4;
+/// Reads of parts in flight for the whole layer: a batch of many messages would otherwise
+/// start one message's part reads per message read, beyond what the store's connections
+/// serve before they time out.
+const LAYER_PART_READS: usize = 32;
 /// How long a commit waits for a collection that is deleting a part it refers to.
 const MARK_WAIT: Duration = Duration::from_secs(60);
 
@@ -126,6 +130,8 @@ pub struct SisBackend {
     committing: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
     /// Collection's memory between runs (see `collect.rs`).
     collector: tokio::sync::Mutex<collect::Memory>,
+    /// Bounds the part reads in flight ([`LAYER_PART_READS`]).
+    part_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl SisBackend {
@@ -137,6 +143,7 @@ impl SisBackend {
             opts,
             committing: Mutex::new(HashMap::new()),
             collector: tokio::sync::Mutex::new(collect::Memory::default()),
+            part_reads: Arc::new(tokio::sync::Semaphore::new(LAYER_PART_READS)),
         }
     }
 
@@ -204,8 +211,14 @@ impl SisBackend {
     /// Reads of parts (or skeleton bytes) for `key`'s message; a missing part is damage.
     async fn read_parts(&self, key: &Key, reads: Vec<Read>) -> Result<Vec<Bytes>, BackendError> {
         let names: Vec<Key> = reads.iter().map(|r| r.key.clone()).collect();
-        let got: Vec<Result<Bytes, BackendError>> =
-            self.inner.get_many(reads, PART_READS).collect().await;
+        let got: Vec<Result<Bytes, BackendError>> = futures::stream::iter(reads)
+            .map(|r| async move {
+                let _permit = self.part_reads.acquire().await.expect("never closed");
+                self.inner.get(&r.key, r.range).await
+            })
+            .buffered(PART_READS)
+            .collect()
+            .await;
         got.into_iter()
             .zip(names)
             .map(|(r, name)| match r {
@@ -572,13 +585,13 @@ impl Backend for SisBackend {
         reads: Vec<Read>,
         concurrency: usize,
     ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        rewriting::get_many_decoded(
-            &*self.inner,
-            reads,
-            concurrency,
-            move |key, object| async move { self.assemble(&key, object).await },
-            move |r| async move { self.get(&r.key, r.range).await },
-        )
+        // Each message read whole within one future, skeleton and parts: a skeleton read of
+        // the store's own batched stream would sit unpolled, holding a connection, while the
+        // parts of earlier messages wait for one.
+        futures::stream::iter(reads)
+            .map(move |r| async move { self.get(&r.key, r.range).await })
+            .buffered(concurrency.max(1))
+            .boxed()
     }
 }
 

@@ -388,3 +388,71 @@ async fn references_to_messages_never_stored_go_after_the_grace() {
     assert_eq!(sis.collect().await.unwrap().deleted, 1);
     assert!(stored(&*store, ".sis/").await.is_empty());
 }
+
+/// A store that serves two reads at a time, as a database serves as many as it has
+/// connections: a read waits for one, and holds it until it is polled to its end.
+struct Pooled {
+    inner: MemoryBackend,
+    connections: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Backend for Pooled {
+    fn name(&self) -> &str {
+        "pooled"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
+        self.inner.commit(batch).await
+    }
+    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
+        self.inner.flush(seq).await
+    }
+    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let _connection = self.connections.acquire().await.unwrap();
+        // The query's time on the connection.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.inner.get(key, range).await
+    }
+    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        self.inner.size(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_messages_read_at_once_never_wait_on_each_other_for_the_stores_connections() {
+    let store = Arc::new(Pooled {
+        inner: MemoryBackend::new(),
+        connections: tokio::sync::Semaphore::new(2),
+    });
+    let clock = Clock::new();
+    let sis = layer(store.clone(), &clock);
+    let messages: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            message(
+                &i.to_string(),
+                &[&attachment(i as u8, 3000), &attachment(7, 2000)],
+            )
+        })
+        .collect();
+    for (i, m) in messages.iter().enumerate() {
+        sis.commit(Batch::new().put(k(&format!("u/{i}")), m.clone()))
+            .await
+            .unwrap();
+    }
+    let reads = (0..40)
+        .map(|i| strata_backend_api::Read::whole(k(&format!("u/{i}"))))
+        .collect();
+    let all = futures::StreamExt::collect::<Vec<_>>(sis.get_many(reads, 16));
+    let got = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("every read ends");
+    for (g, m) in got.into_iter().zip(&messages) {
+        assert_eq!(g.unwrap(), m[..]);
+    }
+}

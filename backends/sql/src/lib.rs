@@ -49,6 +49,10 @@ pub struct SqlBackend {
     /// Commits from this process are serialised, so that a precondition checked inside one
     /// transaction still holds when it commits (an absent key cannot be locked).
     commit_lock: tokio::sync::Mutex<()>,
+    /// Reads in flight, one fewer than the pool's connections (a commit has the last): more
+    /// reads wait here, for as long as it takes, rather than for a connection, whose wait
+    /// ends in an error after the connect timeout however healthy the database is.
+    reads: tokio::sync::Semaphore,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$sql` to its dialect's statements;
@@ -110,6 +114,7 @@ impl SqlBackend {
             name,
             chunk_bytes: opts.chunk_bytes.max(1),
             commit_lock: tokio::sync::Mutex::new(()),
+            reads: tokio::sync::Semaphore::new(opts.max_connections.max(2) as usize - 1),
         };
         backend.migrate().await?;
         Ok(backend)
@@ -347,6 +352,7 @@ impl Backend for SqlBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let _read = self.reads.acquire().await.expect("never closed");
         on_db!(self, pool, sql => {
             let rows = sqlx::query(sql.list)
                 .bind(i32::try_from(prefix.len()).unwrap_or(i32::MAX))
@@ -373,6 +379,7 @@ impl Backend for SqlBackend {
     }
 
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let _read = self.reads.acquire().await.expect("never closed");
         on_db!(self, pool, sql => {
             let Some(range) = range else {
                 let rows = sqlx::query(sql.all_chunks)
@@ -429,6 +436,7 @@ impl Backend for SqlBackend {
     }
 
     async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        let _read = self.reads.acquire().await.expect("never closed");
         let what = "reading body metadata";
         on_db!(self, pool, sql => {
             let row = sqlx::query(sql.get_meta)
@@ -472,6 +480,7 @@ impl Backend for SqlBackend {
     }
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
+        let _read = self.reads.acquire().await.expect("never closed");
         on_db!(self, pool, sql => {
             let row = sqlx::query(sql.meta)
                 .bind(key.as_str())

@@ -251,3 +251,27 @@ async fn conditional_creates_race_with_one_winner_on_every_database() {
         scratch.drop_all().await;
     }
 }
+
+/// More reads than connections, each longer than the connect timeout would let a read wait
+/// for one: they queue and all succeed, rather than failing as if the database were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_beyond_the_connections_wait_their_turn_and_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("bodies.db").display());
+    let b = SqlBackend::connect(&SqlOptions {
+        max_connections: 2,
+        connect_timeout: Duration::from_millis(100),
+        ..opts(url, 4096)
+    })
+    .await
+    .unwrap();
+    let body: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let key = Key::new("big").unwrap();
+    b.commit(Batch::new().put(key.clone(), body.clone()))
+        .await
+        .unwrap();
+    let reads = (0..64).map(|_| b.get(&key, None));
+    for r in futures::future::join_all(reads).await {
+        assert_eq!(r.unwrap().len(), body.len());
+    }
+}

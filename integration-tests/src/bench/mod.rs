@@ -8,6 +8,7 @@ pub mod report;
 pub mod resync;
 pub mod search_scale;
 pub mod ship;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -33,6 +33,25 @@ enum Command {
     /// Measures SEARCH BODY on a large mailbox on S3 with injected latency, answered from the
     /// full-text index (and, on a smaller one, without it).
     SearchScale(SearchScaleArgs),
+    /// Measures bytes stored, and the time to store and read them, with single-instance
+    /// parts, compression and encryption against a plain store, on SQLite in process.
+    Storage(StorageArgs),
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Deliveries (messages before each goes to every recipient).
+    #[arg(long, default_value_t = 200)]
+    deliveries: u32,
+    /// Users each delivery goes to.
+    #[arg(long, default_value_t = 10)]
+    recipients: u32,
+    /// The share of deliveries carrying an attachment other deliveries carry too.
+    #[arg(long, default_value_t = 0.3)]
+    shared: f64,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -553,6 +572,15 @@ async fn main() {
                     latency: Duration::from_millis(a.latency_ms),
                 },
             )
+            .await;
+            write_out(&a.out, &text);
+        }
+        Command::Storage(a) => {
+            let text = bench::storage::run(&bench::storage::Options {
+                deliveries: a.deliveries,
+                recipients: a.recipients,
+                shared: a.shared,
+            })
             .await;
             write_out(&a.out, &text);
         }
