@@ -27,6 +27,21 @@ pub(crate) struct Seen {
     pub(crate) expunging: BTreeSet<String>,
 }
 
+impl Seen {
+    /// Every message acknowledged and not expunged is in `in_index`; none expunged is.
+    pub(crate) fn assert_kept(&self, in_index: &BTreeSet<String>) {
+        for id in self.appended.difference(&self.expunging) {
+            assert!(
+                in_index.contains(id),
+                "{id} was acknowledged and is missing"
+            );
+        }
+        for id in &self.expunged {
+            assert!(!in_index.contains(id), "{id} was expunged and is back");
+        }
+    }
+}
+
 type Lines = tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>;
 
 /// Reads until the line tagged `tag` (or a continuation, for `+`); its text, or None when the
@@ -365,15 +380,7 @@ async fn on_s3_behind_the_journal_a_crash_loop_leaves_no_object_nothing_names() 
             s.expunged.len()
         );
         assert!(removed >= 3, "the stray bodies were deleted: {removed}");
-        for id in s.appended.difference(&s.expunging) {
-            assert!(
-                in_index.contains(id),
-                "{id} was acknowledged and is missing"
-            );
-        }
-        for id in &s.expunged {
-            assert!(!in_index.contains(id), "{id} was expunged and is back");
-        }
+        s.assert_kept(&in_index);
     }
     // Every object in the bucket is a message's, once.
     let (store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
