@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """LMTP delivery throughput, side by side: messages/s delivered to each target on 1 and 8
 connections, with 1 and 10 recipients per message (users bench0..bench9, which both servers
-must have). Every message is answered per recipient; any reply but 250 is counted as an error.
+must have); with --attachment-kb N, each message carries an attachment of its own of N KB. Every message is answered per recipient; any reply but 250 is counted as an error.
 
     lmtp-bench.py --target strata=127.0.0.1:10024 --target dovecot=127.0.0.1:10144 [--messages 400]
 
@@ -10,16 +10,31 @@ weighs on both alike. Prints a markdown table.
 """
 
 import argparse
+import base64
+import os
 import socket
 import threading
 import time
 
 
+ATTACHMENT_KB = 0
+
+
 def message(i: int) -> bytes:
     body = "".join(f"line {j} of a message of about four kilobytes, number {i}\r\n" for j in range(70))
-    return (
+    head = (
         f"From: sender{i}@remote.example\r\nTo: bench@localhost\r\n"
-        f"Subject: delivery {i}\r\nMessage-ID: <{i}.{time.time_ns()}@remote.example>\r\n\r\n{body}"
+        f"Subject: delivery {i}\r\nMessage-ID: <{i}.{time.time_ns()}@remote.example>\r\n"
+    )
+    if not ATTACHMENT_KB:
+        return f"{head}\r\n{body}".encode()
+    # An attachment of its own per message (random, so nothing but fan-out repeats it).
+    raw = base64.encodebytes(os.urandom(ATTACHMENT_KB * 768)).decode().replace("\n", "\r\n")
+    return (
+        f"{head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b{i}\r\n\r\n"
+        f"--b{i}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n"
+        f"--b{i}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{raw}--b{i}--\r\n"
     ).encode()
 
 
@@ -94,7 +109,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", action="append", required=True, help="NAME=HOST:PORT")
     ap.add_argument("--messages", type=int, default=400, help="messages per configuration")
+    ap.add_argument("--attachment-kb", type=int, default=0,
+                    help="give each message a base64 attachment of about this many KB")
     a = ap.parse_args()
+    global ATTACHMENT_KB
+    ATTACHMENT_KB = a.attachment_kb
     targets = []
     for t in a.target:
         name, addr = t.split("=", 1)
