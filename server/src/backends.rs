@@ -70,7 +70,9 @@ pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendErr
     match reach_raw(store).await? {
         Some(reached) => {
             let stored = compressed(encrypted(reached, store)?, store);
-            Ok(Some(single_instance(stored, store).0))
+            let stored = single_instance(stored, store).0;
+            single_instance_kept(&stored, store).await?;
+            Ok(Some(stored))
         }
         None => Ok(None),
     }
@@ -139,6 +141,40 @@ pub fn single_instance(
             let sis = Arc::new(SisBackend::new(store, split, opts));
             (sis.clone(), Some(sis))
         }
+    }
+}
+
+/// Where a store records that it holds messages stored with single-instance parts.
+const SINGLE_INSTANCE_MARK: &str = ".sis/in-use";
+
+/// A store with single-instance parts is marked as holding them; one without them must not be
+/// marked: its skeletons would be answered as mail without the layer that puts them together.
+async fn single_instance_kept(store: &Arc<dyn Backend>, cfg: &Store) -> Result<(), BackendError> {
+    if matches!(cfg.backend, BackendConfig::Maildir { .. }) {
+        return Ok(());
+    }
+    let mark = Key::new(SINGLE_INSTANCE_MARK).expect("a valid key");
+    let marked = match store.size(&mark).await {
+        Ok(_) => true,
+        Err(e) if e.kind == ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    match (cfg.single_instance.is_some(), marked) {
+        (true, false) => {
+            store
+                .commit(strata_backend_api::Batch::new().put(mark, bytes::Bytes::new()))
+                .await?
+                .acked()
+                .await
+        }
+        (false, true) => Err(BackendError::new(
+            "server",
+            ErrorKind::Unsupported,
+            "it holds messages stored with single_instance, which cannot be read without \
+             it: put the single_instance table back (strata migrate can then move the mail \
+             to a store without it)",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -244,6 +280,7 @@ impl Backends {
         );
         // Parts stored once above both, so each part is compressed and sealed like a body.
         let (store, parts) = single_instance(store, cfg);
+        single_instance_kept(&store, cfg).await?;
         connected.parts = parts;
         if cfg.journal.enabled {
             let j = &cfg.journal;

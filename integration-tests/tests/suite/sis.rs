@@ -297,3 +297,50 @@ async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced(
         *ahead.lock().unwrap() += grace;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_holds_parts_is_not_opened_without_the_layer() {
+    let root = tempfile::tempdir().unwrap();
+    let data = crate::reconcile::data_dir_with_alice(root.path());
+    let with = crash_config(root.path(), &data);
+    let cfg = strata_config::load(&with).unwrap();
+    let running = strata_server::serve::start(cfg.clone()).await.unwrap();
+    let mut c = strata_integration_tests::Client::plain(running.imap.unwrap()).await;
+    c.ok("LOGIN alice alice-password").await;
+    let m = format!(
+        "Subject: kept\r\nContent-Type: multipart/mixed; boundary=k\r\n\r\n--k\r\n\r\nhello\r\n\
+         --k\r\nContent-Type: application/octet-stream\r\n\r\n{}--k--\r\n",
+        "0123456789abcdef\r\n".repeat(300)
+    )
+    .into_bytes();
+    assert!(c.append("INBOX", "", &m).await.is_ok());
+    let m = String::from_utf8(m).unwrap();
+    drop(c);
+    running.shutdown().await;
+
+    // The table taken out: the server refuses to start, naming the store and the table.
+    let text = std::fs::read_to_string(&with).unwrap();
+    let start = text.find("[storage.single_instance]").unwrap();
+    let end = text[start..].find("[log]").unwrap() + start;
+    let without = root.path().join("without.toml");
+    std::fs::write(&without, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let e = strata_server::serve::start(strata_config::load(&without).unwrap())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("\"main\"") && e.contains("single_instance"),
+        "{e}"
+    );
+
+    // Put back, the message reads as it was appended.
+    let running = strata_server::serve::start(cfg).await.unwrap();
+    let mut c = strata_integration_tests::Client::plain(running.imap.unwrap()).await;
+    c.ok("LOGIN alice alice-password").await;
+    c.ok("SELECT INBOX").await;
+    let r = c.ok("FETCH 1 BODY.PEEK[]").await;
+    assert!(r.has(&m), "{:?}", r.untagged);
+    drop(c);
+    running.shutdown().await;
+}
