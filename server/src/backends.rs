@@ -1,5 +1,6 @@
 //! Wiring the configured stores to the mail store. A store shared by every user (SQL, S3) is
-//! connected at start, wrapped in the delay backend when the configuration injects latency, and
+//! connected at start, wrapped in the delay backend when the configuration injects latency, in
+//! the layers its configuration names (encryption, compression, single-instance parts), and
 //! put behind its staging journal; each user sees it under a prefix of their name. A Maildir is
 //! opened per user, unless it is configured behind the journal: then every user's Maildir is
 //! one store, like a database. Every user gets every configured store, keyed by its id, so bodies are

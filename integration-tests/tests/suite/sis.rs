@@ -240,13 +240,13 @@ async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced(
         let (_store, backends) = strata_server::serve::mailstore(&cfg).await.unwrap();
         backends.drain_journals().await.unwrap();
     }
-    // The layer over the store, on a clock each run moves a grace on.
-    let mut plain = cfg.storage.main.clone();
-    plain.single_instance = None;
-    let raw = strata_server::backends::reach(&plain)
-        .await
-        .unwrap()
-        .expect("a shared store");
+    // The layer over the database, on a clock each run moves a grace on.
+    let url = format!("sqlite:{}", data.join("bodies.db").display());
+    let raw = Arc::new(
+        strata_backend_sql::SqlBackend::connect(&strata_backend_sql::SqlOptions::new(url))
+            .await
+            .unwrap(),
+    );
     let ahead = Arc::new(Mutex::new(Duration::ZERO));
     let clock = ahead.clone();
     let grace = Duration::from_secs(1);
