@@ -138,11 +138,24 @@ pub fn single_instance(
         None => (store, None),
         Some(si) => {
             let opts = SisOptions::new(si.min_part as usize, si.grace);
-            let split = Arc::new(strata_mailstore::mime::leaf_bodies);
+            let split = Arc::new(message_parts);
             let sis = Arc::new(SisBackend::new(store, split, opts));
             (sis.clone(), Some(sis))
         }
     }
+}
+
+/// The parts of a message stored apart: each MIME leaf's body; none of a user's shipped index,
+/// which is not mail (keys are `USER/KEY` below each user's prefix).
+pub fn message_parts(key: &Key, data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let own = key
+        .as_str()
+        .split_once('/')
+        .map_or(key.as_str(), |(_, k)| k);
+    if strata_mailstore::ship::chain::is_index_key(own) {
+        return Vec::new();
+    }
+    strata_mailstore::mime::leaf_bodies(data)
 }
 
 /// Where a store records that it holds messages stored with single-instance parts.

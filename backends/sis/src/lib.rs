@@ -42,9 +42,10 @@ use strata_backend_api::{
 
 use skeleton::{Hash, Parsed, Piece, Table};
 
-/// Names the byte ranges of a message that may be stored apart (any ranges: the layer keeps
-/// those in bounds, large enough and not overlapping).
-pub type Splitter = Arc<dyn Fn(&[u8]) -> Vec<Range<usize>> + Send + Sync>;
+/// Names the byte ranges of the object put at a key that may be stored apart (any ranges: the
+/// layer keeps those in bounds, large enough and not overlapping); none for an object that is
+/// not a message.
+pub type Splitter = Arc<dyn Fn(&Key, &[u8]) -> Vec<Range<usize>> + Send + Sync>;
 
 /// The time, for the collection's marks (tests move it).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -390,7 +391,7 @@ impl SisBackend {
 fn split_one(split: &Splitter, min: usize, key: Key, data: Bytes) -> Split {
     let escape = data.starts_with(skeleton::MAGIC);
     let cuts = if data.len() >= min {
-        skeleton::cuts(&data, split(&data), min)
+        skeleton::cuts(&data, split(&key, &data), min)
     } else {
         Vec::new()
     };

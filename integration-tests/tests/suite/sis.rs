@@ -23,7 +23,7 @@ fn layer(min_part: usize) -> (Arc<MemoryBackend>, SisBackend) {
         },
     );
     let opts = SisOptions::new(min_part, Duration::from_secs(3600));
-    let split = Arc::new(strata_mailstore::mime::leaf_bodies);
+    let split = Arc::new(strata_server::backends::message_parts);
     (store, SisBackend::new(Arc::new(compressed), split, opts))
 }
 
@@ -183,12 +183,9 @@ async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced(
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let collecting = tokio::spawn(async move {
         let mut runs = Vec::new();
-        while !*stopped.borrow() {
+        // Back to back, as often as the store answers.
+        while !*stopped.borrow_and_update() {
             runs.push(collector.collect().await.unwrap());
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stopped.changed() => {}
-            }
         }
         runs
     });
@@ -252,7 +249,7 @@ async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced(
     let grace = Duration::from_secs(1);
     let sis = SisBackend::new(
         raw,
-        Arc::new(strata_mailstore::mime::leaf_bodies),
+        Arc::new(strata_server::backends::message_parts),
         SisOptions {
             min_part: 1024,
             grace,
