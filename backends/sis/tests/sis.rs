@@ -138,16 +138,36 @@ async fn the_layer_keeps_the_contract_alone_and_above_compression() {
     .await;
 }
 
-/// Counts the bytes and the reads the layer makes of the store.
-struct Counting {
+/// A store in memory that counts the bytes read from it and, when pooled, serves as many reads
+/// at a time as a database has connections: a read waits for one and holds it until it is
+/// polled to its end.
+struct Observed {
     inner: MemoryBackend,
     bytes: AtomicU64,
+    connections: Option<tokio::sync::Semaphore>,
+}
+
+impl Observed {
+    fn counting() -> Self {
+        Observed {
+            inner: MemoryBackend::new(),
+            bytes: AtomicU64::new(0),
+            connections: None,
+        }
+    }
+
+    fn pooled(connections: usize) -> Self {
+        Observed {
+            connections: Some(tokio::sync::Semaphore::new(connections)),
+            ..Observed::counting()
+        }
+    }
 }
 
 #[async_trait]
-impl Backend for Counting {
+impl Backend for Observed {
     fn name(&self) -> &str {
-        "counting"
+        "observed"
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
@@ -159,6 +179,15 @@ impl Backend for Counting {
         self.inner.flush(seq).await
     }
     async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+        let _connection = match &self.connections {
+            Some(c) => {
+                let permit = c.acquire().await.unwrap();
+                // The query's time on the connection (on the paused clock in the test).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Some(permit)
+            }
+            None => None,
+        };
         let b = self.inner.get(key, range).await?;
         self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
@@ -173,10 +202,7 @@ impl Backend for Counting {
 
 #[tokio::test]
 async fn a_part_many_messages_hold_is_stored_once_and_read_by_range() {
-    let store = Arc::new(Counting {
-        inner: MemoryBackend::new(),
-        bytes: AtomicU64::new(0),
-    });
+    let store = Arc::new(Observed::counting());
     let clock = Clock::new();
     let sis = layer(store.clone(), &clock);
     let shared = attachment(1, 200_000);
@@ -389,49 +415,11 @@ async fn references_to_messages_never_stored_go_after_the_grace() {
     assert!(stored(&*store, ".sis/").await.is_empty());
 }
 
-/// A store that serves two reads at a time, as a database serves as many as it has
-/// connections: a read waits for one, and holds it until it is polled to its end.
-struct Pooled {
-    inner: MemoryBackend,
-    connections: tokio::sync::Semaphore,
-}
-
-#[async_trait]
-impl Backend for Pooled {
-    fn name(&self) -> &str {
-        "pooled"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        self.inner.commit(batch).await
-    }
-    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.inner.flush(seq).await
-    }
-    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
-        let _connection = self.connections.acquire().await.unwrap();
-        // The query's time on the connection.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        self.inner.get(key, range).await
-    }
-    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
-        self.inner.size(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list(prefix).await
-    }
-}
-
 // On tokio's paused clock: the store's time passes as soon as nothing else can run, and a
 // deadlock meets the timeout at once.
 #[tokio::test(start_paused = true)]
 async fn many_messages_read_at_once_never_wait_on_each_other_for_the_stores_connections() {
-    let store = Arc::new(Pooled {
-        inner: MemoryBackend::new(),
-        connections: tokio::sync::Semaphore::new(2),
-    });
+    let store = Arc::new(Observed::pooled(2));
     let clock = Clock::new();
     let sis = layer(store.clone(), &clock);
     let messages: Vec<Vec<u8>> = (0..40)
