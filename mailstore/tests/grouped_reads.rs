@@ -5,17 +5,10 @@
 
 mod common;
 
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
-use strata_backend_api::{
-    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, MemoryBackend, Read,
-    Receipt,
-};
+use strata_backend_api::{Backend, ErrorKind, MemoryBackend, Observed};
 use strata_backend_maildir::MaildirBackend;
 use strata_index::{IndexOptions, StoreId};
 use strata_mailstore::{
@@ -24,64 +17,6 @@ use strata_mailstore::{
 
 const LOCAL: StoreId = StoreId(0);
 const OTHER: StoreId = StoreId(1);
-
-/// A backend that records how reads reach it: each `get_many` call's reads, and single gets.
-struct Recording {
-    inner: Arc<dyn Backend>,
-    groups: Mutex<Vec<Vec<Read>>>,
-    singles: Mutex<usize>,
-}
-
-impl Recording {
-    fn new(inner: Arc<dyn Backend>) -> Arc<Recording> {
-        Arc::new(Recording {
-            inner,
-            groups: Mutex::new(Vec::new()),
-            singles: Mutex::new(0),
-        })
-    }
-
-    fn take(&self) -> (Vec<Vec<Read>>, usize) {
-        (
-            std::mem::take(&mut *self.groups.lock().unwrap()),
-            std::mem::take(&mut *self.singles.lock().unwrap()),
-        )
-    }
-}
-
-#[async_trait]
-impl Backend for Recording {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        self.inner.commit(batch).await
-    }
-    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.inner.flush(seq).await
-    }
-    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
-        *self.singles.lock().unwrap() += 1;
-        self.inner.get(key, range).await
-    }
-    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
-        self.inner.size(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list(prefix).await
-    }
-    fn get_many(
-        &self,
-        reads: Vec<Read>,
-        concurrency: usize,
-    ) -> BoxStream<'_, Result<Bytes, BackendError>> {
-        self.groups.lock().unwrap().push(reads.clone());
-        self.inner.get_many(reads, concurrency)
-    }
-}
 
 fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
     Mailstore::new(
@@ -121,8 +56,8 @@ fn expected(raw: &[u8], r: &BodyRead) -> Vec<u8> {
 async fn local_reads_go_in_groups_and_answer_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = Arc::new(MaildirBackend::open(dir.path().join("maildir")).unwrap());
-    let local = Recording::new(maildir as Arc<dyn Backend>);
-    let other = Recording::new(Arc::new(MemoryBackend::new()) as Arc<dyn Backend>);
+    let local = Arc::new(Observed::new(maildir as Arc<dyn Backend>));
+    let other = Arc::new(Observed::new(Arc::new(MemoryBackend::new())));
     assert!(local.capabilities().local_reads);
     assert!(!other.capabilities().local_reads);
 
@@ -164,8 +99,8 @@ async fn local_reads_go_in_groups_and_answer_in_order() {
             plan.push((other_reads[j].clone(), other_raws[j].clone()));
         }
     }
-    local.take();
-    other.take();
+    local.take_reads();
+    other.take_reads();
     let got: Vec<_> = user
         .bodies(plan.iter().map(|p| p.0.clone()).collect())
         .collect()
@@ -179,7 +114,7 @@ async fn local_reads_go_in_groups_and_answer_in_order() {
         );
     }
 
-    let (groups, singles) = local.take();
+    let (groups, singles) = local.take_reads();
     let grouped: usize = groups.iter().map(Vec::len).sum();
     assert_eq!(grouped + singles, 120, "every Maildir read made once");
     assert!(
@@ -193,7 +128,7 @@ async fn local_reads_go_in_groups_and_answer_in_order() {
         "{} groups and {singles} single reads for 120 bodies",
         groups.len()
     );
-    let (other_groups, other_singles) = other.take();
+    let (other_groups, other_singles) = other.take_reads();
     assert!(
         other_groups.is_empty(),
         "a remote store's reads are not grouped"

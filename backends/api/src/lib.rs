@@ -8,7 +8,8 @@
 //! help ([`BackendError`]).
 //!
 //! This crate depends on no backend and no driver. It holds the trait, the types, an in-memory
-//! backend ([`MemoryBackend`]) and the [`conformance`] suite every backend runs.
+//! backend ([`MemoryBackend`]), the [`conformance`] suite every backend runs, and a store that
+//! watches what reaches it, for tests ([`Observed`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -37,6 +38,7 @@ mod key;
 mod label;
 mod memory;
 mod meta;
+mod observed;
 mod pool;
 mod prefixed;
 mod receipt;
@@ -49,6 +51,7 @@ pub use key::{Key, MAX_KEY_BYTES};
 pub use label::Label;
 pub use memory::MemoryBackend;
 pub use meta::{BodyMeta, PAIR_NAMES};
+pub use observed::{Committed, Observed};
 pub use pool::{BufferPool, READ_BUFFERS_MAX, read_buffers};
 pub use prefixed::Prefixed;
 pub use receipt::{AckTracker, Receipt};

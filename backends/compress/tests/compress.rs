@@ -2,16 +2,10 @@
 //! reads objects stored before it was there, fetches only the frames a range needs, and reports
 //! damage as corruption naming the key.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use strata_backend_api::{
-    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, MemoryBackend, Receipt,
-    conformance,
-};
+use strata_backend_api::{Backend, Batch, ErrorKind, Key, MemoryBackend, Observed, conformance};
 use strata_backend_compress::{CompressBackend, CompressOptions};
 use strata_backend_maildir::MaildirBackend;
 
@@ -55,58 +49,22 @@ async fn the_layer_keeps_the_contract_over_memory_and_a_maildir() {
     .await;
 }
 
-/// Counts the bytes the layer reads from the store.
-struct Counting {
-    inner: MemoryBackend,
-    read: AtomicU64,
-}
-
-#[async_trait]
-impl Backend for Counting {
-    fn name(&self) -> &str {
-        "counting"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        self.inner.commit(batch).await
-    }
-    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.inner.flush(seq).await
-    }
-    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
-        let b = self.inner.get(key, range).await?;
-        self.read.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    }
-    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
-        self.inner.size(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list(prefix).await
-    }
-}
-
 #[tokio::test]
 async fn objects_shrink_and_a_range_read_fetches_only_its_frames() {
-    let store = Arc::new(Counting {
-        inner: MemoryBackend::new(),
-        read: AtomicU64::new(0),
-    });
+    let store = Arc::new(Observed::new(Arc::new(MemoryBackend::new())));
     let b = CompressBackend::new(store.clone(), CompressOptions::default());
     let m = mail(2 << 20);
     b.commit(Batch::new().put(k("big"), m.clone()))
         .await
         .unwrap();
-    let stored = store.inner.size(&k("big")).await.unwrap();
+    let stored = store.inner().size(&k("big")).await.unwrap();
     assert!(stored < m.len() as u64 / 5, "{stored} of {}", m.len());
     assert_eq!(b.size(&k("big")).await.unwrap(), m.len() as u64);
     assert_eq!(b.list("").await.unwrap()[0].size, m.len() as u64);
-    store.read.store(0, Ordering::Relaxed);
+    store.reset();
     let part = b.get(&k("big"), Some(1_500_000..1_500_100)).await.unwrap();
     assert_eq!(part, m[1_500_000..1_500_100]);
-    let read = store.read.load(Ordering::Relaxed);
+    let read = store.read_bytes();
     // The header probe and one or two 64 KiB frames, compressed: far from the object.
     assert!(
         read < 4096 + 2 * 65536 / 2,

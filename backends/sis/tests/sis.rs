@@ -3,16 +3,11 @@
 //! part as damage, and collects exactly the parts nothing refers to, after the grace period
 //! and never from under a commit.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use strata_backend_api::{
-    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, MemoryBackend, Receipt,
-    conformance,
+    Backend, Batch, ErrorKind, Key, Listed, MemoryBackend, Observed, conformance,
 };
 use strata_backend_compress::{CompressBackend, CompressOptions};
 use strata_backend_sis::{SisBackend, SisOptions, Splitter, collect::Collection};
@@ -138,71 +133,13 @@ async fn the_layer_keeps_the_contract_alone_and_above_compression() {
     .await;
 }
 
-/// A store in memory that counts the bytes read from it and, when pooled, serves as many reads
-/// at a time as a database has connections: a read waits for one and holds it until it is
-/// polled to its end.
-struct Observed {
-    inner: MemoryBackend,
-    bytes: AtomicU64,
-    connections: Option<tokio::sync::Semaphore>,
-}
-
-impl Observed {
-    fn counting() -> Self {
-        Observed {
-            inner: MemoryBackend::new(),
-            bytes: AtomicU64::new(0),
-            connections: None,
-        }
-    }
-
-    fn pooled(connections: usize) -> Self {
-        Observed {
-            connections: Some(tokio::sync::Semaphore::new(connections)),
-            ..Observed::counting()
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for Observed {
-    fn name(&self) -> &str {
-        "observed"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        self.inner.commit(batch).await
-    }
-    async fn flush(&self, seq: u64) -> Result<(), BackendError> {
-        self.inner.flush(seq).await
-    }
-    async fn get(&self, key: &Key, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
-        let _connection = match &self.connections {
-            Some(c) => {
-                let permit = c.acquire().await.unwrap();
-                // The query's time on the connection (on the paused clock in the test).
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                Some(permit)
-            }
-            None => None,
-        };
-        let b = self.inner.get(key, range).await?;
-        self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    }
-    async fn size(&self, key: &Key) -> Result<u64, BackendError> {
-        self.inner.size(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list(prefix).await
-    }
+fn counting() -> Observed {
+    Observed::new(Arc::new(MemoryBackend::new()))
 }
 
 #[tokio::test]
 async fn a_part_many_messages_hold_is_stored_once_and_read_by_range() {
-    let store = Arc::new(Observed::counting());
+    let store = Arc::new(counting());
     let clock = Clock::new();
     let sis = layer(store.clone(), &clock);
     let shared = attachment(1, 200_000);
@@ -244,19 +181,19 @@ async fn a_part_many_messages_hold_is_stored_once_and_read_by_range() {
     );
     // A range inside the shared part reads the skeleton's first bytes and that range only.
     let start = find(&messages[3], b"<<").unwrap() + 2 + 100_000;
-    store.bytes.store(0, Ordering::Relaxed);
+    store.reset();
     let r = sis
         .get(&k("user3/m"), Some(start as u64..start as u64 + 1000))
         .await
         .unwrap();
     assert_eq!(r, messages[3][start..start + 1000]);
-    let read = store.bytes.load(Ordering::Relaxed);
+    let read = store.read_bytes();
     assert!(read < 4096 + 1000 + 4096, "read {read}");
     // The header alone: the skeleton's first bytes.
-    store.bytes.store(0, Ordering::Relaxed);
+    store.reset();
     let h = sis.get(&k("user3/m"), Some(0..16)).await.unwrap();
     assert_eq!(h, messages[3][..16]);
-    assert!(store.bytes.load(Ordering::Relaxed) <= 4096);
+    assert!(store.read_bytes() <= 4096);
     // Many at once, in order.
     let reads = (0..10)
         .map(|i| strata_backend_api::Read::whole(k(&format!("user{i}/m"))))
@@ -419,7 +356,7 @@ async fn references_to_messages_never_stored_go_after_the_grace() {
 // deadlock meets the timeout at once.
 #[tokio::test(start_paused = true)]
 async fn many_messages_read_at_once_never_wait_on_each_other_for_the_stores_connections() {
-    let store = Arc::new(Observed::pooled(2));
+    let store = Arc::new(counting().with_connections(2, Duration::from_millis(1)));
     let clock = Clock::new();
     let sis = layer(store.clone(), &clock);
     let messages: Vec<Vec<u8>> = (0..40)
