@@ -10,6 +10,10 @@
 //!          | 2 klen:u16le key                     delete
 //!          | 3 klen:u16le key mlen:u32le meta dlen:u64le data
 //!                                                 put with body metadata (`BodyMeta::encode`)
+//!          | 4 klen:u16le key flen:u16le from     copy of what an earlier op of the batch
+//!                                                 wrote to `from`
+//!          | 5 klen:u16le key flen:u16le from mlen:u32le meta
+//!                                                 copy with body metadata
 //! ```
 
 use std::ops::Range;
@@ -26,6 +30,8 @@ const KIND_ACKED: u8 = 2;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_PUT_META: u8 = 3;
+const OP_COPY: u8 = 4;
+const OP_COPY_META: u8 = 5;
 /// Metadata longer than this is damage (it is a few short fields).
 const MAX_META: usize = 1 << 16;
 /// A record larger than this is damage, not data (a batch is bounded by the journal's size).
@@ -48,6 +54,24 @@ pub enum RecOp {
         /// The key.
         key: Key,
     },
+    /// A copy of what an earlier operation of the same record wrote to `from`.
+    Copy {
+        /// The key written.
+        key: Key,
+        /// The source key.
+        from: Key,
+        /// The body metadata recorded with it.
+        meta: Option<BodyMeta>,
+    },
+}
+
+impl RecOp {
+    /// The key it writes or deletes.
+    pub fn key(&self) -> &Key {
+        match self {
+            RecOp::Put { key, .. } | RecOp::Delete { key } | RecOp::Copy { key, .. } => key,
+        }
+    }
 }
 
 /// A decoded record.
@@ -73,9 +97,9 @@ pub enum Bad {
     Corrupt(String),
 }
 
-/// Encodes a batch of puts and deletes, `metas[i]` being the metadata of op `i` (a put);
-/// returns the record and, per op, where a put's data lies (offsets from the record's first
-/// byte).
+/// Encodes a batch of puts, deletes and copies whose source an earlier op of the batch
+/// writes, `metas[i]` being the metadata of op `i` (a put or a copy); returns the record and,
+/// per op, where a put's data lies (offsets from the record's first byte).
 pub fn encode_batch(
     jseq: u64,
     ops: &[Op],
@@ -89,9 +113,10 @@ pub fn encode_batch(
             Op::Put { key, data } => {
                 11 + key.as_str().len() + data.len() + meta_of(i).map_or(0, |m| 4 + m.len())
             }
-            Op::Delete { key } | Op::Copy { to: key, .. } | Op::Meta { key, .. } => {
-                3 + key.as_str().len()
+            Op::Copy { from, to } => {
+                5 + to.as_str().len() + from.as_str().len() + meta_of(i).map_or(0, |m| 4 + m.len())
             }
+            Op::Delete { key } | Op::Meta { key, .. } => 3 + key.as_str().len(),
         })
         .sum();
     let mut buf = Vec::with_capacity(FRAME + 13 + data);
@@ -120,8 +145,23 @@ pub fn encode_batch(
                 push_key(&mut buf, key);
                 places.push(None);
             }
-            Op::Copy { .. } | Op::Meta { .. } => {
-                unreachable!("copies and metadata are resolved to puts before journaling")
+            Op::Copy { from, to } => {
+                let meta = meta_of(i);
+                buf.push(if meta.is_some() {
+                    OP_COPY_META
+                } else {
+                    OP_COPY
+                });
+                push_key(&mut buf, to);
+                push_key(&mut buf, from);
+                if let Some(m) = meta {
+                    buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(m.as_bytes());
+                }
+                places.push(None);
+            }
+            Op::Meta { .. } => {
+                unreachable!("metadata goes with its put or copy before journaling")
             }
         }
     }
@@ -178,13 +218,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), Bad> {
                     op @ (OP_PUT | OP_PUT_META) => {
                         let key = r.key()?;
                         let meta = if op == OP_PUT_META {
-                            let mlen = r.u32()? as usize;
-                            if mlen > MAX_META {
-                                return Err(Bad::Corrupt(format!("metadata of {mlen} bytes")));
-                            }
-                            let text = std::str::from_utf8(r.take(mlen)?)
-                                .map_err(|_| Bad::Corrupt("metadata is not UTF-8".into()))?;
-                            Some(BodyMeta::decode(text).map_err(Bad::Corrupt)?)
+                            Some(r.meta()?)
                         } else {
                             None
                         };
@@ -199,6 +233,23 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), Bad> {
                         });
                     }
                     OP_DELETE => ops.push(RecOp::Delete { key: r.key()? }),
+                    op @ (OP_COPY | OP_COPY_META) => {
+                        let key = r.key()?;
+                        let from = r.key()?;
+                        // The source as the batch left it: written, not deleted.
+                        let source = ops.iter().rev().find(|o| o.key() == &from);
+                        if !matches!(source, Some(RecOp::Put { .. } | RecOp::Copy { .. })) {
+                            return Err(Bad::Corrupt(format!(
+                                "a copy of {from}, which the batch does not write"
+                            )));
+                        }
+                        let meta = if op == OP_COPY_META {
+                            Some(r.meta()?)
+                        } else {
+                            None
+                        };
+                        ops.push(RecOp::Copy { key, from, meta });
+                    }
                     other => return Err(Bad::Corrupt(format!("unknown operation {other}"))),
                 }
             }
@@ -247,6 +298,16 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().unwrap_or_default(),
         ))
+    }
+
+    fn meta(&mut self) -> Result<BodyMeta, Bad> {
+        let mlen = self.u32()? as usize;
+        if mlen > MAX_META {
+            return Err(Bad::Corrupt(format!("metadata of {mlen} bytes")));
+        }
+        let text = std::str::from_utf8(self.take(mlen)?)
+            .map_err(|_| Bad::Corrupt("metadata is not UTF-8".into()))?;
+        BodyMeta::decode(text).map_err(Bad::Corrupt)
     }
 
     fn key(&mut self) -> Result<Key, Bad> {
@@ -308,6 +369,49 @@ mod tests {
         assert_eq!(got_meta.as_ref(), Some(&meta));
         let marker = encode_acked(9);
         assert_eq!(decode(&marker).unwrap().0, Record::Acked(9));
+
+        // A copy names its source and carries no data; one whose source the batch does not
+        // write is damage.
+        let copies = vec![
+            Op::Put {
+                key: key("a/1"),
+                data: Bytes::from_static(b"hello"),
+            },
+            Op::Copy {
+                from: key("a/1"),
+                to: key("b/1"),
+            },
+            Op::Copy {
+                from: key("b/1"),
+                to: key("c/1"),
+            },
+        ];
+        let (crec, places) = encode_batch(8, &copies, &[None, Some(meta.encode()), None]);
+        assert_eq!(places[1..], [None, None]);
+        let Record::Batch { ops: got, .. } = decode(&crec).unwrap().0 else {
+            panic!("not a batch")
+        };
+        assert_eq!(
+            got[1..],
+            [
+                RecOp::Copy {
+                    key: key("b/1"),
+                    from: key("a/1"),
+                    meta: Some(meta.clone()),
+                },
+                RecOp::Copy {
+                    key: key("c/1"),
+                    from: key("b/1"),
+                    meta: None,
+                },
+            ]
+        );
+        let orphan = [Op::Copy {
+            from: key("a/9"),
+            to: key("b/9"),
+        }];
+        let (orec, _) = encode_batch(9, &orphan, &[]);
+        assert!(matches!(decode(&orec), Err(Bad::Corrupt(why)) if why.contains("a/9")));
         // Every strict prefix is a torn write, never a wrong record.
         for cut in 0..rec.len() {
             assert_eq!(decode(&rec[..cut]).unwrap_err(), Bad::Torn, "cut at {cut}");

@@ -40,7 +40,7 @@ use strata_backend_api::{
 use tokio::sync::{Mutex, oneshot};
 
 pub use state::JournalStats;
-use state::{Blob, Entry, Pending, Segment, Shared, State};
+use state::{Blob, Entry, Pending, Segment, Shared, State, Write};
 use writer::{Job, Msg};
 
 /// How a journal is set up.
@@ -165,16 +165,13 @@ impl Journal {
             replayed,
         ));
         for (jseq, (ops, metas)) in found.batches {
-            let bytes = ops
-                .iter()
-                .map(|(_, b)| b.as_ref().map_or(0, Blob::len))
-                .sum();
-            for (key, blob) in &ops {
+            let bytes = ops.iter().map(|(_, w)| w.bytes()).sum();
+            for (key, w) in &ops {
                 state.overlay.insert(
                     key.clone(),
                     Entry {
                         jseq,
-                        blob: blob.clone(),
+                        blob: w.blob().cloned(),
                     },
                 );
             }
@@ -301,6 +298,31 @@ impl Journal {
         self.inner.commit(batch).await?.acked().await
     }
 
+    /// What each of a batch's operations (puts, deletes and copies of keys the batch writes)
+    /// leaves its key holding, the data still in memory.
+    fn writes(&self, ops: &[Op]) -> Result<state::Ops, BackendError> {
+        let mut out: state::Ops = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                Op::Put { key, data } => (key.clone(), Write::Put(Blob::Mem(data.clone()))),
+                Op::Copy { from, to } => {
+                    let blob = out
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == from)
+                        .and_then(|(_, w)| w.blob().cloned())
+                        .ok_or_else(|| self.not_found(from))?;
+                    let from = from.clone();
+                    (to.clone(), Write::Copy { from, blob })
+                }
+                Op::Delete { key } => (key.clone(), Write::Delete),
+                // Taken out of the batch before it is journaled.
+                Op::Meta { .. } => continue,
+            });
+        }
+        Ok(out)
+    }
+
     /// Waits while the journal holds more than its bound (and something is there to drain).
     async fn wait_for_room(&self, bytes: u64) -> Result<(), BackendError> {
         loop {
@@ -366,9 +388,10 @@ impl Backend for Journal {
                 return Err(p.failed(self.name()));
             }
         }
-        // Copies become puts, read as the batch's earlier operations left the source; a batch
-        // without copies (every APPEND) passes through untouched. Metadata goes with the put
-        // of its key in this batch; metadata of a stored key is recorded once the batch is in.
+        // A copy of what the batch itself writes stays a copy, so the store copies (one
+        // message to many users is uploaded once); a copy of a stored key becomes a put of
+        // what is read. Metadata goes with the put or copy of its key in this batch; metadata
+        // of a stored key is recorded once the batch is in.
         let keeps_meta = self.inner.capabilities().metadata;
         let mut ops: Vec<Op> = Vec::with_capacity(batch.ops.len());
         let mut metas: Vec<Option<String>> = Vec::new();
@@ -381,11 +404,13 @@ impl Backend for Journal {
                     continue;
                 }
                 let last = ops.iter().rposition(|o| match o {
-                    Op::Put { key: k, .. } | Op::Delete { key: k } => *k == key,
-                    _ => false,
+                    Op::Put { key: k, .. } | Op::Delete { key: k } | Op::Copy { to: k, .. } => {
+                        *k == key
+                    }
+                    Op::Meta { .. } => false,
                 });
                 match last {
-                    Some(i) if matches!(ops[i], Op::Put { .. }) => {
+                    Some(i) if matches!(ops[i], Op::Put { .. } | Op::Copy { .. }) => {
                         metas.resize(ops.len(), None);
                         metas[i] = Some(meta.encode());
                         put_metas.retain(|(k, _)| *k != key);
@@ -409,16 +434,18 @@ impl Backend for Journal {
                 continue;
             };
             let earlier = ops.iter().rev().find_map(|o| match o {
-                Op::Put { key, data } if *key == from => Some(Some(data.clone())),
-                Op::Delete { key } if *key == from => Some(None),
+                Op::Put { key, .. } | Op::Copy { to: key, .. } if *key == from => Some(true),
+                Op::Delete { key } if *key == from => Some(false),
                 _ => None,
             });
-            let data = match earlier {
-                Some(Some(d)) => d,
-                Some(None) => return Err(self.not_found(&from)),
-                None => self.get(&from, None).await?,
-            };
-            ops.push(Op::Put { key: to, data });
+            match earlier {
+                Some(true) => ops.push(Op::Copy { from, to }),
+                Some(false) => return Err(self.not_found(&from)),
+                None => {
+                    let data = self.get(&from, None).await?;
+                    ops.push(Op::Put { key: to, data });
+                }
+            }
         }
         let ops = Batch {
             ops,
@@ -426,43 +453,38 @@ impl Backend for Journal {
         };
         let bytes = ops.data_bytes();
         let ops = ops.ops;
+        let writes = self.writes(&ops)?;
         self.wait_for_room(bytes).await?;
         self.poisoned()?;
         let jseq = *next;
         *next += 1;
         let (record, places) = format::encode_batch(jseq, &ops, &metas);
         let receipt = self.shared.acks.issue();
-        let mut puts = Vec::new();
-        let mut pending = Vec::with_capacity(ops.len());
+        let puts: Vec<(Key, Range<u64>)> = writes
+            .iter()
+            .zip(places)
+            .filter(|((_, w), _)| matches!(w, Write::Put(_)))
+            .map(|((k, _), place)| (k.clone(), place.unwrap_or_default()))
+            .collect();
         {
             let mut st = self.shared.lock();
-            for (op, place) in ops.into_iter().zip(places) {
-                let (key, blob) = match op {
-                    Op::Put { key, data } => {
-                        puts.push((key.clone(), place.unwrap_or_default()));
-                        (key, Some(Blob::Mem(data)))
-                    }
-                    Op::Delete { key } | Op::Copy { to: key, .. } | Op::Meta { key, .. } => {
-                        (key, None)
-                    }
-                };
+            for (key, write) in &writes {
                 // Metadata recorded for the object this write replaces goes with it.
-                st.metas.remove(&key);
+                st.metas.remove(key);
                 st.overlay.insert(
                     key.clone(),
                     Entry {
                         jseq,
-                        blob: blob.clone(),
+                        blob: write.blob().cloned(),
                     },
                 );
-                pending.push((key, blob));
             }
             st.pending_bytes += bytes;
             st.queue.insert(
                 jseq,
                 Pending {
                     receipt: receipt.seq(),
-                    ops: pending,
+                    ops: writes,
                     metas: put_metas,
                     bytes,
                     since: Instant::now(),

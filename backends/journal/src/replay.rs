@@ -9,7 +9,7 @@ use std::sync::Arc;
 use strata_backend_api::{BackendError, ErrorKind};
 
 use crate::format::{Bad, MAGIC, RecOp, Record, decode};
-use crate::state::{Blob, Metas, Ops};
+use crate::state::{Blob, Metas, Ops, Write};
 
 /// What the segments hold.
 #[derive(Debug, Default)]
@@ -84,29 +84,45 @@ pub fn scan(dir: &Path) -> Result<Found, BackendError> {
             match decode(&bytes[at..]) {
                 Ok((Record::Batch { jseq, ops }, used)) => {
                     let mut metas = Metas::new();
-                    let ops = ops
-                        .into_iter()
-                        .map(|op| match op {
+                    let mut out: Ops = Vec::with_capacity(ops.len());
+                    for op in ops {
+                        let (key, write, meta) = match op {
                             RecOp::Put { key, data, meta } => {
-                                metas.retain(|(k, _)| *k != key);
-                                if let Some(m) = meta {
-                                    metas.push((key.clone(), m));
-                                }
-                                (
-                                    key,
-                                    Some(Blob::File {
-                                        seg: file.clone(),
-                                        at: at as u64 + data.start,
-                                        len: data.end - data.start,
-                                    }),
-                                )
+                                let blob = Blob::File {
+                                    seg: file.clone(),
+                                    at: at as u64 + data.start,
+                                    len: data.end - data.start,
+                                };
+                                (key, Write::Put(blob), meta)
                             }
-                            RecOp::Delete { key } => {
-                                metas.retain(|(k, _)| *k != key);
-                                (key, None)
+                            RecOp::Copy { key, from, meta } => {
+                                // The decoder checked that the batch writes the source.
+                                let Some(blob) = out
+                                    .iter()
+                                    .rev()
+                                    .find(|(k, _)| *k == from)
+                                    .and_then(|(_, w)| w.blob().cloned())
+                                else {
+                                    return Err(err(
+                                        dir,
+                                        ErrorKind::Corrupt,
+                                        format!(
+                                            "{} copies {from}, which it does not write",
+                                            path.display()
+                                        ),
+                                    ));
+                                };
+                                (key, Write::Copy { from, blob }, meta)
                             }
-                        })
-                        .collect();
+                            RecOp::Delete { key } => (key, Write::Delete, None),
+                        };
+                        metas.retain(|(k, _)| *k != key);
+                        if let Some(m) = meta {
+                            metas.push((key.clone(), m));
+                        }
+                        out.push((key, write));
+                    }
+                    let ops = out;
                     all.insert(jseq, (ops, metas));
                     max_jseq = max_jseq.max(jseq);
                     at += used;

@@ -70,8 +70,65 @@ pub struct Entry {
     pub blob: Option<Blob>,
 }
 
-/// A batch's operations: each key with its data, or `None` for a delete.
-pub type Ops = Vec<(Key, Option<Blob>)>;
+/// What a batch does to one key.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Puts this data.
+    Put(Blob),
+    /// Copies what an earlier operation of the same batch wrote to `from` (that data, so it is
+    /// read from the journal); the store is asked to copy, so the data is uploaded once.
+    Copy {
+        /// The source key.
+        from: Key,
+        /// The source's data.
+        blob: Blob,
+    },
+    /// Deletes the key.
+    Delete,
+}
+
+impl Write {
+    /// The data the key holds afterwards; `None` for a delete.
+    pub fn blob(&self) -> Option<&Blob> {
+        match self {
+            Write::Put(b) | Write::Copy { blob: b, .. } => Some(b),
+            Write::Delete => None,
+        }
+    }
+
+    /// Data bytes the batch carries for it (a copy carries none).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Write::Put(b) => b.len(),
+            Write::Copy { .. } | Write::Delete => 0,
+        }
+    }
+}
+
+/// A batch's operations, in order.
+pub type Ops = Vec<(Key, Write)>;
+
+/// Points each copy of `ops` at the data its source holds at that point of the batch (after
+/// the puts' data moved from memory to a segment).
+pub fn relink(ops: &mut Ops) {
+    let mut latest: HashMap<Key, Blob> = HashMap::new();
+    for (key, w) in ops.iter_mut() {
+        match w {
+            Write::Put(b) => {
+                latest.insert(key.clone(), b.clone());
+            }
+            Write::Copy { from, blob } => {
+                if let Some(b) = latest.get(from) {
+                    *blob = b.clone();
+                }
+                latest.insert(key.clone(), blob.clone());
+            }
+            Write::Delete => {
+                latest.remove(key);
+            }
+        }
+    }
+}
 
 /// The body metadata a batch's puts record, by key.
 pub type Metas = Vec<(Key, BodyMeta)>;
@@ -81,7 +138,7 @@ pub type Metas = Vec<(Key, BodyMeta)>;
 pub struct Pending {
     /// The receipt number handed to the committer.
     pub receipt: u64,
-    /// Its operations: data for a put, `None` for a delete.
+    /// Its operations.
     pub ops: Ops,
     /// Metadata recorded with its puts.
     pub metas: Metas,

@@ -11,7 +11,7 @@ use rand::Rng;
 use strata_backend_api::{Backend, BackendError, Batch, ErrorKind, Key, Retry};
 use tokio::task::JoinSet;
 
-use crate::state::{Metas, Ops, Shared};
+use crate::state::{Metas, Ops, Shared, Write};
 use crate::writer::Msg;
 
 /// The longest wait between two attempts at one batch.
@@ -164,9 +164,9 @@ async fn upload(
 /// One attempt: the batch to the store, then its ack.
 async fn push(inner: &dyn Backend, ops: &Ops, metas: &Metas) -> Result<(), BackendError> {
     let mut batch = Batch::new();
-    for (key, blob) in ops {
-        batch = match blob {
-            Some(b) => {
+    for (key, write) in ops {
+        batch = match write {
+            Write::Put(b) => {
                 let data = b.read(None).await.map_err(|e| {
                     BackendError::new(
                         "journal",
@@ -176,7 +176,8 @@ async fn push(inner: &dyn Backend, ops: &Ops, metas: &Metas) -> Result<(), Backe
                 })?;
                 batch.put(key.clone(), data)
             }
-            None => batch.delete(key.clone()),
+            Write::Copy { from, .. } => batch.copy(from.clone(), key.clone()),
+            Write::Delete => batch.delete(key.clone()),
         };
     }
     for (key, meta) in metas {

@@ -2,6 +2,7 @@
 //! (group commit), then makes them readable from the file and hands them to the uploader.
 //! Segments roll at a size; a failed write or fsync poisons the journal.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use strata_backend_api::{BackendError, ErrorKind, Key};
 use tokio::sync::oneshot;
 
 use crate::format::{MAGIC, encode_acked};
-use crate::state::{Blob, Segment, Shared};
+use crate::state::{Blob, Segment, Shared, Write, relink};
 
 /// One commit's record, on its way to the file.
 pub struct Job {
@@ -165,21 +166,29 @@ pub fn run(
                     at: start + r.start,
                     len: r.end - r.start,
                 };
-                for (key, r) in &j.puts {
-                    // A later delete of the key in the same batch leaves it deleted.
-                    if let Some(e) = st.overlay.get_mut(key)
-                        && e.jseq == j.jseq
-                        && e.blob.is_some()
-                    {
-                        e.blob = Some(blob(r));
-                    }
-                }
                 if let Some(p) = st.queue.get_mut(&j.jseq) {
                     p.durable = true;
                     let mut puts = j.puts.iter();
-                    for (_, b) in p.ops.iter_mut().filter(|(_, b)| b.is_some()) {
-                        if let Some((_, r)) = puts.next() {
-                            *b = Some(blob(r));
+                    for (_, w) in p.ops.iter_mut() {
+                        if let Write::Put(b) = w
+                            && let Some((_, r)) = puts.next()
+                        {
+                            *b = blob(r);
+                        }
+                    }
+                    relink(&mut p.ops);
+                    // What each key holds once the batch is through (the last write wins).
+                    let last: HashMap<Key, Option<Blob>> = p
+                        .ops
+                        .iter()
+                        .map(|(k, w)| (k.clone(), w.blob().cloned()))
+                        .collect();
+                    for (key, b) in last {
+                        if let Some(e) = st.overlay.get_mut(&key)
+                            && e.jseq == j.jseq
+                            && e.blob.is_some()
+                        {
+                            e.blob = b;
                         }
                     }
                 }

@@ -366,3 +366,75 @@ async fn body_metadata_is_journaled_and_reaches_the_store_after_a_restart() {
     .await;
     assert_eq!(down.inner().meta(&k("m/1")).await.unwrap(), Some(meta));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_what_a_batch_writes_are_journaled_and_uploaded_as_copies() {
+    let dir = TempDir::new().unwrap();
+    let down = store(1.0);
+    let watched = Arc::new(strata_backend_api::Observed::new(down.clone()));
+    let body = Bytes::from(vec![b'x'; 100_000]);
+    let meta = |user: &str| strata_backend_api::BodyMeta {
+        user: user.into(),
+        mailbox: 1,
+        mailbox_name: "INBOX".into(),
+        guid: "0123456789abcdef0123456789abcdef".into(),
+        internal_date: 1_700_000_000,
+        zone_minutes: 0,
+        saved: 1_700_000_001,
+        size: 100_000,
+    };
+    let users: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
+    let key = |u: &str| k(&format!("{u}/m"));
+    {
+        let j = open(&dir, watched.clone()).await;
+        // One message to ten users: put once, copied nine times, each with its own metadata.
+        let mut batch = Batch::new()
+            .put(key(&users[0]), body.clone())
+            .meta(key(&users[0]), meta(&users[0]));
+        for u in &users[1..] {
+            batch = batch.copy(key(&users[0]), key(u)).meta(key(u), meta(u));
+        }
+        j.commit(batch).await.unwrap();
+        for u in &users {
+            assert_eq!(
+                j.get(&key(u), None).await.unwrap(),
+                body,
+                "{u} from the journal"
+            );
+            assert_eq!(j.meta(&key(u)).await.unwrap(), Some(meta(u)));
+        }
+    }
+    // The journal holds the data once.
+    let journaled: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        journaled < 2 * body.len() as u64,
+        "{journaled} bytes journaled"
+    );
+    // Replayed after a restart, read as before, and uploaded as one put and nine copies.
+    let j = open(&dir, watched.clone()).await;
+    assert_eq!(j.stats().replayed, 1);
+    for u in &users {
+        assert_eq!(j.get(&key(u), None).await.unwrap(), body, "{u} replayed");
+    }
+    watched.reset();
+    down.set_error_rate(0.0);
+    j.flush(u64::MAX).await.unwrap();
+    wait_drained(&j).await;
+    let c = watched.committed();
+    assert_eq!(
+        (c.puts, c.put_bytes, c.copies),
+        (1, body.len() as u64, 9),
+        "{c:?}"
+    );
+    for u in &users {
+        assert_eq!(
+            down.inner().get(&key(u), None).await.unwrap(),
+            body,
+            "{u} in the store"
+        );
+        assert_eq!(down.inner().meta(&key(u)).await.unwrap(), Some(meta(u)));
+    }
+}
