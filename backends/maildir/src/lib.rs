@@ -240,7 +240,9 @@ impl Inner {
         Ok(())
     }
 
-    fn commit(&self, batch: Batch) -> Result<(), BackendError> {
+    /// Applies `batch`; a copy whose source is a key of `foreign` links the file named there
+    /// (another user's Maildir, for [`MaildirTree`]).
+    fn commit(&self, batch: Batch, foreign: &HashMap<Key, PathBuf>) -> Result<(), BackendError> {
         for p in &batch.preconditions {
             if !p.holds(self.find(p.key())?.is_some()) {
                 return Err(p.failed(NAME));
@@ -263,12 +265,15 @@ impl Inner {
                                 format!("copy source {from} is deleted in this batch"),
                             ));
                         }
-                        None => Final::LinkOf(self.find(&from)?.ok_or_else(|| {
-                            err(
-                                ErrorKind::NotFound,
-                                format!("copy source {from} does not exist"),
-                            )
-                        })?),
+                        None => match foreign.get(&from) {
+                            Some(path) => Final::LinkOf(path.clone()),
+                            None => Final::LinkOf(self.find(&from)?.ok_or_else(|| {
+                                err(
+                                    ErrorKind::NotFound,
+                                    format!("copy source {from} does not exist"),
+                                )
+                            })?),
+                        },
                     };
                     (to, source)
                 }
@@ -715,6 +720,35 @@ impl MaildirBackend {
             .boxed()
     }
 
+    /// Commits `batch`, in which a copy from a key of `foreign` links the file another
+    /// Maildir holds under that key (`(key here, that Maildir, key there)`), so a message
+    /// delivered to many users is one file.
+    pub(crate) async fn commit_from(
+        &self,
+        batch: Batch,
+        foreign: Vec<(Key, Arc<MaildirBackend>, Key)>,
+    ) -> Result<(), BackendError> {
+        let _serial = self.commit_lock.lock().await;
+        let sources: Vec<(Key, Arc<Inner>, Key)> = foreign
+            .into_iter()
+            .map(|(here, m, there)| (here, m.inner.clone(), there))
+            .collect();
+        self.blocking(move |inner| {
+            let mut foreign = HashMap::with_capacity(sources.len());
+            for (here, other, there) in sources {
+                let path = other.find(&there)?.ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        format!("copy source {there} does not exist"),
+                    )
+                })?;
+                foreign.insert(here, path);
+            }
+            inner.commit(batch, &foreign)
+        })
+        .await
+    }
+
     async fn blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<R, BackendError> + Send + 'static,
@@ -737,8 +771,7 @@ impl Backend for MaildirBackend {
     }
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        let _serial = self.commit_lock.lock().await;
-        self.blocking(move |inner| inner.commit(batch)).await?;
+        self.commit_from(batch, Vec::new()).await?;
         Ok(self.acks.issue_acked())
     }
 

@@ -60,18 +60,16 @@ impl MaildirTree {
         Ok(m)
     }
 
-    /// `batch` cut into one batch per user, in the order users first appear.
-    fn per_user(batch: Batch) -> Result<Vec<(String, Batch)>, BackendError> {
-        let mut out: Vec<(String, Batch)> = Vec::new();
-        let slot = |user: &str, out: &mut Vec<(String, Batch)>| -> usize {
-            match out.iter().position(|(u, _)| u == user) {
-                Some(i) => i,
-                None => {
-                    out.push((user.to_string(), Batch::new()));
-                    out.len() - 1
-                }
-            }
-        };
+    /// `batch` cut into one batch per user, in the order users first appear. A copy from one
+    /// user's Maildir to another's becomes, in the receiving user's batch, a copy from a
+    /// placeholder key (one no Maildir key can be) that names the source: [`Foreign`].
+    fn per_user(batch: Batch) -> Result<Vec<(String, Batch, Foreign)>, BackendError> {
+        let order = Self::first_appearance(&batch)?;
+        let mut out: Vec<(String, Batch, Foreign)> = order
+            .iter()
+            .map(|u| (u.clone(), Batch::new(), Vec::new()))
+            .collect();
+        let slot = |user: &str| order.iter().position(|u| u == user).unwrap_or(0);
         for p in batch.preconditions {
             let (user, p) = match &p {
                 Precondition::Absent(k) => {
@@ -83,10 +81,17 @@ impl MaildirTree {
                     (u.to_string(), Precondition::Exists(k))
                 }
             };
-            let i = slot(&user, &mut out);
-            out[i].1.preconditions.push(p);
+            out[slot(&user)].1.preconditions.push(p);
         }
-        for op in batch.ops {
+        // Where each key is written, to check that a copy between users sees its source as
+        // the batch leaves it at that point.
+        let mut writes: HashMap<Key, Vec<usize>> = HashMap::new();
+        for (i, op) in batch.ops.iter().enumerate() {
+            if let Op::Put { key, .. } | Op::Delete { key } | Op::Copy { to: key, .. } = op {
+                writes.entry(key.clone()).or_default().push(i);
+            }
+        }
+        for (i, op) in batch.ops.into_iter().enumerate() {
             let (user, op) = match op {
                 Op::Put { key, data } => {
                     let (u, key) = split(&key)?;
@@ -97,25 +102,78 @@ impl MaildirTree {
                     (u.to_string(), Op::Delete { key })
                 }
                 Op::Copy { from, to } => {
-                    let (u, from) = split(&from)?;
+                    let (u, source) = split(&from)?;
                     let (v, to) = split(&to)?;
-                    if u != v {
-                        return Err(err(
-                            ErrorKind::Unsupported,
-                            format!("copy between users' Maildirs ({u} to {v})"),
-                        ));
+                    if u == v {
+                        (u.to_string(), Op::Copy { from: source, to })
+                    } else {
+                        // The source user's part is committed whole before or after the
+                        // receiving user's: it must not write the source after the copy, nor
+                        // before it unless it goes first.
+                        let at = writes.get(&from).map(Vec::as_slice).unwrap_or_default();
+                        let later = at.iter().any(|&j| j > i);
+                        let earlier = at.iter().any(|&j| j < i);
+                        if later || (earlier && slot(u) > slot(v)) {
+                            return Err(err(
+                                ErrorKind::Unsupported,
+                                format!(
+                                    "a copy from {from} that the batch also writes out of order"
+                                ),
+                            ));
+                        }
+                        let foreign = &mut out[slot(v)].2;
+                        let placeholder = Key::new(format!("+from/{}", foreign.len()))?;
+                        foreign.push((placeholder.clone(), u.to_string(), source));
+                        (
+                            v.to_string(),
+                            Op::Copy {
+                                from: placeholder,
+                                to,
+                            },
+                        )
                     }
-                    (u.to_string(), Op::Copy { from, to })
                 }
                 // A Maildir keeps no metadata: its folders and names are what it records.
                 Op::Meta { .. } => continue,
             };
-            let i = slot(&user, &mut out);
-            out[i].1.ops.push(op);
+            out[slot(&user)].1.ops.push(op);
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .filter(|(_, b, _)| !b.ops.is_empty() || !b.preconditions.is_empty())
+            .collect())
+    }
+
+    /// The users a batch touches, in the order they first appear in it.
+    fn first_appearance(batch: &Batch) -> Result<Vec<String>, BackendError> {
+        let mut users: Vec<String> = Vec::new();
+        let mut saw = |k: &Key| -> Result<(), BackendError> {
+            let (u, _) = split(k)?;
+            if !users.iter().any(|x| x == u) {
+                users.push(u.to_string());
+            }
+            Ok(())
+        };
+        for p in &batch.preconditions {
+            saw(p.key())?;
+        }
+        for op in &batch.ops {
+            match op {
+                Op::Put { key, .. } | Op::Delete { key } => saw(key)?,
+                Op::Copy { from, to } => {
+                    saw(from)?;
+                    saw(to)?;
+                }
+                Op::Meta { .. } => {}
+            }
+        }
+        Ok(users)
     }
 }
+
+/// Copies from other users' Maildirs in one user's part of a batch: placeholder key, source
+/// user, source key.
+type Foreign = Vec<(Key, String, Key)>;
 
 #[async_trait]
 impl Backend for MaildirTree {
@@ -128,10 +186,15 @@ impl Backend for MaildirTree {
     }
 
     /// Each user's part of the batch is one Maildir commit. Users write through `Prefixed`,
-    /// so a batch holds one user's keys; one spanning users is applied user by user.
+    /// so a batch holds one user's keys; one spanning users (a delivery to many) is applied
+    /// user by user, and a copy between users is a hard link.
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        for (user, part) in Self::per_user(batch)? {
-            self.user(&user)?.commit(part).await?;
+        for (user, part, foreign) in Self::per_user(batch)? {
+            let foreign = foreign
+                .into_iter()
+                .map(|(here, u, there)| Ok((here, self.user(&u)?, there)))
+                .collect::<Result<Vec<_>, BackendError>>()?;
+            self.user(&user)?.commit_from(part, foreign).await?;
         }
         Ok(self.acks.issue_acked())
     }

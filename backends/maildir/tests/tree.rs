@@ -117,7 +117,7 @@ async fn a_restart_writes_the_files_a_crash_left_in_the_journal() {
 }
 
 #[tokio::test]
-async fn keys_without_a_user_and_copies_between_users_are_refused() {
+async fn keys_without_a_user_and_copies_out_of_order_are_refused() {
     let dir = TempDir::new().unwrap();
     let tree = MaildirTree::open(dir.path()).unwrap();
     let e = tree
@@ -128,10 +128,60 @@ async fn keys_without_a_user_and_copies_between_users_are_refused() {
     tree.commit(Batch::new().put(key("a/1"), "x"))
         .await
         .unwrap();
+    // b's part goes first, a's after it: the copy could not see a's put.
     let e = tree
-        .commit(Batch::new().copy(key("a/1"), key("b/1")))
+        .commit(
+            Batch::new()
+                .put(key("b/0"), "y")
+                .put(key("a/1"), "new")
+                .copy(key("a/1"), key("b/1")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    let e = tree
+        .commit(Batch::new().copy(key("a/1"), key("b/1")).delete(key("a/1")))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(!dir.path().join("b/cur/1:2,").exists());
+}
+
+#[tokio::test]
+async fn a_copy_between_users_is_one_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new().unwrap();
+    let tree = MaildirTree::open(dir.path()).unwrap();
+    // One message to three users, one of them into a folder; and a copy of a stored file.
+    tree.commit(
+        Batch::new()
+            .put(key("a/1"), "mail")
+            .copy(key("a/1"), key("b/1"))
+            .copy(key("a/1"), key("c/.Lists/1")),
+    )
+    .await
+    .unwrap();
+    tree.commit(Batch::new().copy(key("c/.Lists/1"), key("d/2")))
+        .await
+        .unwrap();
+    let files = [
+        "a/cur/1:2,",
+        "b/cur/1:2,",
+        "c/.Lists/cur/1:2,",
+        "d/cur/2:2,",
+    ];
+    let inodes: Vec<(u64, u64)> = files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(dir.path().join(f)).unwrap();
+            (m.ino(), m.nlink())
+        })
+        .collect();
+    assert!(inodes.iter().all(|&i| i == (inodes[0].0, 4)), "{inodes:?}");
+    for k in ["a/1", "b/1", "c/.Lists/1", "d/2"] {
+        assert_eq!(tree.get(&key(k), None).await.unwrap(), "mail");
+    }
+    // Each user's file is theirs: deleting one leaves the others.
+    tree.commit(Batch::new().delete(key("a/1"))).await.unwrap();
+    assert_eq!(tree.get(&key("b/1"), None).await.unwrap(), "mail");
 }
