@@ -157,6 +157,26 @@ async fn metadata_is_kept_beside_the_object(b: Arc<dyn Backend>) -> Outcome {
         .map_err(fail)?;
     let got = b.meta(&k(".a/m1")).await.map_err(fail)?;
     ensure!(got.is_none(), "a replaced object kept {got:?}");
+    // One object put and copied in the same batch, each copy with metadata of its own (one
+    // message delivered to many users), and a copy onto itself.
+    let owners: Vec<crate::BodyMeta> = (0..4).map(|i| sample_meta(i, "INBOX")).collect();
+    let mut batch = Batch::new()
+        .put(k(".d/0"), "body")
+        .meta(k(".d/0"), owners[0].clone());
+    for (i, m) in owners.iter().enumerate().skip(1) {
+        batch = batch
+            .copy(k(".d/0"), k(&format!(".d/{i}")))
+            .meta(k(&format!(".d/{i}")), m.clone());
+    }
+    b.commit(batch.copy(k(".d/0"), k(".d/0")))
+        .await
+        .map_err(fail)?;
+    for (i, m) in owners.into_iter().enumerate() {
+        let key = format!(".d/{i}");
+        ensure!(read(&b, &key).await? == "body", "{key} after the copies");
+        let got = b.meta(&k(&key)).await.map_err(fail)?;
+        ensure!(got == want(m), "{key} copied with metadata: {got:?}");
+    }
     Ok(())
 }
 

@@ -242,14 +242,27 @@ impl S3Backend {
     }
 
     /// Copies an object in the store; its metadata goes with it.
-    async fn copy(&self, from: &Key, to: &Key) -> Result<(), BackendError> {
+    /// Copies `from` to `to` in the store; with `meta`, the copy carries it instead of the
+    /// source's (one request, not a copy and then a metadata rewrite).
+    async fn copy(
+        &self,
+        from: &Key,
+        to: &Key,
+        meta: Option<&BodyMeta>,
+    ) -> Result<(), BackendError> {
         let _p = self.permit().await;
-        self.client
+        let mut req = self
+            .client
             .copy_object()
             .bucket(&self.bucket)
             .key(self.object_key(to))
-            .copy_source(self.copy_source(from))
-            .send()
+            .copy_source(self.copy_source(from));
+        if let Some(m) = meta {
+            req = req
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .set_metadata(Some(metadata_map(m)));
+        }
+        req.send()
             .await
             .map_err(|e| self.err(format!("COPY {from} to {to}"), e))?;
         Ok(())
@@ -359,7 +372,9 @@ impl S3Backend {
                     let create_only = absent.contains(&key);
                     self.put(&key, data, create_only, meta.as_deref()).await
                 }
-                Op::Copy { from, to } => self.copy(&from, &to).await,
+                // S3 refuses a copy onto itself that changes nothing; it holds itself already.
+                Op::Copy { from, to } if from == to && meta.is_none() => Ok(()),
+                Op::Copy { from, to } => self.copy(&from, &to, meta.as_deref()).await,
                 Op::Meta { key, meta } => self.set_meta(&key, &meta).await,
                 Op::Delete { .. } => Ok(()),
             }
@@ -400,33 +415,43 @@ impl Backend for S3Backend {
                 strata_backend_api::Precondition::Exists(_) => None,
             })
             .collect();
-        // Metadata right after its key's put travels with that PUT.
+        // Metadata right after its key's put or copy travels with that request.
         let mut ops: Vec<(Op, Option<Box<BodyMeta>>)> = Vec::with_capacity(batch.ops.len());
         for op in batch.ops {
             if let Op::Meta { key, meta } = op {
                 match ops.last_mut() {
-                    Some((Op::Put { key: k, .. }, m)) if *k == key => *m = Some(meta),
+                    Some((Op::Put { key: k, .. } | Op::Copy { to: k, .. }, m)) if *k == key => {
+                        *m = Some(meta)
+                    }
                     _ => ops.push((Op::Meta { key, meta }, None)),
                 }
                 continue;
             }
             ops.push((op, None));
         }
-        // Operations run in waves; a key seen again starts a new wave, so order per key holds.
+        // Operations run in waves, so order per key holds: a wave never writes a key it also
+        // reads or writes elsewhere. Copies of one source read it together (one message
+        // copied to many users is two waves, not one per copy).
         let mut wave = Vec::new();
-        let mut keys: HashSet<Key> = HashSet::new();
+        let mut written: HashSet<Key> = HashSet::new();
+        let mut read: HashSet<Key> = HashSet::new();
         for (op, meta) in ops {
-            let touched: Vec<&Key> = match &op {
-                Op::Put { key, .. } | Op::Delete { key } | Op::Meta { key, .. } => vec![key],
-                Op::Copy { from, to } => vec![from, to],
+            let (writes, reads) = match &op {
+                Op::Put { key, .. } | Op::Delete { key } | Op::Meta { key, .. } => (key, None),
+                Op::Copy { from, to } => (to, Some(from)),
             };
-            if touched.iter().any(|k| keys.contains(*k)) {
+            let clash = written.contains(writes)
+                || read.contains(writes)
+                || reads.is_some_and(|r| written.contains(r));
+            if clash {
                 self.wave(std::mem::take(&mut wave), &absent).await?;
                 // Only the first write of a key is conditional.
-                absent.retain(|k| !keys.contains(k));
-                keys.clear();
+                absent.retain(|k| !written.contains(k));
+                written.clear();
+                read.clear();
             }
-            keys.extend(touched.into_iter().cloned());
+            written.insert(writes.clone());
+            read.extend(reads.cloned());
             wave.push((op, meta));
         }
         self.wave(wave, &absent).await?;
