@@ -424,6 +424,15 @@ impl Backend for Journal {
                 }
                 continue;
             }
+            // A copy carries its source's metadata (until the batch gives its own).
+            let carried = match &op {
+                Op::Copy { from, .. } => put_metas
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == from)
+                    .map(|(_, m)| m.clone()),
+                _ => None,
+            };
             if let Op::Put { key, .. } | Op::Delete { key } | Op::Copy { to: key, .. } = &op {
                 // A later write replaces the object, and with it any metadata given before.
                 later.retain(|(k, _)| k != key);
@@ -439,7 +448,14 @@ impl Backend for Journal {
                 _ => None,
             });
             match earlier {
-                Some(true) => ops.push(Op::Copy { from, to }),
+                Some(true) => {
+                    if let Some(m) = carried {
+                        metas.resize(ops.len() + 1, None);
+                        metas[ops.len()] = Some(m.encode());
+                        put_metas.push((to.clone(), m));
+                    }
+                    ops.push(Op::Copy { from, to });
+                }
                 Some(false) => return Err(self.not_found(&from)),
                 None => {
                     let data = self.get(&from, None).await?;
