@@ -1,12 +1,14 @@
 //! Filing one received message into each accepted recipient's mailbox: trace headers added,
-//! line endings made CRLF, the message parsed once for every recipient, and each recipient's
-//! outcome turned into its own reply; and the same filing for a local delivery agent.
+//! line endings made CRLF, the message parsed once for every recipient and written once to a
+//! store they share (`strata_mailstore::delivery`), and each recipient's outcome turned into
+//! its own reply; and the same filing for a local delivery agent.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_index::MailboxId;
 use strata_mailstore::model::Flags;
-use strata_mailstore::{Mailstore, Prepared, StoreError, names};
+use strata_mailstore::{Mailstore, Prepared, StoreError, UserStore, delivery, names};
 
 use crate::address::trace_headers;
 
@@ -35,33 +37,64 @@ pub async fn deliver(
     let mut raw = trace_headers(from, single).into_bytes();
     raw.extend_from_slice(&crlf(body));
     let message = Prepared::parse(Bytes::from(raw)).await;
-    let copies = accepted.iter().map(|a| {
-        let message = message.clone();
-        async move {
-            let m = strata_metrics::metrics();
-            match file(store, &a.user, a.detail.as_deref(), message).await {
-                Ok(mailbox) => {
-                    m.delivery("delivered");
-                    format!("250 2.0.0 <{}> delivered to {mailbox}", a.address)
-                }
-                // RFC 3463: mailbox full, a permanent failure the sender is told of.
-                Err(StoreError::OverQuota(over)) => {
-                    m.delivery("over_quota");
-                    tracing::info!(user = %a.user, %over, "LMTP delivery refused");
-                    format!("552 5.2.2 <{}>: mailbox full: {over}", a.address)
-                }
-                Err(e) => {
-                    m.delivery("failed");
-                    tracing::warn!(user = %a.user, error = %e, "LMTP delivery failed");
-                    format!(
-                        "451 4.3.0 <{}>: not delivered, try again later: {e}",
-                        a.address
-                    )
-                }
-            }
+    // Each recipient's mailbox first; then the message filed into all of them at once, its
+    // bytes written once to a store they share.
+    let found = futures::future::join_all(
+        accepted
+            .iter()
+            .map(|a| target(store, &a.user, a.detail.as_deref())),
+    )
+    .await;
+    let mut targets = Vec::new();
+    let mut names = Vec::new();
+    for (user, mailbox, name) in found.iter().flatten() {
+        targets.push((user.clone(), *mailbox));
+        names.push(name.clone());
+    }
+    let mut filed = delivery::deliver(&targets, &message)
+        .await
+        .into_iter()
+        .zip(names);
+    let m = strata_metrics::metrics();
+    accepted
+        .iter()
+        .zip(found)
+        .map(|(a, f)| {
+            let outcome = match f {
+                Ok(_) => match filed.next() {
+                    Some((Ok(_), name)) => Ok(name),
+                    Some((Err(e), _)) => Err(e),
+                    None => Err(StoreError::NotAllowed("not filed".into())),
+                },
+                Err(e) => Err(e),
+            };
+            reply(m, a, outcome)
+        })
+        .collect()
+}
+
+/// The reply line for one recipient's outcome, counted in the delivery metrics.
+fn reply(m: &strata_metrics::Metrics, a: &Accepted, outcome: Result<String, StoreError>) -> String {
+    match outcome {
+        Ok(mailbox) => {
+            m.delivery("delivered");
+            format!("250 2.0.0 <{}> delivered to {mailbox}", a.address)
         }
-    });
-    futures::future::join_all(copies).await
+        // RFC 3463: mailbox full, a permanent failure the sender is told of.
+        Err(StoreError::OverQuota(over)) => {
+            m.delivery("over_quota");
+            tracing::info!(user = %a.user, %over, "LMTP delivery refused");
+            format!("552 5.2.2 <{}>: mailbox full: {over}", a.address)
+        }
+        Err(e) => {
+            m.delivery("failed");
+            tracing::warn!(user = %a.user, error = %e, "LMTP delivery failed");
+            format!(
+                "451 4.3.0 <{}>: not delivered, try again later: {e}",
+                a.address
+            )
+        }
+    }
 }
 
 /// Files a message handed over by a local delivery agent into `user`'s `mailbox` (a full
@@ -84,6 +117,19 @@ async fn file(
     mailbox: Option<&str>,
     message: Prepared,
 ) -> Result<String, StoreError> {
+    let (user, mailbox, name) = target(store, user, mailbox).await?;
+    user.append_prepared(mailbox, vec![(message, Flags::default(), None)])
+        .await?;
+    Ok(name)
+}
+
+/// Where a delivery to `user` goes: `mailbox` (a full name, `/` between levels) if the user
+/// has it, else INBOX (made if missing); with the name it goes by.
+async fn target(
+    store: &Arc<Mailstore>,
+    user: &str,
+    mailbox: Option<&str>,
+) -> Result<(Arc<UserStore>, MailboxId, String), StoreError> {
     let user = store.user(user).await?;
     let snap = user.snapshot()?;
     let wanted = mailbox.and_then(|name| {
@@ -98,9 +144,7 @@ async fn file(
             "INBOX".to_string(),
         ),
     };
-    user.append_prepared(mailbox.id, vec![(message, Flags::default(), None)])
-        .await?;
-    Ok(name)
+    Ok((user, mailbox.id, name))
 }
 
 /// The message with every line ending CRLF: a bare LF becomes CRLF (IMAP clients count and

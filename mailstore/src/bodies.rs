@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use strata_backend_api::{Backend, BackendError, ErrorKind};
+use strata_backend_api::{Backend, BackendError, ErrorKind, Prefixed};
 use strata_index::{BodyLocation, Guid, StoreId};
 
 /// One user's body stores, by id.
@@ -16,6 +16,8 @@ pub struct BodyStores {
     stores: Vec<(StoreId, Arc<dyn Backend>)>,
     /// Where the index is shipped, when not to the main store (`[index.ship] dir`).
     index: Option<Arc<dyn Backend>>,
+    /// The main store as this user's view of a store every user shares, when it is one.
+    shared: Option<Arc<Prefixed>>,
 }
 
 impl BodyStores {
@@ -25,7 +27,22 @@ impl BodyStores {
             main,
             stores: vec![(main, backend)],
             index: None,
+            shared: None,
         }
+    }
+
+    /// New bodies go to `view`, this user's part of a store every user shares (a database, a
+    /// bucket, a tree of Maildirs), recorded as store `main`. A delivery to many users of the
+    /// same shared store puts the message there once and copies it.
+    pub fn shared(main: StoreId, view: Arc<Prefixed>) -> Self {
+        let mut stores = BodyStores::new(main, view.clone());
+        stores.shared = Some(view);
+        stores
+    }
+
+    /// The main store's shared view, when it is one.
+    pub(crate) fn shared_main(&self) -> Option<&Arc<Prefixed>> {
+        self.shared.as_ref()
     }
 
     /// Ships the index to `backend` instead of the main store.
@@ -41,6 +58,9 @@ impl BodyStores {
 
     /// Adds a store that holds bodies under `id` (replacing one with the same id).
     pub fn with(mut self, id: StoreId, backend: Arc<dyn Backend>) -> Self {
+        if id == self.main {
+            self.shared = None;
+        }
         self.stores.retain(|(i, _)| *i != id);
         self.stores.push((id, backend));
         self

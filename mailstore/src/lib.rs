@@ -17,6 +17,7 @@
 
 mod bodies;
 mod body_meta;
+pub mod delivery;
 mod error;
 mod fts;
 mod graves;

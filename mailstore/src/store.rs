@@ -403,8 +403,30 @@ pub struct UserStore {
     limits: Mutex<Limits>,
 }
 
+/// An APPEND prepared but not yet recorded: the batch that writes its bodies, and what the
+/// index records once they are stored.
+pub(crate) struct PendingAppend {
+    mailbox: MailboxId,
+    uid_validity: u32,
+    /// Puts of the bodies, with their metadata; taken by whoever commits it.
+    pub(crate) batch: Batch,
+    news: Vec<NewMessage>,
+    limits: Limits,
+    adding: Usage,
+}
+
+impl PendingAppend {
+    /// Where its bodies go.
+    fn locations(&self) -> Vec<(StoreId, String)> {
+        self.news
+            .iter()
+            .map(|n| (n.content.location.store, n.content.location.key.clone()))
+            .collect()
+    }
+}
+
 /// Keys of an APPEND in flight, forgotten when it ends however it ends.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     user: &'a UserStore,
     keys: Vec<(StoreId, String)>,
 }
@@ -712,6 +734,24 @@ impl UserStore {
         mailbox: MailboxId,
         messages: Vec<(Prepared, Flags, Option<Timestamp>)>,
     ) -> Result<(u32, Vec<Uid>)> {
+        let mut pending = self.prepare_append(mailbox, messages)?;
+        let batch = std::mem::take(&mut pending.batch);
+        // Named as in flight before they are written, until the index names them.
+        let _in_flight = self.in_flight_now(pending.locations());
+        let receipt = self.stores.main().commit(batch).await?;
+        if self.append_ack == AckPolicy::Acked {
+            receipt.acked().await?;
+        }
+        self.record_append(pending).await
+    }
+
+    /// An APPEND up to its commit: the quota checked, keys chosen, and the batch that writes
+    /// the bodies to the main store (puts, and metadata where the store keeps it).
+    pub(crate) fn prepare_append(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<(Prepared, Flags, Option<Timestamp>)>,
+    ) -> Result<PendingAppend> {
         let snap = self.snapshot()?;
         let rec = snap
             .mailbox(mailbox)?
@@ -760,16 +800,38 @@ impl UserStore {
                 internal_date: date,
             });
         }
-        // Named as in flight before they are written, until the index names them.
-        let _in_flight = self.in_flight_now(
-            news.iter()
-                .map(|n| (n.content.location.store, n.content.location.key.clone()))
-                .collect(),
-        );
-        let receipt = self.stores.main().commit(batch).await?;
-        if self.append_ack == AckPolicy::Acked {
-            receipt.acked().await?;
-        }
+        Ok(PendingAppend {
+            mailbox,
+            uid_validity: rec.uid_validity,
+            batch,
+            news,
+            limits,
+            adding,
+        })
+    }
+
+    /// Marks an APPEND's bodies as in flight (the reconciler keeps them) until the guard drops.
+    pub(crate) fn in_flight_for(&self, pending: &PendingAppend) -> InFlight<'_> {
+        self.in_flight_now(pending.locations())
+    }
+
+    /// Whether APPENDs wait for the store's ack before they are recorded.
+    pub(crate) fn waits_for_ack(&self) -> bool {
+        self.append_ack == AckPolicy::Acked
+    }
+
+    /// An APPEND after its bodies are committed: records them in the index (the quota checked
+    /// again, against concurrent APPENDs), or deletes them if the quota is now full. Returns
+    /// the mailbox's UIDVALIDITY and the new UIDs.
+    pub(crate) async fn record_append(&self, pending: PendingAppend) -> Result<(u32, Vec<Uid>)> {
+        let PendingAppend {
+            mailbox,
+            uid_validity,
+            news,
+            limits,
+            adding,
+            ..
+        } = pending;
         let keys: Vec<String> = news
             .iter()
             .map(|n| n.content.location.key.clone())
@@ -799,7 +861,7 @@ impl UserStore {
         if self.append_ack == AckPolicy::Acked {
             self.shipped().await?;
         }
-        Ok((rec.uid_validity, uids))
+        Ok((uid_validity, uids))
     }
 
     /// Deletes bodies written for an APPEND that was then refused; one that stays (the store

@@ -1,10 +1,11 @@
 //! Wiring the configured stores to the mail store. A store shared by every user (SQL, S3) is
 //! connected at start, wrapped in the delay backend when the configuration injects latency, in
 //! the layers its configuration names (encryption, compression, single-instance parts), and
-//! put behind its staging journal; each user sees it under a prefix of their name. A Maildir is
-//! opened per user, unless it is configured behind the journal: then every user's Maildir is
-//! one store, like a database. Every user gets every configured store, keyed by its id, so bodies are
-//! read wherever the index says they are while new ones go to the main store.
+//! put behind its staging journal; each user sees it under a prefix of their name. A Maildir
+//! store is every user's Maildir as one store too (`MaildirTree`), behind the journal when it
+//! is configured, so a delivery to many users is one batch and one file. Every user gets every
+//! configured store, keyed by its id, so bodies are read wherever the index says they are while
+//! new ones go to the main store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_encrypt::{EncryptBackend, Keyring};
 use strata_backend_files::FilesBackend;
 use strata_backend_journal::{Journal, JournalOptions, JournalStats};
-use strata_backend_maildir::{MaildirBackend, MaildirTree};
+use strata_backend_maildir::MaildirTree;
 use strata_backend_s3::{S3Backend, S3Options};
 use strata_backend_sis::{SisBackend, SisOptions};
 use strata_backend_sql::{SqlBackend, SqlOptions};
@@ -275,8 +276,9 @@ impl Backends {
             parts: None,
         };
         let store = match (&cfg.backend, cfg.journal.enabled) {
-            // A Maildir behind the journal is every user's Maildir as one store.
-            (BackendConfig::Maildir { root }, true) => Arc::new(MaildirTree::open(root)?),
+            // Every user's Maildir as one store: behind the journal, and so that a message
+            // delivered to many users is one file (a copy between users is a hard link).
+            (BackendConfig::Maildir { root }, _) => Arc::new(MaildirTree::open(root)?),
             _ => match reach_raw(cfg).await? {
                 Some(store) => store,
                 None => return Ok(connected),
@@ -372,15 +374,18 @@ impl Backends {
             .collect()
     }
 
-    /// Whether each store answers now, by name: a shared store is asked the size of an object
-    /// that does not exist (any answer is fine; unreachable, failing or silent is not),
-    /// within `within`; a Maildir's root must be
-    /// a directory it can make.
+    /// Whether each store answers now, by name: a Maildir's root must be a directory it can
+    /// make; another store is asked the size of an object that does not exist (any answer is
+    /// fine; unreachable, failing or silent is not), within `within`.
     pub async fn health(&self, within: std::time::Duration) -> Vec<(String, Result<(), String>)> {
         let probe = Key::new(".health-probe").expect("a valid key");
         let mut out = Vec::with_capacity(self.stores.len());
         for s in &self.stores {
             let answer = match (&s.shared, &s.cfg.backend) {
+                // Made at the first delivery otherwise; a root that cannot be made is down.
+                (_, BackendConfig::Maildir { root }) => {
+                    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
+                }
                 (Some(store), _) => match tokio::time::timeout(within, store.size(&probe)).await {
                     // Any answer but a failure to reach or write it: a store that refuses
                     // the probe's key has answered.
@@ -395,10 +400,6 @@ impl Backends {
                     Ok(_) => Ok(()),
                     Err(_) => Err(format!("no answer within {within:?}")),
                 },
-                // Made at the first delivery otherwise; a root that cannot be made is down.
-                (None, BackendConfig::Maildir { root }) => {
-                    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
-                }
                 (None, _) => Err("not connected".to_string()),
             };
             out.push((s.cfg.name.clone(), answer));
@@ -439,31 +440,25 @@ impl Backends {
         }
         let mut views = Vec::with_capacity(self.stores.len());
         for s in &self.stores {
-            let view: Arc<dyn Backend> = match (&s.cfg.backend, &s.shared) {
-                (_, Some(shared)) => Arc::new(Prefixed::new(shared.clone(), user)?),
-                (BackendConfig::Maildir { root }, None) => {
-                    let maildir: Arc<dyn Backend> =
-                        Arc::new(MaildirBackend::open(root.join(user))?);
-                    crate::metered::Metered::wrap(
-                        self.delayed(maildir, s.cfg.delay.as_ref()),
-                        &s.cfg.name,
-                    )
-                }
-                (_, None) => {
-                    return Err(BackendError::new(
-                        "server",
-                        ErrorKind::Unavailable,
-                        format!("store {:?} was not connected at start", s.cfg.name),
-                    ));
-                }
+            let Some(shared) = &s.shared else {
+                return Err(BackendError::new(
+                    "server",
+                    ErrorKind::Unavailable,
+                    format!("store {:?} was not connected at start", s.cfg.name),
+                ));
             };
-            views.push((StoreId(s.cfg.id), view));
+            views.push((
+                StoreId(s.cfg.id),
+                Arc::new(Prefixed::new(shared.clone(), user)?),
+            ));
         }
         let mut views = views.into_iter();
-        let (main, backend) = views.next().ok_or_else(|| {
+        let (main, view) = views.next().ok_or_else(|| {
             BackendError::new("server", ErrorKind::Unavailable, "no store is configured")
         })?;
-        let mut stores = views.fold(BodyStores::new(main, backend), |b, (id, v)| b.with(id, v));
+        let mut stores = views.fold(BodyStores::shared(main, view), |b, (id, v)| {
+            b.with(id, v as Arc<dyn Backend>)
+        });
         if let Some(shared) = &self.index_store {
             stores = stores.with_index_store(Arc::new(Prefixed::new(shared.clone(), user)?));
         }

@@ -36,6 +36,17 @@ impl Prefixed {
     fn key(&self, k: &Key) -> Result<Key, BackendError> {
         Key::new(format!("{}/{}", self.prefix, k.as_str()))
     }
+
+    /// The store every view shares.
+    pub fn shared(&self) -> &Arc<dyn Backend> {
+        &self.inner
+    }
+
+    /// `k` of this view as the shared store names it, for a batch that spans views (one
+    /// message delivered to many users, put once and copied).
+    pub fn shared_key(&self, k: &Key) -> Result<Key, BackendError> {
+        self.key(k)
+    }
 }
 
 #[async_trait]

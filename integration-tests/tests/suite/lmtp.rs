@@ -321,3 +321,75 @@ async fn a_full_mailbox_is_refused_at_rcpt_or_after_data_and_the_others_still_ge
     assert_eq!(s.messages("alice", "INBOX").await.len(), 1);
     assert_eq!(s.messages("bob", "INBOX").await.len(), 3);
 }
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_message_for_several_users_is_written_to_the_store_once() {
+    use std::os::unix::fs::MetadataExt;
+    let s = TestServer::start_with(|c| {
+        c.lmtp.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.lmtp.domains = vec!["example.org".into()];
+    })
+    .await;
+    let journal = s.config.storage.main.journal.clone();
+    let before = bytes_under(&journal.dir);
+    let body = "attachment line of base64-like text, 0123456789abcdefghij\r\n".repeat(5_000);
+    let message = format!("Subject: for both\r\nFrom: sender@remote.example\r\n\r\n{body}");
+    let mut c = tcp(lmtp_addr(&s)).await;
+    c.envelope(
+        "sender@remote.example",
+        &["alice@example.org", "bob@example.org"],
+    )
+    .await;
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(format!("{message}.\r\n").as_bytes()).await;
+    for who in ["alice", "bob"] {
+        let r = c.reply().await;
+        assert!(r.starts_with(&format!("250 2.0.0 <{who}@")), "{r}");
+    }
+    let delivered = format!("Return-Path: <sender@remote.example>\r\n{message}");
+    for user in ["alice", "bob"] {
+        assert_eq!(
+            s.messages(user, "INBOX").await,
+            std::slice::from_ref(&delivered),
+            "{user}"
+        );
+    }
+    // Behind a journal, the bytes were journaled once (not once per user).
+    if journal.enabled {
+        let grew = bytes_under(&journal.dir) - before;
+        assert!(
+            grew < delivered.len() as u64 * 3 / 2,
+            "the journal grew by {grew} bytes for a {} byte message to two users",
+            delivered.len()
+        );
+    }
+    // In Maildirs, the two users' files are one file.
+    if let strata_config::Backend::Maildir { root } = &s.config.storage.main.backend {
+        s.server().backends.drain_journals().await.unwrap();
+        let file = |user: &str| {
+            let cur = root.join(user).join("cur");
+            let files: Vec<_> = std::fs::read_dir(&cur).unwrap().flatten().collect();
+            assert_eq!(files.len(), 1, "{}", cur.display());
+            let m = files[0].metadata().unwrap();
+            (m.ino(), m.nlink())
+        };
+        let (alice, bob) = (file("alice"), file("bob"));
+        assert_eq!(alice.0, bob.0, "one inode");
+        assert_eq!(alice.1, 2, "two links");
+    }
+}
