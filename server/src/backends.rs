@@ -374,33 +374,40 @@ impl Backends {
             .collect()
     }
 
-    /// Whether each store answers now, by name: a Maildir's root must be a directory it can
-    /// make; another store is asked the size of an object that does not exist (any answer is
-    /// fine; unreachable, failing or silent is not), within `within`.
+    /// Whether each store answers now, by name: each is asked the size of an object that does
+    /// not exist (any answer is fine; unreachable, failing or silent is not), within `within`,
+    /// and a Maildir's root must be a directory it can make.
     pub async fn health(&self, within: std::time::Duration) -> Vec<(String, Result<(), String>)> {
         let probe = Key::new(".health-probe").expect("a valid key");
         let mut out = Vec::with_capacity(self.stores.len());
         for s in &self.stores {
-            let answer = match (&s.shared, &s.cfg.backend) {
-                // Made at the first delivery otherwise; a root that cannot be made is down.
-                (_, BackendConfig::Maildir { root }) => {
+            // A Maildir's root must be a directory it can make (made at the first delivery
+            // otherwise).
+            let root = match &s.cfg.backend {
+                BackendConfig::Maildir { root } => {
                     std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
                 }
-                (Some(store), _) => match tokio::time::timeout(within, store.size(&probe)).await {
-                    // Any answer but a failure to reach or write it: a store that refuses
-                    // the probe's key has answered.
-                    Ok(Err(e))
-                        if matches!(
-                            e.kind,
-                            ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Poisoned
-                        ) =>
-                    {
-                        Err(e.to_string())
+                _ => Ok(()),
+            };
+            let answer = match (root, &s.shared) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Some(store)) => {
+                    match tokio::time::timeout(within, store.size(&probe)).await {
+                        // Any answer but a failure to reach or write it: a store that refuses
+                        // the probe's key has answered.
+                        Ok(Err(e))
+                            if matches!(
+                                e.kind,
+                                ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Poisoned
+                            ) =>
+                        {
+                            Err(e.to_string())
+                        }
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(format!("no answer within {within:?}")),
                     }
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(format!("no answer within {within:?}")),
-                },
-                (None, _) => Err("not connected".to_string()),
+                }
+                (Ok(()), None) => Err("not connected".to_string()),
             };
             out.push((s.cfg.name.clone(), answer));
         }
