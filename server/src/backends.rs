@@ -71,9 +71,9 @@ pub fn s3_options(c: &S3) -> S3Options {
 pub async fn reach(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
     match reach_raw(store).await? {
         Some(reached) => {
+            layers_kept(&reached, store).await?;
             let stored = compressed(encrypted(reached, store)?, store);
             let stored = single_instance(stored, store).0;
-            single_instance_kept(&stored, store).await?;
             Ok(Some(stored))
         }
         None => Ok(None),
@@ -159,42 +159,60 @@ pub fn message_parts(key: &Key, data: &[u8]) -> Vec<std::ops::Range<usize>> {
     strata_mailstore::mime::leaf_bodies(data)
 }
 
-/// Where a store records that it holds messages stored with single-instance parts.
-const SINGLE_INSTANCE_MARK: &str = ".sis/in-use";
+/// The layers whose objects cannot be read without them: the object a store holding such
+/// objects is marked with (empty, in the store itself, below every layer), and the table that
+/// configures the layer.
+const KEPT_LAYERS: [(&str, &str); 3] = [
+    (".sis/in-use", "single_instance"),
+    (".layers/compression", "compression"),
+    (".layers/encryption", "encryption"),
+];
 
-/// A store with single-instance parts is marked as holding them; one without them must not be
-/// marked: its skeletons would be answered as mail without the layer that puts them together.
-async fn single_instance_kept(store: &Arc<dyn Backend>, cfg: &Store) -> Result<(), BackendError> {
+/// A store is marked with each layer it is configured with, and must not be opened without a
+/// layer it is marked with: its skeletons, frames or sealed objects would be answered as mail.
+/// `raw` is the store below every layer.
+async fn layers_kept(raw: &Arc<dyn Backend>, cfg: &Store) -> Result<(), BackendError> {
     if matches!(cfg.backend, BackendConfig::Maildir { .. }) {
         return Ok(());
     }
-    let mark = Key::new(SINGLE_INSTANCE_MARK).expect("a valid key");
-    let marked = match store.size(&mark).await {
-        Ok(_) => true,
-        Err(e) if e.kind == ErrorKind::NotFound => false,
-        Err(e) => return Err(e),
-    };
-    match (cfg.single_instance.is_some(), marked) {
-        (true, false) => {
-            store
-                .commit(strata_backend_api::Batch::new().put(mark, bytes::Bytes::new()))
-                .await?
-                .acked()
-                .await
+    let mut marks = strata_backend_api::Batch::new();
+    for (mark, table) in KEPT_LAYERS {
+        let configured = match table {
+            "single_instance" => cfg.single_instance.is_some(),
+            "compression" => cfg.compression.is_some(),
+            _ => cfg.encryption.is_some(),
+        };
+        let key = Key::new(mark).expect("a valid key");
+        let marked = match raw.size(&key).await {
+            Ok(_) => true,
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        match (configured, marked) {
+            (true, false) => marks = marks.put(key, bytes::Bytes::new()),
+            (false, true) => {
+                return Err(BackendError::new(
+                    "server",
+                    ErrorKind::Unsupported,
+                    format!(
+                        "it holds messages stored with {table}, which cannot be read without \
+                         it: put the {table} table back (strata migrate can then move the mail \
+                         to a store without it)"
+                    ),
+                ));
+            }
+            _ => {}
         }
-        (false, true) => Err(BackendError::new(
-            "server",
-            ErrorKind::Unsupported,
-            "it holds messages stored with single_instance, which cannot be read without \
-             it: put the single_instance table back (strata migrate can then move the mail \
-             to a store without it)",
-        )),
-        _ => Ok(()),
     }
+    if marks.ops.is_empty() {
+        return Ok(());
+    }
+    raw.commit(marks).await?.acked().await
 }
 
-/// [`reach`], without the compression layer (which goes in front of the latency injection).
-async fn reach_raw(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
+/// The store as it is, without the layers its configuration names and without checking their
+/// marks: what it holds, byte for byte, to look at (tests and tools), never to read mail from.
+pub async fn reach_raw(store: &Store) -> Result<Option<Arc<dyn Backend>>, BackendError> {
     Ok(match &store.backend {
         BackendConfig::Maildir { .. } => None,
         BackendConfig::Sql {
@@ -284,6 +302,7 @@ impl Backends {
                 None => return Ok(connected),
             },
         };
+        layers_kept(&store, cfg).await?;
         // Compressed, then encrypted (sealed bytes do not compress), in front of the store's
         // latency and metering (what they see is what the store keeps), behind the journal
         // (which keeps bodies as they are on this node's disk, to read recent ones fast).
@@ -296,7 +315,6 @@ impl Backends {
         );
         // Parts stored once above both, so each part is compressed and sealed like a body.
         let (store, parts) = single_instance(store, cfg);
-        single_instance_kept(&store, cfg).await?;
         connected.parts = parts;
         if cfg.journal.enabled {
             let j = &cfg.journal;

@@ -344,12 +344,7 @@ async fn same_bodies_and_what_the_store_holds(
         c.ok("FETCH 46 (BODY.PEEK[]<700000.5000>)").await.untagged,
         part.untagged
     );
-    let raw_cfg = Store {
-        compression: None,
-        encryption: None,
-        ..t.config.storage.main.clone()
-    };
-    let raw = strata_server::backends::reach(&raw_cfg)
+    let raw = strata_server::backends::reach_raw(&t.config.storage.main)
         .await
         .unwrap()
         .unwrap();

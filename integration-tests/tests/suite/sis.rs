@@ -296,10 +296,25 @@ async fn a_crash_loop_with_collection_loses_no_part_and_keeps_none_unreferenced(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_that_holds_parts_is_not_opened_without_the_layer() {
+async fn a_store_is_not_opened_without_the_layers_that_wrote_it() {
     let root = tempfile::tempdir().unwrap();
     let data = crate::reconcile::data_dir_with_alice(root.path());
     let with = crash_config(root.path(), &data);
+    // Compressed and sealed as well.
+    let keys = root.path().join("keyring");
+    std::fs::write(&keys, "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = std::fs::read_to_string(&with).unwrap().replace(
+        "[log]",
+        &format!(
+            "[storage.compression]\nlevel = 1\n[storage.encryption]\nkeys = \"{}\"\n[log]",
+            keys.display()
+        ),
+    );
+    std::fs::write(&with, &text).unwrap();
     let cfg = strata_config::load(&with).unwrap();
     let running = strata_server::serve::start(cfg.clone()).await.unwrap();
     let mut c = strata_integration_tests::Client::plain(running.imap.unwrap()).await;
@@ -315,21 +330,20 @@ async fn a_store_that_holds_parts_is_not_opened_without_the_layer() {
     drop(c);
     running.shutdown().await;
 
-    // The table taken out: the server refuses to start, naming the store and the table.
-    let text = std::fs::read_to_string(&with).unwrap();
-    let start = text.find("[storage.single_instance]").unwrap();
-    let end = text[start..].find("[log]").unwrap() + start;
-    let without = root.path().join("without.toml");
-    std::fs::write(&without, format!("{}{}", &text[..start], &text[end..])).unwrap();
-    let e = strata_server::serve::start(strata_config::load(&without).unwrap())
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(
-        e.contains("\"main\"") && e.contains("single_instance"),
-        "{e}"
-    );
+    // Any one of the tables taken out: the server refuses to start, naming the store and the
+    // table.
+    for table in ["single_instance", "compression", "encryption"] {
+        let start = text.find(&format!("[storage.{table}]")).unwrap();
+        let end = text[start + 1..].find('[').unwrap() + start + 1;
+        let without = root.path().join(format!("without-{table}.toml"));
+        std::fs::write(&without, format!("{}{}", &text[..start], &text[end..])).unwrap();
+        let e = strata_server::serve::start(strata_config::load(&without).unwrap())
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("\"main\"") && e.contains(table), "{e}");
+    }
 
     // Put back, the message reads as it was appended.
     let running = strata_server::serve::start(cfg).await.unwrap();
