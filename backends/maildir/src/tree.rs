@@ -171,6 +171,20 @@ impl MaildirTree {
     }
 }
 
+impl MaildirTree {
+    /// Commits one user's part of a batch, linking the files its copies from other users name.
+    async fn commit_part(
+        &self,
+        (user, part, foreign): (String, Batch, Foreign),
+    ) -> Result<(), BackendError> {
+        let foreign = foreign
+            .into_iter()
+            .map(|(here, u, there)| Ok((here, self.user(&u)?, there)))
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        self.user(&user)?.commit_from(part, foreign).await
+    }
+}
+
 /// Copies from other users' Maildirs in one user's part of a batch: placeholder key, source
 /// user, source key.
 type Foreign = Vec<(Key, String, Key)>;
@@ -189,12 +203,30 @@ impl Backend for MaildirTree {
     /// so a batch holds one user's keys; one spanning users (a delivery to many) is applied
     /// user by user, and a copy between users is a hard link.
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
-        for (user, part, foreign) in Self::per_user(batch)? {
-            let foreign = foreign
-                .into_iter()
-                .map(|(here, u, there)| Ok((here, self.user(&u)?, there)))
-                .collect::<Result<Vec<_>, BackendError>>()?;
-            self.user(&user)?.commit_from(part, foreign).await?;
+        let parts = Self::per_user(batch)?;
+        // Users' Maildirs are apart, so their parts commit at once (each its own fsyncs): first
+        // those that copy from no other user, then those that do. A source that itself copies
+        // from another user makes the order matter: then one part after another.
+        let copying: Vec<&str> = parts
+            .iter()
+            .filter(|(_, _, f)| !f.is_empty())
+            .map(|(u, _, _)| u.as_str())
+            .collect();
+        let chained = parts
+            .iter()
+            .flat_map(|(_, _, f)| f.iter())
+            .any(|(_, source, _)| copying.contains(&source.as_str()));
+        let (first, second): (Vec<_>, Vec<_>) =
+            parts.into_iter().partition(|(_, _, f)| f.is_empty());
+        if chained {
+            for part in first.into_iter().chain(second) {
+                self.commit_part(part).await?;
+            }
+        } else {
+            for wave in [first, second] {
+                futures::future::try_join_all(wave.into_iter().map(|p| self.commit_part(p)))
+                    .await?;
+            }
         }
         Ok(self.acks.issue_acked())
     }
