@@ -36,6 +36,7 @@ mod session;
 pub mod ship;
 mod store;
 mod text;
+mod tiering;
 
 pub use bodies::{BodyRead, BodyStores};
 pub use error::{Result, StoreError};
@@ -43,10 +44,11 @@ pub use fts::{FtsLag, FtsOptions, StoredText, TextScope};
 pub use mime::{PREVIEW_CHARS, SYNCED_HEADERS, parse};
 pub use reads::READ_BUDGET;
 pub use reconcile::{ReconcileReport, is_strata_key};
-pub use relocate::{RelocateOptions, RelocateReport};
+pub use relocate::{Pace, RelocateOptions, RelocateReport};
 pub use session::Vanished;
 pub use store::{
     AckPolicy, Adopted, Appended, BackendFactory, DEFAULT_MAILBOXES, MAX_GRAVES, Mailstore,
     MailstoreOptions, Prepared, UserStore, Watch,
 };
 pub use text::{decode_header, parse_date};
+pub use tiering::{TierDate, TierPolicy, TierRule};

@@ -27,6 +27,37 @@ pub struct RelocateOptions {
     pub batch: usize,
     /// Bytes per batch (a batch holds at least one body).
     pub batch_bytes: u64,
+    /// The pace bodies are moved at, shared by every move that takes from it.
+    pub pace: Option<std::sync::Arc<Pace>>,
+}
+
+/// A rate in bytes per second that moves share: each batch waits for its turn.
+#[derive(Debug)]
+pub struct Pace {
+    bytes_per_sec: u64,
+    next: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pace {
+    /// At most `bytes_per_sec` (at least 1) on average.
+    pub fn new(bytes_per_sec: u64) -> Self {
+        Pace {
+            bytes_per_sec: bytes_per_sec.max(1),
+            next: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits until `bytes` more may be moved.
+    pub async fn take(&self, bytes: u64) {
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            let start = next.map_or(now, |n| n.max(now));
+            *next = Some(start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64));
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
 }
 
 impl Default for RelocateOptions {
@@ -34,6 +65,7 @@ impl Default for RelocateOptions {
         RelocateOptions {
             batch: 128,
             batch_bytes: 32 << 20,
+            pace: None,
         }
     }
 }
@@ -59,13 +91,13 @@ pub struct RelocateReport {
 }
 
 /// One body to move.
-struct Move {
-    guid: Guid,
-    from: BodyLocation,
-    size: u64,
+pub(crate) struct Move {
+    pub(crate) guid: Guid,
+    pub(crate) from: BodyLocation,
+    pub(crate) size: u64,
     /// A mailbox it is filed in and its INTERNALDATE, for the body's metadata.
-    mailbox: MailboxId,
-    internal_date: Timestamp,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) internal_date: Timestamp,
 }
 
 impl UserStore {
@@ -75,6 +107,19 @@ impl UserStore {
     pub async fn relocate(
         &self,
         to: StoreId,
+        opts: &RelocateOptions,
+        progress: &mut (dyn FnMut(&RelocateReport) -> bool + Send),
+    ) -> Result<RelocateReport> {
+        self.relocate_selected(to, &|snap| elsewhere(snap, to), opts, progress)
+            .await
+    }
+
+    /// Moves the bodies `select` picks from a snapshot (none already in `to`) to store `to`,
+    /// as [`UserStore::relocate`] does.
+    pub(crate) async fn relocate_selected(
+        &self,
+        to: StoreId,
+        select: &(dyn Fn(&Snapshot) -> Result<Vec<Move>> + Send + Sync),
         opts: &RelocateOptions,
         progress: &mut (dyn FnMut(&RelocateReport) -> bool + Send),
     ) -> Result<RelocateReport> {
@@ -90,7 +135,7 @@ impl UserStore {
             cleaned: self.finish_interrupted().await?,
             ..RelocateReport::default()
         };
-        let todo = elsewhere(&self.snapshot()?, to)?;
+        let todo = select(&self.snapshot()?)?;
         report.total = todo.len() as u64;
         let mut rest = todo.as_slice();
         while !rest.is_empty() && progress(&report) {
@@ -102,6 +147,9 @@ impl UserStore {
             }
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
+            if let Some(pace) = &opts.pace {
+                pace.take(bytes).await;
+            }
             let intents: Vec<(Guid, BodyLocation)> = chunk
                 .iter()
                 .flat_map(|m| {
