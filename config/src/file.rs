@@ -122,6 +122,34 @@ struct RawStorage {
     compression: Option<RawCompression>,
     encryption: Option<RawEncryption>,
     single_instance: Option<RawSingleInstance>,
+    tiering: Option<RawTiering>,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTiering {
+    to: Option<String>,
+    interval_secs: Option<u64>,
+    rate: Option<NumberOrText>,
+    date: Option<String>,
+    rule: Option<Vec<RawTierRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTierRule {
+    older_than_days: Option<u64>,
+    mailboxes: Option<Vec<String>>,
+    larger_than: Option<NumberOrText>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    dir: Option<String>,
+    size: Option<NumberOrText>,
+    stores: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -645,7 +673,7 @@ fn parse_checked(
         let journal_dir = data_dir.join(format!("journal-{name}"));
         others.push(store(&mut p, &ctx, &key, name, raw_store, journal_dir));
     }
-    let storage = crate::schema::Storage {
+    let mut storage = crate::schema::Storage {
         main,
         others,
         append_ack,
@@ -653,8 +681,14 @@ fn parse_checked(
         reconcile_interval: rs
             .reconcile_interval_secs
             .map_or(ds.reconcile_interval, Duration::from_secs),
+        tiering: None,
+        cache: None,
     };
     check_distinct(&mut p, &storage);
+    storage.tiering = rs.tiering.and_then(|t| tiering(&mut p, t, &storage));
+    storage.cache = rs
+        .cache
+        .and_then(|c| cache(&mut p, c, &storage, &data_dir, base));
 
     let rx = raw.index.unwrap_or_default();
     let dx = &defaults.index;
@@ -1069,6 +1103,178 @@ fn store(
     }
 }
 
+/// `[storage.tiering]`, checked against the configured stores.
+fn tiering(
+    p: &mut Problems,
+    raw: RawTiering,
+    storage: &crate::schema::Storage,
+) -> Option<crate::schema::Tiering> {
+    let key = |k: &str| format!("storage.tiering.{k}");
+    let to = match raw.to {
+        None => {
+            p.add(
+                &key("to"),
+                "must name the store cold bodies go to (a [stores.NAME])",
+            );
+            None
+        }
+        Some(to) if to == storage.main.name => {
+            p.add(
+                &key("to"),
+                format!("{to:?} is the main store: tiering moves bodies from it to another"),
+            );
+            None
+        }
+        Some(to) if storage.named(&to).is_none() => {
+            let names: Vec<&str> = storage.others.iter().map(|s| s.name.as_str()).collect();
+            p.add(
+                &key("to"),
+                format!(
+                    "no store is named {to:?}; the [stores] tables name {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+            None
+        }
+        Some(to) => Some(to),
+    };
+    let rate = match raw.rate.map(|r| r.text()) {
+        None => Some(20 << 20),
+        Some(text) => crate::size::parse_size(&text).unwrap_or_else(|why| {
+            p.add(
+                &key("rate"),
+                format!("{why} (bytes per second, or \"unlimited\")"),
+            );
+            None
+        }),
+    };
+    let date = match raw.date.as_deref() {
+        None | Some("savedate") => crate::schema::TierDate::Saved,
+        Some("internaldate") => crate::schema::TierDate::Internal,
+        Some(other) => {
+            p.add(
+                &key("date"),
+                format!("{other:?} is not \"savedate\" or \"internaldate\""),
+            );
+            crate::schema::TierDate::Saved
+        }
+    };
+    let raw_rules = raw.rule.unwrap_or_default();
+    if raw_rules.is_empty() {
+        p.add(
+            "storage.tiering",
+            "needs at least one [[storage.tiering.rule]]: without one nothing is cold",
+        );
+    }
+    let mut rules = Vec::new();
+    for (i, r) in raw_rules.into_iter().enumerate() {
+        let rkey = |k: &str| format!("storage.tiering.rule.{i}.{k}");
+        let mailboxes = r.mailboxes.unwrap_or_default();
+        if mailboxes
+            .iter()
+            .any(|m| m.is_empty() || m.starts_with('/') || m.ends_with('/'))
+        {
+            p.add(
+                &rkey("mailboxes"),
+                "names full mailbox names, such as \"Archive\" or \"Lists/old\"",
+            );
+        }
+        let larger_than = r.larger_than.as_ref().map(|v| v.text()).and_then(|text| {
+            crate::size::parse_size(&text).unwrap_or_else(|why| {
+                p.add(&rkey("larger_than"), why);
+                None
+            })
+        });
+        let older_than = r.older_than_days.map(|d| Duration::from_secs(d * 86_400));
+        if r.older_than_days.is_none() && mailboxes.is_empty() && r.larger_than.is_none() {
+            p.add(
+                &format!("storage.tiering.rule.{i}"),
+                "sets no condition (older_than_days, mailboxes, larger_than): it would make \
+                 every message cold",
+            );
+        }
+        rules.push(crate::schema::TierRule {
+            older_than,
+            mailboxes,
+            larger_than,
+        });
+    }
+    Some(crate::schema::Tiering {
+        to: to?,
+        interval: Duration::from_secs(raw.interval_secs.unwrap_or(3600).max(1)),
+        rate,
+        date,
+        rules,
+    })
+}
+
+/// `[storage.cache]`, checked against the configured stores.
+fn cache(
+    p: &mut Problems,
+    raw: RawCache,
+    storage: &crate::schema::Storage,
+    data_dir: &Path,
+    base: &Path,
+) -> Option<crate::schema::Cache> {
+    let size = match raw.size.map(|v| v.text()) {
+        None => 1 << 30,
+        Some(text) => match crate::size::parse_size(&text) {
+            Ok(Some(n)) if n >= 1 << 20 => n,
+            Ok(_) => {
+                p.add(
+                    "storage.cache.size",
+                    format!("{text:?}: a cache is at least 1M"),
+                );
+                return None;
+            }
+            Err(why) => {
+                p.add("storage.cache.size", why);
+                return None;
+            }
+        },
+    };
+    let local = |s: &Store| matches!(s.backend, Backend::Maildir { .. });
+    let stores = match raw.stores {
+        Some(names) => {
+            for name in &names {
+                match storage.named(name) {
+                    None => p.add(
+                        "storage.cache.stores",
+                        format!("no store is named {name:?}"),
+                    ),
+                    Some(s) if local(s) => p.add(
+                        "storage.cache.stores",
+                        format!("{name:?} is a Maildir: its bodies are local files already"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            names
+        }
+        // The colder stores: the tiering target, else every other store not on local disk.
+        None => match &storage.tiering {
+            Some(t) => vec![t.to.clone()],
+            None => storage
+                .others
+                .iter()
+                .filter(|s| !local(s))
+                .map(|s| s.name.clone())
+                .collect(),
+        },
+    };
+    Some(crate::schema::Cache {
+        dir: raw
+            .dir
+            .map_or_else(|| data_dir.join("cache"), |d| resolve(base, &d)),
+        size,
+        stores,
+    })
+}
+
 /// Stores must differ in name, id, journal directory and the place they keep bodies: two
 /// stores over one place would delete each other's bodies in a migration.
 fn check_distinct(p: &mut Problems, storage: &crate::schema::Storage) {
@@ -1360,9 +1566,11 @@ fn errors(text: &str, file: Option<&Path>, problems: Vec<(String, String)>) -> C
             let line = doc.as_ref().and_then(|d| {
                 let mut item: Option<&toml_edit::Item> = None;
                 for part in key.split('.') {
-                    let next = match item {
-                        None => d.get(part),
-                        Some(i) => i.get(part),
+                    let next = match (item, part.parse::<usize>()) {
+                        (None, _) => d.get(part),
+                        // An entry of an array of tables (`rule.0`).
+                        (Some(i), Ok(n)) => i.get(n),
+                        (Some(i), Err(_)) => i.get(part),
                     };
                     match next {
                         Some(n) => item = Some(n),

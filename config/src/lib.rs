@@ -15,8 +15,8 @@ mod size;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{check_files, load, parse};
 pub use schema::{
-    AccountsIn, AppendAck, Auth, Backend, Compression, Config, Delay, Encryption, Fts, Imap, Index,
-    Journal, Lmtp, Log, LogFormat, Metrics, PlaintextAuth, Quota, S3, Secret, Ship, SingleInstance,
-    Storage, Store, Tls,
+    AccountsIn, AppendAck, Auth, Backend, Cache, Compression, Config, Delay, Encryption, Fts, Imap,
+    Index, Journal, Lmtp, Log, LogFormat, Metrics, PlaintextAuth, Quota, S3, Secret, Ship,
+    SingleInstance, Storage, Store, TierDate, TierRule, Tiering, Tls,
 };
 pub use size::{parse_count, parse_size};

@@ -331,6 +331,57 @@ pub struct Storage {
     /// How often each user's stores are reconciled with their index (bodies nothing names are
     /// deleted); they are also reconciled at start. Zero: only at start.
     pub reconcile_interval: Duration,
+    /// Cold bodies moved from the main store to another, if configured (`[storage.tiering]`).
+    pub tiering: Option<Tiering>,
+    /// The local read cache of slow stores, if configured (`[storage.cache]`).
+    pub cache: Option<Cache>,
+}
+
+/// Tiering (`[storage.tiering]`): bodies the rules make cold, moved from the main store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tiering {
+    /// The store cold bodies go to (a `[stores.NAME]`).
+    pub to: String,
+    /// How often this node looks for cold bodies; the first run is one interval after start.
+    pub interval: Duration,
+    /// The most bytes moved per second, all users together; `None`: as fast as they go.
+    pub rate: Option<u64>,
+    /// The date ages are counted from.
+    pub date: TierDate,
+    /// A message is cold when any rule says so.
+    pub rules: Vec<TierRule>,
+}
+
+/// The date a tiering rule's age is counted from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TierDate {
+    /// SAVEDATE: when the message was saved in its mailbox.
+    #[default]
+    Saved,
+    /// INTERNALDATE.
+    Internal,
+}
+
+/// One tiering rule (`[[storage.tiering.rule]]`): every condition it sets must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierRule {
+    /// At least this old.
+    pub older_than: Option<Duration>,
+    /// Filed in one of these mailboxes, or below one.
+    pub mailboxes: Vec<String>,
+    /// At least this many bytes.
+    pub larger_than: Option<u64>,
+}
+
+/// The local read cache (`[storage.cache]`): whole bodies read from slow stores, kept on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cache {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The most bytes it keeps.
+    pub size: u64,
+    /// The stores whose reads it keeps, by name.
+    pub stores: Vec<String>,
 }
 
 impl Storage {
@@ -468,6 +519,8 @@ impl Default for Config {
                 append_ack: AppendAck::SoftDone,
                 read_concurrency: 32,
                 reconcile_interval: Duration::from_secs(6 * 3600),
+                tiering: None,
+                cache: None,
             },
             index: Index {
                 group_commit_window: Duration::ZERO,

@@ -535,3 +535,93 @@ fn encryption_names_its_keyring_and_is_refused_for_a_maildir() {
         [("storage.encryption".to_string(), Some(1))]
     );
 }
+
+#[test]
+fn tiering_and_the_cache_are_read_and_their_mistakes_name_the_line() {
+    let stores = "data_dir = \"/var/strata\"\n\
+                  [stores.cold]\nid = 1\nbackend = \"s3\"\n[stores.cold.s3]\nbucket = \"mail\"\n\
+                  endpoint = \"http://127.0.0.1:9000\"\n";
+    let text = format!(
+        "{stores}[storage.tiering]\nto = \"cold\"\nrate = \"5M\"\ndate = \"internaldate\"\n\
+         [[storage.tiering.rule]]\nolder_than_days = 90\n\
+         [[storage.tiering.rule]]\nmailboxes = [\"Trash\", \"Archive\"]\nlarger_than = \"1M\"\n\
+         [storage.cache]\nsize = \"2G\"\n"
+    );
+    let c = parse(&text, Path::new("."), None).unwrap();
+    let t = c.storage.tiering.unwrap();
+    assert_eq!(t.to, "cold");
+    assert_eq!(t.rate, Some(5 << 20));
+    assert_eq!(t.date, TierDate::Internal);
+    assert_eq!(t.interval, std::time::Duration::from_secs(3600));
+    assert_eq!(
+        t.rules,
+        [
+            TierRule {
+                older_than: Some(std::time::Duration::from_secs(90 * 86_400)),
+                ..TierRule::default()
+            },
+            TierRule {
+                mailboxes: vec!["Trash".into(), "Archive".into()],
+                larger_than: Some(1 << 20),
+                ..TierRule::default()
+            },
+        ]
+    );
+    let cache = c.storage.cache.unwrap();
+    assert_eq!(cache.size, 2 << 30);
+    assert_eq!(cache.dir, Path::new("/var/strata/cache"));
+    assert_eq!(cache.stores, ["cold"], "the tiering target by default");
+
+    // Mistakes, each at its line (the rules' by their place in the array).
+    let text = format!(
+        "{stores}[storage.tiering]\nto = \"main\"\n\
+         [[storage.tiering.rule]]\nlarger_than = \"big\"\n\
+         [[storage.tiering.rule]]\n\
+         [storage.cache]\nsize = \"1K\"\n"
+    );
+    let errs = parse(&text, Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [
+            ("storage.tiering.to".to_string(), Some(9)),
+            ("storage.tiering.rule.0.larger_than".to_string(), Some(11)),
+            ("storage.tiering.rule.1".to_string(), Some(12)),
+            ("storage.cache.size".to_string(), Some(14)),
+        ],
+        "{errs}"
+    );
+    let text = format!(
+        "{stores}[storage.tiering]\nto = \"cold\"\nrate = \"fast\"\ndate = \"arrival\"\n\
+         [[storage.tiering.rule]]\nlarger_than = \"big\"\n\
+         [[storage.tiering.rule]]\nmailboxes = []\n\
+         [storage.cache]\nstores = [\"nowhere\", \"main\"]\n"
+    );
+    let errs = parse(&text, Path::new("."), None).unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [
+            ("storage.tiering.rate".to_string(), Some(10)),
+            ("storage.tiering.date".to_string(), Some(11)),
+            ("storage.tiering.rule.0.larger_than".to_string(), Some(13)),
+            ("storage.tiering.rule.1".to_string(), Some(14)),
+            ("storage.cache.stores".to_string(), Some(17)),
+            ("storage.cache.stores".to_string(), Some(17)),
+        ],
+        "{errs}"
+    );
+    let errs = parse(
+        &format!("{stores}[storage.tiering]\nto = \"warm\"\n"),
+        Path::new("."),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys_and_lines(&errs),
+        [
+            ("storage.tiering".to_string(), Some(8)),
+            ("storage.tiering.to".to_string(), Some(9)),
+        ],
+        "{errs}"
+    );
+    assert!(errs.to_string().contains("cold"), "{errs}");
+}
