@@ -1,7 +1,8 @@
 //! Which body store a test server runs on. The whole IMAP suite runs once per store:
 //! `STRATA_TEST_BACKEND` is `maildir` (the default), `maildir-journal` (Maildir behind the
 //! staging journal), `sqlite`, `postgres`, `mariadb` or `s3`; and `STRATA_TEST_LAYERS`
-//! (comma-separated) puts layers in front of it: `compress`, `encrypt` (SQL and S3 only).
+//! (comma-separated) puts layers in front of it: `compress`, `encrypt`, `sis` (SQL and S3
+//! only), and `tier` (a cold store every body moves to, behind a read cache).
 //! PostgreSQL and MariaDB are the loopback servers (a scratch database per test server,
 //! dropped after); S3 is an s3s-fs server started in the test process.
 
@@ -53,11 +54,15 @@ impl Store {
     }
 }
 
-/// Puts the layers `STRATA_TEST_LAYERS` names in front of the main store.
+/// Puts the layers `STRATA_TEST_LAYERS` names in front of the main store; `tier` adds a
+/// cold store like the main one, with its layers, that tiering moves every body to a second
+/// after it is saved, with a read cache in front.
 pub fn layers_from_env(config: &mut Config) {
     let layers = std::env::var("STRATA_TEST_LAYERS").unwrap_or_default();
+    let mut tier = false;
     for layer in layers.split(',').map(str::trim).filter(|l| !l.is_empty()) {
         match layer {
+            "tier" => tier = true,
             // Small frames, so that bodies span several and range reads cross them. Never on
             // a Maildir, which other programs read as plain files.
             "compress" if matches!(config.storage.main.backend, Backend::Maildir { .. }) => {}
@@ -88,11 +93,60 @@ pub fn layers_from_env(config: &mut Config) {
                     ..strata_config::SingleInstance::default()
                 })
             }
-            other => {
-                panic!("STRATA_TEST_LAYERS: {other:?} is not a layer (sis, compress, encrypt)")
-            }
+            other => panic!(
+                "STRATA_TEST_LAYERS: {other:?} is not a layer (sis, compress, encrypt, tier)"
+            ),
         }
     }
+    if tier {
+        tiered(config);
+    }
+}
+
+/// A cold store beside the main one (a Maildir, SQLite, or the same S3 server under another
+/// prefix), configured with the main store's layers; every body goes there once it is a
+/// second old, and its reads are cached.
+fn tiered(config: &mut Config) {
+    let main = &config.storage.main;
+    let backend = match &main.backend {
+        Backend::Maildir { .. } => Backend::Maildir {
+            root: config.data_dir.join("cold-mail"),
+        },
+        Backend::Sql { .. } => sql_backend(format!(
+            "sqlite:{}",
+            config.data_dir.join("cold.db").display()
+        )),
+        Backend::S3(s3) => Backend::S3(S3 {
+            prefix: "cold/".into(),
+            ..s3.clone()
+        }),
+    };
+    let mut journal = main.journal.clone();
+    journal.enabled = matches!(backend, Backend::S3(_));
+    journal.dir = config.data_dir.join("journal-cold");
+    let cold = strata_config::Store {
+        name: "cold".into(),
+        id: 7,
+        backend,
+        journal,
+        ..main.clone()
+    };
+    config.storage.others.push(cold);
+    config.storage.tiering = Some(strata_config::Tiering {
+        to: "cold".into(),
+        interval: Duration::from_secs(1),
+        rate: None,
+        date: strata_config::TierDate::Saved,
+        rules: vec![strata_config::TierRule {
+            older_than: Some(Duration::ZERO),
+            ..strata_config::TierRule::default()
+        }],
+    });
+    config.storage.cache = Some(strata_config::Cache {
+        dir: config.data_dir.join("cache"),
+        size: 64 << 20,
+        stores: vec!["cold".into()],
+    });
 }
 
 /// What a test server's store needs kept alive, and cleaned up after.

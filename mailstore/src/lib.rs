@@ -51,4 +51,4 @@ pub use store::{
     MailstoreOptions, Prepared, UserStore, Watch,
 };
 pub use text::{decode_header, parse_date};
-pub use tiering::{TierDate, TierPolicy, TierRule};
+pub use tiering::{StoreUsage, TierDate, TierPolicy, TierRule};

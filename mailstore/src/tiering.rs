@@ -118,7 +118,77 @@ impl TierPolicy {
     }
 }
 
+/// What one of a user's stores holds of theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// The store.
+    pub store: StoreId,
+    /// Bodies the index places there (one per content, however many messages hold it).
+    pub bodies: u64,
+    /// Their sizes, as the messages' RFC822.SIZE.
+    pub bytes: u64,
+    /// Objects of the user's the store lists (bodies, skeletons of bodies whose parts are
+    /// stored once, anything not yet collected), without their shipped index.
+    pub objects: u64,
+    /// The bytes those objects take as stored (compressed, sealed; parts stored once, which
+    /// every holder shares, are not counted).
+    pub stored_bytes: u64,
+    /// Objects of their shipped index there, and their bytes.
+    pub index_objects: u64,
+    /// Their bytes.
+    pub index_bytes: u64,
+}
+
 impl UserStore {
+    /// What each of this user's stores holds of theirs, by the index and by the store's own
+    /// listing, in the order of [`crate::BodyStores::all`]. Lists every store: for an
+    /// administrator, not for the request path.
+    pub async fn store_usage(&self) -> Result<Vec<StoreUsage>> {
+        let mut usage: Vec<StoreUsage> = self
+            .stores
+            .all()
+            .map(|(id, _)| StoreUsage {
+                store: id,
+                bodies: 0,
+                bytes: 0,
+                objects: 0,
+                stored_bytes: 0,
+                index_objects: 0,
+                index_bytes: 0,
+            })
+            .collect();
+        {
+            let snap = self.snapshot()?;
+            let mut seen = std::collections::HashSet::new();
+            for mb in snap.mailboxes()? {
+                for m in snap.messages(mb.id)? {
+                    if !seen.insert(m.guid) {
+                        continue;
+                    }
+                    let Some(c) = snap.content_parts(&m.guid, Parts::default())? else {
+                        continue;
+                    };
+                    if let Some(u) = usage.iter_mut().find(|u| u.store == c.location.store) {
+                        u.bodies += 1;
+                        u.bytes += c.size;
+                    }
+                }
+            }
+        }
+        for (u, (_, backend)) in usage.iter_mut().zip(self.stores.all()) {
+            for o in backend.list_stored("").await? {
+                if crate::ship::chain::is_index_key(o.key.as_str()) {
+                    u.index_objects += 1;
+                    u.index_bytes += o.size;
+                } else {
+                    u.objects += 1;
+                    u.stored_bytes += o.size;
+                }
+            }
+        }
+        Ok(usage)
+    }
+
     /// Moves this user's bodies that `policy` makes cold now from the main store to the cold
     /// one; `progress` sees the report after each batch and stops the move by returning false.
     /// Safe to interrupt and to run again, and beside sessions reading the bodies it moves.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_backend_api::{Backend, BackendError, ErrorKind, Key, Prefixed};
+use strata_backend_cache::{CacheBackend, CacheOptions, CacheStats};
 use strata_backend_compress::{CompressBackend, CompressOptions};
 use strata_backend_delay::{DelayBackend, DelayConfig, DelayStats, Latency};
 use strata_backend_encrypt::{EncryptBackend, Keyring};
@@ -36,6 +37,8 @@ struct Connected {
     journal: Option<Arc<Journal>>,
     /// The single-instance layer, when configured: what collection runs on.
     parts: Option<Arc<SisBackend>>,
+    /// The read cache in front of it, when configured, and its bound.
+    cache: Option<(Arc<CacheBackend>, u64)>,
 }
 
 /// The configured stores, and each user's view of them opened so far.
@@ -46,6 +49,8 @@ pub struct Backends {
     index_store: Option<Arc<dyn Backend>>,
     open: Mutex<HashMap<String, BodyStores>>,
     delayed: Mutex<Vec<Delayed>>,
+    /// Tiering, when configured.
+    tierer: Option<Arc<crate::tiering::Tierer>>,
 }
 
 /// The S3 backend's options from the configuration.
@@ -146,14 +151,20 @@ pub fn single_instance(
     }
 }
 
-/// The parts of a message stored apart: each MIME leaf's body; none of a user's shipped index,
-/// which is not mail (keys are `USER/KEY` below each user's prefix).
-pub fn message_parts(key: &Key, data: &[u8]) -> Vec<std::ops::Range<usize>> {
+/// Whether a shared store's key (`USER/KEY`) is an object of a user's shipped index, which
+/// is not mail: its heads change under one key.
+fn is_index_object(key: &Key) -> bool {
     let own = key
         .as_str()
         .split_once('/')
         .map_or(key.as_str(), |(_, k)| k);
-    if strata_mailstore::ship::chain::is_index_key(own) {
+    strata_mailstore::ship::chain::is_index_key(own)
+}
+
+/// The parts of a message stored apart: each MIME leaf's body; none of a user's shipped index,
+/// which is not mail (keys are `USER/KEY` below each user's prefix).
+pub fn message_parts(key: &Key, data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    if is_index_object(key) {
         return Vec::new();
     }
     strata_mailstore::mime::leaf_bodies(data)
@@ -261,13 +272,54 @@ impl Backends {
     pub async fn connect(storage: &Storage) -> Result<Backends, BackendError> {
         let mut backends = Backends::default();
         for cfg in storage.stores() {
-            let connected = backends.connect_one(cfg).await.map_err(|mut e| {
+            let mut connected = backends.connect_one(cfg).await.map_err(|mut e| {
                 e.message = format!("store {:?}: {}", cfg.name, e.message);
                 e
             })?;
+            if let Some(c) = &storage.cache
+                && c.stores.contains(&cfg.name)
+                && let Some(shared) = connected.shared.take()
+            {
+                // The bound is shared out evenly among the stores it caches.
+                let max_bytes = c.size / c.stores.len().max(1) as u64;
+                let mut opts = CacheOptions::new(c.dir.join(&cfg.name), max_bytes);
+                opts.cacheable = Arc::new(|key: &Key| !is_index_object(key));
+                let cache = Arc::new(CacheBackend::open(shared, opts).map_err(|mut e| {
+                    e.message = format!("store {:?}: {}", cfg.name, e.message);
+                    e
+                })?);
+                connected.shared = Some(cache.clone());
+                connected.cache = Some((cache, max_bytes));
+            }
             backends.stores.push(connected);
         }
+        backends.tierer = crate::tiering::Tierer::new(storage, &backends).map(Arc::new);
         Ok(backends)
+    }
+
+    /// Tiering, when configured.
+    pub fn tierer(&self) -> Option<Arc<crate::tiering::Tierer>> {
+        self.tierer.clone()
+    }
+
+    /// Each read cache, by the name of the store it caches: what it holds and has done, and
+    /// its bound.
+    pub fn caches(&self) -> Vec<(String, CacheStats, u64)> {
+        self.stores
+            .iter()
+            .filter_map(|s| {
+                let (c, max) = s.cache.as_ref()?;
+                Some((s.cfg.name.clone(), c.stats(), *max))
+            })
+            .collect()
+    }
+
+    /// The name of the store with id `id`.
+    pub fn store_name(&self, id: StoreId) -> Option<String> {
+        self.stores
+            .iter()
+            .find(|s| s.cfg.id == id.0)
+            .map(|s| s.cfg.name.clone())
     }
 
     /// Connects as [`Backends::connect`], and opens the directory indexes are shipped to
@@ -292,6 +344,7 @@ impl Backends {
             shared: None,
             journal: None,
             parts: None,
+            cache: None,
         };
         let store = match (&cfg.backend, cfg.journal.enabled) {
             // Every user's Maildir as one store: behind the journal, and so that a message

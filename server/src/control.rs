@@ -213,6 +213,48 @@ async fn session(
         let _ = write.write_all(out.as_bytes()).await;
         return;
     }
+    if let ["tier-status", user] = words.as_slice() {
+        let answer = match crate::tiering::status(&store, &backends, user).await {
+            Ok(lines) => {
+                let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
+                out.push_str("ok\n");
+                out
+            }
+            Err(e) => format!("error {e:#}\n"),
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
+    if let ["tier-run", user] = words.as_slice() {
+        tracing::info!(request = request.trim_end(), "control request");
+        let answer = match (backends.tierer(), *user) {
+            (None, _) => "error tiering is not configured ([storage.tiering])\n".to_string(),
+            (Some(_), u) if u != "*" && crate::users::check_name(u).is_err() => {
+                format!("error {u:?} is not a user name\n")
+            }
+            (Some(tierer), u) => {
+                let users = match u {
+                    "*" => Users::All,
+                    u => Users::One(u.to_string()),
+                };
+                let mut lines = Vec::new();
+                let mut out = |line: String| {
+                    lines.push(line);
+                    !*shutdown.borrow()
+                };
+                match tierer.run(&store, users, &mut out).await {
+                    Ok(r) => {
+                        let mut text: String = lines.iter().map(|l| format!(". {l}\n")).collect();
+                        text.push_str(&format!("ok {}\n", progress_line("total", &r)));
+                        text
+                    }
+                    Err(e) => format!("error {e:#}\n"),
+                }
+            }
+        };
+        let _ = write.write_all(answer.as_bytes()).await;
+        return;
+    }
     if let ["fts-rebuild", user] = words.as_slice() {
         tracing::info!(request = request.trim_end(), "control request");
         let answer = match crate::fts_admin::rebuild_in(&store, user).await {
@@ -231,7 +273,7 @@ async fn session(
         }
         _ => {
             let _ = write
-                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all), \"shipping [USER]\", \"shipped USER\", \"fts-status [USER]\" or \"fts-rebuild USER\"\n")
+                .write_all(b"error unknown request; expected \"migrate STORE USER [BATCH]\" (USER * for all), \"shipping [USER]\", \"shipped USER\", \"fts-status [USER]\", \"fts-rebuild USER\", \"tier-status USER\" or \"tier-run USER\" (USER * for all)\n")
                 .await;
             return;
         }

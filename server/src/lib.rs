@@ -32,6 +32,7 @@ pub mod reconciler;
 pub mod reload;
 pub mod serve;
 pub mod store_scan;
+pub mod tiering;
 pub mod tls;
 pub mod users;
 

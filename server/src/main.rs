@@ -113,6 +113,29 @@ enum Command {
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
         batch: u16,
     },
+    /// Tiering (`[storage.tiering]`): cold bodies moved from the main store to a colder one.
+    Tier {
+        #[command(subcommand)]
+        action: TierAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TierAction {
+    /// Shows what each store holds of a user (by the index and by the store's own listing)
+    /// and what this node's read cache holds.
+    Status {
+        /// The account.
+        #[arg(long)]
+        user: String,
+    },
+    /// Moves what the rules make cold now, rather than at the next periodic run; through the
+    /// running server when there is one, at the configured rate.
+    Run {
+        /// The account (default: every account with mail).
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -528,6 +551,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ))?;
             println!("{last}");
+        }
+        Command::Tier { action } => {
+            let cfg = config(&cli)?;
+            let runtime = runtime()?;
+            match action {
+                TierAction::Status { user } => {
+                    strata_server::users::check_name(user)?;
+                    for line in runtime.block_on(strata_server::tiering::status_cli(&cfg, user))? {
+                        println!("{line}");
+                    }
+                }
+                TierAction::Run { user } => {
+                    let users = match user {
+                        Some(u) => {
+                            strata_server::users::check_name(u)?;
+                            strata_server::migrate::Users::One(u.clone())
+                        }
+                        None => strata_server::migrate::Users::All,
+                    };
+                    let last = runtime.block_on(strata_server::tiering::run_cli(
+                        &cfg,
+                        users,
+                        &mut |l| {
+                            println!("{l}");
+                            true
+                        },
+                    ))?;
+                    println!("{last}");
+                }
+            }
         }
         Command::Mailbox { action } => {
             let cfg = config(&cli)?;

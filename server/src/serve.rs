@@ -285,6 +285,8 @@ pub async fn start(cfg: Config) -> Result<Running, ServeError> {
     ));
     // Parts stored once that nothing refers to any more, after their grace period.
     tasks.extend(crate::parts::spawn(&backends, rx.clone()));
+    // Cold bodies to the cold store, now and then.
+    tasks.extend(crate::tiering::spawn(store.clone(), &backends, rx.clone()));
     let control = crate::control::bind(&cfg.data_dir)
         .await
         .map_err(dir_err(&crate::control::socket_path(&cfg.data_dir)))?;

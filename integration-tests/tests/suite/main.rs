@@ -29,3 +29,4 @@ mod savedate_preview;
 mod scram;
 mod sis;
 mod status_within;
+mod tiering;
