@@ -55,8 +55,8 @@ impl Store {
 }
 
 /// Puts the layers `STRATA_TEST_LAYERS` names in front of the main store; `tier` adds a
-/// cold store like the main one, with its layers, that tiering moves every body to a second
-/// after it is saved, with a read cache in front.
+/// cold store like the main one, with its layers, that tiering moves every body to within
+/// moments of its saving, with a read cache in front.
 pub fn layers_from_env(config: &mut Config) {
     let layers = std::env::var("STRATA_TEST_LAYERS").unwrap_or_default();
     let mut tier = false;
@@ -104,8 +104,8 @@ pub fn layers_from_env(config: &mut Config) {
 }
 
 /// A cold store beside the main one (a Maildir, SQLite, or the same S3 server under another
-/// prefix), configured with the main store's layers; every body goes there once it is a
-/// second old, and its reads are cached.
+/// prefix), configured with the main store's layers; every body goes there at the next run
+/// (every 200 ms), and its reads are cached.
 fn tiered(config: &mut Config) {
     let main = &config.storage.main;
     let backend = match &main.backend {
@@ -134,7 +134,8 @@ fn tiered(config: &mut Config) {
     config.storage.others.push(cold);
     config.storage.tiering = Some(strata_config::Tiering {
         to: "cold".into(),
-        interval: Duration::from_secs(1),
+        // Often, so that bodies move under the suite's commands.
+        interval: Duration::from_millis(200),
         rate: None,
         date: strata_config::TierDate::Saved,
         rules: vec![strata_config::TierRule {
