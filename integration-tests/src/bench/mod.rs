@@ -3,6 +3,7 @@
 //! measured side by side, phase by phase, so that the ratio between them holds on a noisy
 //! machine. Used by the `imap-bench` binary (see `docs/benchmarks.md`).
 
+pub mod cold;
 pub mod corpus;
 pub mod report;
 pub mod resync;

@@ -1587,7 +1587,9 @@ async fn bodies_and_their_parts_read_back_whole_wherever_they_are_stored() {
             let text = String::from_utf8_lossy(m);
             assert!(line.ends_with(&format!("{text})")), "round {round}: {line}");
         }
-        let r = c.ok("FETCH 3 (BODY.PEEK[HEADER] BODY.PEEK[1] BODY.PEEK[]<10.20>)").await;
+        let r = c
+            .ok("FETCH 3 (BODY.PEEK[HEADER] BODY.PEEK[1] BODY.PEEK[]<10.20>)")
+            .await;
         let whole = String::from_utf8_lossy(&msgs[2]);
         assert!(r.untagged[0].contains(&whole[10..30]), "{r:?}");
     }

@@ -36,6 +36,25 @@ enum Command {
     /// Measures bytes stored, and the time to store and read them, with single-instance
     /// parts, compression and encryption against a plain store, on SQLite in process.
     Storage(StorageArgs),
+    /// Measures FETCH of cold mail (tiered to S3 with injected latency): the first read, the
+    /// second (from the read cache) and the same messages hot.
+    Cold(ColdArgs),
+}
+
+#[derive(Args, Clone)]
+struct ColdArgs {
+    /// Messages in the cold mailbox (and as many hot).
+    #[arg(long, default_value_t = 300)]
+    messages: u32,
+    /// Of those, how many are read one per command.
+    #[arg(long, default_value_t = 50)]
+    singles: u32,
+    /// Injected latency of every cold-store read, in ms.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Append the report (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -580,6 +599,15 @@ async fn main() {
                 deliveries: a.deliveries,
                 recipients: a.recipients,
                 shared: a.shared,
+            })
+            .await;
+            write_out(&a.out, &text);
+        }
+        Command::Cold(a) => {
+            let text = bench::cold::run(&bench::cold::Options {
+                messages: a.messages,
+                singles: a.singles,
+                latency: Duration::from_millis(a.latency_ms),
             })
             .await;
             write_out(&a.out, &text);
