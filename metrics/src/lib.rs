@@ -65,6 +65,12 @@ struct StoreLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreResult {
+    store: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Durable {
     durable: &'static str,
 }
@@ -91,6 +97,11 @@ pub struct Metrics {
     repacks: Counter,
     reconciler_runs: Counter,
     reconciler_removed: Counter,
+    cache_reads: Family<StoreResult, Counter>,
+    cache_objects: Family<StoreLabel, Gauge>,
+    cache_bytes: Family<StoreLabel, Gauge>,
+    tiered_bodies: Counter,
+    tiered_bytes: Counter,
 }
 
 /// The process's metrics.
@@ -126,6 +137,11 @@ impl Metrics {
             repacks: Counter::default(),
             reconciler_runs: Counter::default(),
             reconciler_removed: Counter::default(),
+            cache_reads: Family::default(),
+            cache_objects: Family::default(),
+            cache_bytes: Family::default(),
+            tiered_bodies: Counter::default(),
+            tiered_bytes: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -213,6 +229,31 @@ impl Metrics {
             "reconciler_removed_bodies",
             "Bodies the reconciler deleted because nothing named them",
             m.reconciler_removed.clone(),
+        );
+        r.register(
+            "cache_reads",
+            "Whole reads of a cached store, answered from the local cache (hit) or the store (miss)",
+            m.cache_reads.clone(),
+        );
+        r.register(
+            "cache_objects",
+            "Objects the read cache of a store holds",
+            m.cache_objects.clone(),
+        );
+        r.register(
+            "cache_bytes",
+            "Bytes the read cache of a store takes on disk",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "tiered_bodies",
+            "Bodies tiering moved to the cold store",
+            m.tiered_bodies.clone(),
+        );
+        r.register(
+            "tiered_bytes",
+            "Bytes of those bodies",
+            m.tiered_bytes.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -310,6 +351,29 @@ impl Metrics {
     pub fn reconciled(&self, removed: u64) {
         self.reconciler_runs.inc();
         self.reconciler_removed.inc_by(removed);
+    }
+
+    /// A read cache as a scrape finds it: its totals since start (hits and misses, which only
+    /// grow) and what it holds.
+    pub fn cache(&self, store: &str, hits: u64, misses: u64, objects: u64, bytes: u64) {
+        for (result, total) in [("hit", hits), ("miss", misses)] {
+            let c = self.cache_reads.get_or_create(&StoreResult {
+                store: store.to_string(),
+                result,
+            });
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+        let label = StoreLabel {
+            store: store.to_string(),
+        };
+        self.cache_objects.get_or_create(&label).set(objects as i64);
+        self.cache_bytes.get_or_create(&label).set(bytes as i64);
+    }
+
+    /// Tiering moved `bodies` bodies of `bytes` bytes to the cold store.
+    pub fn tiered(&self, bodies: u64, bytes: u64) {
+        self.tiered_bodies.inc_by(bodies);
+        self.tiered_bytes.inc_by(bytes);
     }
 
     /// Every family in the Prometheus text format.

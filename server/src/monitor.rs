@@ -85,6 +85,9 @@ async fn answer(
             for (store, s) in backends.journals() {
                 m.journal(&store, s.pending_batches, s.pending_bytes, s.oldest);
             }
+            for (store, c, _) in backends.caches() {
+                m.cache(&store, c.hits, c.misses, c.objects, c.bytes);
+            }
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

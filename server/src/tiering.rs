@@ -96,6 +96,7 @@ impl Tierer {
                 }
                 Err(e) => return Err(anyhow::anyhow!("{name}: {e}")),
             };
+            strata_metrics::metrics().tiered(report.moved, report.bytes);
             if report.total > 0 {
                 tracing::info!(
                     user = name,

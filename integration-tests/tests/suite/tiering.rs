@@ -171,6 +171,20 @@ async fn a_mailbox_goes_cold_while_a_session_reads_it_and_second_reads_are_local
     assert_eq!(cache_figure(&again, "misses"), misses, "{again:?}");
     assert_eq!(cache_figure(&again, "hits"), hits + 120, "{again:?}");
     assert_eq!(all_bodies(&mut c, "INBOX").await, inbox);
+    let (_, metrics) = t.scrape("/metrics").await;
+    for (series, at_least) in [
+        ("strata_tiered_bodies_total", 120.0),
+        (
+            "strata_cache_reads_total{store=\"cold\",result=\"hit\"}",
+            120.0,
+        ),
+        ("strata_cache_objects{store=\"cold\"}", 120.0),
+    ] {
+        assert!(
+            crate::metrics::value(&metrics, series) >= at_least,
+            "{series}"
+        );
+    }
 
     // Nothing more is cold; a name that is not a user's is refused.
     let again = strata_server::control::request(&t.data_dir, "tier-run *", &mut |_| {})
