@@ -1,5 +1,6 @@
 //! Tiering on this node (`[storage.tiering]`): every `interval`, each user with an index here
-//! has the bodies the rules make cold moved from the main store to the cold one
+//! (with indexes shipped to a shared store, each user this node serves now) has the bodies the
+//! rules make cold moved from the main store to the cold one
 //! (`UserStore::tier`, on the relocation path), all users sharing one pace. `strata tier run`
 //! asks for a run now and `strata tier status` shows what each store holds of a user, through
 //! the control socket when a server runs, else with the stores opened here.
@@ -72,6 +73,14 @@ impl Tierer {
     ) -> anyhow::Result<RelocateReport> {
         let _one = self.running.lock().await;
         let names = match users {
+            // With indexes shipped, a user is served by whichever node opened them last: this
+            // node tiers the users it serves now, and opens no other (which would take them).
+            Users::All if store.options().ship.is_some() => {
+                let mut open: Vec<String> =
+                    store.open_users().iter().map(|u| u.name().to_string()).collect();
+                open.sort();
+                open
+            }
             Users::All => crate::reconciler::users(&store.options().index_dir),
             Users::One(u) => {
                 has_index(store, &u)?;
