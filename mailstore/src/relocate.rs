@@ -90,6 +90,19 @@ pub struct RelocateReport {
     pub elapsed: Duration,
 }
 
+impl RelocateReport {
+    /// Adds `other`'s counts and time to these (a total over users).
+    pub fn add(&mut self, other: &RelocateReport) {
+        self.total += other.total;
+        self.moved += other.moved;
+        self.bytes += other.bytes;
+        self.skipped += other.skipped;
+        self.damaged += other.damaged;
+        self.cleaned += other.cleaned;
+        self.elapsed += other.elapsed;
+    }
+}
+
 /// One body to move.
 pub(crate) struct Move {
     pub(crate) guid: Guid,

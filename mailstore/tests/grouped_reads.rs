@@ -10,26 +10,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use strata_backend_api::{Backend, ErrorKind, MemoryBackend, Observed};
 use strata_backend_maildir::MaildirBackend;
-use strata_index::{IndexOptions, StoreId};
-use strata_mailstore::{
-    AckPolicy, BodyRead, BodyStores, Mailstore, MailstoreOptions, RelocateOptions, StoreError,
-};
+use strata_index::StoreId;
+use strata_mailstore::{BodyRead, BodyStores, Mailstore, RelocateOptions, StoreError};
 
 const LOCAL: StoreId = StoreId(0);
 const OTHER: StoreId = StoreId(1);
 
 fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
-    Mailstore::new(
-        MailstoreOptions {
-            index_dir: dir.to_path_buf(),
-            append_ack: AckPolicy::SoftDone,
-            read_concurrency: 32,
-            index: IndexOptions::default(),
-            ship: None,
-            fts: None,
-        },
-        Arc::new(move |_| Ok(stores.clone())),
-    )
+    common::mailstore(dir, stores, 32)
 }
 
 /// A message of about `size` bytes whose every line names it.

@@ -10,27 +10,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_backend_api::{Backend, Batch, Key, MemoryBackend};
 use strata_backend_delay::{DelayBackend, DelayConfig, Latency};
-use strata_index::{Flags, IndexOptions, Parts, StoreId, Uid};
-use strata_mailstore::{
-    AckPolicy, Appended, BodyRead, BodyStores, Mailstore, MailstoreOptions, RelocateOptions,
-    UserStore,
-};
+use strata_index::{Flags, Parts, StoreId, Uid};
+use strata_mailstore::{Appended, BodyRead, BodyStores, Mailstore, RelocateOptions, UserStore};
 
 const OLD: StoreId = StoreId(0);
 const NEW: StoreId = StoreId(1);
 
 fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
-    Mailstore::new(
-        MailstoreOptions {
-            index_dir: dir.to_path_buf(),
-            append_ack: AckPolicy::SoftDone,
-            read_concurrency: 8,
-            index: IndexOptions::default(),
-            ship: None,
-            fts: None,
-        },
-        Arc::new(move |_| Ok(stores.clone())),
-    )
+    common::mailstore(dir, stores, 8)
 }
 
 fn message(i: usize) -> Vec<u8> {

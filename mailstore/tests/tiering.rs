@@ -1,15 +1,17 @@
 //! Tiering moves exactly the bodies its rules make cold from the main store to the cold one,
 //! leaves a body a warm message shares, keeps every body readable, and keeps to its pace.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use strata_backend_api::MemoryBackend;
-use strata_index::{Flags, IndexOptions, Parts, StoreId, Timestamp, Uid};
+use strata_index::{Flags, Parts, StoreId, Timestamp, Uid};
 use strata_mailstore::{
-    AckPolicy, Appended, BodyRead, BodyStores, Mailstore, MailstoreOptions, Pace, RelocateOptions,
-    TierDate, TierPolicy, TierRule, UserStore,
+    Appended, BodyRead, BodyStores, Mailstore, Pace, RelocateOptions, TierDate, TierPolicy,
+    TierRule, UserStore,
 };
 
 const HOT: StoreId = StoreId(0);
@@ -17,17 +19,7 @@ const COLD: StoreId = StoreId(1);
 const DAY: u64 = 86_400;
 
 fn mailstore(dir: &std::path::Path, stores: BodyStores) -> Mailstore {
-    Mailstore::new(
-        MailstoreOptions {
-            index_dir: dir.to_path_buf(),
-            append_ack: AckPolicy::SoftDone,
-            read_concurrency: 8,
-            index: IndexOptions::default(),
-            ship: None,
-            fts: None,
-        },
-        Arc::new(move |_| Ok(stores.clone())),
-    )
+    common::mailstore(dir, stores, 8)
 }
 
 fn message(subject: &str, size: usize) -> Vec<u8> {
@@ -169,6 +161,12 @@ async fn cold_bodies_move_and_warm_ones_stay() {
     // Each body is in one store: the move deleted what it moved.
     assert_eq!(cold.keys().len(), 5);
     assert_eq!(hot.keys().len(), 4);
+    let usage = user.store_usage().await.unwrap();
+    let by_store = |id| usage.iter().find(|u| u.store == id).unwrap();
+    assert_eq!((by_store(HOT).bodies, by_store(HOT).objects), (4, 4));
+    assert_eq!((by_store(COLD).bodies, by_store(COLD).objects), (5, 5));
+    assert_eq!(by_store(COLD).bytes, 3_000_000 + 4 * 500);
+    assert_eq!(by_store(COLD).stored_bytes, by_store(COLD).bytes);
 
     // A second run finds nothing more; new mail still goes to the main store.
     let again = user

@@ -177,14 +177,7 @@ async fn session(
         return;
     }
     if let ["mailboxes", user] = words.as_slice() {
-        let answer = match crate::mailbox_admin::answer_control(&store, user).await {
-            Ok(lines) => {
-                let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
-                out.push_str("ok\n");
-                out
-            }
-            Err(e) => format!("error {e:#}\n"),
-        };
+        let answer = lines_answer(crate::mailbox_admin::answer_control(&store, user).await);
         let _ = write.write_all(answer.as_bytes()).await;
         return;
     }
@@ -214,14 +207,7 @@ async fn session(
         return;
     }
     if let ["tier-status", user] = words.as_slice() {
-        let answer = match crate::tiering::status(&store, &backends, user).await {
-            Ok(lines) => {
-                let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
-                out.push_str("ok\n");
-                out
-            }
-            Err(e) => format!("error {e:#}\n"),
-        };
+        let answer = lines_answer(crate::tiering::status(&store, &backends, user).await);
         let _ = write.write_all(answer.as_bytes()).await;
         return;
     }
@@ -314,6 +300,18 @@ async fn session(
         Err(e) => format!("error the migration task failed: {e}\n"),
     };
     let _ = write.write_all(last.as_bytes()).await;
+}
+
+/// The answer of a request whose result is lines: each as a progress line, then `ok`.
+fn lines_answer(lines: anyhow::Result<Vec<String>>) -> String {
+    match lines {
+        Ok(lines) => {
+            let mut out: String = lines.iter().map(|l| format!(". {l}\n")).collect();
+            out.push_str("ok\n");
+            out
+        }
+        Err(e) => format!("error {e:#}\n"),
+    }
 }
 
 /// How far each open user's index (or `only`'s) is shipped, one line each: the local MODSEQ,

@@ -107,13 +107,7 @@ pub async fn migrate(
             cleaned = report.cleaned,
             "migrated"
         );
-        total.total += report.total;
-        total.moved += report.moved;
-        total.bytes += report.bytes;
-        total.skipped += report.skipped;
-        total.damaged += report.damaged;
-        total.cleaned += report.cleaned;
-        total.elapsed += report.elapsed;
+        total.add(&report);
     }
     Ok(total)
 }

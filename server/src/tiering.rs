@@ -76,8 +76,11 @@ impl Tierer {
             // With indexes shipped, a user is served by whichever node opened them last: this
             // node tiers the users it serves now, and opens no other (which would take them).
             Users::All if store.options().ship.is_some() => {
-                let mut open: Vec<String> =
-                    store.open_users().iter().map(|u| u.name().to_string()).collect();
+                let mut open: Vec<String> = store
+                    .open_users()
+                    .iter()
+                    .map(|u| u.name().to_string())
+                    .collect();
                 open.sort();
                 open
             }
@@ -118,13 +121,7 @@ impl Tierer {
                 );
                 go_on = out(progress_line(&name, &report));
             }
-            total.total += report.total;
-            total.moved += report.moved;
-            total.bytes += report.bytes;
-            total.skipped += report.skipped;
-            total.damaged += report.damaged;
-            total.cleaned += report.cleaned;
-            total.elapsed += report.elapsed;
+            total.add(&report);
         }
         Ok(total)
     }

@@ -1,8 +1,28 @@
 //! Helpers shared by the mail store's tests.
 #![allow(dead_code)]
 
-use strata_index::{Flags, Guid, Parts, Snapshot};
-use strata_mailstore::{Appended, BodyRead, UserStore};
+use std::sync::Arc;
+
+use strata_index::{Flags, Guid, IndexOptions, Parts, Snapshot};
+use strata_mailstore::{
+    AckPolicy, Appended, BodyRead, BodyStores, Mailstore, MailstoreOptions, UserStore,
+};
+
+/// A mail store in `dir` whose every user has `stores`, answering APPEND at soft-done, with
+/// `read_concurrency` reads in flight per request.
+pub fn mailstore(dir: &std::path::Path, stores: BodyStores, read_concurrency: usize) -> Mailstore {
+    Mailstore::new(
+        MailstoreOptions {
+            index_dir: dir.to_path_buf(),
+            append_ack: AckPolicy::SoftDone,
+            read_concurrency,
+            index: IndexOptions::default(),
+            ship: None,
+            fts: None,
+        },
+        Arc::new(move |_| Ok(stores.clone())),
+    )
+}
 
 /// Appends the messages to INBOX; the reads of their whole bodies, in order.
 pub async fn append(user: &UserStore, raws: &[Vec<u8>]) -> Vec<BodyRead> {
