@@ -65,8 +65,8 @@ pub fn header(f: &mut File) -> std::io::Result<Header> {
     Ok(h)
 }
 
-/// Reads the whole object of a file whose header names `key`, checking its hash.
-pub fn read_verified(path: &Path, key: &str) -> std::io::Result<Vec<u8>> {
+/// Opens the file at `path`, whose header must name `key`.
+fn open_for(path: &Path, key: &str) -> std::io::Result<(File, Header)> {
     let mut f = File::open(path)?;
     let h = header(&mut f)?;
     if h.key != key {
@@ -75,6 +75,12 @@ pub fn read_verified(path: &Path, key: &str) -> std::io::Result<Vec<u8>> {
             "holds another key",
         ));
     }
+    Ok((f, h))
+}
+
+/// Reads the whole object of a file whose header names `key`, checking its hash.
+pub fn read_verified(path: &Path, key: &str) -> std::io::Result<Vec<u8>> {
+    let (mut f, h) = open_for(path, key)?;
     let mut data = vec![0u8; h.len as usize];
     f.read_exact(&mut data)?;
     if blake3::hash(&data).as_bytes() != &h.hash {
@@ -88,14 +94,7 @@ pub fn read_verified(path: &Path, key: &str) -> std::io::Result<Vec<u8>> {
 
 /// Reads `range` (clamped to the object) of a file already verified whole.
 pub fn read_range(path: &Path, key: &str, range: Range<u64>) -> std::io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
-    let h = header(&mut f)?;
-    if h.key != key {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "holds another key",
-        ));
-    }
+    let (mut f, h) = open_for(path, key)?;
     let start = range.start.min(h.len);
     let end = range.end.clamp(start, h.len);
     f.seek(SeekFrom::Start(h.encoded_len() + start))?;
