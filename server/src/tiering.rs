@@ -25,6 +25,8 @@ pub struct Tierer {
     interval: std::time::Duration,
     /// One run at a time: the periodic one or one asked for.
     running: tokio::sync::Mutex<()>,
+    /// Runs completed.
+    runs: watch::Sender<u64>,
 }
 
 impl Tierer {
@@ -60,7 +62,13 @@ impl Tierer {
             },
             interval: t.interval,
             running: tokio::sync::Mutex::new(()),
+            runs: watch::Sender::new(0),
         })
+    }
+
+    /// The number of runs completed, which changes after each (for a caller waiting for one).
+    pub fn runs(&self) -> watch::Receiver<u64> {
+        self.runs.subscribe()
     }
 
     /// One run over `users`; `out` gets a line per user that had anything cold and says
@@ -72,6 +80,17 @@ impl Tierer {
         out: &mut (dyn FnMut(String) -> bool + Send),
     ) -> anyhow::Result<RelocateReport> {
         let _one = self.running.lock().await;
+        let result = self.run_alone(store, users, out).await;
+        self.runs.send_modify(|n| *n += 1);
+        result
+    }
+
+    async fn run_alone(
+        &self,
+        store: &Mailstore,
+        users: Users,
+        out: &mut (dyn FnMut(String) -> bool + Send),
+    ) -> anyhow::Result<RelocateReport> {
         let names = match users {
             // With indexes shipped, a user is served by whichever node opened them last: this
             // node tiers the users it serves now, and opens no other (which would take them).

@@ -1558,7 +1558,7 @@ async fn bodies_and_their_parts_read_back_whole_wherever_they_are_stored() {
     // With tiering on (STRATA_TEST_LAYERS=tier), every body moves to the cold store at the next
     // run: wait for it, so what follows reads the cold store, then its cache.
     if let Some(t) = &s.config.storage.tiering {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut runs = s.server().backends.tierer().unwrap().runs();
         loop {
             let mut lines = Vec::new();
             strata_server::control::request(&s.data_dir, "tier-status alice", &mut |l| {
@@ -1574,9 +1574,10 @@ async fn bodies_and_their_parts_read_back_whole_wherever_they_are_stored() {
             if cold == Some(msgs.len()) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
-            // A poll, not a synchronisation: the next look at the stores.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::timeout(Duration::from_secs(60), runs.changed())
+                .await
+                .unwrap_or_else(|_| panic!("no tiering run for a minute: {lines:?}"))
+                .unwrap();
         }
     }
     c.ok("SELECT INBOX").await;
