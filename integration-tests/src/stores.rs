@@ -107,7 +107,7 @@ pub fn layers_from_env(config: &mut Config) {
 /// prefix), configured with the main store's layers; every body goes there at the next run
 /// (every 200 ms), and its reads are cached.
 fn tiered(config: &mut Config) {
-    let main = &config.storage.main;
+    let main = config.storage.main.clone();
     let backend = match &main.backend {
         Backend::Maildir { .. } => Backend::Maildir {
             root: config.data_dir.join("cold-mail"),
@@ -121,33 +121,61 @@ fn tiered(config: &mut Config) {
             ..s3.clone()
         }),
     };
-    let mut journal = main.journal.clone();
+    let every = vec![strata_config::TierRule {
+        older_than: Some(Duration::ZERO),
+        ..strata_config::TierRule::default()
+    }];
+    // Often, so that bodies move under the suite's commands.
+    let cold = cold_store(
+        config,
+        backend,
+        every,
+        Duration::from_millis(200),
+        None,
+        64 << 20,
+    );
+    cold.compression = main.compression;
+    cold.encryption = main.encryption;
+    cold.single_instance = main.single_instance;
+}
+
+/// Adds store `cold` (id 7) on `backend`, without layers, behind a journal if it is S3; tiering
+/// to it by `rules` every `interval` at `rate`; and a read cache of `cache_bytes` in front of
+/// it. Returns the store, to add layers or latency to.
+pub fn cold_store(
+    config: &mut Config,
+    backend: Backend,
+    rules: Vec<strata_config::TierRule>,
+    interval: Duration,
+    rate: Option<u64>,
+    cache_bytes: u64,
+) -> &mut strata_config::Store {
+    let mut journal = config.storage.main.journal.clone();
     journal.enabled = matches!(backend, Backend::S3(_));
     journal.dir = config.data_dir.join("journal-cold");
-    let cold = strata_config::Store {
-        name: "cold".into(),
-        id: 7,
-        backend,
-        journal,
-        ..main.clone()
-    };
-    config.storage.others.push(cold);
     config.storage.tiering = Some(strata_config::Tiering {
         to: "cold".into(),
-        // Often, so that bodies move under the suite's commands.
-        interval: Duration::from_millis(200),
-        rate: None,
+        interval,
+        rate,
         date: strata_config::TierDate::Saved,
-        rules: vec![strata_config::TierRule {
-            older_than: Some(Duration::ZERO),
-            ..strata_config::TierRule::default()
-        }],
+        rules,
     });
     config.storage.cache = Some(strata_config::Cache {
         dir: config.data_dir.join("cache"),
-        size: 64 << 20,
+        size: cache_bytes,
         stores: vec!["cold".into()],
     });
+    config.storage.others.push(strata_config::Store {
+        name: "cold".into(),
+        id: 7,
+        backend,
+        delay: None,
+        compression: None,
+        encryption: None,
+        single_instance: None,
+        journal,
+    });
+    config.storage.others.last_mut().expect("just pushed")
 }
 
 /// What a test server's store needs kept alive, and cleaned up after.

@@ -8,9 +8,7 @@ use strata_mailstore::Mailstore;
 /// returns how many messages it holds.
 pub async fn rebuild_in(store: &Mailstore, user: &str) -> anyhow::Result<usize> {
     crate::users::check_name(user)?;
-    if !store.index_path(user).exists() {
-        anyhow::bail!("{user} has no mail index here (nothing to index)");
-    }
+    crate::require_index(store, user, "index")?;
     let u = store.user(user).await?;
     Ok(u.fts_rebuild().await?)
 }

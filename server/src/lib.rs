@@ -49,3 +49,16 @@ pub fn say(line: &str) {
 pub fn index_path(data_dir: &Path, user: &str) -> PathBuf {
     data_dir.join("index").join(format!("{user}.redb"))
 }
+
+/// Refuses a user with no mail index in `store` (a name mistyped) rather than making one;
+/// `why` says what there would be nothing of.
+pub(crate) fn require_index(
+    store: &strata_mailstore::Mailstore,
+    user: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    if !store.index_path(user).exists() {
+        anyhow::bail!("{user} has no mail index here (nothing to {why})");
+    }
+    Ok(())
+}

@@ -68,9 +68,7 @@ pub async fn migrate(
     let users = match users {
         Users::All => indexed_users(index_dir)?,
         Users::One(u) => {
-            if !index_dir.join(format!("{u}.redb")).exists() {
-                anyhow::bail!("{u} has no mail index here (nothing to migrate)");
-            }
+            crate::require_index(store, &u, "migrate")?;
             vec![u]
         }
     };

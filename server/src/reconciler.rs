@@ -33,22 +33,9 @@ pub struct ReconcileTotals {
     pub errors: AtomicU64,
 }
 
-/// The users with an index under `index_dir`.
+/// The users with an index under `index_dir` (none if it cannot be read).
 pub(crate) fn users(index_dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(index_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".redb")
-                .map(str::to_string)
-        })
-        .filter(|u| crate::users::check_name(u).is_ok())
-        .collect();
-    out.sort();
-    out
+    crate::migrate::indexed_users(index_dir).unwrap_or_default()
 }
 
 /// One run over every user.

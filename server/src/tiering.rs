@@ -105,7 +105,7 @@ impl Tierer {
             }
             Users::All => crate::reconciler::users(&store.options().index_dir),
             Users::One(u) => {
-                has_index(store, &u)?;
+                crate::require_index(store, &u, "tier")?;
                 vec![u]
             }
         };
@@ -146,19 +146,6 @@ impl Tierer {
     }
 }
 
-/// Refuses a user with no mail index here (a name mistyped), rather than making one.
-fn has_index(store: &Mailstore, user: &str) -> anyhow::Result<()> {
-    if !store
-        .options()
-        .index_dir
-        .join(format!("{user}.redb"))
-        .exists()
-    {
-        anyhow::bail!("{user} has no mail index here");
-    }
-    Ok(())
-}
-
 /// Starts the periodic run, when tiering is configured; the first run is one interval after
 /// start, so a restart loop does not walk every user each time.
 pub fn spawn(
@@ -192,7 +179,7 @@ pub async fn status(
     backends: &Backends,
     user: &str,
 ) -> anyhow::Result<Vec<String>> {
-    has_index(store, user)?;
+    crate::require_index(store, user, "show")?;
     let u = store
         .user(user)
         .await

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::corpus;
 use crate::s3server::S3Server;
-use crate::stores::{Store, s3_backend};
+use crate::stores::{Store, cold_store, s3_backend};
 use crate::{Client, TestServer, read_delay};
 
 /// What to measure.
@@ -47,34 +47,13 @@ pub async fn run(o: &Options) -> String {
         // Nothing reads bodies behind the benchmark's back (the full-text indexer would warm
         // the cache).
         c.index.fts.enabled = false;
-        let mut journal = c.storage.main.journal.clone();
-        journal.enabled = true;
-        journal.dir = c.data_dir.join("journal-cold");
-        c.storage.others.push(strata_config::Store {
-            name: "cold".into(),
-            id: 1,
-            backend: s3_backend(&s3),
-            delay: Some(read_delay(latency, Duration::ZERO)),
-            compression: None,
-            encryption: None,
-            single_instance: None,
-            journal,
-        });
-        c.storage.tiering = Some(strata_config::Tiering {
-            to: "cold".into(),
-            interval: Duration::from_secs(24 * 3600),
-            rate: None,
-            date: strata_config::TierDate::Saved,
-            rules: vec![strata_config::TierRule {
-                mailboxes: vec!["Archive".into()],
-                ..strata_config::TierRule::default()
-            }],
-        });
-        c.storage.cache = Some(strata_config::Cache {
-            dir: c.data_dir.join("cache"),
-            size: 4 << 30,
-            stores: vec!["cold".into()],
-        });
+        let archive = vec![strata_config::TierRule {
+            mailboxes: vec!["Archive".into()],
+            ..strata_config::TierRule::default()
+        }];
+        let day = Duration::from_secs(24 * 3600);
+        let cold = cold_store(c, s3_backend(&s3), archive, day, None, 4 << 30);
+        cold.delay = Some(read_delay(latency, Duration::ZERO));
     })
     .await;
     let mut c = s.login("alice").await;

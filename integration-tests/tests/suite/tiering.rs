@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use strata_config::{Cache, Compression, Config, TierDate, TierRule, Tiering};
+use strata_config::{Compression, Config, TierRule};
 use strata_integration_tests::s3server::S3Server;
-use strata_integration_tests::stores::{Store, s3_backend};
+use strata_integration_tests::stores::{Store, cold_store, s3_backend};
 use strata_integration_tests::{Client, TestServer};
 
 /// The bodies of every message of `mailbox`, as one reply text.
@@ -32,33 +32,10 @@ fn with_cold_store(
     interval: Duration,
     rate: u64,
 ) {
-    let mut journal = c.storage.main.journal.clone();
-    journal.enabled = true;
-    journal.dir = c.data_dir.join("journal-cold");
-    c.storage.others.push(strata_config::Store {
-        name: "cold".into(),
-        id: 1,
-        backend: s3_backend(s3),
-        delay: None,
-        compression: Some(Compression {
-            level: 3,
-            frame_bytes: 16 << 10,
-        }),
-        encryption: None,
-        single_instance: None,
-        journal,
-    });
-    c.storage.tiering = Some(Tiering {
-        to: "cold".into(),
-        interval,
-        rate: Some(rate),
-        date: TierDate::Saved,
-        rules,
-    });
-    c.storage.cache = Some(Cache {
-        dir: c.data_dir.join("cache"),
-        size: 16 << 20,
-        stores: vec!["cold".into()],
+    let cold = cold_store(c, s3_backend(s3), rules, interval, Some(rate), 16 << 20);
+    cold.compression = Some(Compression {
+        level: 3,
+        frame_bytes: 16 << 10,
     });
 }
 
@@ -154,11 +131,11 @@ async fn a_mailbox_goes_cold_while_a_session_reads_it_and_second_reads_are_local
     assert_eq!(messages_in(&after, "main"), 10, "{after:?}");
     assert_eq!(messages_in(&after, "cold"), 120, "{after:?}");
     // The cold store holds exactly the archive; the main store's bodies went.
-    let cold_store = strata_server::backends::reach(&t.config.storage.others[0])
+    let cold = strata_server::backends::reach(&t.config.storage.others[0])
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cold_store.list("alice/").await.unwrap().len(), 120);
+    assert_eq!(cold.list("alice/").await.unwrap().len(), 120);
 
     // Read once from the cold store (the cache keeps them), then from the cache alone.
     assert_eq!(all_bodies(&mut c, "Archive").await, archive);
