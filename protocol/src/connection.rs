@@ -21,7 +21,7 @@ use crate::compress;
 use crate::framing::{Framer, Sizes, Skipped};
 use crate::grammar::{self, Detached};
 use crate::respond::Responder;
-use crate::session::{Next, Session};
+use crate::session::{Next, Session, To};
 
 /// The command with its APPEND message (when it lies in `message`) replaced by an empty
 /// one, everything else made owned, and where in `message` that literal was: a message of
@@ -335,6 +335,9 @@ where
                         return Ok(Ended::Exit(Exit::Shutdown));
                     }
                     Event::Fenced(why) => {
+                        // Let go of the user before saying so: a client that logs in again on
+                        // hearing BYE must find no session of this server holding it.
+                        session.apply(To::Logout);
                         let mut w = Responder::new(stream);
                         w.untagged(&format!(
                             "BYE [UNAVAILABLE] this mailbox is now served by another server: {why}"
