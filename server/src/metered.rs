@@ -65,6 +65,10 @@ impl Backend for Metered {
         self.inner.capabilities()
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let t = Instant::now();
         let r = self.inner.commit(batch).await;

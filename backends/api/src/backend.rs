@@ -87,25 +87,41 @@ pub trait Backend: Send + Sync + 'static {
     /// the index (bodies no index entry names), not for the request path.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError>;
 
+    /// The backend this one holds, for a layer that keeps its keys as they are (compression,
+    /// encryption, a cache, a journal): what the layer does not define itself (listing what
+    /// is stored, cleaning partial writes, metadata, labels) passes to it. `None` for a store,
+    /// and for a layer that renames keys, which must define each of those itself.
+    fn below(&self) -> Option<&dyn Backend> {
+        None
+    }
+
     /// As [`Backend::list`], but each object as the bottom store keeps it: a layer that
     /// rewrites objects (compression, encryption, single-instance parts) lists what it wrote,
     /// its own objects included, with their stored sizes, and reads nothing to do so. For
     /// accounting and collection.
     async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.list(prefix).await
+        match self.below() {
+            Some(b) => b.list_stored(prefix).await,
+            None => self.list(prefix).await,
+        }
     }
 
     /// Removes what an interrupted write left behind (a Maildir's `tmp/` files) if it is older
     /// than `older_than`; returns how many. Stores whose writes leave nothing behind have
     /// nothing to remove.
     async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
-        let _ = older_than;
-        Ok(0)
+        match self.below() {
+            Some(b) => b.clean_partial(older_than).await,
+            None => Ok(0),
+        }
     }
 
     /// The metadata recorded beside an object ([`crate::Op::Meta`]), `None` if it has none or
     /// the store keeps none; `NotFound` if the object is not stored.
     async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
+        if let Some(b) = self.below() {
+            return b.meta(key).await;
+        }
         self.size(key).await?;
         Ok(None)
     }
@@ -114,8 +130,10 @@ pub trait Backend: Send + Sync + 'static {
     /// ([`Capabilities::labels`]); others ignore them. A key that is not (or no longer) stored
     /// is skipped: labels follow the index, never the other way round.
     async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        let _ = labels;
-        Ok(())
+        match self.below() {
+            Some(b) => b.set_labels(labels).await,
+            None => Ok(()),
+        }
     }
 
     /// Reads many objects with at most `concurrency` reads in flight, yielding the answers in
@@ -154,6 +172,10 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+
+    fn below(&self) -> Option<&dyn Backend> {
+        (**self).below()
     }
 
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {

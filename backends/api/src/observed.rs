@@ -16,8 +16,6 @@ use crate::backend::{Backend, Capabilities, Listed, Read};
 use crate::batch::{Batch, Op};
 use crate::error::BackendError;
 use crate::key::Key;
-use crate::label::Label;
-use crate::meta::BodyMeta;
 use crate::receipt::Receipt;
 
 /// Operations committed through an [`Observed`] store, by kind.
@@ -112,6 +110,10 @@ impl Backend for Observed {
         self.inner.capabilities()
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         {
             let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,18 +151,6 @@ impl Backend for Observed {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         self.inner.list(prefix).await
-    }
-
-    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list_stored(prefix).await
-    }
-
-    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
-        self.inner.meta(key).await
-    }
-
-    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
     }
 
     /// Recorded as one group, then read by the store watched (whose own grouping is what a

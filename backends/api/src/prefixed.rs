@@ -42,6 +42,23 @@ impl Prefixed {
         &self.inner
     }
 
+    /// `prefix` of this view as the shared store names it, for a listing.
+    fn listing(&self, prefix: &str) -> String {
+        format!("{}/{prefix}", self.prefix)
+    }
+
+    /// A listing of the shared store as this view names it.
+    fn unprefixed(&self, listed: Vec<Listed>) -> Result<Vec<Listed>, BackendError> {
+        let mine = self.listing("");
+        listed
+            .into_iter()
+            .filter_map(|l| {
+                let key = l.key.as_str().strip_prefix(&mine)?.to_string();
+                Some(Key::new(key).map(|key| Listed { key, size: l.size }))
+            })
+            .collect()
+    }
+
     /// `k` of this view as the shared store names it, for a batch that spans views (one
     /// message delivered to many users, put once and copied).
     pub fn shared_key(&self, k: &Key) -> Result<Key, BackendError> {
@@ -49,6 +66,7 @@ impl Prefixed {
     }
 }
 
+// No `below`: keys are renamed on the way, so every method is defined here.
 #[async_trait]
 impl Backend for Prefixed {
     fn name(&self) -> &str {
@@ -94,15 +112,13 @@ impl Backend for Prefixed {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        let mine = format!("{}/", self.prefix);
-        let listed = self.inner.list(&format!("{mine}{prefix}")).await?;
-        listed
-            .into_iter()
-            .filter_map(|l| {
-                let key = l.key.as_str().strip_prefix(&mine)?.to_string();
-                Some(Key::new(key).map(|key| Listed { key, size: l.size }))
-            })
-            .collect()
+        let listed = self.inner.list(&self.listing(prefix)).await?;
+        self.unprefixed(listed)
+    }
+
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let listed = self.inner.list_stored(&self.listing(prefix)).await?;
+        self.unprefixed(listed)
     }
 
     /// Nothing: partial writes belong to the shared store as a whole, cleaned once by whoever

@@ -32,8 +32,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op,
-    Receipt,
+    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Op, Receipt,
 };
 
 /// Which keys may be cached.
@@ -452,6 +451,10 @@ impl Backend for CacheBackend {
         }
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let ids = written(&batch);
         self.invalidate(&ids);
@@ -504,21 +507,5 @@ impl Backend for CacheBackend {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         self.inner.list(prefix).await
-    }
-
-    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list_stored(prefix).await
-    }
-
-    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
-        self.inner.clean_partial(older_than).await
-    }
-
-    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
-        self.inner.meta(key).await
-    }
-
-    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
     }
 }

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Read,
-    Receipt, rewriting, slice_range,
+    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Read, Receipt, rewriting,
+    slice_range,
 };
 
 use frames::{Header, Parsed};
@@ -162,6 +162,10 @@ impl Backend for CompressBackend {
         self.inner.capabilities()
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let batch = self.compressed(batch).await?;
         self.inner.commit(batch).await
@@ -196,22 +200,6 @@ impl Backend for CompressBackend {
             frames::original_length(head).map_err(|why| self.corrupt(key, why))
         })
         .await
-    }
-
-    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list_stored(prefix).await
-    }
-
-    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
-        self.inner.clean_partial(older_than).await
-    }
-
-    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
-        self.inner.meta(key).await
-    }
-
-    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
     }
 
     fn get_many(

@@ -265,6 +265,10 @@ impl<B: Backend> Backend for DelayBackend<B> {
         }
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.delay(Kind::Write).await?;

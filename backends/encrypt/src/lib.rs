@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Read,
-    Receipt, rewriting, slice_range,
+    Backend, BackendError, Batch, Capabilities, ErrorKind, Key, Listed, Read, Receipt, rewriting,
+    slice_range,
 };
 
 pub use sealed::Keyring;
@@ -119,6 +119,10 @@ impl Backend for EncryptBackend {
         self.inner.capabilities()
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let batch = self.sealed(batch).await?;
         self.inner.commit(batch).await
@@ -152,22 +156,6 @@ impl Backend for EncryptBackend {
                 .map_err(|e| self.corrupt(key, e))
         })
         .await
-    }
-
-    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list_stored(prefix).await
-    }
-
-    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
-        self.inner.clean_partial(older_than).await
-    }
-
-    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
-        self.inner.meta(key).await
-    }
-
-    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
     }
 
     fn get_many(

@@ -377,6 +377,10 @@ impl Backend for Journal {
         }
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         self.poisoned()?;
         if !batch.preconditions.is_empty() {
@@ -594,10 +598,6 @@ impl Backend for Journal {
             .into_iter()
             .map(|(key, size)| Listed { key, size })
             .collect())
-    }
-
-    async fn clean_partial(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
-        self.inner.clean_partial(older_than).await
     }
 
     async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {

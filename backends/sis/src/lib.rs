@@ -36,8 +36,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use strata_backend_api::{
-    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Label, Listed, Op,
-    Precondition, Read, Receipt, rewriting, slice_range,
+    Backend, BackendError, Batch, BodyMeta, Capabilities, ErrorKind, Key, Listed, Op, Precondition,
+    Read, Receipt, rewriting, slice_range,
 };
 
 use skeleton::{Hash, Parsed, Piece, Table};
@@ -429,6 +429,10 @@ impl Backend for SisBackend {
         }
     }
 
+    fn below(&self) -> Option<&dyn Backend> {
+        Some(&*self.inner)
+    }
+
     async fn commit(&self, batch: Batch) -> Result<Receipt, BackendError> {
         let Batch { ops, preconditions } = batch;
         let steps = self.split_all(ops).await?;
@@ -563,22 +567,6 @@ impl Backend for SisBackend {
             Ok(skeleton::length(head))
         })
         .await
-    }
-
-    async fn list_stored(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.inner.list_stored(prefix).await
-    }
-
-    async fn clean_partial(&self, older_than: Duration) -> Result<u64, BackendError> {
-        self.inner.clean_partial(older_than).await
-    }
-
-    async fn meta(&self, key: &Key) -> Result<Option<BodyMeta>, BackendError> {
-        self.inner.meta(key).await
-    }
-
-    async fn set_labels(&self, labels: Vec<(Key, Label)>) -> Result<(), BackendError> {
-        self.inner.set_labels(labels).await
     }
 
     fn get_many(

@@ -51,13 +51,18 @@ async fn status(t: &TestServer, user: &str) -> Vec<String> {
     lines
 }
 
-/// The messages column of `store`'s line.
-fn messages_in(lines: &[String], store: &str) -> u64 {
+/// Column `n` of `store`'s line: 1 messages, 2 bytes, 3 objects, 4 stored bytes.
+fn column(lines: &[String], store: &str, n: usize) -> u64 {
     let line = lines
         .iter()
         .find(|l| l.split_whitespace().next() == Some(store))
         .unwrap_or_else(|| panic!("no line for {store}: {lines:?}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    line.split_whitespace().nth(n).unwrap().parse().unwrap()
+}
+
+/// The messages column of `store`'s line.
+fn messages_in(lines: &[String], store: &str) -> u64 {
+    column(lines, store, 1)
 }
 
 /// The cache line's number before `word` (`objects`, `hits`, `misses`).
@@ -136,6 +141,21 @@ async fn a_mailbox_goes_cold_while_a_session_reads_it_and_second_reads_are_local
         .unwrap()
         .unwrap();
     assert_eq!(cold.list("alice/").await.unwrap().len(), 120);
+    // Its stored bytes are what the S3 server holds (compressed), not the messages' sizes.
+    let raw = strata_server::backends::reach_raw(&t.config.storage.others[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let held: u64 = raw
+        .list("alice/")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|o| !strata_mailstore::ship::chain::is_index_key(o.key.as_str()))
+        .map(|o| o.size)
+        .sum();
+    assert_eq!(column(&after, "cold", 4), held, "{after:?}");
+    assert_ne!(column(&after, "cold", 4), column(&after, "cold", 2));
 
     // Read once from the cold store (the cache keeps them), then from the cache alone.
     assert_eq!(all_bodies(&mut c, "Archive").await, archive);
