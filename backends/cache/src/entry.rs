@@ -24,8 +24,13 @@ pub struct Header {
 impl Header {
     /// Its encoded length.
     pub fn encoded_len(&self) -> u64 {
-        (MAGIC.len() + 2 + self.key.len() + 8 + 32) as u64
+        header_len(&self.key)
     }
+}
+
+/// The encoded length of a header naming `key`: a file's length less this is what it holds.
+pub fn header_len(key: &str) -> u64 {
+    (MAGIC.len() + 2 + key.len() + 8 + 32) as u64
 }
 
 /// Writes `data`, read under `key`, to a new file at `path`.

@@ -13,7 +13,9 @@
 //! - a commit that writes or deletes a key drops its file before and after the store commits,
 //!   and a read of that key in flight meanwhile does not keep what it read (it may have read
 //!   the old bytes);
-//! - only whole reads are kept; a range read of an object not cached goes to the store.
+//! - a whole read is kept whole; a range read from the start (a message's header) is kept as a
+//!   prefix, in a file of its own, and answers later ranges within it. Other range reads of an
+//!   object not cached go to the store.
 //!
 //! What it does not do: see writes other nodes make to the store. It is meant for objects
 //! whose bytes never change under a key (message bodies: a key is written once, and moved
@@ -68,7 +70,7 @@ impl CacheOptions {
 pub struct CacheStats {
     /// Reads answered from the directory.
     pub hits: u64,
-    /// Whole reads that went to the store.
+    /// Reads that went to the store to be kept (whole, or a prefix).
     pub misses: u64,
     /// Objects kept.
     pub inserts: u64,
@@ -287,18 +289,20 @@ impl CacheBackend {
         }
     }
 
-    /// A cached object's bytes (`range` of them), or `None` when it is not cached or its file
-    /// failed a check (and is gone).
+    /// A cached object's bytes (`range` of them) from file `id`, or `None` when it is not
+    /// cached, holds fewer than `held` bytes, or failed a check (and is gone).
     async fn cached(
         &self,
         key: &Key,
         id: &Id,
+        held: u64,
         range: Option<Range<u64>>,
     ) -> Result<Option<Bytes>, BackendError> {
         let verified = {
             let mut state = self.lock();
             match state.entries.get(id) {
                 None => return Ok(None),
+                Some(e) if e.file_len < entry::header_len(key.as_str()) + held => return Ok(None),
                 Some(e) => {
                     let v = e.verified;
                     state.touch(id);
@@ -350,8 +354,9 @@ impl CacheBackend {
         }
     }
 
-    /// Keeps `data`, read whole under `key` while no commit touched it, unless too large.
-    async fn keep(&self, key: &Key, id: Id, data: Bytes) {
+    /// Keeps `data`, read under `key` while no commit touched it (its reads counted under
+    /// `reading`), in file `file`: the whole object's or its prefix's.
+    async fn keep(&self, key: &Key, reading: Id, file: Id, data: Bytes) {
         let n = self.staged.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .opts
@@ -365,14 +370,17 @@ impl CacheBackend {
         }
         .await;
         let mut state = self.lock();
-        let reading = state.reading.get_mut(&id).expect("registered by the read");
-        let dirty = reading.dirty;
-        reading.count -= 1;
-        if reading.count == 0 {
-            state.reading.remove(&id);
+        let r = state
+            .reading
+            .get_mut(&reading)
+            .expect("registered by the read");
+        let dirty = r.dirty;
+        r.count -= 1;
+        if r.count == 0 {
+            state.reading.remove(&reading);
         }
         let kept = match staged {
-            Ok(Ok(())) if !dirty => self.place(&mut state, &id, &tmp),
+            Ok(Ok(())) if !dirty => self.place(&mut state, &file, &tmp),
             Ok(Err(e)) => {
                 tracing::warn!(key = %key, error = %e, "could not keep a copy in the cache");
                 false
@@ -381,6 +389,23 @@ impl CacheBackend {
         };
         if !kept {
             let _ = std::fs::remove_file(&tmp);
+        } else if file == reading {
+            // The whole object answers every range its prefix did.
+            let prefix = prefix_id(key);
+            if state.remove(&prefix) {
+                let _ = std::fs::remove_file(self.path(&prefix));
+            }
+        }
+    }
+
+    /// Forgets a read of `id` that keeps nothing.
+    fn unregister(&self, id: &Id) {
+        let mut state = self.lock();
+        if let Some(r) = state.reading.get_mut(id) {
+            r.count -= 1;
+            if r.count == 0 {
+                state.reading.remove(id);
+            }
         }
     }
 
@@ -424,16 +449,25 @@ fn id_of(key: &Key) -> Id {
     *blake3::hash(key.as_str().as_bytes()).as_bytes()
 }
 
-/// The keys whose bytes a batch may change.
+/// The name of the file that keeps a prefix of `key`'s object.
+fn prefix_id(key: &Key) -> Id {
+    *blake3::Hasher::new_derive_key("strata cache prefix")
+        .update(key.as_str().as_bytes())
+        .finalize()
+        .as_bytes()
+}
+
+/// The files of the keys whose bytes a batch may change.
 fn written(batch: &Batch) -> Vec<Id> {
     batch
         .ops
         .iter()
         .filter_map(|op| match op {
-            Op::Put { key, .. } | Op::Delete { key } => Some(id_of(key)),
-            Op::Copy { to, .. } => Some(id_of(to)),
+            Op::Put { key, .. } | Op::Delete { key } => Some(key),
+            Op::Copy { to, .. } => Some(to),
             Op::Meta { .. } => None,
         })
+        .flat_map(|key| [id_of(key), prefix_id(key)])
         .collect()
 }
 
@@ -473,30 +507,47 @@ impl Backend for CacheBackend {
             return self.inner.get(key, range).await;
         }
         let id = id_of(key);
-        if let Some(data) = self.cached(key, &id, range.clone()).await? {
+        if let Some(data) = self.cached(key, &id, 0, range.clone()).await? {
             return Ok(data);
         }
-        if range.is_some() {
-            // Only whole objects are kept.
-            return self.inner.get(key, range).await;
+        let Some(r) = range else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.lock().reading.entry(id).or_default().count += 1;
+            return match self.inner.get(key, None).await {
+                Ok(data) if data.len() as u64 <= self.opts.max_object => {
+                    self.keep(key, id, id, data.clone()).await;
+                    Ok(data)
+                }
+                other => {
+                    self.unregister(&id);
+                    other
+                }
+            };
+        };
+        let prefix = prefix_id(key);
+        if let Some(data) = self.cached(key, &prefix, r.end, Some(r.clone())).await? {
+            return Ok(data);
         }
+        if r.start != 0 || r.end == 0 || r.end > self.opts.max_object {
+            return self.inner.get(key, Some(r)).await;
+        }
+        // A read from the start (a message's header): kept as a prefix, or whole if the object
+        // ended within it.
         self.misses.fetch_add(1, Ordering::Relaxed);
         self.lock().reading.entry(id).or_default().count += 1;
-        let read = self.inner.get(key, None).await;
-        match read {
-            Ok(data) if data.len() as u64 <= self.opts.max_object => {
-                self.keep(key, id, data.clone()).await;
+        match self.inner.get(key, Some(r.clone())).await {
+            Ok(data) => {
+                let file = if (data.len() as u64) < r.end {
+                    id
+                } else {
+                    prefix
+                };
+                self.keep(key, id, file, data.clone()).await;
                 Ok(data)
             }
-            other => {
-                let mut state = self.lock();
-                if let Some(r) = state.reading.get_mut(&id) {
-                    r.count -= 1;
-                    if r.count == 0 {
-                        state.reading.remove(&id);
-                    }
-                }
-                other
+            Err(e) => {
+                self.unregister(&id);
+                Err(e)
             }
         }
     }

@@ -82,17 +82,61 @@ async fn an_object_read_twice_pays_the_store_once_even_after_a_restart() {
 }
 
 #[tokio::test]
-async fn a_range_read_of_an_object_not_cached_goes_to_the_store_and_keeps_nothing() {
+async fn a_read_from_the_start_is_kept_as_a_prefix_and_answers_the_ranges_it_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryBackend::new());
+    let store = Arc::new(Observed::new(Arc::new(MemoryBackend::new())));
+    let (a, b) = (body(5000, 2), body(300, 3));
     store
-        .commit(Batch::new().put(k("a"), body(5000, 2)))
+        .commit(Batch::new().put(k("a"), a.clone()).put(k("b"), b.clone()))
         .await
         .unwrap();
-    let c = CacheBackend::open(store, CacheOptions::new(dir.path(), 1 << 20)).unwrap();
-    assert_eq!(c.get(&k("a"), Some(0..10)).await.unwrap().len(), 10);
-    assert_eq!(c.stats().objects, 0);
+    let c = CacheBackend::open(store.clone(), CacheOptions::new(dir.path(), 1 << 20)).unwrap();
+
+    // A range elsewhere keeps nothing.
+    assert_eq!(c.get(&k("a"), Some(100..200)).await.unwrap(), a[100..200]);
     assert!(cache_files(dir.path()).is_empty());
+
+    // A header's range is kept and answers what it holds.
+    assert_eq!(c.get(&k("a"), Some(0..1000)).await.unwrap(), a[..1000]);
+    let paid = store.read_bytes();
+    assert_eq!(c.get(&k("a"), Some(0..1000)).await.unwrap(), a[..1000]);
+    assert_eq!(c.get(&k("a"), Some(10..20)).await.unwrap(), a[10..20]);
+    assert_eq!(
+        store.read_bytes(),
+        paid,
+        "ranges within the prefix are local"
+    );
+    assert_eq!(c.stats().objects, 1);
+
+    // A longer one, or the whole object, goes to the store once; the whole replaces the prefix.
+    assert_eq!(c.get(&k("a"), Some(0..2000)).await.unwrap(), a[..2000]);
+    assert_eq!(store.read_bytes(), paid + 2000);
+    assert_eq!(c.get(&k("a"), None).await.unwrap(), a);
+    assert_eq!(c.get(&k("a"), Some(0..2000)).await.unwrap(), a[..2000]);
+    assert_eq!(c.get(&k("a"), Some(4000..9000)).await.unwrap(), a[4000..]);
+    assert_eq!(store.read_bytes(), paid + 2000 + 5000);
+    assert_eq!(c.stats().objects, 1);
+    assert_eq!(cache_files(dir.path()).len(), 1);
+
+    // A range past the end of an object reads all of it: kept whole.
+    assert_eq!(c.get(&k("b"), Some(0..1000)).await.unwrap(), b);
+    let paid = store.read_bytes();
+    assert_eq!(c.get(&k("b"), None).await.unwrap(), b);
+    assert_eq!(store.read_bytes(), paid);
+
+    // A prefix survives a restart (checked whole at its first read) and a write drops it.
+    store
+        .commit(Batch::new().put(k("c"), a.clone()))
+        .await
+        .unwrap();
+    assert_eq!(c.get(&k("c"), Some(0..100)).await.unwrap(), a[..100]);
+    drop(c);
+    let c = CacheBackend::open(store.clone(), CacheOptions::new(dir.path(), 1 << 20)).unwrap();
+    let paid = store.read_bytes();
+    assert_eq!(c.get(&k("c"), Some(50..100)).await.unwrap(), a[50..100]);
+    assert_eq!(store.read_bytes(), paid);
+    c.commit(Batch::new().put(k("c"), b.clone())).await.unwrap();
+    assert_eq!(c.get(&k("c"), Some(0..100)).await.unwrap(), b[..100]);
 }
 
 #[tokio::test]

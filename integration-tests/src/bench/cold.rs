@@ -2,7 +2,8 @@
 //! store on loopback whose reads are delayed, and a read cache in front of it. The corpus is
 //! appended twice, to INBOX (stays hot) and to Archive (which tiering moves to the cold store);
 //! then FETCH BODY[] is timed for the same messages read cold the first time, cold the second
-//! time (from the cache), and hot, one message per command and many per command.
+//! time (from the cache), and hot, one message per command and many per command; and before
+//! that, FETCH BODY[HEADER] of many (a header is kept as a prefix of its message).
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,15 @@ pub struct Options {
 
 /// The time of `UID FETCH set BODY.PEEK[]` and the bytes of its reply.
 async fn fetch(c: &mut Client, set: &str) -> (Duration, usize) {
+    fetch_section(c, set, "").await
+}
+
+/// The time of `UID FETCH set BODY.PEEK[section]` and the bytes of its reply.
+async fn fetch_section(c: &mut Client, set: &str, section: &str) -> (Duration, usize) {
     let start = Instant::now();
-    let r = c.ok(&format!("UID FETCH {set} (BODY.PEEK[])")).await;
+    let r = c
+        .ok(&format!("UID FETCH {set} (BODY.PEEK[{section}])"))
+        .await;
     let t = start.elapsed();
     (t, r.untagged.iter().map(String::len).sum())
 }
@@ -76,8 +84,22 @@ pub async fn run(o: &Options) -> String {
     c.ok("EXAMINE Archive").await;
     let reads = || s.server().backends.delay_stats().reads;
 
-    // One message per command.
+    // Headers first, while no body is cached whole.
     let singles = o.singles.min(o.messages);
+    let set = format!("{}:{}", singles + 1, o.messages);
+    let before = reads();
+    let (head_first, reply) = fetch_section(&mut c, &set, "HEADER").await;
+    let head_first_reads = reads() - before;
+    let before = reads();
+    let (head_second, reply2) = fetch_section(&mut c, &set, "HEADER").await;
+    let head_second_reads = reads() - before;
+    let (head_hot, reply3) = fetch_section(&mut hot, &set, "HEADER").await;
+    assert!(
+        reply == reply2 && reply2 == reply3,
+        "every header read answers the same bytes"
+    );
+
+    // One message per command.
     let (mut first, mut second, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     let before = reads();
     for uid in 1..=singles {
@@ -92,7 +114,6 @@ pub async fn run(o: &Options) -> String {
     let second_reads = reads() - before;
 
     // The rest in one command each.
-    let set = format!("{}:{}", singles + 1, o.messages);
     let before = reads();
     let (many_first, reply) = fetch(&mut c, &set).await;
     let many_first_reads = reads() - before;
@@ -128,6 +149,14 @@ pub async fn run(o: &Options) -> String {
         ms(many_second),
         ms(many_hot),
         many_second.as_secs_f64() / many_hot.as_secs_f64()
+    ));
+    text.push_str(&format!(
+        "| {} messages in one command, BODY[HEADER] (before the bodies) | {:.1} | {:.1} | {:.1} | {:.2} | {head_first_reads} / {head_second_reads} |\n",
+        o.messages - singles,
+        ms(head_first),
+        ms(head_second),
+        ms(head_hot),
+        head_second.as_secs_f64() / head_hot.as_secs_f64()
     ));
     text
 }
