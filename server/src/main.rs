@@ -418,10 +418,11 @@ async fn reload(cli: &Cli, running: &strata_server::serve::Running, set_log_leve
                     done.needs_restart.join(", ")
                 );
             }
-            tracing::info!("configuration reloaded");
+            // The new level first: what is logged after this line is logged at that level.
             if let Err(e) = set_log_level(&level) {
                 tracing::warn!(error = %e, "the log level was not changed");
             }
+            tracing::info!("configuration reloaded");
         }
     }
 }
