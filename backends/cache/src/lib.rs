@@ -123,6 +123,24 @@ impl State {
         }
     }
 
+    /// A read of `id` from the store begins.
+    fn begin_read(&mut self, id: Id) {
+        self.reading.entry(id).or_default().count += 1;
+    }
+
+    /// A read of `id` from the store ends; whether a commit touched the key meanwhile.
+    fn end_read(&mut self, id: &Id) -> bool {
+        let Some(r) = self.reading.get_mut(id) else {
+            return false;
+        };
+        r.count -= 1;
+        let dirty = r.dirty;
+        if r.count == 0 {
+            self.reading.remove(id);
+        }
+        dirty
+    }
+
     fn remove(&mut self, id: &Id) -> bool {
         match self.entries.remove(id) {
             Some(e) => {
@@ -370,15 +388,7 @@ impl CacheBackend {
         }
         .await;
         let mut state = self.lock();
-        let r = state
-            .reading
-            .get_mut(&reading)
-            .expect("registered by the read");
-        let dirty = r.dirty;
-        r.count -= 1;
-        if r.count == 0 {
-            state.reading.remove(&reading);
-        }
+        let dirty = state.end_read(&reading);
         let kept = match staged {
             Ok(Ok(())) if !dirty => self.place(&mut state, &file, &tmp),
             Ok(Err(e)) => {
@@ -398,15 +408,25 @@ impl CacheBackend {
         }
     }
 
-    /// Forgets a read of `id` that keeps nothing.
-    fn unregister(&self, id: &Id) {
-        let mut state = self.lock();
-        if let Some(r) = state.reading.get_mut(id) {
-            r.count -= 1;
-            if r.count == 0 {
-                state.reading.remove(id);
+    /// Reads `range` of `key` from the store, keeping it in the file `file` names from its
+    /// length (none: kept nowhere). Reads of the key are counted under `id` meanwhile.
+    async fn miss(
+        &self,
+        key: &Key,
+        id: Id,
+        range: Option<Range<u64>>,
+        file: impl FnOnce(u64) -> Option<Id>,
+    ) -> Result<Bytes, BackendError> {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.lock().begin_read(id);
+        let read = self.inner.get(key, range).await;
+        match read.as_ref().ok().and_then(|data| file(data.len() as u64)) {
+            Some(f) => self.keep(key, id, f, read.clone()?).await,
+            None => {
+                self.lock().end_read(&id);
             }
         }
+        read
     }
 
     /// Moves a staged file into place and records it (with the lock held).
@@ -511,18 +531,8 @@ impl Backend for CacheBackend {
             return Ok(data);
         }
         let Some(r) = range else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            self.lock().reading.entry(id).or_default().count += 1;
-            return match self.inner.get(key, None).await {
-                Ok(data) if data.len() as u64 <= self.opts.max_object => {
-                    self.keep(key, id, id, data.clone()).await;
-                    Ok(data)
-                }
-                other => {
-                    self.unregister(&id);
-                    other
-                }
-            };
+            let max = self.opts.max_object;
+            return self.miss(key, id, None, |n| (n <= max).then_some(id)).await;
         };
         let prefix = prefix_id(key);
         if let Some(data) = self.cached(key, &prefix, r.end, Some(r.clone())).await? {
@@ -533,23 +543,11 @@ impl Backend for CacheBackend {
         }
         // A read from the start (a message's header): kept as a prefix, or whole if the object
         // ended within it.
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        self.lock().reading.entry(id).or_default().count += 1;
-        match self.inner.get(key, Some(r.clone())).await {
-            Ok(data) => {
-                let file = if (data.len() as u64) < r.end {
-                    id
-                } else {
-                    prefix
-                };
-                self.keep(key, id, file, data.clone()).await;
-                Ok(data)
-            }
-            Err(e) => {
-                self.unregister(&id);
-                Err(e)
-            }
-        }
+        let end = r.end;
+        self.miss(key, id, Some(r), |n| {
+            Some(if n < end { id } else { prefix })
+        })
+        .await
     }
 
     async fn size(&self, key: &Key) -> Result<u64, BackendError> {
